@@ -1,0 +1,53 @@
+# Every target uses the virtual environment in .venv; `make install` creates it.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+CONFIG ?= config/lightspeed.yaml
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install run run-server run-data-collector test lint format typecheck check bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv with the project and its dev tools
+
+run: install ## Run the whole pipeline locally with the development config (Ctrl-C stops)
+	$(VENV)/bin/lightspeed serve --config $(CONFIG)
+
+run-server: install ## Run only the API server
+	$(VENV)/bin/lightspeed serve --config $(CONFIG)
+
+run-data-collector: install ## Run only the data collector
+	$(VENV)/bin/lightspeed-collector --config $(CONFIG)
+
+test: install ## Run the test suite
+	$(PY) -m pytest
+
+lint: install ## Ruff lint and format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install ## Apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+typecheck: install ## mypy in strict mode
+	$(VENV)/bin/mypy
+
+check: lint typecheck ## Lint and type-check (ruff + mypy strict)
+
+bench: install ## Run the benchmarks (prints figures beside same-run baselines)
+	$(PY) bench/run.py
+
+clean: ## Remove local run data and caches
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,101 @@
+"""Command line: `lightspeed [serve] --config FILE`, `lightspeed check-config --config FILE`.
+
+Exit codes: 0 clean stop, 78 configuration error, 73 unusable storage
+directory, 1 anything else (with a traceback in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from lightspeed import __version__
+from lightspeed.config import AppConfig, load_config
+from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from lightspeed.logs import configure_logging
+
+DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_CONFIG", "/etc/lightspeed/lightspeed.yaml"))
+log = structlog.get_logger("lightspeed")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lightspeed", description="The lightspeed assistant API server.")
+    parser.add_argument("--version", action="version", version=f"lightspeed {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    for name, text in (
+        ("serve", "run the API server (the default)"),
+        ("check-config", "validate a config file"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
+    args_list = list(argv)
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "serve")
+    return parser.parse_args(args_list)
+
+
+def check_config(path: Path) -> int:
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{path}: OK")
+    return 0
+
+
+def serve(config: AppConfig) -> int:
+    from lightspeed.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
+
+    service = config.service
+    log.info(
+        "service_starting",
+        version=__version__,
+        host=service.host,
+        port=service.port,
+        provider=config.answers.provider,
+        auth=config.authentication.module,
+    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=service.host,
+            port=service.port,
+            shutdown_timeout=service.shutdown_timeout_seconds,
+            access_log=None,
+            print=None,
+        )
+    except ConfigError as exc:
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        return EXIT_CONFIG
+    except StorageError as exc:
+        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
+        return EXIT_CANTCREAT
+    log.info("service_stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "check-config":
+        return check_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        configure_logging()
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        return EXIT_CONFIG
+    configure_logging(config.logging.level, config.logging.format)
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

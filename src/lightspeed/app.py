@@ -1,0 +1,148 @@
+"""The application factory. Every resource is a cleanup_ctx pair, opened off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from lightspeed.answering import Answerer
+from lightspeed.auth import build_authenticator, read_api_keys
+from lightspeed.config import AppConfig
+from lightspeed.credentials import read_secret
+from lightspeed.embedding import Embedder, load_embedder
+from lightspeed.errors import ConfigError
+from lightspeed.identity import UserHasher
+from lightspeed.keys import (
+    ANSWERS,
+    AUTH,
+    CONFIG,
+    CONVERSATIONS,
+    HASHER,
+    METRICS,
+    OPENAPI,
+    RECORDS,
+    REDACTOR,
+    SETTINGS,
+)
+from lightspeed.metrics import Metrics
+from lightspeed.middleware import observe
+from lightspeed.openapi import build_openapi
+from lightspeed.providers.base import AnswerProvider
+from lightspeed.providers.local import LocalProvider
+from lightspeed.providers.openai import OpenAIProvider
+from lightspeed.records import RecordWriter, prepare_storage
+from lightspeed.redaction import Redactor
+from lightspeed.retrieval import PassageIndex, read_documents
+from lightspeed.routes import ROUTES, add_routes
+from lightspeed.state import ConversationStore, RuntimeSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OpenedState:
+    hasher: UserHasher
+    conversations: ConversationStore
+    settings: RuntimeSettings
+
+
+def open_state(config: AppConfig) -> OpenedState:
+    """Prepare the storage and state directories and load the persisted state (blocking).
+
+    Raises StorageError for a directory that cannot be created or written.
+    """
+    udc = config.user_data_collection
+    prepare_storage("state", config.service.state_dir)
+    for what, path in (
+        ("feedback_storage", udc.feedback_storage),
+        ("transcripts_storage", udc.transcripts_storage),
+    ):
+        if path is not None:
+            prepare_storage(what, path)
+    state_dir = config.service.state_dir
+    return OpenedState(
+        UserHasher.from_state_dir(state_dir),
+        ConversationStore.load(state_dir),
+        RuntimeSettings.load(state_dir, udc.feedback_enabled),
+    )
+
+
+def _build_index(config: AppConfig, embedder: Embedder | None) -> PassageIndex:
+    local = config.answers.local
+    if not local.documents_dir.is_dir():
+        raise ConfigError("answers.local.documents_dir", [f"{local.documents_dir} is not a directory"])
+    model = embedder if embedder is not None else load_embedder(local.embedding_model_path)
+    return PassageIndex.build(model, read_documents(local.documents_dir, local.passage_chars))
+
+
+def _openai_key(config: AppConfig) -> str | None:
+    cfg = config.answers.openai
+    try:
+        return read_secret(cfg.api_key, cfg.api_key_file, cfg.api_key_credential)
+    except OSError as exc:
+        raise ConfigError("answers.openai.api_key_file", [f"cannot read it: {exc.strerror}"]) from exc
+
+
+async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvider:
+    if config.answers.provider == "local":
+        return LocalProvider(len(index.passages))
+    cfg = config.answers.openai
+    if cfg.base_url is None or cfg.model is None:  # the config validator prevents this
+        raise ConfigError("answers.openai", ["base_url and model are required"])
+    key = await asyncio.to_thread(_openai_key, config)
+    return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens)
+
+
+def create_app(
+    config: AppConfig, *, embedder: Embedder | None = None, provider: AnswerProvider | None = None
+) -> web.Application:
+    """The lightspeed application for `config`.
+
+    `embedder` replaces loading the configured model (tests share one loaded
+    model); `provider` replaces the configured answer provider. Start-up fails with StorageError or ConfigError when a directory
+    or a referenced file is not usable, before the first request is served.
+    """
+    app = web.Application(middlewares=[observe], client_max_size=config.service.max_request_bytes)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[REDACTOR] = Redactor.from_config(config.redaction)
+    app[OPENAPI] = build_openapi(ROUTES)
+
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        opened = await asyncio.to_thread(open_state, config)
+        keys_text = await asyncio.to_thread(read_api_keys, config.authentication)
+        app[AUTH] = build_authenticator(config.authentication, keys_text)
+        app[HASHER] = opened.hasher
+        app[CONVERSATIONS] = opened.conversations
+        app[SETTINGS] = opened.settings
+        udc = config.user_data_collection
+        writer = RecordWriter(
+            udc.feedback_storage,
+            udc.transcripts_storage,
+            config.service.record_writer_threads,
+            on_result=app[METRICS].record_result,
+        )
+        app[RECORDS] = writer
+        yield
+        await asyncio.to_thread(writer.close)
+
+    async def answers_ctx(app: web.Application) -> AsyncIterator[None]:
+        index = await asyncio.to_thread(_build_index, config, embedder)
+        answerer = provider or await _build_provider(config, index)
+        app[ANSWERS] = Answerer(index, answerer, config.answers.local)
+        log.info(
+            "answers_ready",
+            provider=answerer.name,
+            passages=len(index.passages),
+            embedding_model=index.embedder.name,
+        )
+        yield
+        await answerer.close()
+
+    app.cleanup_ctx.extend([state_ctx, answers_ctx])
+    add_routes(app)
+    return app

@@ -1,0 +1,211 @@
+"""The configuration: one YAML file, loaded once into a frozen model.
+
+`load_config(path)` is the only place that reads the file. Environment
+variables `LIGHTSPEED__SECTION__KEY` override it. Validators check shape only;
+directories are checked by `main()` after parsing, so every shipped config file
+validates on any machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from lightspeed.errors import ConfigError
+
+ENV_PREFIX = "LIGHTSPEED__"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, nothing changes after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    state_dir: Path = Path("/var/lib/lightspeed")
+    max_request_bytes: PositiveInt = 1024 * 1024
+    shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+    record_writer_threads: PositiveInt = 8
+
+
+class DataCollectorConfig(Section):
+    """The spec's `data_collector` block, keys and defaults exactly."""
+
+    enabled: bool = False
+    ingress_server_url: HttpUrl | None = None
+    ingress_server_auth_token: SecretStr | None = None
+    ingress_content_service_name: str | None = None
+    collection_interval: PositiveInt = 7200
+    cleanup_after_send: bool = True
+    connection_timeout_seconds: PositiveInt = 30
+
+    @model_validator(mode="after")
+    def _enabled_needs_destination(self) -> Self:
+        if self.enabled and self.ingress_server_url is None:
+            raise ValueError("ingress_server_url is required when data_collector.enabled is true")
+        if self.enabled and not self.ingress_content_service_name:
+            raise ValueError("ingress_content_service_name is required when data_collector.enabled is true")
+        return self
+
+
+class UserDataCollectionConfig(Section):
+    """The spec's `user_data_collection` section, keys and defaults exactly."""
+
+    feedback_enabled: bool = False
+    feedback_storage: Path | None = None
+    transcripts_enabled: bool = False
+    transcripts_storage: Path | None = None
+    data_collector: DataCollectorConfig = DataCollectorConfig()
+
+    @model_validator(mode="after")
+    def _enabled_needs_storage(self) -> Self:
+        if self.feedback_enabled and self.feedback_storage is None:
+            raise ValueError("feedback_storage is required when feedback_enabled is true")
+        if self.transcripts_enabled and self.transcripts_storage is None:
+            raise ValueError("transcripts_storage is required when transcripts_enabled is true")
+        return self
+
+
+class ApiKeyAuthConfig(Section):
+    """Where the api-key module finds its keys: a file, or a systemd credential."""
+
+    keys_file: Path | None = None
+    credential: str | None = "lightspeed-api-keys"
+
+
+class AuthenticationConfig(Section):
+    module: Literal["noop", "noop-with-token", "api-key"] = "noop"
+    default_user_id: str = "00000000-0000-0000-0000-000"
+    default_username: str = "lightspeed-user"
+    api_key: ApiKeyAuthConfig = ApiKeyAuthConfig()
+
+
+class RedactionPattern(Section):
+    name: str
+    pattern: str
+    replacement: str = "[REDACTED]"
+
+
+class RedactionConfig(Section):
+    """What is removed from questions before they reach disk."""
+
+    use_default_patterns: bool = True
+    patterns: tuple[RedactionPattern, ...] = ()
+
+
+class LocalProviderConfig(Section):
+    documents_dir: Path = Path("docs")
+    embedding_model_path: Path | None = None
+    top_k: PositiveInt = 3
+    passage_chars: PositiveInt = 700
+    min_score: float = 0.2
+
+
+class OpenAIProviderConfig(Section):
+    base_url: HttpUrl | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    api_key_credential: str | None = "lightspeed-openai-api-key"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_tokens: PositiveInt = 1024
+
+
+class AnswersConfig(Section):
+    provider: Literal["local", "openai"] = "local"
+    local: LocalProviderConfig = LocalProviderConfig()
+    openai: OpenAIProviderConfig = OpenAIProviderConfig()
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> Self:
+        if self.provider == "openai" and (self.openai.base_url is None or not self.openai.model):
+            raise ValueError("answers.openai.base_url and answers.openai.model are required")
+        return self
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class AppConfig(BaseSettings):
+    """The whole configuration of both daemons."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    service: ServiceConfig = ServiceConfig()
+    authentication: AuthenticationConfig = AuthenticationConfig()
+    user_data_collection: UserDataCollectionConfig = UserDataCollectionConfig()
+    redaction: RedactionConfig = RedactionConfig()
+    answers: AnswersConfig = AnswersConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so LIGHTSPEED__SECTION__KEY overrides the YAML file,
+        # which arrives as the init arguments.
+        return (env_settings, init_settings)
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate the YAML file at `path`.
+
+    Raises ConfigError naming the file and every offending key (unknown keys,
+    wrong types, missing requirements); secrets never appear in the message.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, ["the top level must be a mapping of sections"])
+    return config_from_mapping(raw, source=path)
+
+
+def config_from_mapping(raw: dict[str, Any], source: Path | str = "<mapping>") -> AppConfig:
+    """Validate an already parsed mapping (tests build configs this way)."""
+    try:
+        return AppConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    # The message only: the input may be a secret.
+    return f"{key}: {err['msg']}"

@@ -1,0 +1,81 @@
+"""The service's errors. Only handlers and middleware turn them into HTTP responses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+# Exit codes (sysexits.h), so systemd can refuse to restart-loop on a bad config.
+EXIT_CONFIG = 78
+EXIT_CANTCREAT = 73
+
+
+class LightspeedError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(LightspeedError):
+    """The configuration file is unreadable or invalid."""
+
+    def __init__(self, source: Path | str, problems: Sequence[str]) -> None:
+        self.source = str(source)
+        self.problems = list(problems)
+        super().__init__(f"{self.source}: " + "; ".join(self.problems))
+
+
+class StorageError(LightspeedError):
+    """A storage directory cannot be created or written."""
+
+    def __init__(self, what: str, path: Path, reason: str) -> None:
+        self.what = what
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{what} directory {path} is not usable: {reason}")
+
+
+class RecordWriteError(LightspeedError):
+    """A record could not be written; nothing partial is left behind."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"could not write the {kind} record: {reason}")
+
+
+class ApiError(LightspeedError):
+    """An error with an HTTP meaning: `{"detail": {"response", "cause"}}`."""
+
+    status = 500
+
+    def __init__(self, response: str, cause: str) -> None:
+        self.response = response
+        self.cause = cause
+        super().__init__(f"{response}: {cause}")
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class ProviderUnavailable(ApiError):
+    """The answer provider cannot be reached (503)."""
+
+    status = 503
+
+
+class ProviderFailed(ApiError):
+    """The answer provider answered with something unusable (502)."""
+
+    status = 502

@@ -1,0 +1,29 @@
+"""Typed application state keys: how handlers reach the resources create_app made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from lightspeed.answering import Answerer
+from lightspeed.auth import Authenticator
+from lightspeed.config import AppConfig
+from lightspeed.identity import UserHasher
+from lightspeed.metrics import Metrics
+from lightspeed.records import RecordWriter
+from lightspeed.redaction import Redactor
+from lightspeed.state import ConversationStore, RuntimeSettings
+
+CONFIG = web.AppKey("config", AppConfig)
+METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", Authenticator)
+REDACTOR = web.AppKey("redactor", Redactor)
+RECORDS = web.AppKey("records", RecordWriter)
+HASHER = web.AppKey("hasher", UserHasher)
+CONVERSATIONS = web.AppKey("conversations", ConversationStore)
+SETTINGS = web.AppKey("settings", RuntimeSettings)
+
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+ANSWERS = web.AppKey("answers", Answerer)
+REQUEST_ID = web.RequestKey("request_id", str)

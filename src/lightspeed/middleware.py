@@ -1,0 +1,89 @@
+"""The one middleware: request id, errors as JSON, one log line and metrics per request.
+
+Only here do errors become HTTP responses. The log line carries the route
+template, never the URL (query strings hold user ids), nor any body.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from lightspeed.errors import ApiError
+from lightspeed.keys import METRICS, REQUEST_ID
+from lightspeed.payloads import RequestInvalid
+
+log = structlog.get_logger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+GENERIC_500 = {
+    "response": "Internal server error",
+    "cause": "An unexpected error occurred; see the server log",
+}
+
+
+def error_body(response: str, cause: str) -> dict[str, Any]:
+    return {"detail": {"response": response, "cause": cause}}
+
+
+def _http_exception_response(exc: web.HTTPException) -> web.Response:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        cause = "The request body is larger than this server accepts"
+    elif isinstance(exc, web.HTTPNotFound):
+        cause = "No such route"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        cause = f"Allowed methods: {', '.join(sorted(exc.allowed_methods))}"
+    else:
+        cause = exc.text or exc.reason
+    response = web.json_response(error_body(exc.reason, cause), status=exc.status)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+    return response
+
+
+def route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = _http_exception_response(exc)
+    except RequestInvalid as exc:
+        response = web.json_response({"detail": exc.errors}, status=422)
+    except ApiError as exc:
+        response = web.json_response(error_body(exc.response, exc.cause), status=exc.status)
+    except Exception:
+        log.exception("request_failed", route=route_name(request), method=request.method)
+        response = web.json_response({"detail": GENERIC_500}, status=500)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    seconds = time.perf_counter() - started
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    route = route_name(request)
+    request.app[METRICS].observe_request(route, request.method, response.status, seconds)
+    log.info(
+        "request_handled",
+        request_id=request_id,
+        route=route,
+        method=request.method,
+        status=response.status,
+        duration_ms=round(seconds * 1000, 2),
+    )
+    return response

@@ -1,0 +1,160 @@
+"""Transcript and feedback records: their formats and how they reach disk.
+
+Formats follow lightspeed-stack so its downstream pipeline reads ours.
+Feedback: `<feedback_storage>/<uuid4>.json`; transcripts:
+`<transcripts_storage>/<user_hash>/<conversation_id>/<uuid4>.json`. Every write
+is atomic (see `atomic.write_atomic`) and runs on the writer's own threads,
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.errors import RecordWriteError, StorageError
+
+RecordKind = Literal["feedback", "transcript"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    user_hash: str
+    conversation_id: str
+    user_question: str
+    llm_response: str
+    sentiment: int | None
+    user_feedback: str | None
+    categories: list[str] | None
+    timestamp: datetime = field(default_factory=utc_now)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_hash,
+            # lightspeed-stack writes str(datetime): "2025-08-04 16:59:52.004143+00:00".
+            "timestamp": str(self.timestamp),
+            "conversation_id": self.conversation_id,
+            "user_question": self.user_question,
+            "llm_response": self.llm_response,
+            "sentiment": self.sentiment,
+            "user_feedback": self.user_feedback,
+            "categories": self.categories,
+        }
+
+
+@dataclass(frozen=True)
+class Transcript:
+    user_hash: str
+    conversation_id: str
+    provider: str
+    model: str
+    query_provider: str | None
+    query_model: str | None
+    redacted_query: str
+    llm_response: str
+    rag_chunks: list[dict[str, Any]]
+    truncated: bool
+    attachments: list[dict[str, Any]]
+    query_is_valid: bool = True
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    timestamp: datetime = field(default_factory=utc_now)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "provider": self.provider,
+                "model": self.model,
+                "query_provider": self.query_provider,
+                "query_model": self.query_model,
+                "user_id": self.user_hash,
+                "conversation_id": self.conversation_id,
+                "timestamp": self.timestamp.isoformat(),
+            },
+            "redacted_query": self.redacted_query,
+            "query_is_valid": self.query_is_valid,
+            "llm_response": self.llm_response,
+            "rag_chunks": self.rag_chunks,
+            "truncated": self.truncated,
+            "attachments": self.attachments,
+            "tool_calls": self.tool_calls,
+            "tool_results": self.tool_results,
+        }
+
+
+def prepare_storage(what: str, path: Path) -> None:
+    """Create a storage directory and prove it writable (blocking; run at start-up).
+
+    Raises StorageError with the reason, so a bad directory stops the start
+    instead of failing requests later.
+    """
+    try:
+        ensure_dir(path)
+        write_atomic(path / ".lightspeed-write-check", b"ok")
+        (path / ".lightspeed-write-check").unlink()
+    except OSError as exc:
+        raise StorageError(what, path, exc.strerror or str(exc)) from exc
+
+
+class RecordWriter:
+    """Writes records atomically on a bounded pool of threads.
+
+    `on_result(kind, ok)` is called for every attempt (metrics).
+    """
+
+    def __init__(
+        self,
+        feedback_dir: Path | None,
+        transcripts_dir: Path | None,
+        threads: int,
+        on_result: Callable[[RecordKind, bool], None] = lambda kind, ok: None,
+    ) -> None:
+        self._feedback_dir = feedback_dir
+        self._transcripts_dir = transcripts_dir
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="record-writer")
+        self._on_result = on_result
+
+    async def write_feedback(self, feedback: Feedback) -> Path:
+        if self._feedback_dir is None:
+            raise RecordWriteError("feedback", "no feedback_storage is configured")
+        path = self._feedback_dir / f"{uuid.uuid4()}.json"
+        return await self._write("feedback", path, feedback.to_record())
+
+    async def write_transcript(self, transcript: Transcript) -> Path:
+        if self._transcripts_dir is None:
+            raise RecordWriteError("transcript", "no transcripts_storage is configured")
+        directory = self._transcripts_dir / transcript.user_hash / transcript.conversation_id
+        path = directory / f"{uuid.uuid4()}.json"
+        return await self._write("transcript", path, transcript.to_record())
+
+    async def _write(self, kind: RecordKind, path: Path, record: dict[str, Any]) -> Path:
+        data = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, _write_record, path, data)
+        except OSError as exc:
+            self._on_result(kind, False)
+            raise RecordWriteError(kind, exc.strerror or str(exc)) from exc
+        self._on_result(kind, True)
+        return path
+
+    def close(self) -> None:
+        """Wait for the writes in progress: a record accepted is a record on disk."""
+        self._pool.shutdown(wait=True)
+
+
+def _write_record(path: Path, data: bytes) -> None:
+    ensure_dir(path.parent)
+    write_atomic(path, data)

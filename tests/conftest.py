@@ -1,0 +1,122 @@
+"""Shared fixtures: a config built for tmp_path, the real packaged embedding model, a client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from lightspeed.app import create_app
+from lightspeed.config import AppConfig, config_from_mapping
+from lightspeed.embedding import SentenceTransformerEmbedder, load_embedder
+from lightspeed.providers.base import AnswerProvider
+from tests.support import deep_merge
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DOCS = {
+    "install.md": (
+        "# Installing lightspeed\n\n"
+        "Run make install to create the virtual environment in .venv.\n\n"
+        "## Starting the server\n\n"
+        "Run make run to start the API server on 127.0.0.1:8080 with the development config.\n"
+    ),
+    "feedback.md": (
+        "# Feedback\n\n"
+        "POST /v1/feedback stores one JSON file per feedback in feedback_storage.\n\n"
+        "## Turning feedback off\n\n"
+        "An admin can PUT /v1/feedback/status to disable storing feedback.\n"
+    ),
+    "kubernetes.txt": "Pods are scheduled onto nodes by the kube-scheduler.\n",
+}
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real all-MiniLM-L6-v2 from its package, loaded once per session."""
+    return load_embedder(None)
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def base_mapping(tmp_path: Path, docs_dir: Path) -> dict[str, Any]:
+    return {
+        "service": {"state_dir": str(tmp_path / "state"), "port": 8080},
+        "user_data_collection": {
+            "feedback_enabled": True,
+            "feedback_storage": str(tmp_path / "data" / "feedback"),
+            "transcripts_enabled": True,
+            "transcripts_storage": str(tmp_path / "data" / "transcripts"),
+        },
+        "answers": {"provider": "local", "local": {"documents_dir": str(docs_dir)}},
+    }
+
+
+ConfigFactory = Callable[..., AppConfig]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, docs_dir: Path) -> ConfigFactory:
+    """Build an AppConfig rooted in tmp_path; keyword sections are merged over the defaults."""
+
+    def build(**sections: Any) -> AppConfig:
+        return config_from_mapping(deep_merge(base_mapping(tmp_path, docs_dir), sections))
+
+    return build
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> AppConfig:
+    return make_config()
+
+
+ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, embedder: SentenceTransformerEmbedder) -> ClientFactory:
+    async def build(
+        config: AppConfig, provider: AnswerProvider | None = None
+    ) -> TestClient[web.Request, web.Application]:
+        app = create_app(config, embedder=embedder, provider=provider)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+        return client
+
+    return build
+
+
+@pytest.fixture
+async def client(
+    make_client: ClientFactory, config: AppConfig
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    yield await make_client(config)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """Mount small tmpfs file systems (root only, as on CI); unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], check=True)
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], check=False)

@@ -1,0 +1,307 @@
+"""POST /v1/query and /v1/streaming_query: validation, answers, conversations, transcripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightspeed.config import AppConfig
+from lightspeed.providers.base import Completion, Question
+from tests.conftest import ClientFactory
+from tests.support import json_files
+
+TRANSCRIPT_KEYS = {
+    "metadata",
+    "redacted_query",
+    "query_is_valid",
+    "llm_response",
+    "rag_chunks",
+    "truncated",
+    "attachments",
+    "tool_calls",
+    "tool_results",
+}
+METADATA_KEYS = {
+    "provider",
+    "model",
+    "query_provider",
+    "query_model",
+    "user_id",
+    "conversation_id",
+    "timestamp",
+}
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    frames = [block for block in text.split("\n\n") if block.strip()]
+    assert all(f.startswith("data: ") for f in frames), frames
+    return [json.loads(f[len("data: ") :]) for f in frames]
+
+
+async def test_query_answers_from_the_documents(client: Any, config: AppConfig) -> None:
+    """The local provider answers from the best passage and reports it as rag chunk and document."""
+    resp = await client.post("/v1/query", json={"query": "How do I start the API server?"})
+    assert resp.status == 200
+    body = await resp.json()
+    assert set(body) == {
+        "conversation_id",
+        "response",
+        "rag_chunks",
+        "referenced_documents",
+        "truncated",
+        "input_tokens",
+        "output_tokens",
+        "available_quotas",
+        "tool_calls",
+        "tool_results",
+    }
+    uuid.UUID(body["conversation_id"])
+    assert "make run" in body["response"]
+    assert body["rag_chunks"][0]["source"] == "install.md"
+    assert body["referenced_documents"][0] == {"doc_url": "install.md", "doc_title": "Installing lightspeed"}
+    assert body["input_tokens"] > 0 and body["output_tokens"] > 0
+    assert body["truncated"] is False
+
+
+async def test_query_writes_one_transcript_in_the_documented_format(client: Any, config: AppConfig) -> None:
+    """One query writes exactly one transcript at <storage>/<user_hash>/<conversation>/<uuid>.json."""
+    storage = config.user_data_collection.transcripts_storage
+    assert storage is not None
+    resp = await client.post(
+        "/v1/query?user_id=alice",
+        json={
+            "query": "Mail bob@example.com from 10.1.2.3, how do I start the server?",
+            "attachments": [
+                {
+                    "attachment_type": "log",
+                    "content_type": "text/plain",
+                    "content": "token=abcdef123456 failed",
+                }
+            ],
+        },
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    files = json_files(storage)
+    assert len(files) == 1
+    user_hash, conversation_id = files[0].relative_to(storage).parts[:2]
+    uuid.UUID(files[0].stem)
+    assert conversation_id == body["conversation_id"]
+    assert len(user_hash) == 64 and "alice" not in user_hash
+    record = json.loads(files[0].read_text())
+    assert set(record) == TRANSCRIPT_KEYS
+    assert set(record["metadata"]) == METADATA_KEYS
+    assert record["metadata"]["user_id"] == user_hash
+    assert record["metadata"]["provider"] == "local"
+    assert record["metadata"]["query_provider"] is None
+    assert record["redacted_query"] == "Mail [REDACTED_EMAIL] from [REDACTED_IP], how do I start the server?"
+    assert record["attachments"][0]["content"] == "token=[REDACTED_SECRET] failed"
+    assert record["llm_response"] == body["response"]
+    assert record["rag_chunks"] == body["rag_chunks"]
+    assert "alice" not in files[0].read_text()
+
+
+async def test_transcripts_disabled_writes_nothing(make_client: ClientFactory, make_config: Any) -> None:
+    """With transcripts_enabled false the answer comes back and no file is written."""
+    config = make_config(user_data_collection={"transcripts_enabled": False})
+    client = await make_client(config)
+    resp = await client.post("/v1/query", json={"query": "start the server"})
+    assert resp.status == 200
+    assert json_files(config.user_data_collection.transcripts_storage) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "kind"),
+    [
+        ({}, ["body", "query"], "missing"),
+        ({"query": ""}, ["body", "query"], "string_too_short"),
+        ({"query": 5}, ["body", "query"], "string_type"),
+        ({"query": "q", "extra": 1}, ["body", "extra"], "extra_forbidden"),
+        ({"query": "q", "conversation_id": "nope"}, ["body", "conversation_id"], "value_error"),
+        ({"query": "q", "provider": "local"}, ["body"], "value_error"),
+        ({"query": "q", "model": "extractive"}, ["body"], "value_error"),
+        ({"query": "q", "media_type": "text/html"}, ["body", "media_type"], "literal_error"),
+        (
+            {
+                "query": "q",
+                "attachments": [{"attachment_type": "x", "content_type": "text/plain", "content": "c"}],
+            },
+            ["body", "attachments", 0, "attachment_type"],
+            "literal_error",
+        ),
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/query", "/v1/streaming_query"])
+async def test_invalid_query_bodies_are_422_with_the_offending_field(
+    client: Any, config: AppConfig, route: str, body: dict[str, Any], loc: list[Any], kind: str
+) -> None:
+    """Each validation rule answers 422 with a pydantic-style entry naming the field; nothing is written."""
+    resp = await client.post(route, json=body)
+    assert resp.status == 422
+    detail = (await resp.json())["detail"]
+    assert any(e["loc"] == loc and e["type"] == kind for e in detail), detail
+    assert all(set(e) == {"type", "loc", "msg", "input"} for e in detail)
+    assert json_files(config.user_data_collection.transcripts_storage) == []
+
+
+async def test_provider_and_model_together_must_be_offered(client: Any) -> None:
+    """A provider/model pair this server offers is accepted; another one is a 404."""
+    ok = await client.post("/v1/query", json={"query": "start", "provider": "local", "model": "extractive"})
+    assert ok.status == 200
+    missing = await client.post("/v1/query", json={"query": "start", "provider": "openai", "model": "gpt-4"})
+    assert missing.status == 404
+    assert await missing.json() == {
+        "detail": {
+            "response": "Model not found",
+            "cause": "Model 'gpt-4' from provider 'openai' is not available",
+        }
+    }
+
+
+async def test_malformed_json_is_422(client: Any) -> None:
+    """A body that is not JSON is a 422 json_invalid entry, not a 500."""
+    resp = await client.post("/v1/query", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert resp.status == 422
+    detail = (await resp.json())["detail"]
+    assert detail[0]["type"] == "json_invalid" and detail[0]["loc"][0] == "body"
+
+
+async def test_conversations_belong_to_their_user(client: Any) -> None:
+    """A known conversation continues for its owner; another user gets 403; an unknown id 404."""
+    first = await (await client.post("/v1/query?user_id=alice", json={"query": "start"})).json()
+    conversation_id = first["conversation_id"]
+    again = await client.post(
+        "/v1/query?user_id=alice", json={"query": "more", "conversation_id": conversation_id}
+    )
+    assert again.status == 200
+    assert (await again.json())["conversation_id"] == conversation_id
+    other = await client.post(
+        "/v1/query?user_id=mallory", json={"query": "x", "conversation_id": conversation_id}
+    )
+    assert other.status == 403
+    assert (await other.json())["detail"]["response"] == "Access denied"
+    unknown_id = str(uuid.uuid4())
+    unknown = await client.post("/v1/query?user_id=alice", json={"query": "x", "conversation_id": unknown_id})
+    assert unknown.status == 404
+    assert await unknown.json() == {
+        "detail": {
+            "response": "Conversation not found",
+            "cause": f"Conversation {unknown_id} could not be retrieved.",
+        }
+    }
+
+
+async def test_conversations_survive_a_restart(make_client: ClientFactory, config: AppConfig) -> None:
+    """A second app on the same state directory knows the first one's conversations and owners."""
+    first = await make_client(config)
+    conversation_id = (await (await first.post("/v1/query?user_id=alice", json={"query": "start"})).json())[
+        "conversation_id"
+    ]
+    await first.close()
+    second = await make_client(config)
+    resp = await second.post(
+        "/v1/query?user_id=alice", json={"query": "again", "conversation_id": conversation_id}
+    )
+    assert resp.status == 200
+    other = await second.post(
+        "/v1/query?user_id=bob", json={"query": "x", "conversation_id": conversation_id}
+    )
+    assert other.status == 403
+
+
+async def test_streaming_query_sends_the_documented_events(client: Any, config: AppConfig) -> None:
+    """start, numbered tokens, turn_complete equal to their concatenation, end; then one transcript."""
+    resp = await client.post("/v1/streaming_query", json={"query": "How do I turn feedback off?"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    events = parse_sse(await resp.text())
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-2:] == ["turn_complete", "end"]
+    assert set(kinds[1:-2]) == {"token"}
+    start = events[0]["data"]
+    assert start["request_id"] == resp.headers["X-Request-ID"]
+    tokens = [e["data"] for e in events if e["event"] == "token"]
+    assert [t["id"] for t in tokens] == list(range(len(tokens)))
+    text = "".join(t["token"] for t in tokens)
+    assert events[-2]["data"]["token"] == text
+    assert "PUT /v1/feedback/status" in text
+    end = events[-1]
+    assert set(end["data"]) == {"referenced_documents", "truncated", "input_tokens", "output_tokens"}
+    assert end["available_quotas"] == {}
+    assert end["data"]["referenced_documents"][0]["doc_url"] == "feedback.md"
+    files = json_files(config.user_data_collection.transcripts_storage)
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert record["llm_response"] == text
+    assert record["metadata"]["conversation_id"] == start["conversation_id"]
+    assert record["truncated"] is False
+
+
+async def test_streaming_as_plain_text(client: Any) -> None:
+    """media_type text/plain streams the answer text itself."""
+    resp = await client.post(
+        "/v1/streaming_query", json={"query": "start the server", "media_type": "text/plain"}
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    text = await resp.text()
+    assert text.startswith("Here is what the documentation says:") and "make run" in text
+
+
+class TrickleProvider:
+    """Streams numbered words slowly for as long as anyone listens (our own interface, faked)."""
+
+    name = "local"
+    models = ("extractive",)
+
+    async def complete(self, question: Question) -> Completion:
+        raise AssertionError("not used")
+
+    async def stream(self, question: Question) -> AsyncGenerator[str, None]:
+        for i in range(2000):
+            yield f"w{i} "
+            await asyncio.sleep(0.005)
+
+    async def unready_reason(self) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_interrupted_stream_still_writes_its_transcript(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """A client that hangs up mid-stream leaves a transcript of what was sent, marked truncated."""
+    storage = config.user_data_collection.transcripts_storage
+    client = await make_client(config, provider=TrickleProvider())
+    resp = await client.post("/v1/streaming_query", json={"query": "How do I start the server?"})
+    for _ in range(4):
+        await resp.content.readuntil(b"\n\n")
+    resp.close()
+    for _ in range(500):
+        if json_files(storage):
+            break
+        await asyncio.sleep(0.01)
+    files = json_files(storage)
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert record["truncated"] is True
+    words = record["llm_response"].split()
+    assert len(words) >= 3
+    assert words == [f"w{i}" for i in range(len(words))]
+    assert len(words) < 2000
+
+
+async def test_query_with_no_relevant_passage_says_so(client: Any, config: AppConfig, tmp_path: Path) -> None:
+    """A question the documents do not cover gets the no-answer text and no rag chunks."""
+    resp = await client.post("/v1/query", json={"query": "Recipe for sourdough bread with rye flour"})
+    body = await resp.json()
+    assert body["rag_chunks"] == []
+    assert body["response"].startswith("I could not find anything")
