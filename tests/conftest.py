@@ -98,11 +98,31 @@ def make_client(aiohttp_client: Any, embedder: SentenceTransformerEmbedder) -> C
     return build
 
 
+StartupFailure = Callable[[AppConfig], Awaitable[BaseException]]
+
+
+@pytest.fixture
+def startup_failure(embedder: SentenceTransformerEmbedder) -> StartupFailure:
+    """Start an app that must fail to start; return the exception it failed with."""
+
+    async def start(config: AppConfig) -> BaseException:
+        runner = web.AppRunner(create_app(config, embedder=embedder))
+        try:
+            await runner.setup()
+        except Exception as exc:
+            return exc
+        finally:
+            await runner.cleanup()
+        raise AssertionError("the app started")
+
+    return start
+
+
 @pytest.fixture
 async def client(
     make_client: ClientFactory, config: AppConfig
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    yield await make_client(config)
+    return await make_client(config)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,13 @@ def json_files(folder: Path) -> list[Path]:
 
 def fill_up(folder: Path) -> None:
     """Fill the file system holding `folder` to the last byte."""
-    with (folder / "filler").open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError:
-            pass
-    # Leftover blocks smaller than 64 KiB still take small writes: use them up too.
-    with (folder / "filler-tail").open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 512)
-                handle.flush()
-        except OSError:
-            pass
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)

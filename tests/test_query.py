@@ -65,7 +65,8 @@ async def test_query_answers_from_the_documents(client: Any, config: AppConfig) 
     assert "make run" in body["response"]
     assert body["rag_chunks"][0]["source"] == "install.md"
     assert body["referenced_documents"][0] == {"doc_url": "install.md", "doc_title": "Installing lightspeed"}
-    assert body["input_tokens"] > 0 and body["output_tokens"] > 0
+    assert body["input_tokens"] > 0
+    assert body["output_tokens"] > 0
     assert body["truncated"] is False
 
 
@@ -93,7 +94,8 @@ async def test_query_writes_one_transcript_in_the_documented_format(client: Any,
     user_hash, conversation_id = files[0].relative_to(storage).parts[:2]
     uuid.UUID(files[0].stem)
     assert conversation_id == body["conversation_id"]
-    assert len(user_hash) == 64 and "alice" not in user_hash
+    assert len(user_hash) == 64
+    assert "alice" not in user_hash
     record = json.loads(files[0].read_text())
     assert set(record) == TRANSCRIPT_KEYS
     assert set(record["metadata"]) == METADATA_KEYS
@@ -169,21 +171,18 @@ async def test_malformed_json_is_422(client: Any) -> None:
     resp = await client.post("/v1/query", data=b"{not json", headers={"Content-Type": "application/json"})
     assert resp.status == 422
     detail = (await resp.json())["detail"]
-    assert detail[0]["type"] == "json_invalid" and detail[0]["loc"][0] == "body"
+    assert detail[0]["type"] == "json_invalid"
+    assert detail[0]["loc"][0] == "body"
 
 
 async def test_conversations_belong_to_their_user(client: Any) -> None:
     """A known conversation continues for its owner; another user gets 403; an unknown id 404."""
     first = await (await client.post("/v1/query?user_id=alice", json={"query": "start"})).json()
     conversation_id = first["conversation_id"]
-    again = await client.post(
-        "/v1/query?user_id=alice", json={"query": "more", "conversation_id": conversation_id}
-    )
+    again = await client.post("/v1/query?user_id=alice", json={"query": "more", "conversation_id": conversation_id})
     assert again.status == 200
     assert (await again.json())["conversation_id"] == conversation_id
-    other = await client.post(
-        "/v1/query?user_id=mallory", json={"query": "x", "conversation_id": conversation_id}
-    )
+    other = await client.post("/v1/query?user_id=mallory", json={"query": "x", "conversation_id": conversation_id})
     assert other.status == 403
     assert (await other.json())["detail"]["response"] == "Access denied"
     unknown_id = str(uuid.uuid4())
@@ -205,13 +204,9 @@ async def test_conversations_survive_a_restart(make_client: ClientFactory, confi
     ]
     await first.close()
     second = await make_client(config)
-    resp = await second.post(
-        "/v1/query?user_id=alice", json={"query": "again", "conversation_id": conversation_id}
-    )
+    resp = await second.post("/v1/query?user_id=alice", json={"query": "again", "conversation_id": conversation_id})
     assert resp.status == 200
-    other = await second.post(
-        "/v1/query?user_id=bob", json={"query": "x", "conversation_id": conversation_id}
-    )
+    other = await second.post("/v1/query?user_id=bob", json={"query": "x", "conversation_id": conversation_id})
     assert other.status == 403
 
 
@@ -222,7 +217,8 @@ async def test_streaming_query_sends_the_documented_events(client: Any, config: 
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     events = parse_sse(await resp.text())
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and kinds[-2:] == ["turn_complete", "end"]
+    assert kinds[0] == "start"
+    assert kinds[-2:] == ["turn_complete", "end"]
     assert set(kinds[1:-2]) == {"token"}
     start = events[0]["data"]
     assert start["request_id"] == resp.headers["X-Request-ID"]
@@ -245,13 +241,12 @@ async def test_streaming_query_sends_the_documented_events(client: Any, config: 
 
 async def test_streaming_as_plain_text(client: Any) -> None:
     """media_type text/plain streams the answer text itself."""
-    resp = await client.post(
-        "/v1/streaming_query", json={"query": "start the server", "media_type": "text/plain"}
-    )
+    resp = await client.post("/v1/streaming_query", json={"query": "start the server", "media_type": "text/plain"})
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     text = await resp.text()
-    assert text.startswith("Here is what the documentation says:") and "make run" in text
+    assert text.startswith("Here is what the documentation says:")
+    assert "make run" in text
 
 
 class TrickleProvider:
@@ -275,9 +270,7 @@ class TrickleProvider:
         return None
 
 
-async def test_an_interrupted_stream_still_writes_its_transcript(
-    make_client: ClientFactory, config: AppConfig
-) -> None:
+async def test_an_interrupted_stream_still_writes_its_transcript(make_client: ClientFactory, config: AppConfig) -> None:
     """A client that hangs up mid-stream leaves a transcript of what was sent, marked truncated."""
     storage = config.user_data_collection.transcripts_storage
     client = await make_client(config, provider=TrickleProvider())

@@ -103,8 +103,9 @@ def create_app(
     """The lightspeed application for `config`.
 
     `embedder` replaces loading the configured model (tests share one loaded
-    model); `provider` replaces the configured answer provider. Start-up fails with StorageError or ConfigError when a directory
-    or a referenced file is not usable, before the first request is served.
+    model); `provider` replaces the configured answer provider. Start-up fails
+    with StorageError or ConfigError when a directory or a referenced file is
+    not usable, before the first request is served.
     """
     app = web.Application(middlewares=[observe], client_max_size=config.service.max_request_bytes)
     app[CONFIG] = config

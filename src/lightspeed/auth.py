@@ -102,13 +102,9 @@ def build_authenticator(config: AuthenticationConfig, keys_text: str | None = No
     """The configured module. `keys_text` is the api-key file's content, read by the caller."""
     if config.module == "api-key":
         if keys_text is None:
-            raise ConfigError(
-                "authentication.api_key", ["no keys_file or credential with API keys was found"]
-            )
+            raise ConfigError("authentication.api_key", ["no keys_file or credential with API keys was found"])
         return ApiKeyAuth(parse_api_keys(keys_text, "authentication.api_key"))
-    return NoopAuth(
-        config.default_user_id, config.default_username, require_token=config.module == "noop-with-token"
-    )
+    return NoopAuth(config.default_user_id, config.default_username, require_token=config.module == "noop-with-token")
 
 
 def read_api_keys(config: AuthenticationConfig) -> str | None:

@@ -67,9 +67,7 @@ def _valid_uuid(value: str) -> str:
 
 
 class Attachment(Body):
-    attachment_type: Literal[
-        "alert", "api object", "configuration", "error message", "event", "log", "stack trace"
-    ]
+    attachment_type: Literal["alert", "api object", "configuration", "error message", "event", "log", "stack trace"]
     content_type: Literal["text/plain", "application/json", "application/yaml", "application/xml"]
     content: str
 
@@ -160,8 +158,7 @@ class FeedbackRequest(Body):
         has_text = bool(self.user_feedback and self.user_feedback.strip())
         if self.sentiment is None and not has_text and not self.categories:
             raise ValueError(
-                "At least one form of feedback must be provided: "
-                "'sentiment', 'user_feedback', or 'categories'"
+                "At least one form of feedback must be provided: 'sentiment', 'user_feedback', or 'categories'"
             )
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,9 +22,7 @@ class Rule:
         accept = self.accept
         if accept is None:
             return self.regex.sub(self.replacement, text)
-        return self.regex.sub(
-            lambda m: m.expand(self.replacement) if accept(m.group(0)) else m.group(0), text
-        )
+        return self.regex.sub(lambda m: m.expand(self.replacement) if accept(m.group(0)) else m.group(0), text)
 
 
 def _luhn_ok(number: str) -> bool:
@@ -76,7 +75,7 @@ DEFAULT_PATTERNS: tuple[RedactionPattern, ...] = (
     ),
     RedactionPattern(
         name="ipv6",
-        pattern=r"(?i)(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}(?::|[0-9a-f]{1,4})(?![\w:])|(?<![\w:])::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4}(?![\w:])",
+        pattern=r"(?i)(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])",
         replacement="[REDACTED_IP]",
     ),
     RedactionPattern(
@@ -87,7 +86,15 @@ DEFAULT_PATTERNS: tuple[RedactionPattern, ...] = (
 )
 
 
-_CHECKS: dict[str, Callable[[str], bool]] = {"card_number": _luhn_ok}
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_CHECKS: dict[str, Callable[[str], bool]] = {"card_number": _luhn_ok, "ipv6": _is_ipv6}
 
 
 class Redactor:

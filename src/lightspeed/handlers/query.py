@@ -43,9 +43,7 @@ def check_conversation_owner(store: ConversationStore, conversation_id: str, use
     if owner is None:
         raise NotFound("Conversation not found", f"Conversation {conversation_id} could not be retrieved.")
     if owner != user_hash:
-        raise Forbidden(
-            "Access denied", f"You do not have permission to access conversation {conversation_id}."
-        )
+        raise Forbidden("Access denied", f"You do not have permission to access conversation {conversation_id}.")
 
 
 async def prepare_query(request: web.Request) -> PreparedQuery:
@@ -60,9 +58,7 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
     hits = await app[ANSWERS].retrieve(body.query)
     attachments = [Attachment(a.attachment_type, a.content_type, a.content) for a in body.attachments or ()]
     question = Question(body.query, choice.model, body.system_prompt, attachments, hits)
-    return PreparedQuery(
-        user, user_hash, body, choice, conversation_id, body.conversation_id is None, question
-    )
+    return PreparedQuery(user, user_hash, body, choice, conversation_id, body.conversation_id is None, question)
 
 
 def rag_chunks(hits: Sequence[Hit]) -> list[dict[str, Any]]:
@@ -160,15 +156,11 @@ class AnswerStream:
             await self.response.write(sse_frame(event, data, **extra))
 
     async def token(self, piece: str) -> None:
-        frame = (
-            piece.encode() if self.as_text else sse_frame("token", {"id": len(self.parts), "token": piece})
-        )
+        frame = piece.encode() if self.as_text else sse_frame("token", {"id": len(self.parts), "token": piece})
         self.parts.append(piece)
         await self.response.write(frame)
 
-    async def run(
-        self, prepared: PreparedQuery, first: str | None, pieces: AsyncGenerator[str, None]
-    ) -> None:
+    async def run(self, prepared: PreparedQuery, first: str | None, pieces: AsyncGenerator[str, None]) -> None:
         request_id = self.response.headers["X-Request-ID"]
         await self.event("start", {"conversation_id": prepared.conversation_id, "request_id": request_id})
         if first is not None:

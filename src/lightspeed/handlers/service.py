@@ -56,9 +56,7 @@ async def models(request: web.Request) -> web.Response:
     listed = [
         {
             "identifier": f"{choice.provider}/{choice.model}",
-            "metadata": {"embedding_model": answers.index.embedder.name}
-            if choice.provider == "local"
-            else {},
+            "metadata": {"embedding_model": answers.index.embedder.name} if choice.provider == "local" else {},
             "api_model_type": "llm",
             "provider_id": choice.provider,
             "type": "model",

@@ -40,9 +40,7 @@ def build_messages(question: Question) -> list[dict[str, str]]:
 class OpenAIProvider:
     name = "openai"
 
-    def __init__(
-        self, base_url: str, model: str, api_key: str | None, timeout: float, max_tokens: int
-    ) -> None:
+    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float, max_tokens: int) -> None:
         self._base = base_url.rstrip("/")
         self.models: Sequence[str] = (model,)
         self._max_tokens = max_tokens
@@ -102,9 +100,7 @@ class OpenAIProvider:
         if time.monotonic() - checked_at < HEALTH_CACHE_SECONDS:
             return reason
         try:
-            async with self._session.get(
-                f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=2)
-            ) as resp:
+            async with self._session.get(f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                 reason = None if resp.status < 500 else f"the provider answered {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = f"the provider cannot be reached: {_describe(exc)}"

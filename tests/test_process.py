@@ -1,0 +1,140 @@
+"""The real `lightspeed` process: start-up, exit codes, log lines, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG
+from tests.support import json_files
+from tests.test_openai_provider import free_port
+
+
+def start(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightspeed", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def call(port: int, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback only
+        return json.loads(resp.read())
+
+
+def wait_ready(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if call(port, "GET", "/readiness")["ready"]:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+def process_config(tmp_path: Path, docs_dir: Path, port: int) -> dict[str, Any]:
+    return {
+        "service": {"port": port, "state_dir": str(tmp_path / "state")},
+        "authentication": {"module": "noop-with-token"},
+        "user_data_collection": {
+            "feedback_enabled": True,
+            "feedback_storage": str(tmp_path / "feedback"),
+            "transcripts_enabled": True,
+            "transcripts_storage": str(tmp_path / "transcripts"),
+        },
+        "answers": {"local": {"documents_dir": str(docs_dir)}},
+        "logging": {"format": "json"},
+    }
+
+
+def test_serve_answers_records_logs_and_stops_cleanly(tmp_path: Path, docs_dir: Path) -> None:
+    """A real server answers, writes one file per record, logs one safe JSON line per request, exits 0 on SIGTERM."""
+    port = free_port()
+    proc = start(process_config(tmp_path, docs_dir, port), tmp_path)
+    try:
+        wait_ready(port, proc)
+        token = "tok-SECRET-0123456789"
+        question = "How do I start the server? I am dave@example.com"
+        answer = call(port, "POST", "/v1/query?user_id=dave-raw-id", {"query": question}, token)
+        call(
+            port,
+            "POST",
+            "/v1/feedback?user_id=dave-raw-id",
+            {
+                "conversation_id": answer["conversation_id"],
+                "user_question": question,
+                "llm_response": answer["response"],
+                "sentiment": 1,
+            },
+            token,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert len(json_files(tmp_path / "transcripts")) == 1
+    assert len(json_files(tmp_path / "feedback")) == 1
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    handled = [line for line in lines if line["event"] == "request_handled"]
+    routes = [(line["route"], line["status"]) for line in handled]
+    assert ("/v1/query", 200) in routes
+    assert ("/v1/feedback", 200) in routes
+    for line in handled:
+        assert {"request_id", "route", "method", "status", "duration_ms", "level"} <= set(line)
+    for forbidden in ("dave-raw-id", "dave@example.com", "How do I start", token, "make run"):
+        assert forbidden not in output, forbidden
+    assert any(line["event"] == "service_stopped" for line in lines)
+
+
+def test_a_bad_config_exits_78_naming_the_key(tmp_path: Path) -> None:
+    proc = start({"service": {"portt": 1}}, tmp_path)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_CONFIG
+    assert "unknown key 'service.portt'" in output
+
+
+@pytest.mark.usefixtures("small_tmpfs")
+def test_an_unwritable_storage_directory_exits_73_naming_it(tmp_path: Path, docs_dir: Path, small_tmpfs: Any) -> None:
+    """A storage directory on a read-only file system stops the start with a clear line."""
+    readonly = small_tmpfs("ro", "size=64k,ro")
+    config = process_config(tmp_path, docs_dir, free_port())
+    config["user_data_collection"]["feedback_storage"] = str(readonly / "feedback")
+    proc = start(config, tmp_path)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_CANTCREAT
+    line = next(json.loads(x) for x in output.splitlines() if '"storage_unusable"' in x)
+    assert line["what"] == "feedback_storage"
+    assert line["path"] == str(readonly / "feedback")
+    assert line["reason"] == "Read-only file system"
+
+
+def test_a_missing_documents_folder_exits_78(tmp_path: Path, docs_dir: Path) -> None:
+    config = process_config(tmp_path, docs_dir, free_port())
+    config["answers"]["local"]["documents_dir"] = str(tmp_path / "nowhere")
+    proc = start(config, tmp_path)
+    output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == EXIT_CONFIG
+    assert "answers.local.documents_dir" in output

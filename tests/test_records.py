@@ -1,0 +1,139 @@
+"""Records on disk: the atomic write, the keyed user hash, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from lightspeed.atomic import write_atomic
+from lightspeed.config import RedactionConfig, RedactionPattern
+from lightspeed.errors import RecordWriteError, StorageError
+from lightspeed.identity import UserHasher
+from lightspeed.records import Feedback, RecordWriter, prepare_storage
+from lightspeed.redaction import Redactor
+from tests.support import fill_up, json_files
+
+
+def feedback(i: int, size: int = 10) -> Feedback:
+    return Feedback(f"h{i}", f"c{i}", "q", "r" * size, 1, None, None)
+
+
+async def test_no_json_is_ever_observable_half_written(tmp_path: Path) -> None:
+    """While 8 threads write 600 large records, every *.json a reader sees parses whole."""
+    storage = tmp_path / "feedback"
+    writer = RecordWriter(storage, None, threads=8)
+    storage.mkdir()
+    seen: set[str] = set()
+    broken: list[str] = []
+    done = threading.Event()
+
+    def read_continuously() -> None:
+        while not done.is_set():
+            for path in json_files(storage):
+                if path.name in seen:
+                    continue
+                try:
+                    json.loads(path.read_bytes())
+                except ValueError:
+                    broken.append(path.name)
+                seen.add(path.name)
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        paths = await asyncio.gather(*(writer.write_feedback(feedback(i, 200_000)) for i in range(600)))
+    finally:
+        done.set()
+        reader.join()
+        writer.close()
+    assert broken == []
+    assert len(seen) > 0
+    assert len(json_files(storage)) == len(set(paths)) == 600
+    assert [p for p in storage.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_failed_write_leaves_neither_target_nor_temp(small_tmpfs: object, tmp_path: Path) -> None:
+    """ENOSPC mid-write removes the temp file and never creates the target."""
+    disk = small_tmpfs("disk", "size=128k")  # type: ignore[operator]
+    fill_up(disk)
+    target = disk / "record.json"
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, b"x" * 100_000)
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+async def test_writer_reports_failure_without_storage(tmp_path: Path) -> None:
+    writer = RecordWriter(None, None, threads=1)
+    with pytest.raises(RecordWriteError, match="no feedback_storage"):
+        await writer.write_feedback(feedback(1))
+    writer.close()
+
+
+def test_an_unusable_storage_directory_is_a_storage_error(tmp_path: Path, small_tmpfs: object) -> None:
+    """A read-only file system or a file in the way is refused at start-up with the reason."""
+    readonly = small_tmpfs("ro", "size=64k,ro")  # type: ignore[operator]
+    with pytest.raises(StorageError, match="Read-only file system"):
+        prepare_storage("feedback_storage", readonly / "feedback")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="feedback_storage directory"):
+        prepare_storage("feedback_storage", blocker / "feedback")
+
+
+def test_user_hash_is_keyed_stable_and_not_the_plain_sha(tmp_path: Path) -> None:
+    """The same user hashes the same under one key, differently under another, never as plain SHA-256."""
+    import hashlib
+
+    first = UserHasher.from_state_dir(tmp_path / "a")
+    again = UserHasher.from_state_dir(tmp_path / "a")
+    other = UserHasher.from_state_dir(tmp_path / "b")
+    assert first("alice") == again("alice")
+    assert first("alice") != first("bob")
+    assert first("alice") != other("alice")
+    assert first("alice") != hashlib.sha256(b"alice").hexdigest()
+    assert len(first("alice")) == 64
+    assert (tmp_path / "a" / "user-hash.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        UserHasher(b"short")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jane.doe+x@corp.example.com now", "write to [REDACTED_EMAIL] now"),
+        ("host 192.168.0.12 down", "host [REDACTED_IP] down"),
+        ("host 999.1.1.1 is no address", "host 999.1.1.1 is no address"),
+        ("ping fe80::1ff:fe23:4567:890a please", "ping [REDACTED_IP] please"),
+        ("card 4111 1111 1111 1111 declined", "card [REDACTED_CARD] declined"),
+        ("order 1234 5678 9012 3456 shipped", "order 1234 5678 9012 3456 shipped"),
+        ("key sk-abcdefghijklmnop1234 leaked", "key [REDACTED_TOKEN] leaked"),
+        ("use ghp_abcdefghijklmnopqrstuvwxyz0123", "use [REDACTED_TOKEN]"),
+        ("AKIAABCDEFGHIJKLMNOP is aws", "[REDACTED_TOKEN] is aws"),
+        ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "Authorization: Bearer [REDACTED_TOKEN]"),
+        ("set password=hunter2 and go", "set password=[REDACTED_SECRET] and go"),
+        ('api_key: "abc def"', "api_key: [REDACTED_SECRET]"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+            "[REDACTED_PRIVATE_KEY]",
+        ),
+        ("How do I scale a deployment?", "How do I scale a deployment?"),
+    ],
+)
+def test_default_redaction(text: str, expected: str) -> None:
+    """The default rules remove e-mail and IP addresses, tokens, keys and Luhn-valid card numbers."""
+    assert Redactor.from_config(RedactionConfig())(text) == expected
+
+
+def test_configured_patterns_extend_or_replace_the_defaults() -> None:
+    extra = RedactionPattern(name="ticket", pattern=r"TICKET-\d+", replacement="[TICKET]")
+    both = Redactor.from_config(RedactionConfig(patterns=(extra,)))
+    assert both("TICKET-42 from a@b.io") == "[TICKET] from [REDACTED_EMAIL]"
+    only = Redactor.from_config(RedactionConfig(use_default_patterns=False, patterns=(extra,)))
+    assert only("TICKET-42 from a@b.io") == "[TICKET] from a@b.io"

@@ -1,0 +1,145 @@
+"""Operational routes and the error contract: liveness, readiness, metrics, OpenAPI, 404/405/413/500."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from lightspeed.config import AppConfig
+from lightspeed.providers.base import Completion, Question
+from lightspeed.routes import ROUTES
+from tests.conftest import ClientFactory
+
+
+class BrokenProvider:
+    """Raises an unexpected error (our own interface, faked)."""
+
+    name = "local"
+    models = ("extractive",)
+
+    async def complete(self, question: Question) -> Completion:
+        raise RuntimeError("secret internal detail")
+
+    def stream(self, question: Question) -> AsyncGenerator[str, None]:
+        raise RuntimeError("secret internal detail")
+
+    async def unready_reason(self) -> str | None:
+        return "the provider is broken"
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_liveness(client: Any) -> None:
+    resp = await client.get("/liveness")
+    assert resp.status == 200
+    assert await resp.json() == {"alive": True}
+
+
+async def test_readiness_is_ready_with_documents_and_storage(client: Any) -> None:
+    resp = await client.get("/readiness")
+    assert resp.status == 200
+    assert await resp.json() == {"ready": True, "reason": "service is ready", "providers": []}
+
+
+async def test_readiness_is_503_when_storage_disappears(client: Any, config: AppConfig) -> None:
+    """A storage directory removed under the running server makes it unready, naming the directory."""
+    storage = config.user_data_collection.feedback_storage
+    assert storage is not None
+    shutil.rmtree(storage)
+    resp = await client.get("/readiness")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["ready"] is False
+    assert str(storage) in body["reason"]
+
+
+async def test_readiness_is_503_when_the_provider_is_unusable(make_client: ClientFactory, config: AppConfig) -> None:
+    client = await make_client(config, provider=BrokenProvider())
+    resp = await client.get("/readiness")
+    assert resp.status == 503
+    assert await resp.json() == {"ready": False, "reason": "the provider is broken", "providers": ["local"]}
+
+
+async def test_an_unexpected_error_is_a_generic_500(make_client: ClientFactory, config: AppConfig) -> None:
+    """The client gets a generic body, never the exception text or a stack trace."""
+    client = await make_client(config, provider=BrokenProvider())
+    for route in ("/v1/query", "/v1/streaming_query"):
+        resp = await client.post(route, json={"query": "How do I start the server?"})
+        assert resp.status == 500
+        text = await resp.text()
+        assert "secret internal detail" not in text
+        assert "Traceback" not in text
+        assert (await resp.json())["detail"]["response"] == "Internal server error"
+
+
+async def test_unknown_routes_and_methods_answer_in_the_error_format(client: Any) -> None:
+    missing = await client.get("/v1/nothing")
+    assert missing.status == 404
+    assert await missing.json() == {"detail": {"response": "Not Found", "cause": "No such route"}}
+    wrong = await client.get("/v1/feedback")
+    assert wrong.status == 405
+    assert (await wrong.json())["detail"]["cause"] == "Allowed methods: POST"
+
+
+async def test_oversized_bodies_are_413(make_client: ClientFactory, make_config: Any) -> None:
+    """A body over service.max_request_bytes is refused with 413 and nothing is written."""
+    config = make_config(service={"max_request_bytes": 2048})
+    client = await make_client(config)
+    resp = await client.post("/v1/query", json={"query": "x" * 5000})
+    assert resp.status == 413
+    body = await resp.json()
+    assert body["detail"]["response"] == "Request Entity Too Large"
+
+
+async def test_metrics_count_requests_and_records(client: Any) -> None:
+    """Prometheus text with requests by route and status, latency and records written by kind."""
+    await client.post("/v1/query", json={"query": "start the server"})
+    await client.post("/v1/query", json={})
+    text = await (await client.get("/metrics")).text()
+    assert 'lightspeed_http_requests_total{method="POST",route="/v1/query",status="200"} 1.0' in text
+    assert 'lightspeed_http_requests_total{method="POST",route="/v1/query",status="422"} 1.0' in text
+    assert 'lightspeed_http_request_duration_seconds_count{method="POST",route="/v1/query"} 2.0' in text
+    assert 'lightspeed_records_written_total{kind="transcript"} 1.0' in text
+    assert 'lightspeed_records_written_total{kind="feedback"} 0.0' in text
+
+
+async def test_models_lists_the_offered_model(client: Any) -> None:
+    body = await (await client.get("/v1/models")).json()
+    assert body["models"] == [
+        {
+            "identifier": "local/extractive",
+            "metadata": {"embedding_model": "all-MiniLM-L6-v2"},
+            "api_model_type": "llm",
+            "provider_id": "local",
+            "type": "model",
+            "provider_resource_id": "extractive",
+        }
+    ]
+
+
+async def test_openapi_describes_every_route_and_body(client: Any) -> None:
+    """Every registered route is in /openapi.json, with its request body schema where it has one."""
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    registered = {
+        (r.method.lower(), r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
+    documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert registered == documented
+    query_body = doc["paths"]["/v1/query"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert query_body == {"$ref": "#/components/schemas/QueryRequest"}
+    feedback = doc["components"]["schemas"]["FeedbackRequest"]
+    assert feedback["additionalProperties"] is False
+    assert set(feedback["required"]) == {"conversation_id", "user_question", "llm_response"}
+    assert len(ROUTES) == len(documented)
+
+
+async def test_request_ids_are_echoed_or_made(client: Any) -> None:
+    given = await client.get("/liveness", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = await client.get("/liveness", headers={"X-Request-ID": "bad id with spaces"})
+    assert len(made.headers["X-Request-ID"]) == 32
