@@ -143,3 +143,4 @@ async def test_request_ids_are_echoed_or_made(client: Any) -> None:
     assert given.headers["X-Request-ID"] == "abc-123"
     made = await client.get("/liveness", headers={"X-Request-ID": "bad id with spaces"})
     assert len(made.headers["X-Request-ID"]) == 32
+    assert made.headers["X-Request-ID"] != (await client.get("/liveness")).headers["X-Request-ID"]

@@ -90,11 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        configure_logging()
+        writer = configure_logging()
         log.error("config_invalid", source=exc.source, problems=exc.problems)
+        writer.close()
         return EXIT_CONFIG
-    configure_logging(config.logging.level, config.logging.format)
-    return serve(config)
+    writer = configure_logging(config.logging.level, config.logging.format)
+    try:
+        return serve(config)
+    finally:
+        writer.close()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from lightspeed.config import AppConfig
 from lightspeed.credentials import read_secret
 from lightspeed.embedding import Embedder, load_embedder
 from lightspeed.errors import ConfigError
-from lightspeed.identity import UserHasher
+from lightspeed.identity import RequestIds, UserHasher, UuidSource
 from lightspeed.keys import (
     ANSWERS,
     AUTH,
@@ -26,7 +26,9 @@ from lightspeed.keys import (
     OPENAPI,
     RECORDS,
     REDACTOR,
+    REQUEST_IDS,
     SETTINGS,
+    UUIDS,
 )
 from lightspeed.metrics import Metrics
 from lightspeed.middleware import observe
@@ -112,6 +114,8 @@ def create_app(
     app[METRICS] = Metrics()
     app[REDACTOR] = Redactor.from_config(config.redaction)
     app[OPENAPI] = build_openapi(ROUTES)
+    app[REQUEST_IDS] = RequestIds()
+    app[UUIDS] = UuidSource()
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         opened = await asyncio.to_thread(open_state, config)

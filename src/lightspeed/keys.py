@@ -9,7 +9,7 @@ from aiohttp import web
 from lightspeed.answering import Answerer
 from lightspeed.auth import Authenticator
 from lightspeed.config import AppConfig
-from lightspeed.identity import UserHasher
+from lightspeed.identity import RequestIds, UserHasher, UuidSource
 from lightspeed.metrics import Metrics
 from lightspeed.records import RecordWriter
 from lightspeed.redaction import Redactor
@@ -27,3 +27,5 @@ SETTINGS = web.AppKey("settings", RuntimeSettings)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 ANSWERS = web.AppKey("answers", Answerer)
 REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+UUIDS = web.AppKey("uuids", UuidSource)

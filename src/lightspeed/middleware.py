@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -16,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lightspeed.errors import ApiError
-from lightspeed.keys import METRICS, REQUEST_ID
+from lightspeed.keys import METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed.payloads import RequestInvalid
 
 log = structlog.get_logger(__name__)
@@ -55,7 +54,7 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.match(incoming) else request.app[REQUEST_IDS]()
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

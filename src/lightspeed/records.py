@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.atomic import GroupDirSync, ensure_dir, write_atomic
 from lightspeed.errors import RecordWriteError, StorageError
+from lightspeed.identity import UuidSource
 
 RecordKind = Literal["feedback", "transcript"]
 
@@ -125,25 +125,27 @@ class RecordWriter:
         self._transcripts_dir = transcripts_dir
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="record-writer")
         self._on_result = on_result
+        self._names = UuidSource()
+        self._dir_sync = GroupDirSync()
 
     async def write_feedback(self, feedback: Feedback) -> Path:
         if self._feedback_dir is None:
             raise RecordWriteError("feedback", "no feedback_storage is configured")
-        path = self._feedback_dir / f"{uuid.uuid4()}.json"
+        path = self._feedback_dir / f"{self._names()}.json"
         return await self._write("feedback", path, feedback.to_record())
 
     async def write_transcript(self, transcript: Transcript) -> Path:
         if self._transcripts_dir is None:
             raise RecordWriteError("transcript", "no transcripts_storage is configured")
         directory = self._transcripts_dir / transcript.user_hash / transcript.conversation_id
-        path = directory / f"{uuid.uuid4()}.json"
+        path = directory / f"{self._names()}.json"
         return await self._write("transcript", path, transcript.to_record())
 
     async def _write(self, kind: RecordKind, path: Path, record: dict[str, Any]) -> Path:
         data = json.dumps(record, ensure_ascii=False).encode("utf-8")
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._pool, _write_record, path, data)
+            await loop.run_in_executor(self._pool, write_atomic, path, data, 0o640, self._dir_sync)
         except OSError as exc:
             self._on_result(kind, False)
             raise RecordWriteError(kind, exc.strerror or str(exc)) from exc
@@ -153,8 +155,3 @@ class RecordWriter:
     def close(self) -> None:
         """Wait for the writes in progress: a record accepted is a record on disk."""
         self._pool.shutdown(wait=True)
-
-
-def _write_record(path: Path, data: bytes) -> None:
-    ensure_dir(path.parent)
-    write_atomic(path, data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from aiohttp import web
 from lightspeed.answering import ModelChoice
 from lightspeed.auth import User
 from lightspeed.errors import ApiError, Forbidden, NotFound, RecordWriteError
-from lightspeed.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR, REQUEST_ID
+from lightspeed.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR, REQUEST_ID, UUIDS
 from lightspeed.payloads import QueryRequest, parse_body
 from lightspeed.providers.base import Attachment, Question, count_tokens, input_tokens
 from lightspeed.records import Transcript
@@ -54,7 +53,7 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
     user_hash = app[HASHER](user.user_id)
     if body.conversation_id is not None:
         check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
-    conversation_id = body.conversation_id or str(uuid.uuid4())
+    conversation_id = body.conversation_id or str(app[UUIDS]())
     hits = await app[ANSWERS].retrieve(body.query)
     attachments = [Attachment(a.attachment_type, a.content_type, a.content) for a in body.attachments or ()]
     question = Question(body.query, choice.model, body.system_prompt, attachments, hits)

@@ -1,0 +1,120 @@
+"""Helpers the benchmarks share: starting processes, waiting, reading figures."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http(port: int, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback only
+        raw = resp.read()
+        return json.loads(raw) if resp.headers.get_content_type() == "application/json" else raw.decode()
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readiness") -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            http(port, "GET", path)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("not ready in time")
+
+
+def start_server(workdir: Path, docs: Path, port: int, **service: Any) -> subprocess.Popen[bytes]:
+    """The real lightspeed server with the development-like config, logs to a file."""
+    config = {
+        "service": {"port": port, "state_dir": str(workdir / "state"), **service},
+        "user_data_collection": {
+            "feedback_enabled": True,
+            "feedback_storage": str(workdir / "feedback"),
+            "transcripts_enabled": True,
+            "transcripts_storage": str(workdir / "transcripts"),
+        },
+        "answers": {"local": {"documents_dir": str(docs)}},
+        "logging": {"format": "json", "level": "info"},
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = (workdir / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightspeed", "serve", "--config", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    wait_ready(port, proc)
+    return proc
+
+
+def start_noop_server(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "noop_server.py"), str(port)])
+    wait_ready(port, proc, "/liveness")
+    return proc
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Current and peak resident memory of a process, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    current = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    return current / 1024, peak / 1024
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def data_volume(size: str = "2G") -> Iterator[Path]:
+    """A fresh ext4 file system for record data, as an operator's data volume would be.
+
+    This machine's root file system is mounted with `resv_strict`, which makes
+    every file creation cost about 0.9 ms of kernel CPU; the benchmarks print
+    figures on both. Needs root (losetup via mount -o loop).
+    """
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    image, mountpoint = out / "ext4.img", out / "volume"
+    mountpoint.mkdir(exist_ok=True)
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+        image.unlink(missing_ok=True)
