@@ -49,7 +49,7 @@ async def test_no_json_is_ever_observable_half_written(tmp_path: Path) -> None:
     finally:
         done.set()
         reader.join()
-        writer.close()
+        await writer.close()
     assert broken == []
     assert len(seen) > 0
     assert len(json_files(storage)) == len(set(paths)) == 600
@@ -70,7 +70,30 @@ async def test_writer_reports_failure_without_storage(tmp_path: Path) -> None:
     writer = RecordWriter(None, None, threads=1)
     with pytest.raises(RecordWriteError, match="no feedback_storage"):
         await writer.write_feedback(feedback(1))
-    writer.close()
+    await writer.close()
+
+
+async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path: Path) -> None:
+    """Killing the writer process fails the writes in flight cleanly; the next write starts a new one."""
+    storage = tmp_path / "feedback"
+    writer = RecordWriter(storage, None, threads=4)
+    first = await writer.write_feedback(feedback(0))
+    proc = writer._process._proc
+    assert proc is not None
+    in_flight = [asyncio.ensure_future(writer.write_feedback(feedback(i, 2_000_000))) for i in range(1, 30)]
+    await asyncio.sleep(0)
+    proc.kill()
+    results = await asyncio.gather(*in_flight, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, RecordWriteError)]
+    assert failed, "some writes were in flight when the process died"
+    assert all("record writer process exited" in str(r) for r in failed)
+    again = await writer.write_feedback(feedback(99))
+    assert again.exists()
+    assert first.exists()
+    assert writer._process._proc is not proc
+    for path in json_files(storage):
+        json.loads(path.read_bytes())  # every name that exists holds a whole record
+    await writer.close()
 
 
 def test_an_unusable_storage_directory_is_a_storage_error(tmp_path: Path, small_tmpfs: object) -> None:

@@ -41,7 +41,7 @@ class ServiceConfig(Section):
     state_dir: Path = Path("/var/lib/lightspeed")
     max_request_bytes: PositiveInt = 1024 * 1024
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
-    record_writer_threads: PositiveInt = 16
+    record_writer_threads: PositiveInt = 32
 
 
 class DataCollectorConfig(Section):

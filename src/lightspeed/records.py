@@ -10,19 +10,26 @@ never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import errno
+import itertools
 import json
+import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lightspeed.atomic import GroupDirSync, ensure_dir, write_atomic
+import structlog
+
+from lightspeed.atomic import ensure_dir, write_atomic
 from lightspeed.errors import RecordWriteError, StorageError
+from lightspeed.frames import REPLY, pack_request
 from lightspeed.identity import UuidSource
 
 RecordKind = Literal["feedback", "transcript"]
+log = structlog.get_logger(__name__)
+EXITED = "the record writer process exited"
 
 
 def utc_now() -> datetime:
@@ -108,8 +115,91 @@ def prepare_storage(what: str, path: Path) -> None:
         raise StorageError(what, path, exc.strerror or str(exc)) from exc
 
 
+class WriterProcess:
+    """The server's end of the record writer process (`lightspeed.writer_child`).
+
+    Started on first use and again after it died; a death fails the writes in
+    flight with EIO (their records may or may not be on disk, never half-written).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[tuple[int, str]]] = {}
+        self._ids = itertools.count(1)
+        self._starting = asyncio.Lock()
+        self._closing = False
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        async with self._starting:
+            if self._proc is None or self._proc.returncode is not None or self._reader is None or self._reader.done():
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "lightspeed.writer_child",
+                    str(self._threads),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                self._reader = asyncio.create_task(self._read_replies(self._proc))
+            return self._proc
+
+    async def write(self, path: Path, data: bytes) -> None:
+        """Write `path` atomically; raises OSError as the write itself would."""
+        proc = await self._running()
+        assert proc.stdin is not None
+        request_id = next(self._ids)
+        reply = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = reply
+        try:
+            proc.stdin.write(pack_request(request_id, str(path), data))
+            await proc.stdin.drain()
+            error, reason = await reply
+        except ConnectionError:
+            error, reason = errno.EIO, EXITED
+        finally:
+            self._pending.pop(request_id, None)
+        if error:
+            raise OSError(error, reason, str(path))
+
+    async def _read_replies(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                header = await proc.stdout.readexactly(REPLY.size)
+                request_id, error, length = REPLY.unpack(header)
+                reason = (await proc.stdout.readexactly(length)).decode("utf-8", errors="replace")
+                reply = self._pending.pop(request_id, None)
+                if reply is not None and not reply.done():
+                    reply.set_result((error, reason))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if not self._closing:
+                log.error("record_writer_exited", returncode=await proc.wait(), pending=len(self._pending))
+            for reply in self._pending.values():
+                if not reply.done():
+                    reply.set_result((errno.EIO, EXITED))
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Let the writes in progress finish, then end the process."""
+        self._closing = True
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), grace_seconds)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            await self._reader
+
+
 class RecordWriter:
-    """Writes records atomically on a bounded pool of threads.
+    """Writes records atomically in the record writer process.
 
     `on_result(kind, ok)` is called for every attempt (metrics).
     """
@@ -123,10 +213,9 @@ class RecordWriter:
     ) -> None:
         self._feedback_dir = feedback_dir
         self._transcripts_dir = transcripts_dir
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="record-writer")
+        self._process = WriterProcess(threads)
         self._on_result = on_result
         self._names = UuidSource()
-        self._dir_sync = GroupDirSync()
 
     async def write_feedback(self, feedback: Feedback) -> Path:
         if self._feedback_dir is None:
@@ -143,15 +232,14 @@ class RecordWriter:
 
     async def _write(self, kind: RecordKind, path: Path, record: dict[str, Any]) -> Path:
         data = json.dumps(record, ensure_ascii=False).encode("utf-8")
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._pool, write_atomic, path, data, 0o640, self._dir_sync)
+            await self._process.write(path, data)
         except OSError as exc:
             self._on_result(kind, False)
             raise RecordWriteError(kind, exc.strerror or str(exc)) from exc
         self._on_result(kind, True)
         return path
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Wait for the writes in progress: a record accepted is a record on disk."""
-        self._pool.shutdown(wait=True)
+        await self._process.close()
