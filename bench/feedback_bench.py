@@ -76,21 +76,26 @@ def run_wrk(port: int, body: dict[str, object], workdir: Path) -> WrkResult:
     )
 
 
+def raw_atomic_write(folder: Path, number: int, payload: bytes) -> None:
+    """The write protocol in plain Python: write, fsync, rename, fsync the directory."""
+    tmp, final = folder / f".{number}.json.tmp", folder / f"{number}.json"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o640)
+    os.write(fd, payload)
+    os.fsync(fd)
+    os.close(fd)
+    tmp.replace(final)
+    dfd = os.open(folder, os.O_RDONLY)
+    os.fsync(dfd)
+    os.close(dfd)
+
+
 def fsync_loop_rate(folder: Path, seconds: float = 3.0) -> float:
     """Plain Python: write, fsync, rename, fsync the directory, as fast as one loop can."""
     folder.mkdir()
     payload = b"x" * 400
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        tmp, final = folder / f".{count}.json.tmp", folder / f"{count}.json"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o640)
-        os.write(fd, payload)
-        os.fsync(fd)
-        os.close(fd)
-        tmp.replace(final)
-        dfd = os.open(folder, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
+        raw_atomic_write(folder, count, payload)
         count += 1
     return count / (time.perf_counter() - started)
 
@@ -108,15 +113,7 @@ def threaded_writes(folder: Path, seconds: float = 5.0) -> tuple[float, float, f
         number = first
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            tmp, final = folder / f".{number}.json.tmp", folder / f"{number}.json"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o640)
-            os.write(fd, b"x" * 400)
-            os.fsync(fd)
-            os.close(fd)
-            tmp.replace(final)
-            dfd = os.open(folder, os.O_RDONLY)
-            os.fsync(dfd)
-            os.close(dfd)
+            raw_atomic_write(folder, number, b"x" * 400)
             latencies.append(time.perf_counter() - started)
             number += CONNECTIONS
 
