@@ -1,0 +1,183 @@
+"""Query latency with the local provider over about 1,000 passages, one client.
+
+Beside it, from the same run: the raw pipeline (embed the question with the
+same model and search the same vectors, in-process) and a no-op aiohttp
+round trip with the same client. Targets: p50 under 30 ms, server resident
+memory under 800 MB. Transcripts are on, so each answer includes its fsync'd write.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from common import children, data_volume, free_port, rss_mb, start_noop_server, start_server, stop
+
+QUESTIONS = 300
+TOPICS = [
+    "cluster",
+    "storage",
+    "network",
+    "feedback",
+    "transcript",
+    "upgrade",
+    "backup",
+    "certificate",
+    "logging",
+    "quota",
+    "scheduler",
+    "registry",
+    "token",
+    "operator",
+    "ingress",
+    "volume",
+]
+WORDS = [
+    "the",
+    "a",
+    "service",
+    "node",
+    "pod",
+    "restart",
+    "config",
+    "file",
+    "path",
+    "value",
+    "setting",
+    "error",
+    "timeout",
+    "retry",
+    "disk",
+    "memory",
+    "cpu",
+    "user",
+    "admin",
+    "role",
+    "secret",
+    "key",
+    "route",
+    "port",
+    "host",
+    "proxy",
+    "image",
+    "build",
+    "deploy",
+    "rollback",
+    "version",
+]
+
+
+def write_corpus(folder: Path, rng: random.Random) -> None:
+    """100 documents of 10 sections each: about 1,000 passages."""
+    folder.mkdir()
+    for doc in range(100):
+        topic = TOPICS[doc % len(TOPICS)]
+        sections = [f"# {topic.title()} guide {doc}\n"]
+        for section in range(10):
+            words = " ".join(rng.choice(WORDS) for _ in range(70))
+            sections.append(f"## {topic} task {section}\n\nTo handle {topic} {section}: {words}.\n")
+        (folder / f"{topic}-{doc}.md").write_text("\n".join(sections))
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def timed(call: Callable[[int], object], count: int) -> list[float]:
+    latencies = []
+    for i in range(count):
+        started = time.perf_counter()
+        call(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def client_call(port: int, method: str, path: str, body_for: Callable[[int], bytes | None]) -> Callable[[int], object]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(i: int) -> object:
+        connection.request(method, path, body=body_for(i), headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+        assert response.status == 200, data
+        return data
+
+    return call
+
+
+def question(i: int) -> str:
+    return f"How do I handle {TOPICS[i % len(TOPICS)]} task {i % 10} after a timeout?"
+
+
+def raw_pipeline(docs: Path) -> list[float]:
+    """The same model and passages, in-process: encode the question, dot product, top 3."""
+    import numpy as np
+
+    from lightspeed.embedding import load_embedder
+    from lightspeed.retrieval import PassageIndex, read_documents
+
+    index = PassageIndex.build(load_embedder(None), read_documents(docs, 700))
+    print(f"  corpus: {len(index.passages)} passages")
+    vectors = index._vectors
+
+    def search(i: int) -> object:
+        query = index.embedder.encode([question(i)])[0]
+        scores = vectors @ query
+        return np.argpartition(-scores, 3)[:3]
+
+    return timed(search, QUESTIONS)
+
+
+def main() -> bool:
+    rng = random.Random(7)
+    print(f"== query: local provider, one client, {QUESTIONS} questions, transcripts on")
+    with data_volume() as volume, tempfile.TemporaryDirectory(dir=volume) as tmp:
+        workdir = Path(tmp)
+        docs = workdir / "docs"
+        write_corpus(docs, rng)
+        raw = raw_pipeline(docs)
+        port = free_port()
+        noop = start_noop_server(port)
+        try:
+            noop_ms = timed(client_call(port, "GET", "/liveness", lambda i: None), QUESTIONS)
+        finally:
+            stop(noop)
+        port = free_port()
+        server = start_server(workdir, docs, port)
+        try:
+            body = lambda i: json.dumps({"query": question(i)}).encode()  # noqa: E731
+            served = timed(client_call(port, "POST", "/v1/query", body), QUESTIONS)
+            rss, peak = rss_mb(server.pid)
+            writer_rss = sum(rss_mb(child)[0] for child in children(server.pid))
+        finally:
+            stop(server)
+        transcripts = len(list((workdir / "transcripts").rglob("*.json")))
+    p50 = statistics.median(served)
+    print(
+        f"  baseline raw pipeline (embed + search, in-process): p50 {statistics.median(raw):6.2f} ms"
+        f"  p99 {percentile(raw, 0.99):6.2f} ms"
+    )
+    print(f"  baseline no-op aiohttp round trip                 : p50 {statistics.median(noop_ms):6.2f} ms")
+    p99 = percentile(served, 0.99)
+    print(
+        f"  lightspeed POST /v1/query                         : p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+        "   (target p50 < 30 ms)"
+    )
+    print(
+        f"  server resident memory: {rss:.0f} MB now, {peak:.0f} MB peak (target < 800 MB);"
+        f" record writer process {writer_rss:.0f} MB; transcripts {transcripts}"
+    )
+    ok = p50 < 30 and peak < 800 and transcripts == QUESTIONS
+    print(f"  {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+if __name__ == "__main__":
+    main()
