@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lightspeed.config import AppConfig
+from lightspeed.errors import ProviderUnavailable
 from lightspeed.providers.base import Completion, Question
 from tests.conftest import ClientFactory
 from tests.support import json_files
@@ -298,3 +299,32 @@ async def test_query_with_no_relevant_passage_says_so(client: Any, config: AppCo
     body = await resp.json()
     assert body["rag_chunks"] == []
     assert body["response"].startswith("I could not find anything")
+
+
+class FailingMidStreamProvider(TrickleProvider):
+    """Sends two pieces, then the upstream fails (our own interface, faked)."""
+
+    async def stream(self, question: Question) -> AsyncGenerator[str, None]:
+        yield "partial "
+        yield "answer "
+        raise ProviderUnavailable("Unable to connect to the answer provider", "connection reset by upstream")
+
+
+async def test_a_failure_after_the_stream_began_is_an_error_event(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """The stream ends with an error event naming the cause; the partial answer is kept as a truncated transcript."""
+    client = await make_client(config, provider=FailingMidStreamProvider())
+    resp = await client.post("/v1/streaming_query", json={"query": "How do I start the server?"})
+    assert resp.status == 200
+    events = parse_sse(await resp.text())
+    assert [e["event"] for e in events] == ["start", "token", "token", "error"]
+    assert events[-1]["data"] == {
+        "response": "Unable to connect to the answer provider",
+        "cause": "connection reset by upstream",
+    }
+    files = json_files(config.user_data_collection.transcripts_storage)
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert record["llm_response"] == "partial answer "
+    assert record["truncated"] is True
