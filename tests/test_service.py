@@ -6,6 +6,8 @@ import shutil
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from lightspeed.config import AppConfig
 from lightspeed.providers.base import Completion, Question
 from lightspeed.routes import ROUTES
@@ -66,7 +68,13 @@ async def test_an_unexpected_error_is_a_generic_500(make_client: ClientFactory, 
     """The client gets a generic body, never the exception text or a stack trace."""
     client = await make_client(config, provider=BrokenProvider())
     for route in ("/v1/query", "/v1/streaming_query"):
-        resp = await client.post(route, json={"query": "How do I start the server?"})
+        with capture_logs() as logs:
+            resp = await client.post(route, json={"query": "How do I start the server?"})
+        failed = [e for e in logs if e["event"] == "request_failed"]
+        assert len(failed) == 1
+        assert failed[0]["log_level"] == "error"
+        assert failed[0]["route"] == route
+        assert failed[0]["exc_info"] is True  # the traceback goes to the log
         assert resp.status == 500
         text = await resp.text()
         assert "secret internal detail" not in text

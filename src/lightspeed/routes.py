@@ -28,6 +28,13 @@ _ERRORS: dict[int, type[BaseModel] | str] = {
     403: p.ErrorResponse,
     422: p.ValidationErrorResponse,
 }
+_ANSWER_ERRORS: dict[int, type[BaseModel] | str] = {
+    **_ERRORS,
+    404: p.ErrorResponse,
+    413: p.ErrorResponse,
+    502: p.ErrorResponse,
+    503: p.ErrorResponse,
+}
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -36,14 +43,7 @@ ROUTES: tuple[Route, ...] = (
         query.query,
         "Answer a question",
         p.QueryRequest,
-        {
-            200: p.QueryResponse,
-            **_ERRORS,
-            404: p.ErrorResponse,
-            413: p.ErrorResponse,
-            502: p.ErrorResponse,
-            503: p.ErrorResponse,
-        },
+        {200: p.QueryResponse, **_ANSWER_ERRORS},
     ),
     Route(
         "POST",
@@ -51,14 +51,7 @@ ROUTES: tuple[Route, ...] = (
         query.streaming_query,
         "Answer a question as server-sent events (start, token, turn_complete, end, error)",
         p.QueryRequest,
-        {
-            200: "text/event-stream",
-            **_ERRORS,
-            404: p.ErrorResponse,
-            413: p.ErrorResponse,
-            502: p.ErrorResponse,
-            503: p.ErrorResponse,
-        },
+        {200: "text/event-stream", **_ANSWER_ERRORS},
     ),
     Route(
         "POST",

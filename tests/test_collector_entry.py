@@ -1,0 +1,29 @@
+"""The lightspeed-collector entry point reads the shared config (the daemon is issue 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.__main__ import main
+from lightspeed.errors import EXIT_CONFIG
+
+
+def test_disabled_collection_says_so_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With data_collector.enabled false it prints one line and touches nothing."""
+    config = tmp_path / "c.yaml"
+    config.write_text("user_data_collection:\n  data_collector:\n    enabled: false\n")
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "lightspeed-collector: data_collector.enabled is false in the config; nothing to do"
+    )
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_bad_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("user_data_collection:\n  data_collector:\n    enabeld: true\n")
+    assert main(["--config", str(config)]) == EXIT_CONFIG
+    assert "unknown key 'user_data_collection.data_collector.enabeld'" in capsys.readouterr().err
