@@ -12,13 +12,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 import yaml
 from aiohttp import web
 
 from lightspeed.config import AuthenticationConfig
+from lightspeed.credentials import read_secret
 from lightspeed.errors import ConfigError, Forbidden, Unauthorized
 
 Role = Literal["user", "admin"]
@@ -109,12 +109,9 @@ def build_authenticator(config: AuthenticationConfig, keys_text: str | None = No
 
 def read_api_keys(config: AuthenticationConfig) -> str | None:
     """The api-key module's keys file or credential text (blocking)."""
-    from lightspeed.credentials import read_secret  # noqa: PLC0415 - keeps auth importable alone
-
     if config.module != "api-key":
         return None
-    file: Path | None = config.api_key.keys_file
-    return read_secret(None, file, config.api_key.credential)
+    return read_secret(None, config.api_key.keys_file, config.api_key.credential)
 
 
 def require_admin(user: User) -> None:
