@@ -139,6 +139,33 @@ class AnswersConfig(Section):
         return self
 
 
+class RetryConfig(Section):
+    """Upload backoff: exponential with jitter, bounded in attempts and in time."""
+
+    initial_seconds: float = Field(default=1.0, ge=0)
+    max_seconds: float = Field(default=300.0, ge=0)
+    jitter_seconds: float = Field(default=1.0, ge=0)
+    max_attempts: PositiveInt = 8
+    max_elapsed_seconds: float = Field(default=1800.0, gt=0)
+    max_retry_after_seconds: float = Field(default=3600.0, ge=0)
+
+
+class CollectorConfig(Section):
+    """lightspeed-collector's own settings, beyond the spec's `data_collector` block."""
+
+    # The spool must be on the same file system as both storage directories
+    # (claiming is a rename); default: `spool` beside feedback_storage.
+    spool_dir: Path | None = None
+    max_batch_bytes: PositiveInt = 50 * 1024 * 1024  # compressed; ingress accepts 100 MiB
+    max_batch_files: PositiveInt = 20_000
+    ingress_token_file: Path | None = None
+    ingress_token_credential: str | None = "lightspeed-ingress-token"  # noqa: S105 - a credential name, not a secret
+    rescan_interval_seconds: float = Field(default=300.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    flush_on_stop: bool = True
+    retry: RetryConfig = RetryConfig()
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -160,6 +187,7 @@ class AppConfig(BaseSettings):
     user_data_collection: UserDataCollectionConfig = UserDataCollectionConfig()
     redaction: RedactionConfig = RedactionConfig()
     answers: AnswersConfig = AnswersConfig()
+    collector: CollectorConfig = CollectorConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

@@ -1,0 +1,187 @@
+"""Uploading one archive to an insights-style ingress, with bounded backoff.
+
+The contract: POST multipart/form-data, part `file` named `<batch_id>.tar.gz`
+with content type `application/vnd.redhat.<service>.periodic+tar`, headers
+`Authorization: Bearer <token>`, `x-rh-insights-request-id: <batch_id>` and a
+User-Agent naming product, version and installation. Any 2xx is acceptance,
+whatever the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from collector.errors import BatchTooLarge, IngressRejected, IngressUnavailable, TokenRejected
+from lightspeed.config import RetryConfig
+
+log = structlog.get_logger(__name__)
+
+TokenSource = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    status: int
+    request_id: str | None
+    seconds: float
+    attempts: int
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, IngressUnavailable)
+
+
+def classify(status: int, body: str, retry_after: float | None) -> Exception | None:
+    """None for acceptance; otherwise the error this answer means."""
+    if 200 <= status < 300:
+        return None
+    if status == 401:
+        return TokenRejected(status, body)
+    if status == 413:
+        return BatchTooLarge(status, body)
+    if status in (408, 429) or status >= 500:
+        return IngressUnavailable(status, body, retry_after)
+    return IngressRejected(status, body)
+
+
+class RetryAfterOrBackoff:
+    """tenacity wait: the server's Retry-After when it gave one (capped), else exponential jitter."""
+
+    def __init__(self, config: RetryConfig) -> None:
+        self._backoff = wait_exponential_jitter(
+            multiplier=config.initial_seconds, max=config.max_seconds, jitter=config.jitter_seconds
+        )
+        self._cap = config.max_retry_after_seconds
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, IngressUnavailable) and exc.retry_after is not None:
+            return min(exc.retry_after, self._cap)
+        return float(self._backoff(state))
+
+
+class Uploader:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        url: str,
+        service: str,
+        token: TokenSource,
+        user_agent: str,
+        retry: RetryConfig,
+        timeout_seconds: float,
+    ) -> None:
+        self._session = session
+        self._url = url
+        self._content_type = f"application/vnd.redhat.{service}.periodic+tar"
+        self._token = token
+        self._user_agent = user_agent
+        self._retry = retry
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=timeout_seconds)
+
+    async def upload(self, batch_id: str, archive: Path) -> Accepted:
+        """Deliver `archive`, retrying what is worth retrying.
+
+        Raises TokenRejected (after one re-read of the token), BatchTooLarge,
+        IngressRejected, or IngressUnavailable once the retries are spent.
+        """
+        started = time.monotonic()
+        token = await asyncio.to_thread(self._token)
+        retried_token = False
+        attempts = 0
+        while True:
+            try:
+                async for attempt in self._retrying():
+                    with attempt:
+                        attempts += 1
+                        status, request_id = await self._post_once(batch_id, archive, token)
+                return Accepted(status, request_id, time.monotonic() - started, attempts)
+            except TokenRejected:
+                if retried_token:
+                    raise
+                retried_token = True
+                token = await asyncio.to_thread(self._token)
+                log.warning("ingress_token_rejected", batch_id=batch_id, action="re-reading the token once")
+
+    def _retrying(self) -> AsyncRetrying:
+        config = self._retry
+        return AsyncRetrying(
+            stop=stop_after_attempt(config.max_attempts) | stop_after_delay(config.max_elapsed_seconds),
+            wait=RetryAfterOrBackoff(config),
+            retry=retry_if_exception(is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    async def _post_once(self, batch_id: str, archive: Path, token: str | None) -> tuple[int, str | None]:
+        headers = {"x-rh-insights-request-id": batch_id, "User-Agent": self._user_agent}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        form = aiohttp.FormData()
+        try:
+            with archive.open("rb") as handle:
+                form.add_field("file", handle, filename=f"{batch_id}.tar.gz", content_type=self._content_type)
+                async with self._session.post(self._url, data=form, headers=headers, timeout=self._timeout) as resp:
+                    body = await resp.text(errors="replace")
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    error = classify(resp.status, body, retry_after)
+                    if error is not None:
+                        raise error
+                    return resp.status, _request_id(body, resp.headers.get("x-rh-insights-request-id"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise IngressUnavailable(None, str(exc) or type(exc).__name__) from exc
+
+
+def _request_id(body: str, header: str | None) -> str | None:
+    """The ingress's request id if it gave one: a 202 body may be empty or not JSON at all."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return header
+    value = parsed.get("request_id") if isinstance(parsed, dict) else None
+    return str(value) if value else header
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "upload_retry",
+        attempt=state.attempt_number,
+        wait_seconds=round(state.next_action.sleep, 2) if state.next_action else None,
+        error=str(exc),
+    )

@@ -1,0 +1,378 @@
+"""lightspeed-collector against a real ingress on 127.0.0.1: delivery, faults, cleanup, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
+from lightspeed import __version__
+from lightspeed.config import AppConfig, config_from_mapping
+from lightspeed.identity import installation_id
+from tests.ingress import Ingress, Reply, write_record
+from tests.support import deep_merge
+
+TOKEN = "ingress-token-0123456789"
+
+
+@pytest.fixture
+async def ingress(aiohttp_server: Any) -> Ingress:
+    fake = Ingress()
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    fake.url = f"http://127.0.0.1:{server.port}/api/ingress/v1/upload"
+    return fake
+
+
+CollectorConfig = Callable[..., AppConfig]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, ingress: Ingress) -> CollectorConfig:
+    def build(**sections: Any) -> AppConfig:
+        base = {
+            "service": {"state_dir": str(tmp_path / "state")},
+            "user_data_collection": {
+                "feedback_enabled": True,
+                "feedback_storage": str(tmp_path / "data" / "feedback"),
+                "transcripts_enabled": True,
+                "transcripts_storage": str(tmp_path / "data" / "transcripts"),
+                "data_collector": {
+                    "enabled": True,
+                    "ingress_server_url": ingress.url,
+                    "ingress_server_auth_token": TOKEN,
+                    "ingress_content_service_name": "lightspeed",
+                    "collection_interval": 3600,
+                    "connection_timeout_seconds": 2,
+                },
+            },
+            "collector": {
+                "retry": {"initial_seconds": 0.01, "max_seconds": 0.05, "jitter_seconds": 0, "max_attempts": 4}
+            },
+        }
+        return config_from_mapping(deep_merge(base, sections))
+
+    return build
+
+
+def roots(config: AppConfig) -> tuple[Path, Path]:
+    udc = config.user_data_collection
+    assert udc.feedback_storage is not None
+    assert udc.transcripts_storage is not None
+    return udc.feedback_storage, udc.transcripts_storage
+
+
+def write_records(config: AppConfig, feedback: int = 3, transcripts: int = 4) -> dict[str, bytes]:
+    """Records as the server writes them; returns archive member name -> exact bytes."""
+    feedback_dir, transcripts_dir = roots(config)
+    written = {}
+    for i in range(feedback):
+        path = write_record(feedback_dir, f"fb-{i:04d}.json", {"user_id": "u", "sentiment": 1, "n": i})
+        written[f"feedback/{path.name}"] = path.read_bytes()
+    for i in range(transcripts):
+        relpath = f"user{i % 2}/conv{i % 3}/tr-{i:04d}.json"
+        path = write_record(transcripts_dir, relpath, {"metadata": {"n": i}, "redacted_query": "q"})
+        written[f"transcripts/{relpath}"] = path.read_bytes()
+    return written
+
+
+def remaining(config: AppConfig) -> list[Path]:
+    return sorted(p for root in roots(config) for p in root.rglob("*") if p.is_file())
+
+
+async def test_once_delivers_everything_exactly_and_cleans_up(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """One pass uploads every record, bytes identical, with the insights headers, then deletes them."""
+    config = make_config()
+    written = write_records(config)
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.accepted) == 1
+    received = ingress.accepted[0]
+    assert received.members == written
+    assert received.filename == f"{received.batch_id}.tar.gz"
+    assert received.content_type == "application/vnd.redhat.lightspeed.periodic+tar"
+    assert received.headers["Authorization"] == f"Bearer {TOKEN}"
+    identity = installation_id(config.service.state_dir)
+    assert received.headers["User-Agent"] == f"lightspeed-collector/{__version__} (installation {identity})"
+    assert remaining(config) == []
+    feedback_dir, transcripts_dir = roots(config)
+    assert feedback_dir.is_dir()
+    assert transcripts_dir.is_dir()
+    assert list(transcripts_dir.iterdir()) == []  # emptied user/conversation folders are pruned
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.accepted) == 1  # nothing is sent twice
+
+
+async def test_cleanup_off_keeps_records_and_never_resends(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config(user_data_collection={"data_collector": {"cleanup_after_send": False}})
+    written = write_records(config)
+    assert await Collector(config, once=True).async_run() is True
+    spool = roots(config)[0].parent / "spool"
+    kept = {
+        p.relative_to(spool / "sent" / ingress.accepted[0].batch_id).as_posix()
+        for p in (spool / "sent").rglob("*.json")
+    }
+    assert kept == set(written)
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.accepted) == 1
+
+
+@pytest.mark.parametrize(
+    "failures",
+    [
+        [Reply(500)],
+        [Reply(502), Reply(503)],
+        [Reply(429)],
+        [Reply(408)],
+        [Reply(reset=True)],
+    ],
+)
+async def test_transient_failures_are_retried_until_delivered(
+    ingress: Ingress, make_config: CollectorConfig, failures: list[Reply]
+) -> None:
+    """5xx, 429, 408 and a reset connection are retried with backoff; the same batch id each time."""
+    config = make_config()
+    written = write_records(config)
+    ingress.script = list(failures)
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.attempts) == len(failures) + 1
+    assert len({batch for _, batch in ingress.attempts}) == 1
+    assert ingress.accepted[0].members == written
+
+
+async def test_retry_after_is_honoured(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """A 429 with Retry-After: 1 delays the next attempt by at least a second, not the tiny backoff."""
+    config = make_config()
+    write_records(config)
+    ingress.script = [Reply(429, headers={"Retry-After": "1"})]
+    assert await Collector(config, once=True).async_run() is True
+    (first, _), (second, _) = ingress.attempts
+    assert second - first >= 1.0
+
+
+async def test_a_slow_ingress_times_out_and_nothing_is_lost(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """A server slower than connection_timeout_seconds is retried; when retries run out the batch waits."""
+    config = make_config(collector={"retry": {"max_attempts": 2}})
+    written = write_records(config)
+    ingress.default = Reply(delay=3.0)
+    assert await Collector(config, once=True).async_run() is False
+    assert len(ingress.attempts) == 2
+    assert remaining(config) == []  # claimed into the spool, not deleted
+    ingress.default = Reply()
+    assert await Collector(config, once=True).async_run() is True
+    assert ingress.accepted[-1].members == written
+    assert ingress.accepted[-1].batch_id == ingress.attempts[0][1]  # resumed under the same id
+
+
+async def test_retries_are_bounded(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """An ingress that always fails gets max_attempts tries per flush, no storm."""
+    config = make_config()
+    write_records(config)
+    ingress.default = Reply(503)
+    assert await Collector(config, once=True).async_run() is False
+    assert len(ingress.attempts) == 4
+
+
+async def test_401_rereads_the_token_once(ingress: Ingress, make_config: CollectorConfig, tmp_path: Path) -> None:
+    """After a token rotation the first 401 makes the collector re-read the token file, then it succeeds."""
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token\n")
+    config = make_config(
+        user_data_collection={"data_collector": {"ingress_server_auth_token": None}},
+        collector={"ingress_token_file": str(token_file)},
+    )
+    write_records(config)
+    ingress.script = [Reply(401, then=lambda: token_file.write_text("new-token\n"))]
+    assert await Collector(config, once=True).async_run() is True
+    assert next(a[1] for a in ingress.attempts) == ingress.accepted[0].batch_id
+    assert len(ingress.attempts) == 2
+    assert ingress.accepted[0].headers["Authorization"] == "Bearer new-token"
+
+
+async def test_a_second_401_quarantines_the_batch(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """The token is re-read once; a still-rejected token quarantines the batch instead of looping."""
+    config = make_config()
+    write_records(config)
+    ingress.default = Reply(401, body="bad token")
+    assert await Collector(config, once=True).async_run() is False
+    assert len(ingress.attempts) == 2
+
+
+async def test_413_halves_the_batch(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config()
+    written = write_records(config, feedback=4, transcripts=4)
+    ingress.script = [Reply(413)]
+    assert await Collector(config, once=True).async_run() is True
+    assert [len(r.members) for r in ingress.accepted] == [4, 4]
+    assert set(ingress.all_members()) == set(written)
+
+
+@pytest.mark.parametrize("status", [400, 403, 415])
+async def test_permanent_refusals_quarantine_the_batch(
+    ingress: Ingress, make_config: CollectorConfig, status: int
+) -> None:
+    """400/403/415 move the batch with the response to quarantine/; nothing is deleted or retried."""
+    config = make_config()
+    written = write_records(config)
+    ingress.script = [Reply(status, body="refused: bad content type")]
+    assert await Collector(config, once=True).async_run() is False
+    assert len(ingress.attempts) == 1
+    quarantine = roots(config)[0].parent / "spool" / "quarantine" / ingress.attempts[0][1]
+    reason = json.loads((quarantine / "reason.json").read_text())
+    assert reason["status"] == status
+    assert reason["response"] == "refused: bad content type"
+    kept = {p.relative_to(quarantine / "records").as_posix() for p in (quarantine / "records").rglob("*.json")}
+    assert kept == set(written)
+    with tarfile.open(quarantine / f"{ingress.attempts[0][1]}.tar.gz") as archive:
+        assert set(archive.getnames()) == set(written)
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.attempts) == 1
+
+
+@pytest.mark.parametrize("body", ["", "accepted", "{not json"])
+async def test_any_2xx_body_is_acceptance(ingress: Ingress, make_config: CollectorConfig, body: str) -> None:
+    config = make_config()
+    write_records(config)
+    ingress.default = Reply(202, body=body)
+    assert await Collector(config, once=True).async_run() is True
+    assert remaining(config) == []
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.attempts) == 1
+
+
+async def test_invalid_json_is_quarantined_not_uploaded(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config()
+    written = write_records(config, feedback=2, transcripts=0)
+    broken = roots(config)[0] / "broken.json"
+    broken.write_text('{"truncated": ')
+    assert await Collector(config, once=True).async_run() is True
+    assert set(ingress.all_members()) == set(written)
+    spool = roots(config)[0].parent / "spool"
+    quarantined = list((spool / "quarantine").rglob("broken.json"))
+    assert len(quarantined) == 1
+    assert quarantined[0].read_text() == '{"truncated": '
+
+
+async def test_a_record_too_large_for_any_batch_is_quarantined(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config(collector={"max_batch_bytes": 8192})
+    written = write_records(config, feedback=2, transcripts=0)
+    big = write_record(roots(config)[0], "big.json", {"blob": "x" * 20000})
+    assert await Collector(config, once=True).async_run() is False
+    assert set(ingress.all_members()) == set(written)
+    spool = roots(config)[0].parent / "spool"
+    kept = list((spool / "quarantine").rglob("big.json"))
+    assert len(kept) == 1
+    assert kept[0].stat().st_size == len(json.dumps({"blob": "x" * 20000}))
+    assert not big.exists()
+
+
+async def test_batches_respect_the_file_cap(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config(collector={"max_batch_files": 3})
+    written = write_records(config, feedback=5, transcripts=4)
+    assert await Collector(config, once=True).async_run() is True
+    assert [len(r.members) for r in ingress.accepted] == [3, 3, 3]
+    assert sorted(ingress.all_members()) == sorted(written)
+
+
+async def test_temporaries_dotfiles_and_symlinks_are_never_collected(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path
+) -> None:
+    config = make_config()
+    feedback_dir, _ = roots(config)
+    written = write_records(config, feedback=1, transcripts=0)
+    (feedback_dir / ".half.json.tmp").write_text('{"partial"')
+    (feedback_dir / ".hidden.json").write_text("{}")
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"secret": true}')
+    (feedback_dir / "link.json").symlink_to(outside)
+    (feedback_dir / "notes.txt").write_text("x")
+    assert await Collector(config, once=True).async_run() is True
+    assert set(ingress.all_members()) == set(written)
+    assert outside.read_text() == '{"secret": true}'
+    assert sorted(p.name for p in feedback_dir.iterdir()) == [
+        ".half.json.tmp",
+        ".hidden.json",
+        "link.json",
+        "notes.txt",
+    ]
+
+
+async def run_collector_process(config: AppConfig, tmp_path: Path, fault: str | None) -> int:
+    path = tmp_path / "collector.yaml"
+    path.write_text(json.dumps(config.model_dump(mode="json", exclude_none=True) | _secret_fields(config)))
+    env = {**os.environ}
+    env.pop(FAULT_ENV, None)
+    if fault:
+        env[FAULT_ENV] = fault
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collector",
+        "run",
+        "--once",
+        "--config",
+        str(path),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode
+
+
+def _secret_fields(config: AppConfig) -> dict[str, Any]:
+    udc = config.model_dump(mode="json")["user_data_collection"]
+    token = config.user_data_collection.data_collector.ingress_server_auth_token
+    udc["data_collector"]["ingress_server_auth_token"] = token.get_secret_value() if token else None
+    return {"user_data_collection": udc}
+
+
+@pytest.mark.parametrize(
+    ("fault", "uploads_after_restart"),
+    [
+        ("after_claim", 1),  # nothing was sent: the claimed batch goes after restart
+        ("after_package", 1),
+        ("after_upload", 2),  # accepted but not journaled: the same batch once more (the only duplicate case)
+        ("after_journal", 1),  # journaled: never sent again, only cleaned up
+        ("after_cleanup", 1),
+    ],
+)
+async def test_a_crash_at_any_step_loses_nothing_and_resends_only_unjournaled(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path, fault: str, uploads_after_restart: int
+) -> None:
+    """Hard exit at each step boundary, then a restart: every record arrives, none is left, no extra re-send."""
+    config = make_config()
+    written = write_records(config)
+    assert await run_collector_process(config, tmp_path, fault) == FAULT_EXIT
+    assert await run_collector_process(config, tmp_path, None) == 0
+    assert len(ingress.accepted) == uploads_after_restart
+    assert len({r.batch_id for r in ingress.accepted}) == 1
+    assert all(r.members == written for r in ingress.accepted)
+    assert remaining(config) == []
+    spool = roots(config)[0].parent / "spool"
+    assert [p for p in (spool / "claimed").iterdir()] == []
+    assert [p for p in (spool / "outbox").iterdir()] == []
+
+
+async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """Running as a daemon, a record written later reaches the ingress within one interval; stop ends the run."""
+    config = make_config(user_data_collection={"data_collector": {"collection_interval": 1}})
+    collector = Collector(config)
+    task = asyncio.create_task(collector.async_run())
+    await asyncio.sleep(0.3)
+    written = write_records(config, feedback=1, transcripts=1)
+    for _ in range(300):
+        if len(ingress.all_members()) == len(written):
+            break
+        await asyncio.sleep(0.01)
+    assert set(ingress.all_members()) == set(written)
+    collector.stop()
+    assert await asyncio.wait_for(task, 10) is True
+    assert remaining(config) == []
