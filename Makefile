@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv with the project and its dev tools
 
-run: install ## Run the whole pipeline locally with the development config (Ctrl-C stops)
-	$(VENV)/bin/lightspeed serve --config $(CONFIG)
+run: install ## Run the whole pipeline locally: server, collector, dev ingress (Ctrl-C stops)
+	$(PY) -m lightspeed.devrun --config $(CONFIG)
 
 run-server: install ## Run only the API server
 	$(VENV)/bin/lightspeed serve --config $(CONFIG)

@@ -18,6 +18,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ class Collector:
     async def async_run(self) -> bool:
         """Returns True when everything found was delivered (what `--once` exits on)."""
         await asyncio.to_thread(self.spool.prepare)
+        await asyncio.to_thread(self._load_status)
         await self.recover()
         async with aiohttp.ClientSession() as session:
             uploader = await self._uploader(session)
@@ -101,6 +103,12 @@ class Collector:
             return await self._serve(uploader)
 
     async def _serve(self, uploader: Uploader) -> bool:
+        """Flush now and every interval (or early when enough is pending) until stopped.
+
+        A stop during a flush gives it `shutdown_grace_seconds`, then abandons
+        it: a batch cut short is resumed under the same id at the next start.
+        Returns True: a stopped daemon has done its job.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -108,30 +116,32 @@ class Collector:
         watcher = asyncio.create_task(self._watch())
         interval = self.config.user_data_collection.data_collector.collection_interval
         log.info("collector_started", spool=str(self.spool.root), interval_seconds=interval)
-        ok = await self.flush(uploader)
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await _first(self._stop.wait(), self._flush_now.wait())
-            self._flush_now.clear()
-            if not self._stop.is_set():
-                ok = await self.flush(uploader)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        if self.config.collector.flush_on_stop:
-            ok = await self._final_flush(uploader)
-        self._log_summary()
-        return ok
-
-    async def _final_flush(self, uploader: Uploader) -> bool:
-        """One more flush on stop, bounded: an upload cut short is resumed at the next start."""
         try:
-            async with asyncio.timeout(self.config.collector.shutdown_grace_seconds):
-                return await self.flush(uploader)
-        except TimeoutError:
-            log.warning("final_flush_cut_short", grace_seconds=self.config.collector.shutdown_grace_seconds)
-            return False
+            while not self._stop.is_set():
+                flush = asyncio.create_task(self.flush(uploader))
+                await _first(asyncio.shield(flush), self._stop.wait())
+                if not flush.done():
+                    await self._bounded(flush)
+                    return True
+                await _first(self._stop.wait(), self._flush_now.wait(), asyncio.sleep(interval))
+                self._flush_now.clear()
+            if self.config.collector.flush_on_stop:
+                await self._bounded(asyncio.create_task(self.flush(uploader)))
+            return True
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            self._log_summary()
+
+    async def _bounded(self, flush: asyncio.Task[bool]) -> None:
+        grace = self.config.collector.shutdown_grace_seconds
+        done, _ = await asyncio.wait({flush}, timeout=grace)
+        if not done:
+            flush.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flush
+            log.warning("flush_abandoned_on_stop", grace_seconds=grace, action="resumed at the next start")
 
     async def _watch(self) -> None:
         """Watch events only hint that a flush may be due early; the rescan is the truth."""
@@ -272,15 +282,23 @@ class Collector:
 
     async def _finish_flush(self, ok: bool) -> bool:
         status = {
-            "last_success": self.totals.last_success,
+            "last_success": _iso(self.totals.last_success),
             "last_error": self.totals.last_error,
             "batches": self.totals.batches,
             "records": self.totals.records,
-            "updated": time.time(),
+            "updated": _iso(time.time()),
         }
         with contextlib.suppress(OSError):
             await asyncio.to_thread(write_atomic, self.spool.root / STATUS_FILE, json.dumps(status).encode())
         return ok
+
+    def _load_status(self) -> None:
+        """Carry the last success and error over a restart, for `status`."""
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            saved = json.loads((self.spool.root / STATUS_FILE).read_text())
+            if saved.get("last_success"):
+                self.totals.last_success = datetime.fromisoformat(saved["last_success"]).timestamp()
+            self.totals.last_error = saved.get("last_error")
 
     def _checkpoint(self, step: str) -> None:
         if self._fault == step:
@@ -314,6 +332,10 @@ class Collector:
             retry=cfg.retry,
             timeout_seconds=float(dc.connection_timeout_seconds),
         )
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _total_size(paths: list[str]) -> int:

@@ -1,0 +1,62 @@
+"""A small insights-style ingress for development and `make run`: stores what it receives.
+
+`python -m collector.dev_ingress --port 8090 --store var/ingress` accepts
+`POST /api/ingress/v1/upload` (multipart part `file`), writes each archive to
+`<store>/<request id>.tar.gz` and answers 202 with the request id, as
+console.redhat.com's ingress does. It checks nothing else: `lightspeed-ingest`
+(issue 6) is the real receiving side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from pathlib import Path
+
+import structlog
+from aiohttp import BodyPartReader, web
+
+from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.logs import configure_logging
+
+log = structlog.get_logger("dev_ingress")
+STORE = web.AppKey("store", Path)
+
+
+async def upload(request: web.Request) -> web.Response:
+    reader = await request.multipart()
+    part = await reader.next()
+    if not isinstance(part, BodyPartReader) or part.name not in ("file", "upload"):
+        return web.json_response({"error": "expected a multipart part named file"}, status=400)
+    data = await part.read()
+    request_id = request.headers.get("x-rh-insights-request-id") or uuid.uuid4().hex
+    path = request.app[STORE] / f"{request_id}.tar.gz"
+    await asyncio.to_thread(write_atomic, path, bytes(data))
+    log.info("upload_received", request_id=request_id, bytes=len(data), content_type=part.headers.get("Content-Type"))
+    return web.json_response({"request_id": request_id, "upload": {"account_number": "dev"}}, status=202)
+
+
+def create_app(store: Path) -> web.Application:
+    ensure_dir(store)
+    app = web.Application(client_max_size=110 * 1024 * 1024)
+    app[STORE] = store
+    app.router.add_post("/api/ingress/v1/upload", upload)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m collector.dev_ingress")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--store", type=Path, default=Path("var/ingress"))
+    args = parser.parse_args()
+    writer = configure_logging()
+    try:
+        web.run_app(create_app(args.store), host=args.host, port=args.port, access_log=None, print=None)
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The collector under faults with real processes: SIGTERM, kills, a full disk, racing writers, bursts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from collector.__main__ import main as collector_main
+from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
+from lightspeed.config import AppConfig
+from tests.ingress import Ingress, Reply, write_record
+from tests.support import fill_up
+from tests.test_collector import CollectorConfig, ingress, make_config, remaining, roots, write_records
+
+__all__ = ["ingress", "make_config"]  # fixtures shared with test_collector
+
+
+def config_file(config: AppConfig, tmp_path: Path) -> Path:
+    data = config.model_dump(mode="json")
+    token = config.user_data_collection.data_collector.ingress_server_auth_token
+    data["user_data_collection"]["data_collector"]["ingress_server_auth_token"] = (
+        token.get_secret_value() if token else None
+    )
+    path = tmp_path / "collector.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+async def start_process(config: AppConfig, tmp_path: Path, *args: str, fault: str | None = None) -> Any:
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collector",
+        "run",
+        *args,
+        "--config",
+        str(config_file(config, tmp_path)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+def storage_on(disk: Path) -> dict[str, str]:
+    """Both storage directories (and so the spool beside them) on `disk`."""
+    return {"feedback_storage": str(disk / "feedback"), "transcripts_storage": str(disk / "transcripts")}
+
+
+def records_on(disk: Path) -> list[Path]:
+    """Record files anywhere on the disk (storage or spool), not the collector's own status file."""
+    return [p for p in disk.rglob("*.json") if p.name != "status.json"]
+
+
+async def test_status_reports_pending_and_last_success(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status` shows pending records and bytes, oldest age, outbox, quarantine, last success and error."""
+    config = make_config()
+    written = write_records(config, feedback=2, transcripts=1)
+    path = config_file(config, tmp_path)
+    assert collector_main(["status", "--config", str(path)]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["pending_records"] == 3
+    assert before["pending_bytes"] == sum(len(b) for b in written.values())
+    assert before["oldest_pending_age_seconds"] >= 0
+    assert before["last_success"] is None
+    assert await Collector(config, once=True).async_run() is True
+    capsys.readouterr()  # the run's own log lines
+    assert collector_main(["status", "--config", str(path)]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["pending_records"] == 0
+    assert after["outbox_batches"] == 0
+    assert after["quarantined"] == 0
+    assert after["last_success"] is not None
+    assert after["last_error"] is None
+
+
+async def test_sigterm_during_an_upload_finishes_it_and_exits_0(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path
+) -> None:
+    """SIGTERM while the ingress is still answering: the upload completes within the grace, exit 0."""
+    config = make_config()
+    written = write_records(config)
+    ingress.default = Reply(delay=1.0)
+    proc = await start_process(config, tmp_path)
+    for _ in range(500):
+        if ingress.attempts:
+            break
+        await asyncio.sleep(0.01)
+    assert ingress.attempts, "the upload started"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()
+    assert ingress.accepted[0].members == written
+    assert remaining(config) == []
+    assert b"collector_stopped" in output
+
+
+async def test_sigterm_during_a_hung_upload_resumes_it_after_restart(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path
+) -> None:
+    """An upload longer than the stop grace is abandoned (exit 0) and resumed under the same id next start."""
+    config = make_config(
+        collector={"shutdown_grace_seconds": 0.3},
+        user_data_collection={"data_collector": {"connection_timeout_seconds": 30}},
+    )
+    written = write_records(config)
+    ingress.script = [Reply(delay=5.0)]
+    proc = await start_process(config, tmp_path)
+    for _ in range(500):
+        if ingress.attempts:
+            break
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0
+    assert remaining(config) == []  # claimed, not lost
+    restarted = await start_process(config, tmp_path, "--once")
+    await restarted.communicate()
+    assert restarted.returncode == 0
+    assert [r.batch_id for r in ingress.accepted][-1] == ingress.attempts[0][1]
+    assert ingress.accepted[-1].members == written
+
+
+async def test_a_full_disk_loses_nothing_and_recovers(
+    ingress: Ingress, make_config: CollectorConfig, small_tmpfs: Any
+) -> None:
+    """With the data and spool disk full, no source file is lost; once space returns everything is shipped."""
+    disk = small_tmpfs("disk", "size=1m")
+    config = make_config(user_data_collection=storage_on(disk))
+    written = write_records(config, feedback=20, transcripts=20)
+    fill_up(disk)
+    with capture_logs() as logs:
+        assert await Collector(config, once=True).async_run() is False
+    full = [e for e in logs if e["event"] == "disk_full"]
+    assert full, logs
+    assert full[0]["reason"] == "No space left on device"
+    on_disk = {p.name: p.read_bytes() for p in records_on(disk)}
+    assert sorted(on_disk.values()) == sorted(written.values())  # every record still whole, somewhere
+    (disk / "filler").unlink()
+    assert await Collector(config, once=True).async_run() is True
+    assert sorted(ingress.all_members()) == sorted(written)
+    assert records_on(disk) == []
+
+
+async def test_a_record_written_during_an_upload_is_not_deleted_unsent(
+    ingress: Ingress, make_config: CollectorConfig
+) -> None:
+    """A record that appears while a batch is in flight stays until a later batch delivers it."""
+    config = make_config()
+    written = write_records(config, feedback=2, transcripts=2)
+    _feedback_dir, transcripts_dir = roots(config)
+    late: dict[str, bytes] = {}
+
+    def write_late() -> None:
+        path = write_record(transcripts_dir, "user0/conv0/late.json", {"late": True})
+        late["transcripts/user0/conv0/late.json"] = path.read_bytes()
+
+    ingress.script = [Reply(202, then=write_late)]
+    assert await Collector(config, once=True).async_run() is True
+    assert set(ingress.all_members()) == set(written)
+    assert (transcripts_dir / "user0/conv0/late.json").exists()  # the prune left its folder alone
+    assert await Collector(config, once=True).async_run() is True
+    assert ingress.accepted[-1].members == late
+    assert remaining(config) == []
+
+
+async def test_a_burst_of_10000_records_is_delivered_completely(
+    ingress: Ingress, make_config: CollectorConfig, small_tmpfs: Any
+) -> None:
+    disk = small_tmpfs("burst", "size=400m")
+    config = make_config(
+        user_data_collection=storage_on(disk),
+        collector={"max_batch_files": 4000},
+    )
+    feedback_dir, transcripts_dir = roots(config)
+    feedback_dir.mkdir(parents=True)
+    expected = {}
+    for i in range(10_000):
+        if i % 2:
+            relpath = f"user{i % 40}/conv{i % 400}/{i:05d}.json"
+            path = transcripts_dir / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            member = f"transcripts/{relpath}"
+        else:
+            path = feedback_dir / f"{i:05d}.json"
+            member = f"feedback/{path.name}"
+        data = json.dumps({"n": i, "pad": "x" * 300}).encode()
+        path.write_bytes(data)
+        expected[member] = data
+    assert await Collector(config, once=True).async_run() is True
+    received = {name: data for r in ingress.accepted for name, data in r.members.items()}
+    assert received == expected
+    assert [len(r.members) for r in ingress.accepted] == [4000, 4000, 2000]
+    assert records_on(disk) == []
+
+
+@pytest.mark.timeout(400)
+async def test_randomized_writes_kills_and_restarts_lose_nothing(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path
+) -> None:
+    """200 cycles of new records and a collector killed at random moments or step boundaries.
+
+    Every record arrives, by content; nothing is left behind; a record arrives
+    under one batch id only, and a batch arrives again only if a kill hit it in flight.
+    """
+    rng = random.Random(20261122)
+    config = make_config(collector={"max_batch_files": 7})
+    feedback_dir, _ = roots(config)
+    steps = ["after_claim", "after_package", "after_upload", "after_journal", "after_cleanup"]
+    expected: dict[bytes, str] = {}
+    kills = 0
+    for cycle in range(200):
+        for n in range(rng.randint(0, 6)):
+            path = write_record(feedback_dir, f"c{cycle:03d}-{n}.json", {"cycle": cycle, "n": n})
+            expected[path.read_bytes()] = path.name
+        roll = rng.random()
+        fault = rng.choice(steps) if roll < 0.35 else None
+        proc = await start_process(config, tmp_path, "--once", fault=fault)
+        if fault is None and roll < 0.7:
+            await asyncio.sleep(rng.uniform(0.0, 0.6))
+            if proc.returncode is None:
+                proc.kill()
+        await proc.communicate()
+        if proc.returncode in (FAULT_EXIT, -signal.SIGKILL):
+            kills += 1
+    final = await start_process(config, tmp_path, "--once")
+    output, _ = await final.communicate()
+    assert final.returncode == 0, output.decode()
+    batches_of: dict[bytes, set[str]] = defaultdict(set)
+    receipts: dict[str, int] = defaultdict(int)
+    for received in ingress.accepted:
+        receipts[received.batch_id] += 1
+        for data in received.members.values():
+            batches_of[data].add(received.batch_id)
+    assert set(batches_of) == set(expected), "every record arrived"
+    assert all(len(ids) == 1 for ids in batches_of.values()), "no record arrived under two batch ids"
+    resent = sum(count - 1 for count in receipts.values())
+    assert resent <= kills
+    assert remaining(config) == []
+    spool = feedback_dir.parent / "spool"
+    assert list((spool / "claimed").iterdir()) == []
+    assert list((spool / "outbox").iterdir()) == []
+    assert kills > 50
