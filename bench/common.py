@@ -118,7 +118,7 @@ def data_volume(size: str = "2G") -> Iterator[Path]:
     image, mountpoint = out / "ext4.img", out / "volume"
     mountpoint.mkdir(exist_ok=True)
     subprocess.run(["truncate", "-s", size, str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-i", "4096", str(image)], check=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=True)
     try:
         yield mountpoint

@@ -17,19 +17,20 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
 from watchfiles import Change, awatch
 
-from collector.discovery import RecordFile, is_record_name, plan_batches, scan
+from collector.discovery import Planned, RecordFile, batches, is_record_name, iter_records
 from collector.errors import BatchTooLarge, IngressError, IngressRejected, IngressUnavailable, TokenRejected
 from collector.journal import Journal
-from collector.spool import Spool
+from collector.spool import Package, Spool
 from collector.upload import Uploader
 from lightspeed import __version__
 from lightspeed.atomic import write_atomic
@@ -82,6 +83,7 @@ class Collector:
         self._stop = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._fault = os.environ.get(FAULT_ENV)
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -166,34 +168,71 @@ class Collector:
         """Finish the cleanup of every batch the journal says was accepted."""
         keep = not self.config.user_data_collection.data_collector.cleanup_after_send
         for entry in await asyncio.to_thread(self.journal.unfinished):
-            await asyncio.to_thread(self.spool.finish, entry["batch_id"], keep)
+            await asyncio.to_thread(self.spool.finish, entry["batch_id"], keep, entry.get("files", ()))
             await asyncio.to_thread(self.journal.append, {"batch_id": entry["batch_id"], "state": "done"})
             log.info("batch_cleanup_recovered", batch_id=entry["batch_id"])
         await asyncio.to_thread(self.journal.compact)
 
     async def flush(self, uploader: Uploader) -> bool:
-        """Deliver what was claimed before, then claim and deliver what is new."""
-        all_delivered = True
+        """Deliver what was claimed before, then claim and deliver what is new.
+
+        Pipelined: the next batch is claimed and packaged (on a thread) while
+        the current one uploads, and accepted batches are cleaned up in the
+        background; each batch's journal entries stay in order. True when
+        everything found was delivered: nothing failed, nothing was quarantined.
+        """
+        quarantined_before = self.totals.quarantined
+        try:
+            ok = await self._deliver_claimed(uploader) and await self._deliver_new(uploader)
+        finally:
+            await self._cleanups_done()
+        return await self._finish_flush(ok and self.totals.quarantined == quarantined_before)
+
+    async def _deliver_claimed(self, uploader: Uploader) -> bool:
         for batch_id in await asyncio.to_thread(self.spool.pending):
             if not await self.deliver(uploader, batch_id):
-                return await self._finish_flush(False)
-        records = await asyncio.to_thread(scan, self.spool.roots)
+                return False
+        return True
+
+    async def _deliver_new(self, uploader: Uploader) -> bool:
         cfg = self.config.collector
-        batches, oversized = plan_batches(records, cfg.max_batch_files, cfg.max_batch_bytes)
-        for record in oversized:
-            await asyncio.to_thread(
-                self.spool.quarantine_record, record, f"{record.size} bytes: larger than any batch may be"
-            )
-            self.totals.quarantined += 1
-            all_delivered = False
-            log.error("record_quarantined", member=record.member, size=record.size, reason="too large")
-        for batch in batches:
+        planned = batches(iter_records(self.spool.roots), cfg.max_batch_files, cfg.max_batch_bytes)
+        upcoming = asyncio.create_task(self._prepare_next(planned))
+        try:
+            while (prepared := await upcoming) is not None:
+                if prepared is False:
+                    return False  # the disk said no: stop claiming, keep everything
+                upcoming = asyncio.create_task(self._prepare_next(planned))
+                batch_id, package = prepared
+                if package is None:
+                    continue  # nothing left after quarantining invalid files
+                if not await self._send(uploader, batch_id, package):
+                    return False
+            return True
+        finally:
+            # A batch claimed meanwhile stays claimed: the next flush (or start) delivers it.
+            await asyncio.wait({upcoming})
+
+    async def _prepare_next(self, planned: Iterator[Planned]) -> tuple[str, Package | None] | Literal[False] | None:
+        """Claim and package the next batch; None when there is none, False when the disk says no."""
+        while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+            if batch.oversized:
+                await self._quarantine_record(batch.records[0])
+                continue
             batch_id = uuid.uuid4().hex
-            if not await self._claim(batch_id, batch):
-                return await self._finish_flush(False)
-            if not await self.deliver(uploader, batch_id):
-                return await self._finish_flush(False)
-        return await self._finish_flush(all_delivered and self.totals.quarantined == 0)
+            if not await self._claim(batch_id, batch.records):
+                return False
+            package = await self._package(batch_id)
+            if package is False:
+                return False
+            return batch_id, package
+        return None
+
+    async def _quarantine_record(self, record: RecordFile) -> None:
+        reason = f"{record.size} bytes: larger than any batch may be"
+        await asyncio.to_thread(self.spool.quarantine_record, record, reason)
+        self.totals.quarantined += 1
+        log.error("record_quarantined", member=record.member, size=record.size, reason="too large")
 
     async def _claim(self, batch_id: str, batch: list[RecordFile]) -> bool:
         try:
@@ -203,15 +242,25 @@ class Collector:
         self._checkpoint("after_claim")
         return True
 
-    async def deliver(self, uploader: Uploader, batch_id: str) -> bool:
-        """Package (if not yet), upload, journal, clean up. False when the flush should stop."""
+    async def _package(self, batch_id: str) -> Package | Literal[False] | None:
+        """The batch's archive, None if nothing was left to send, False on a disk problem."""
         try:
             package = await asyncio.to_thread(self.spool.package, batch_id)
         except OSError as exc:
             return self._disk_trouble("package", batch_id, exc)
-        if package is None:
-            return True
-        self._checkpoint("after_package")
+        if package is not None:
+            self._checkpoint("after_package")
+        return package
+
+    async def deliver(self, uploader: Uploader, batch_id: str) -> bool:
+        """Package (again, if need be) and send one claimed batch. False when the flush should stop."""
+        package = await self._package(batch_id)
+        if package is False:
+            return False
+        return True if package is None else await self._send(uploader, batch_id, package)
+
+    async def _send(self, uploader: Uploader, batch_id: str, package: Package) -> bool:
+        """Upload, journal the acceptance, start the cleanup. False when the flush should stop."""
         try:
             accepted = await uploader.upload(batch_id, package.path)
         except BatchTooLarge as exc:
@@ -225,13 +274,10 @@ class Collector:
             log.error("upload_failed", batch_id=batch_id, error=str(exc), action="kept for the next flush")
             return False
         self._checkpoint("after_upload")
-        keep = not self.config.user_data_collection.data_collector.cleanup_after_send
         entry = {"batch_id": batch_id, "request_id": accepted.request_id, "files": package.members, "state": "sent"}
         await asyncio.to_thread(self.journal.append, entry)
         self._checkpoint("after_journal")
-        await asyncio.to_thread(self.spool.finish, batch_id, keep)
-        self._checkpoint("after_cleanup")
-        await asyncio.to_thread(self.journal.append, {"batch_id": batch_id, "state": "done"})
+        self._cleanups.add(asyncio.create_task(self._clean_up(batch_id, package.members)))
         self.totals.batches += 1
         self.totals.records += len(package.members)
         self.totals.bytes += package.size
@@ -247,6 +293,20 @@ class Collector:
             duration_ms=round(accepted.seconds * 1000, 1),
         )
         return True
+
+    async def _clean_up(self, batch_id: str, members: list[str]) -> None:
+        """Delete (or keep under sent/) exactly what the journal recorded as accepted, then `done`."""
+        keep = not self.config.user_data_collection.data_collector.cleanup_after_send
+        await asyncio.to_thread(self.spool.finish, batch_id, keep, members)
+        self._checkpoint("after_cleanup")
+        await asyncio.to_thread(self.journal.append, {"batch_id": batch_id, "state": "done"})
+
+    async def _cleanups_done(self) -> None:
+        """Wait for the background cleanups; one that failed is finished by recovery at the next start."""
+        cleanups, self._cleanups = self._cleanups, set()
+        for result in await asyncio.gather(*cleanups, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("cleanup_failed", error=str(result), action="finished at the next start")
 
     async def _split_or_quarantine(self, uploader: Uploader, batch_id: str, count: int, exc: IngressError) -> bool:
         if count < 2:
@@ -267,7 +327,7 @@ class Collector:
         self.totals.last_error = str(exc)
         log.error("batch_quarantined", batch_id=batch_id, status=exc.status, path=str(target))
 
-    def _disk_trouble(self, step: str, batch_id: str, exc: OSError) -> bool:
+    def _disk_trouble(self, step: str, batch_id: str, exc: OSError) -> Literal[False]:
         self.totals.failures += 1
         self.totals.last_error = f"{step}: {exc.strerror}"
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -37,11 +37,16 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response({"request_id": request_id, "upload": {"account_number": "dev"}}, status=202)
 
 
+async def liveness(request: web.Request) -> web.Response:
+    return web.json_response({"alive": True})
+
+
 def create_app(store: Path) -> web.Application:
     ensure_dir(store)
     app = web.Application(client_max_size=110 * 1024 * 1024)
     app[STORE] = store
     app.router.add_post("/api/ingress/v1/upload", upload)
+    app.router.add_get("/liveness", liveness)
     return app
 
 

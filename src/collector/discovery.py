@@ -8,14 +8,14 @@ a symlink. Temporaries (`.name.json.tmp`) and everything else are ignored.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 TAR_BLOCK = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordFile:
     kind: str  # "feedback" or "transcripts": the archive's top-level folder
     relpath: str  # below the storage directory, with "/" separators
@@ -35,18 +35,24 @@ def is_record_name(name: str) -> bool:
     return name.endswith(".json") and not name.startswith(".")
 
 
-def _walk(root: Path, prefix: str = "") -> Iterator[tuple[str, int]]:
+def _walk(root: Path | str, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """Lazily: records may be claimed (renamed away) while the walk goes on."""
     try:
-        entries = list(os.scandir(root))
+        listing = os.scandir(root)
     except FileNotFoundError:
         return
-    for entry in entries:
+    with listing:
+        yield from _entries(listing, prefix)
+
+
+def _entries(listing: Iterator[os.DirEntry[str]], prefix: str) -> Iterator[tuple[str, int]]:
+    for entry in listing:
         if entry.is_symlink():
             continue
         relpath = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=False):
             if not entry.name.startswith("."):
-                yield from _walk(Path(entry.path), relpath + "/")
+                yield from _walk(entry.path, relpath + "/")
         elif entry.is_file(follow_symlinks=False) and is_record_name(entry.name):
             try:
                 yield relpath, entry.stat(follow_symlinks=False).st_size
@@ -54,35 +60,51 @@ def _walk(root: Path, prefix: str = "") -> Iterator[tuple[str, int]]:
                 continue  # claimed or removed while we looked
 
 
+def iter_records(roots: Mapping[str, Path]) -> Iterator[RecordFile]:
+    """Every finished record below the roots, as the directories list them (blocking, lazy)."""
+    for kind, root in roots.items():
+        for relpath, size in _walk(root):
+            yield RecordFile(kind, relpath, size)
+
+
 def scan(roots: Mapping[str, Path]) -> list[RecordFile]:
-    """Every finished record below the roots, oldest name order (blocking)."""
-    found = [RecordFile(kind, relpath, size) for kind, root in roots.items() for relpath, size in _walk(root)]
-    return sorted(found, key=lambda r: r.member)
+    """Every finished record below the roots, in name order (blocking)."""
+    return sorted(iter_records(roots), key=lambda r: r.member)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    records: list[RecordFile]
+    oversized: bool = False  # one record too large for any batch
+
+
+def batches(records: Iterable[RecordFile], max_files: int, max_bytes: int) -> Iterator[Planned]:
+    """Group records, as they come, into batches whose uncompressed tar stays within `max_bytes`.
+
+    The compressed upload is never larger than the uncompressed tar (plus a
+    few bytes of gzip framing, kept in the margin), so this caps it too. A
+    record too large for any batch comes alone, marked oversized. Only one
+    batch is held at a time: memory does not grow with the backlog.
+    """
+    limit = max_bytes - 4 * TAR_BLOCK  # end-of-archive blocks and gzip framing
+    current: list[RecordFile] = []
+    current_bytes = 0
+    for record in records:
+        if record.tar_bytes > limit:
+            yield Planned([record], oversized=True)
+            continue
+        if current and (len(current) >= max_files or current_bytes + record.tar_bytes > limit):
+            yield Planned(current)
+            current, current_bytes = [], 0
+        current.append(record)
+        current_bytes += record.tar_bytes
+    if current:
+        yield Planned(current)
 
 
 def plan_batches(
     files: Sequence[RecordFile], max_files: int, max_bytes: int
 ) -> tuple[list[list[RecordFile]], list[RecordFile]]:
-    """Group records into batches whose uncompressed tar stays within `max_bytes`.
-
-    The compressed upload is never larger than the uncompressed tar (plus a
-    few bytes of gzip framing, kept in the margin), so this caps it too.
-    Returns the batches and the records too large for any batch.
-    """
-    limit = max_bytes - 4 * TAR_BLOCK  # end-of-archive blocks and gzip framing
-    batches: list[list[RecordFile]] = []
-    oversized: list[RecordFile] = []
-    current: list[RecordFile] = []
-    current_bytes = 0
-    for record in files:
-        if record.tar_bytes > limit:
-            oversized.append(record)
-            continue
-        if current and (len(current) >= max_files or current_bytes + record.tar_bytes > limit):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(record)
-        current_bytes += record.tar_bytes
-    if current:
-        batches.append(current)
-    return batches, oversized
+    """All of `batches` at once: the batches, and the records too large for any."""
+    planned = list(batches(files, max_files, max_bytes))
+    return [p.records for p in planned if not p.oversized], [p.records[0] for p in planned if p.oversized]

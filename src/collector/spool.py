@@ -12,17 +12,19 @@ rename. Blocking: call through a thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import tarfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collector.discovery import RecordFile, is_record_name
-from lightspeed.atomic import ensure_dir, fsync_dir, write_atomic
+from collector.tarstream import TarGzWriter
+from lightspeed.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
 
 
 @dataclass(frozen=True)
@@ -55,35 +57,40 @@ class Spool:
     def claim(self, batch_id: str, records: Iterable[RecordFile]) -> list[str]:
         """Move records into claimed/<batch_id>; returns the members actually moved.
 
-        A record that vanished meanwhile is skipped. Renames are made durable
-        in both directories before returning.
+        A record that vanished meanwhile is skipped. The renames are durable
+        (one syncfs) before returning.
         """
         target = self.claimed / batch_id
+        roots = {kind: str(root) for kind, root in self.roots.items()}
+        made: set[str] = set()
         moved: list[str] = []
-        touched: set[Path] = set()
         for record in records:
-            source = self.roots[record.kind] / record.relpath
-            destination = target / record.member
-            ensure_dir(destination.parent)
+            destination = f"{target}/{record.member}"
+            folder = destination.rsplit("/", 1)[0]
+            if folder not in made:
+                # No fsync per folder: the syncfs below covers every folder and rename at once.
+                os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - hot loop, plain str paths
+                made.add(folder)
             try:
-                source.rename(destination)
+                os.rename(f"{roots[record.kind]}/{record.relpath}", destination)  # noqa: PTH104
             except FileNotFoundError:
                 continue
             moved.append(record.member)
-            touched.update((source.parent, destination.parent))
-        for directory in touched:
-            fsync_dir(directory)
+        syncfs(self.root)
         if not moved and target.exists():
             shutil.rmtree(target)
         return moved
 
     def members(self, batch_id: str) -> list[str]:
-        base = self.claimed / batch_id
-        return sorted(
-            p.relative_to(base).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.is_symlink() and is_record_name(p.name)
-        )
+        """The batch's record files, as archive member names (no symlinks, no dot-files)."""
+        base = str(self.claimed / batch_id)
+        found = []
+        for folder, _, files in os.walk(base):
+            prefix = os.path.relpath(folder, base)
+            for name in files:
+                if is_record_name(name) and not os.path.islink(f"{folder}/{name}"):  # noqa: PTH114
+                    found.append(name if prefix == "." else f"{prefix}/{name}")
+        return sorted(found)
 
     def package(self, batch_id: str) -> Package | None:
         """Stream the claimed files into outbox/<batch_id>.tar.gz (None if nothing is left).
@@ -92,29 +99,26 @@ class Spool:
         the files. Files that are not valid JSON are quarantined first.
         """
         base = self.claimed / batch_id
-        members = []
-        for member in self.members(batch_id):
-            data = (base / member).read_bytes()
-            try:
-                json.loads(data)
-            except ValueError as exc:
-                self._quarantine_file(batch_id, member, f"not valid JSON: {exc}")
-                continue
-            members.append(member)
-        if not members:
-            shutil.rmtree(base, ignore_errors=True)
-            return None
         final = self.outbox / f"{batch_id}.tar.gz"
         tmp = self.outbox / f".{batch_id}.tar.gz.tmp"
-        with tarfile.open(tmp, "w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as archive:
-            for member in members:
-                path = base / member
-                info = tarfile.TarInfo(member)
-                info.size = path.stat().st_size
-                info.mtime = int(path.stat().st_mtime)
-                info.mode = 0o644
-                with path.open("rb") as handle:
-                    archive.addfile(info, handle)
+        members = []
+        now = int(time.time())
+        # Each file is read once: checked as JSON, then written from the same bytes.
+        with tmp.open("wb") as out, TarGzWriter(out, mtime=now) as archive:
+            for member in self.members(batch_id):
+                with open(f"{base}/{member}", "rb") as handle:  # noqa: PTH123 - hot loop, plain str paths
+                    data = handle.read()
+                try:
+                    json.loads(data)
+                except ValueError as exc:
+                    self._quarantine_file(batch_id, member, f"not valid JSON: {exc}")
+                    continue
+                archive.add(member, data)
+                members.append(member)
+        if not members:
+            tmp.unlink()
+            shutil.rmtree(base, ignore_errors=True)
+            return None
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -124,34 +128,30 @@ class Spool:
         fsync_dir(self.outbox)
         return Package(batch_id, final, members, final.stat().st_size)
 
-    def finish(self, batch_id: str, keep: bool) -> None:
-        """After acceptance: remove the batch (or keep it under sent/), prune emptied folders."""
+    def finish(self, batch_id: str, keep: bool, members: Iterable[str] = ()) -> None:
+        """After acceptance: remove the batch (or keep it under sent/), prune the folders it emptied."""
         base = self.claimed / batch_id
-        members = self.members(batch_id) if base.exists() else []
         if keep and base.exists():
             base.rename(self.sent / batch_id)
-            fsync_dir(self.sent)
         elif base.exists():
             shutil.rmtree(base)
         (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
-        fsync_dir(self.claimed)
-        fsync_dir(self.outbox)
         self.prune_sources(members)
+        # Durable before the journal says `done`: a crash must never bring accepted files back.
+        syncfs(self.root)
 
     def prune_sources(self, members: Iterable[str]) -> None:
         """Remove user/conversation folders the batch emptied; never a storage directory itself."""
+        folders: set[str] = set()
         for member in members:
             kind, _, relpath = member.partition("/")
-            root = self.roots.get(kind)
-            if root is None:
-                continue
-            folder = (root / relpath).parent
-            while folder != root and root in folder.parents:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break  # not empty (a new record arrived) or already gone
-                folder = folder.parent
+            parts = relpath.split("/")[:-1]
+            if kind in self.roots:
+                # Every ancestor below the storage directory, not the directory itself.
+                folders.update(f"{self.roots[kind]}/{'/'.join(parts[:depth])}" for depth in range(1, len(parts) + 1))
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (a new record arrived) or already gone
+                os.rmdir(folder)  # noqa: PTH106 - plain str paths, many of them
 
     def quarantine(self, batch_id: str, reason: dict[str, Any]) -> Path:
         """Move a refused batch, with its archive and the reason, out of the way. Nothing is deleted."""
@@ -194,5 +194,5 @@ class Spool:
                 (base / member).rename(destination)
         (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
         shutil.rmtree(base)
-        fsync_dir(self.claimed)
+        syncfs(self.root)
         return list(new_ids)

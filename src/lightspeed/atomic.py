@@ -7,6 +7,7 @@ dot-files sees either no file or the whole file, never a part of one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 from collections import defaultdict
@@ -32,6 +33,24 @@ def ensure_dir(path: Path) -> None:
     except FileExistsError:
         return
     fsync_dir(path.parent)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush everything pending on the file system holding `path` (Linux syncfs(2)).
+
+    For batch operations (the collector moving thousands of records across
+    thousands of folders): one flush instead of an fsync per directory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
 
 
 class GroupDirSync:
