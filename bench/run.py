@@ -9,10 +9,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import collector_bench
 import feedback_bench
 import query_bench
 
 if os.geteuid() != 0:
     sys.exit("make bench needs root: it mounts a loop ext4 volume for the record data")
-results = {"feedback": feedback_bench.main(), "query": query_bench.main()}
+results = {"feedback": feedback_bench.main(), "query": query_bench.main(), "collector": collector_bench.main()}
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))
