@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
 from lightspeed import __version__
@@ -376,3 +377,38 @@ async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, 
     collector.stop()
     assert await asyncio.wait_for(task, 10) is True
     assert remaining(config) == []
+
+
+async def test_enough_pending_bytes_flush_before_the_interval(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """With an hour-long interval, records reaching the batch size are shipped at once (watchfiles)."""
+    config = make_config(collector={"max_batch_bytes": 16384})
+    collector = Collector(config)
+    task = asyncio.create_task(collector.async_run())
+    await asyncio.sleep(0.5)  # the first (empty) flush is done and the watch has started
+    feedback_dir, _ = roots(config)
+    written = {}
+    for i in range(12):
+        path = write_record(feedback_dir, f"burst-{i}.json", {"pad": "x" * 1500, "i": i})
+        written[f"feedback/{path.name}"] = path.read_bytes()
+    for _ in range(500):
+        if set(ingress.all_members()) == set(written):
+            break
+        await asyncio.sleep(0.01)
+    collector.stop()
+    await asyncio.wait_for(task, 10)
+    assert set(ingress.all_members()) == set(written)
+
+
+async def test_the_token_never_reaches_logs_or_the_journal(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config()
+    write_records(config)
+    ingress.script = [Reply(503), Reply(401), Reply(401)]  # retries, a re-read, a quarantine: every log path
+    with capture_logs() as logs:
+        await Collector(config, once=True).async_run()
+    spool = roots(config)[0].parent / "spool"
+    texts = [
+        json.dumps(logs),
+        *(p.read_text(errors="replace") for p in spool.rglob("*") if p.is_file() and p.suffix != ".gz"),
+    ]
+    assert logs  # something was logged
+    assert not [t for t in texts if TOKEN in t]

@@ -46,8 +46,14 @@ def main() -> int:
         print(f"{exc}", file=sys.stderr)
         return 78
     children = [subprocess.Popen(command) for command in to_start]  # noqa: S603 - our own modules
+    signalled = False
 
     def forward(signum: int, _: FrameType | None) -> None:
+        # One signal per stop: a second one would cut short the graceful shutdown it started.
+        nonlocal signalled
+        if signalled:
+            return
+        signalled = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -56,7 +62,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, forward)
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
-    forward(signal.SIGTERM, None)
+    forward(signal.SIGTERM, None)  # one of them ended on its own: stop the others
     deadline = time.monotonic() + 30
     for child in children:
         try:

@@ -1,0 +1,77 @@
+"""The whole pipeline as `make run` starts it: server, collector and dev ingress from one config."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.test_openai_provider import free_port
+from tests.test_process import call, wait_ready
+
+
+def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_dir: Path) -> None:
+    """A query and its feedback, given over HTTP, arrive at the ingress as one archive and leave the disk."""
+    api, ingress_port = free_port(), free_port()
+    data = tmp_path / "data"
+    config = {
+        "service": {"port": api, "state_dir": str(tmp_path / "state")},
+        "user_data_collection": {
+            "feedback_enabled": True,
+            "feedback_storage": str(data / "feedback"),
+            "transcripts_enabled": True,
+            "transcripts_storage": str(data / "transcripts"),
+            "data_collector": {
+                "enabled": True,
+                "ingress_server_url": f"http://127.0.0.1:{ingress_port}/api/ingress/v1/upload",
+                "ingress_server_auth_token": "dev-token",
+                "ingress_content_service_name": "lightspeed",
+                "collection_interval": 2,
+            },
+        },
+        "answers": {"local": {"documents_dir": str(docs_dir)}},
+        "logging": {"format": "json"},
+    }
+    path = tmp_path / "lightspeed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightspeed.devrun", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    received = tmp_path / "ingress"
+    try:
+        wait_ready(api, proc)
+        answer = call(api, "POST", "/v1/query", {"query": "How do I start the server?"})
+        call(
+            api,
+            "POST",
+            "/v1/feedback",
+            {"conversation_id": answer["conversation_id"], "user_question": "q", "llm_response": "r", "sentiment": 1},
+        )
+        deadline = time.monotonic() + 15
+        members: dict[str, bytes] = {}
+        while time.monotonic() < deadline and len(members) < 2:
+            for archive in received.glob("*.tar.gz"):
+                with tarfile.open(fileobj=io.BytesIO(archive.read_bytes())) as tar:
+                    members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})  # type: ignore[union-attr]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    kinds = sorted(name.split("/")[0] for name in members)
+    assert kinds == ["feedback", "transcripts"], output
+    feedback = json.loads(next(v for k, v in members.items() if k.startswith("feedback/")))
+    assert feedback["conversation_id"] == answer["conversation_id"]
+    assert sorted(p for p in data.rglob("*.json") if "spool" not in p.parts) == []
+    assert proc.returncode == 0, output
