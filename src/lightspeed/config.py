@@ -160,7 +160,6 @@ class CollectorConfig(Section):
     max_batch_files: PositiveInt = 20_000
     ingress_token_file: Path | None = None
     ingress_token_credential: str | None = "lightspeed-ingress-token"  # noqa: S105 - a credential name, not a secret
-    rescan_interval_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     flush_on_stop: bool = True
     retry: RetryConfig = RetryConfig()
