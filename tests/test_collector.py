@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import tarfile
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
+from collector.upload import parse_retry_after
 from lightspeed import __version__
 from lightspeed.config import AppConfig, config_from_mapping
 from lightspeed.identity import installation_id
@@ -412,3 +415,55 @@ async def test_the_token_never_reaches_logs_or_the_journal(ingress: Ingress, mak
     ]
     assert logs  # something was logged
     assert not [t for t in texts if TOKEN in t]
+
+
+def test_retry_after_takes_seconds_or_an_http_date() -> None:
+    now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after("Sun, 22 Nov 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Sun, 22 Nov 2026 11:00:00 GMT", now) == 0.0  # in the past: no wait
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+async def test_each_batch_logs_one_structured_line(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config()
+    written = write_records(config)
+    with capture_logs() as logs:
+        assert await Collector(config, once=True).async_run() is True
+    [line] = [e for e in logs if e["event"] == "batch_uploaded"]
+    assert line["batch_id"] == ingress.accepted[0].batch_id
+    assert line["files"] == len(written)
+    assert line["bytes"] > 0
+    assert line["request_id"] == "ingress-assigned"
+    assert line["duration_ms"] >= 0
+
+
+async def test_records_written_during_a_pass_are_never_lost(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """A writer keeps adding records while passes scan, claim, upload and clean up; all arrive once."""
+    config = make_config(collector={"max_batch_files": 25})
+    feedback_dir, transcripts_dir = roots(config)
+    expected: set[bytes] = set()
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            root, relpath = (feedback_dir, f"w{n}.json") if n % 2 else (transcripts_dir, f"u{n % 3}/c{n % 7}/w{n}.json")
+            write_record(root, relpath, {"n": n})  # the collector may claim it at once
+            expected.add(json.dumps({"n": n}).encode())
+            n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(5):
+            await Collector(config, once=True).async_run()
+    finally:
+        stop.set()
+        thread.join()
+    assert await Collector(config, once=True).async_run() is True
+    received = [data for r in ingress.accepted for data in r.members.values()]
+    assert len(received) == len(set(received))  # nothing arrived twice
+    assert set(received) == expected
+    assert remaining(config) == []

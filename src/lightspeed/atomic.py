@@ -92,7 +92,8 @@ class GroupDirSync:
             covered = self._requested[directory]
             self._cond.release()
             try:
-                fsync_dir(directory)
+                with contextlib.suppress(FileNotFoundError):  # claimed and pruned meanwhile: see write_atomic
+                    fsync_dir(directory)
             finally:
                 self._cond.acquire()
                 self._busy.discard(directory)
@@ -135,7 +136,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirS
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    if dir_sync is None:
-        fsync_dir(path.parent)
-    else:
-        dir_sync.sync(path.parent)
+    # The folder may be gone already: the collector claimed the record and pruned
+    # the emptied folder, after making the rename durable itself (syncfs).
+    with contextlib.suppress(FileNotFoundError):
+        if dir_sync is None:
+            fsync_dir(path.parent)
+        else:
+            dir_sync.sync(path.parent)
