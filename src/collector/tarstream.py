@@ -10,8 +10,10 @@ archive any tar reads.
 from __future__ import annotations
 
 import gzip
+import queue
 import struct
 import tarfile
+import threading
 from types import TracebackType
 from typing import BinaryIO
 
@@ -70,12 +72,28 @@ def ustar_header(name: str, size: int, mtime: int, mode: int = 0o644) -> bytes:
 
 
 class TarGzWriter:
-    """`add(name, data)` members, then close; writes through gzip in ~1 MiB chunks."""
+    """`add(name, data)` members, then close; writes through gzip in ~1 MiB chunks.
+
+    Compression runs on its own thread (zlib releases the GIL), so reading the
+    next files overlaps compressing the previous ones.
+    """
 
     def __init__(self, out: BinaryIO, compresslevel: int = 6, mtime: int = 0) -> None:
         self._gzip = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=compresslevel, mtime=mtime)
         self._buffer = bytearray()
         self._mtime = mtime
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._compressor = threading.Thread(target=self._compress, name="tar-gzip", daemon=True)
+        self._compressor.start()
+
+    def _compress(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if self._error is None:
+                try:
+                    self._gzip.write(chunk)
+                except BaseException as exc:
+                    self._error = exc
 
     def add(self, name: str, data: bytes) -> None:
         self._buffer += ustar_header(name, len(data), self._mtime)
@@ -85,12 +103,17 @@ class TarGzWriter:
             self._flush()
 
     def _flush(self) -> None:
-        self._gzip.write(self._buffer)
+        self._chunks.put(bytes(self._buffer))
         self._buffer.clear()
 
     def close(self) -> None:
+        """Finish the archive; raises what compressing or writing raised (ENOSPC, say)."""
         self._buffer += b"\0" * (2 * BLOCK)
         self._flush()
+        self._chunks.put(None)
+        self._compressor.join()
+        if self._error is not None:
+            raise self._error
         self._gzip.close()
 
     def __enter__(self) -> TarGzWriter:
