@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Mapping
@@ -13,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from collector.daemon import FAULT_ENV
+from lightspeed.config import AppConfig
 
 
 @dataclass(frozen=True)
@@ -100,3 +105,32 @@ def write_record(root: Path, relpath: str, record: dict[str, Any]) -> Path:
     ensure_dir(path.parent)
     write_atomic(path, json.dumps(record).encode())
     return path
+
+
+def config_file(config: AppConfig, tmp_path: Path) -> Path:
+    data = config.model_dump(mode="json")
+    token = config.user_data_collection.data_collector.ingress_server_auth_token
+    data["user_data_collection"]["data_collector"]["ingress_server_auth_token"] = (
+        token.get_secret_value() if token else None
+    )
+    path = tmp_path / "collector.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+async def start_process(config: AppConfig, tmp_path: Path, *args: str, fault: str | None = None) -> Any:
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collector",
+        "run",
+        *args,
+        "--config",
+        str(config_file(config, tmp_path)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import tarfile
 import threading
 from collections.abc import Callable
@@ -16,12 +14,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
+from collector.daemon import FAULT_EXIT, Collector
 from collector.upload import parse_retry_after
 from lightspeed import __version__
 from lightspeed.config import AppConfig, config_from_mapping
 from lightspeed.identity import installation_id
-from tests.ingress import Ingress, Reply, write_record
+from tests.ingress import Ingress, Reply, start_process, write_record
 from tests.support import deep_merge
 
 TOKEN = "ingress-token-0123456789"
@@ -308,34 +306,10 @@ async def test_temporaries_dotfiles_and_symlinks_are_never_collected(
 
 
 async def run_collector_process(config: AppConfig, tmp_path: Path, fault: str | None) -> int:
-    path = tmp_path / "collector.yaml"
-    path.write_text(json.dumps(config.model_dump(mode="json", exclude_none=True) | _secret_fields(config)))
-    env = {**os.environ}
-    env.pop(FAULT_ENV, None)
-    if fault:
-        env[FAULT_ENV] = fault
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collector",
-        "run",
-        "--once",
-        "--config",
-        str(path),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    await proc.wait()
+    proc = await start_process(config, tmp_path, "--once", fault=fault)
+    await proc.communicate()
     assert proc.returncode is not None
-    return proc.returncode
-
-
-def _secret_fields(config: AppConfig) -> dict[str, Any]:
-    udc = config.model_dump(mode="json")["user_data_collection"]
-    token = config.user_data_collection.data_collector.ingress_server_auth_token
-    udc["data_collector"]["ingress_server_auth_token"] = token.get_secret_value() if token else None
-    return {"user_data_collection": udc}
+    return int(proc.returncode)
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,42 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from collector.__main__ import main as collector_main
-from collector.daemon import FAULT_ENV, FAULT_EXIT, Collector
-from lightspeed.config import AppConfig
-from tests.ingress import Ingress, Reply, write_record
+from collector.daemon import FAULT_EXIT, Collector
+from tests.ingress import Ingress, Reply, config_file, start_process, write_record
 from tests.support import fill_up
 from tests.test_collector import CollectorConfig, ingress, make_config, remaining, roots, write_records
 
 __all__ = ["ingress", "make_config"]  # fixtures shared with test_collector
-
-
-def config_file(config: AppConfig, tmp_path: Path) -> Path:
-    data = config.model_dump(mode="json")
-    token = config.user_data_collection.data_collector.ingress_server_auth_token
-    data["user_data_collection"]["data_collector"]["ingress_server_auth_token"] = (
-        token.get_secret_value() if token else None
-    )
-    path = tmp_path / "collector.yaml"
-    path.write_text(json.dumps(data))
-    return path
-
-
-async def start_process(config: AppConfig, tmp_path: Path, *args: str, fault: str | None = None) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault:
-        env[FAULT_ENV] = fault
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collector",
-        "run",
-        *args,
-        "--config",
-        str(config_file(config, tmp_path)),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
 
 
 def storage_on(disk: Path) -> dict[str, str]:
