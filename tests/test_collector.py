@@ -15,8 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from collector.daemon import FAULT_EXIT, Collector
-from collector.upload import parse_retry_after
 from lightspeed import __version__
+from lightspeed.backoff import parse_retry_after
 from lightspeed.config import AppConfig, config_from_mapping
 from lightspeed.identity import installation_id
 from tests.ingress import Ingress, Reply, start_process, write_record

@@ -3,22 +3,27 @@
 `python -m collector.dev_ingress --port 8090 --store var/ingress` accepts
 `POST /api/ingress/v1/upload` (multipart part `file`), writes each archive to
 `<store>/<request id>.tar.gz` and answers 202 with the request id, as
-console.redhat.com's ingress does. It checks nothing else: `lightspeed-ingest`
-(issue 6) is the real receiving side.
+console.redhat.com's ingress does. It also plays the model registry:
+`POST /api/v1/telemetry` validates each event against the client's own schema
+and appends the accepted ones to `<store>/telemetry.jsonl`. It checks nothing
+else: `lightspeed-ingest` is the real receiving side.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from aiohttp import BodyPartReader, web
 
-from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.atomic import append_lines, ensure_dir, write_atomic
 from lightspeed.logs import configure_logging
+from lightspeed.telemetry.schema import validation_problems
 
 log = structlog.get_logger("dev_ingress")
 STORE = web.AppKey("store", Path)
@@ -37,6 +42,28 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response({"request_id": request_id, "upload": {"account_number": "dev"}}, status=202)
 
 
+async def telemetry(request: web.Request) -> web.Response:
+    """The registry contract: a JSON array in, `{accepted, rejected, results}` out."""
+    try:
+        events = json.loads(await request.read())
+    except ValueError:
+        return web.json_response({"error": "the body must be a JSON array of events"}, status=400)
+    if not isinstance(events, list):
+        return web.json_response({"error": "the body must be a JSON array of events"}, status=400)
+    now = datetime.now(UTC)
+    results = []
+    accepted = []
+    for index, event in enumerate(events):
+        problems = validation_problems(event, now, max_age_days=30) if isinstance(event, dict) else ["not an object"]
+        results.append({"index": index, "status": "rejected" if problems else "accepted", "errors": problems})
+        if not problems:
+            accepted.append(json.dumps(event, separators=(",", ":")))
+    if accepted:
+        await asyncio.to_thread(append_lines, request.app[STORE] / "telemetry.jsonl", accepted)
+    log.info("telemetry_received", accepted=len(accepted), rejected=len(events) - len(accepted))
+    return web.json_response({"accepted": len(accepted), "rejected": len(events) - len(accepted), "results": results})
+
+
 async def liveness(request: web.Request) -> web.Response:
     return web.json_response({"alive": True})
 
@@ -46,6 +73,7 @@ def create_app(store: Path) -> web.Application:
     app = web.Application(client_max_size=110 * 1024 * 1024)
     app[STORE] = store
     app.router.add_post("/api/ingress/v1/upload", upload)
+    app.router.add_post("/api/v1/telemetry", telemetry)
     app.router.add_get("/liveness", liveness)
     return app
 

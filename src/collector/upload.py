@@ -10,26 +10,18 @@ whatever the body.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from collector.errors import BatchTooLarge, IngressRejected, IngressUnavailable, TokenRejected
+from lightspeed.backoff import RetryAfterOrBackoff, parse_retry_after
 from lightspeed.config import RetryConfig
 
 log = structlog.get_logger(__name__)
@@ -43,22 +35,6 @@ class Accepted:
     request_id: str | None
     seconds: float
     attempts: int
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -76,22 +52,6 @@ def classify(status: int, body: str, retry_after: float | None) -> Exception | N
     if status in (408, 429) or status >= 500:
         return IngressUnavailable(status, body, retry_after)
     return IngressRejected(status, body)
-
-
-class RetryAfterOrBackoff:
-    """tenacity wait: the server's Retry-After when it gave one (capped), else exponential jitter."""
-
-    def __init__(self, config: RetryConfig) -> None:
-        self._backoff = wait_exponential_jitter(
-            multiplier=config.initial_seconds, max=config.max_seconds, jitter=config.jitter_seconds
-        )
-        self._cap = config.max_retry_after_seconds
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, IngressUnavailable) and exc.retry_after is not None:
-            return min(exc.retry_after, self._cap)
-        return float(self._backoff(state))
 
 
 class Uploader:

@@ -1,4 +1,5 @@
-"""Command line: `lightspeed [serve] --config FILE`, `lightspeed check-config --config FILE`.
+"""Command line: `lightspeed [serve] --config FILE`, `lightspeed check-config --config FILE`,
+and `lightspeed models|telemetry ...` (through the running server's API; see cli.py).
 
 Exit codes: 0 clean stop, 78 configuration error, 73 unusable storage
 directory, 1 anything else (with a traceback in the log).
@@ -15,7 +16,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from lightspeed import __version__
+from lightspeed import __version__, cli
 from lightspeed.config import AppConfig, load_config
 from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
 from lightspeed.logs import configure_logging
@@ -34,6 +35,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
+        if name == "serve":
+            sub.add_argument(
+                "--reset-telemetry-client-id",
+                action="store_true",
+                help="replace the telemetry client id (or forget it, if telemetry is off); logged",
+            )
+    cli.add_commands(commands)
     args_list = list(argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "serve")
@@ -52,7 +60,7 @@ def check_config(path: Path) -> int:
     return 0
 
 
-def serve(config: AppConfig) -> int:
+def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
     from lightspeed.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
 
     service = config.service
@@ -66,7 +74,7 @@ def serve(config: AppConfig) -> int:
     )
     try:
         web.run_app(
-            create_app(config),
+            create_app(config, reset_telemetry_client_id=reset_telemetry_client_id),
             host=service.host,
             port=service.port,
             shutdown_timeout=service.shutdown_timeout_seconds,
@@ -87,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command in ("models", "telemetry"):
+        return cli.run(args, DEFAULT_CONFIG)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -96,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     writer = configure_logging(config.logging.level, config.logging.format)
     try:
-        return serve(config)
+        return serve(config, args.reset_telemetry_client_id)
     finally:
         writer.close()
 

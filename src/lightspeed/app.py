@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -14,7 +15,7 @@ from lightspeed.answering import Answerer
 from lightspeed.auth import build_authenticator, read_api_keys
 from lightspeed.config import AppConfig
 from lightspeed.credentials import read_secret
-from lightspeed.embedding import Embedder, load_embedder
+from lightspeed.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.errors import ConfigError
 from lightspeed.identity import RequestIds, UserHasher, UuidSource
 from lightspeed.keys import (
@@ -24,24 +25,29 @@ from lightspeed.keys import (
     CONVERSATIONS,
     HASHER,
     METRICS,
+    MODELS,
     OPENAPI,
     RECORDS,
     REDACTOR,
     REQUEST_IDS,
+    SENDER,
     SETTINGS,
+    TELEMETRY,
     UUIDS,
 )
 from lightspeed.metrics import Metrics
 from lightspeed.middleware import observe
+from lightspeed.model_catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.openapi import build_openapi
 from lightspeed.providers.base import AnswerProvider
 from lightspeed.providers.local import LocalProvider
 from lightspeed.providers.openai import OpenAIProvider
 from lightspeed.records import RecordWriter, prepare_storage
 from lightspeed.redaction import Redactor
-from lightspeed.retrieval import PassageIndex, read_documents
+from lightspeed.retrieval import Passage, PassageIndex, read_documents
 from lightspeed.routes import ROUTES, add_routes
 from lightspeed.state import ConversationStore, RuntimeSettings
+from lightspeed.telemetry.wiring import open_telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -74,12 +80,15 @@ def open_state(config: AppConfig) -> OpenedState:
     )
 
 
-def _build_index(config: AppConfig, embedder: Embedder | None) -> PassageIndex:
+def _documents(config: AppConfig) -> list[Passage]:
     local = config.answers.local
     if not local.documents_dir.is_dir():
         raise ConfigError("answers.local.documents_dir", [f"{local.documents_dir} is not a directory"])
-    model = embedder if embedder is not None else load_embedder(local.embedding_model_path)
-    return PassageIndex.build(model, read_documents(local.documents_dir, local.passage_chars))
+    return read_documents(local.documents_dir, local.passage_chars)
+
+
+def models_dir(config: AppConfig) -> Path:
+    return config.embedding.models_dir or config.service.state_dir / "models"
 
 
 def _openai_key(config: AppConfig) -> str | None:
@@ -113,12 +122,18 @@ async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(
-    config: AppConfig, *, embedder: Embedder | None = None, provider: AnswerProvider | None = None
+    config: AppConfig,
+    *,
+    embedder: Embedder | None = None,
+    provider: AnswerProvider | None = None,
+    reset_telemetry_client_id: bool = False,
 ) -> web.Application:
     """The lightspeed application for `config`.
 
-    `embedder` replaces loading the configured model (tests share one loaded
-    model); `provider` replaces the configured answer provider. Start-up fails
+    `embedder` replaces loading the configured default model (tests share one
+    loaded model); a registered model made active is still loaded.
+    `provider` replaces the configured answer provider.
+    `reset_telemetry_client_id` is `serve --reset-telemetry-client-id`. Start-up fails
     with StorageError or ConfigError when a directory or a referenced file is
     not usable, before the first request is served.
     """
@@ -148,10 +163,35 @@ def create_app(
         yield
         await writer.close()
 
+    async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
+        telemetry = await open_telemetry(config, app[SETTINGS], app[METRICS], reset_telemetry_client_id)
+        app[TELEMETRY], app[SENDER] = telemetry.service, telemetry.sender
+        telemetry.sender.start()
+        yield
+        await telemetry.close()
+
     async def answers_ctx(app: web.Application) -> AsyncIterator[None]:
-        index = await asyncio.to_thread(_build_index, config, embedder)
+        local = config.answers.local
+        default_name = local.embedding_model_path.name if local.embedding_model_path else DEFAULT_MODEL_NAME
+
+        def load_default() -> Embedder:
+            return embedder if embedder is not None else load_embedder(local.embedding_model_path, default_name)
+
+        catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
+        passages = await asyncio.to_thread(_documents, config)
+        model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
+        index = await asyncio.to_thread(PassageIndex.build, model, passages)
         answerer = provider or await _build_provider(config, index)
-        app[ANSWERS] = Answerer(index, answerer, config.answers.local)
+        app[ANSWERS] = Answerer(index, answerer, local)
+        manager = ModelManager(
+            catalog,
+            app[ANSWERS],
+            app[TELEMETRY],
+            models_dir=models_dir(config),
+            default_name=default_name,
+            load_default=load_default,
+        )
+        app[MODELS] = manager
         log.info(
             "answers_ready",
             provider=answerer.name,
@@ -159,8 +199,9 @@ def create_app(
             embedding_model=index.embedder.name,
         )
         yield
+        await manager.close()
         await answerer.close()
 
-    app.cleanup_ctx.extend([state_ctx, answers_ctx, _freeze_startup_heap])
+    app.cleanup_ctx.extend([state_ctx, telemetry_ctx, answers_ctx, _freeze_startup_heap])
     add_routes(app)
     return app

@@ -143,3 +143,33 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirS
             fsync_dir(path.parent)
         else:
             dir_sync.sync(path.parent)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace a small state file readable by the service only (blocking)."""
+    ensure_dir(path.parent)
+    write_atomic(path, data, mode=0o600)
+
+
+def read_lines(path: Path) -> list[str]:
+    """A text file's lines; none when it does not exist (blocking)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append whole lines with one write and one fdatasync (blocking).
+
+    A crash mid-write can leave a torn last line; readers skip it.
+    """
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        data = memoryview("".join(line + "\n" for line in lines).encode("utf-8"))
+        while data:  # a short write happens only when the disk fills; the rest raises next
+            data = data[os.write(fd, data) :]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)

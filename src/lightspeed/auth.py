@@ -4,11 +4,13 @@
   development, every caller is an admin.
 - `noop-with-token`: the same, but a Bearer header must be present (401 without).
 - `api-key`: Bearer keys map to a user and a role, read from a YAML file or a
-  systemd credential: a list of `{key, user_id, role}`.
+  systemd credential: a list of `{key, user_id, role}`. The key is also
+  accepted as the password of Basic auth, so a browser can open /settings.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,13 +39,30 @@ class Authenticator(Protocol):
 
 
 def bearer_token(request: web.Request) -> str:
+    """The API key from `Authorization: Bearer <key>`, or from Basic auth's password.
+
+    Basic is what a browser can send for the /settings page: any user name,
+    the key as the password.
+    """
     header = request.headers.get("Authorization")
     if not header:
         raise Unauthorized(NO_CREDENTIALS, "No Authorization header found")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "basic":
+        token = _basic_password(token)
+    elif scheme.lower() != "bearer":
+        token = ""
+    if not token.strip():
         raise Unauthorized(NO_CREDENTIALS, "No token found in Authorization header")
     return token.strip()
+
+
+def _basic_password(value: str) -> str:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 @dataclass(frozen=True)

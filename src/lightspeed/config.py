@@ -165,6 +165,55 @@ class CollectorConfig(Section):
     retry: RetryConfig = RetryConfig()
 
 
+class EmbeddingConfig(Section):
+    """Where registered embedding models are looked up by name; nothing is downloaded."""
+
+    # `<models_dir>/<org>/<name>` or `<models_dir>/<name>`; default `<state_dir>/models`.
+    models_dir: Path | None = None
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "[::1]", "localhost")
+
+
+class TelemetryConfig(Section):
+    """Where opt-in model telemetry goes and how it is bounded.
+
+    Whether telemetry is on is not configured here: that is the operator's
+    consent, given through the API, the CLI or /settings, and stored in the
+    state directory. Without `registry_url` nothing can ever be sent.
+    """
+
+    registry_url: HttpUrl | None = None
+    registry_token: SecretStr | None = None
+    registry_token_file: Path | None = None
+    registry_token_credential: str | None = "lightspeed-telemetry-token"  # noqa: S105 - a credential name
+    ca_file: Path | None = None
+    send_interval_seconds: PositiveInt = 86_400
+    first_send_delay_seconds: float = Field(default=300.0, ge=0)
+    batch_max_events: int = Field(default=100, ge=1, le=1000)
+    batch_max_bytes: int = Field(default=256 * 1024, ge=4096)
+    queue_max_events: PositiveInt = 10_000
+    queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
+    event_max_age_days: PositiveInt = 21
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A stop never waits longer than this for the last send.
+    shutdown_flush_seconds: float = Field(default=2.0, ge=0, le=2.0)
+    retry: RetryConfig = RetryConfig(
+        initial_seconds=1.0,
+        max_seconds=30.0,
+        max_attempts=4,
+        max_elapsed_seconds=120.0,
+        max_retry_after_seconds=60.0,
+    )
+
+    @model_validator(mode="after")
+    def _https_unless_loopback(self) -> Self:
+        url = self.registry_url
+        if url is not None and url.scheme != "https" and url.host not in _LOOPBACK_HOSTS:
+            raise ValueError("registry_url must use https (plain http is allowed only for 127.0.0.1, ::1, localhost)")
+        return self
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -187,6 +236,8 @@ class AppConfig(BaseSettings):
     redaction: RedactionConfig = RedactionConfig()
     answers: AnswersConfig = AnswersConfig()
     collector: CollectorConfig = CollectorConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

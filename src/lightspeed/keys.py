@@ -11,9 +11,12 @@ from lightspeed.auth import Authenticator
 from lightspeed.config import AppConfig
 from lightspeed.identity import RequestIds, UserHasher, UuidSource
 from lightspeed.metrics import Metrics
+from lightspeed.model_catalog import ModelManager
 from lightspeed.records import RecordWriter
 from lightspeed.redaction import Redactor
 from lightspeed.state import ConversationStore, RuntimeSettings
+from lightspeed.telemetry.sender import TelemetrySender
+from lightspeed.telemetry.service import TelemetryService
 
 CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
@@ -23,6 +26,9 @@ RECORDS = web.AppKey("records", RecordWriter)
 HASHER = web.AppKey("hasher", UserHasher)
 CONVERSATIONS = web.AppKey("conversations", ConversationStore)
 SETTINGS = web.AppKey("settings", RuntimeSettings)
+TELEMETRY = web.AppKey("telemetry", TelemetryService)
+SENDER = web.AppKey("telemetry_sender", TelemetrySender)
+MODELS = web.AppKey("embedding_models", ModelManager)
 
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 ANSWERS = web.AppKey("answers", Answerer)

@@ -32,6 +32,28 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.telemetry_queued = Counter(
+            "lightspeed_telemetry_events_queued", "Telemetry events queued", registry=self.registry
+        )
+        self.telemetry_dropped = Counter(
+            "lightspeed_telemetry_events_dropped",
+            "Telemetry events dropped without being sent, by reason "
+            "(queue_full, expired, before_consent, rejected_batch, unreadable)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.telemetry_sent = Counter(
+            "lightspeed_telemetry_events_sent",
+            "Telemetry events sent, by the registry's verdict",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.model_registrations = Counter(
+            "lightspeed_embedding_model_registrations",
+            "Embedding model registrations by outcome",
+            ["status"],
+            registry=self.registry,
+        )
         for kind in ("feedback", "transcript"):
             self.records_written.labels(kind)
             self.records_failed.labels(kind)
@@ -42,6 +64,13 @@ class Metrics:
 
     def record_result(self, kind: RecordKind, ok: bool) -> None:
         (self.records_written if ok else self.records_failed).labels(kind).inc()
+
+    def telemetry_drop(self, reason: str, count: int) -> None:
+        self.telemetry_dropped.labels(reason).inc(count)
+
+    def telemetry_result(self, accepted: int, rejected: int) -> None:
+        self.telemetry_sent.labels("accepted").inc(accepted)
+        self.telemetry_sent.labels("rejected").inc(rejected)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from lightspeed.errors import ApiError
+from lightspeed.errors import ApiError, Forbidden
 from lightspeed.keys import METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed.payloads import RequestInvalid
 
 log = structlog.get_logger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GENERIC_500 = {
     "response": "Internal server error",
     "cause": "An unexpected error occurred; see the server log",
@@ -45,6 +47,19 @@ def _http_exception_response(exc: web.HTTPException) -> web.Response:
     return response
 
 
+def check_same_origin(request: web.Request) -> None:
+    """Refuse a state-changing request a browser sent from another site (CSRF).
+
+    Browsers always send Origin on cross-origin POST/PUT/DELETE; curl and
+    other API clients send none, and are unaffected.
+    """
+    origin = request.headers.get("Origin")
+    if request.method in SAFE_METHODS or origin is None:
+        return
+    if urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Forbidden("Cross-origin request refused", f"Requests from {origin} are not accepted")
+
+
 def route_name(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource
@@ -60,6 +75,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
     try:
+        check_same_origin(request)
         response = await handler(request)
     except web.HTTPException as exc:
         response = _http_exception_response(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,12 @@ def _content(kind: type[BaseModel] | str, schemas: dict[str, Any]) -> dict[str, 
     return {"application/json": {"schema": {"$ref": REF.format(model=kind.__name__)}}}
 
 
+_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
 def _operation_id(route: Route) -> str:
-    return f"{route.method.lower()}_" + route.path.strip("/").replace("/", "_").replace(".", "_")
+    path = _PARAMETER.sub(r"\1", route.path)
+    return f"{route.method.lower()}_" + path.strip("/").replace("/", "_").replace(".", "_").replace("-", "_")
 
 
 def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
@@ -40,11 +45,16 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
                 for status, kind in route.responses.items()
             },
         }
+        parameters = _PARAMETER.findall(route.path)
+        if parameters:
+            operation["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in parameters
+            ]
         if route.body is not None:
             operation["requestBody"] = {"required": True, "content": _content(route.body, schemas)}
         if route.authenticated:
             operation["security"] = [{"bearer": []}, {}]
-        paths.setdefault(route.path, {})[route.method.lower()] = operation
+        paths.setdefault(_PARAMETER.sub(r"{\1}", route.path), {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "lightspeed", "version": __version__},

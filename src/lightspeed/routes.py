@@ -9,7 +9,8 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from lightspeed import payloads as p
-from lightspeed.handlers import feedback, query, service
+from lightspeed import settings_payloads as sp
+from lightspeed.handlers import feedback, models, query, service, settings_page, telemetry
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,93 @@ ROUTES: tuple[Route, ...] = (
         "The answer models this server offers",
         responses={200: p.ModelsResponse},
         authenticated=False,
+    ),
+    Route(
+        "GET",
+        "/v1/embedding-models",
+        models.list_models,
+        "Registered embedding models, the active one and any activation in progress (admin)",
+        responses={200: sp.EmbeddingModelList, **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/embedding-models",
+        models.register_model,
+        "Register an embedding model: load it, run a test inference, store its metadata (admin)",
+        sp.EmbeddingModelRegistration,
+        {201: sp.EmbeddingModelRegistered, **_ERRORS, 413: p.ErrorResponse},
+    ),
+    Route(
+        "PUT",
+        "/v1/embedding-models/active",
+        models.activate_model,
+        "Switch retrieval to a registered model; the index is rebuilt in the background (admin)",
+        sp.EmbeddingModelActivation,
+        {202: sp.ActivationStarted, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+    ),
+    Route(
+        "DELETE",
+        "/v1/embedding-models/{model_name:.+}",
+        models.delete_model,
+        "Forget a registered model that is not active (admin)",
+        responses={204: "text/plain", **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry",
+        telemetry.get_status,
+        "Telemetry settings: enabled, why not, client id, queue size, next send (admin)",
+        responses={200: sp.TelemetryStatus, **_ERRORS},
+    ),
+    Route(
+        "PUT",
+        "/v1/telemetry",
+        telemetry.put_status,
+        "Enable (with the consent version) or disable telemetry (admin)",
+        sp.TelemetryUpdate,
+        {200: sp.TelemetryStatus, **_ERRORS, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry/consent",
+        telemetry.get_consent,
+        "Exactly what enabling telemetry agrees to: every field, what is never sent, where it goes",
+        responses={200: sp.ConsentDocument, 401: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry/queue",
+        telemetry.get_queue,
+        "The queued events, exactly as they would be sent (admin)",
+        responses={200: sp.TelemetryQueueView, **_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/v1/telemetry/queue",
+        telemetry.purge_queue,
+        "Delete every queued event (admin)",
+        responses={200: "application/json", **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/telemetry/send",
+        telemetry.send_now,
+        "Send the queue now; ?wait=N waits up to N seconds (max 30) for the outcome (admin)",
+        responses={200: sp.SendResult, 202: sp.SendResult, **_ERRORS, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/settings",
+        settings_page.settings_page,
+        "The settings page (HTML; Basic auth with an admin key as the password)",
+        responses={200: "text/html", 401: "text/html"},
+    ),
+    Route(
+        "GET",
+        "/settings/{asset}",
+        settings_page.settings_page,
+        "The settings page's script and style sheet",
+        responses={200: "text/plain", 401: "text/html", 404: p.ErrorResponse},
     ),
     Route(
         "GET",

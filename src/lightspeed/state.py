@@ -2,7 +2,8 @@
 
 `ConversationStore`: who owns which conversation, so a conversation id from
 another user is refused, also after a restart. `RuntimeSettings`: settings an
-admin changes at run time (the feedback toggle), kept out of the frozen config.
+admin changes at run time (the feedback toggle, telemetry consent and the
+telemetry sender's schedule), kept out of the frozen config.
 Both hold their data in memory and do their file I/O on a thread.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.atomic import append_lines, read_lines, write_private
 from lightspeed.records import utc_now
 
 log = structlog.get_logger(__name__)
@@ -44,11 +44,7 @@ class ConversationStore:
         """Read the store (blocking; run on a thread at start-up)."""
         path = state_dir / CONVERSATIONS_FILE
         owners: dict[str, str] = {}
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            lines = []
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(read_lines(path), 1):
             try:
                 entry = json.loads(line)
                 owners[entry["conversation_id"]] = entry["user_hash"]
@@ -64,16 +60,8 @@ class ConversationStore:
             {"conversation_id": conversation_id, "user_hash": user_hash, "created": utc_now().isoformat()}
         )
         async with self._lock:
-            await asyncio.to_thread(_append_line, self._path, line)
+            await asyncio.to_thread(append_lines, self._path, [line])
             self._owners[conversation_id] = user_hash
-
-
-def _append_line(path: Path, line: str) -> None:
-    ensure_dir(path.parent)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 @dataclass(frozen=True)
@@ -120,12 +108,23 @@ class RuntimeSettings:
                 "feedback_updated_at": now.isoformat(),
                 "feedback_updated_by": by_hash,
             }
-            payload = json.dumps(data, indent=2).encode("utf-8")
-            await asyncio.to_thread(_write_settings, self._path, payload)
-            self._data = data
+            await self._write(data)
         return FeedbackStatusChange(previous, enabled, by, now)
 
+    def section(self, name: str) -> dict[str, Any]:
+        """A copy of the named section (telemetry, telemetry_sender, ...); empty when absent."""
+        value = self._data.get(name)
+        return dict(value) if isinstance(value, dict) else {}
 
-def _write_settings(path: Path, payload: bytes) -> None:
-    ensure_dir(path.parent)
-    write_atomic(path, payload, mode=0o600)
+    async def update_section(self, name: str, values: dict[str, Any] | None) -> None:
+        """Replace section `name` (None removes it); the file is rewritten atomically first."""
+        async with self._lock:
+            data = {k: v for k, v in self._data.items() if k != name}
+            if values is not None:
+                data[name] = values
+            await self._write(data)
+
+    async def _write(self, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
+        await asyncio.to_thread(write_private, self._path, payload)
+        self._data = data

@@ -1,0 +1,235 @@
+// The settings page: plain DOM over the JSON API. Credentials are the browser's own (Basic auth
+// for this origin), so nothing secret is kept in the page.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : {};
+  if (!response.ok && response.status !== 202) {
+    const detail = data.detail;
+    let reason = response.statusText;
+    if (Array.isArray(detail)) reason = detail.map((d) => d.msg).join("; ");
+    else if (detail && detail.cause) reason = `${detail.response}: ${detail.cause}`;
+    const error = new Error(reason);
+    error.status = response.status;
+    error.data = data;
+    throw error;
+  }
+  return data;
+}
+
+function say(text, isError = false) {
+  const message = $("message");
+  message.textContent = text;
+  message.className = isError ? "error" : "ok";
+}
+
+function cell(row, value, tag = "td") {
+  const element = document.createElement(tag);
+  if (tag === "th") element.scope = "col";
+  element.textContent = value === null || value === undefined ? "-" : Array.isArray(value) ? value.join(", ") : String(value);
+  row.appendChild(element);
+  return element;
+}
+
+function fill(list, items) {
+  list.replaceChildren(...items.map((item) => {
+    const li = document.createElement("li");
+    li.textContent = item;
+    return li;
+  }));
+}
+
+let consent = null;
+let telemetry = null;
+
+async function loadTelemetry() {
+  telemetry = await api("GET", "/v1/telemetry");
+  const toggle = $("telemetry-enabled");
+  toggle.checked = telemetry.enabled;
+  toggle.disabled = telemetry.do_not_track || !telemetry.registry_url;
+  $("dnt-notice").hidden = !telemetry.do_not_track;
+  $("telemetry-state").textContent = telemetry.enabled
+    ? `Enabled since ${telemetry.consented_at}.`
+    : `Disabled: ${telemetry.disabled_reason}.`;
+  $("client-id").textContent = telemetry.client_id || "none (made when telemetry is first enabled)";
+  $("registry-url").textContent = telemetry.registry_url || "not configured";
+  $("next-send").textContent = telemetry.sender.next_send_at || "-";
+  const last = telemetry.sender.last_result;
+  $("last-send").textContent = last
+    ? `${last.result} at ${last.finished_at}: ${last.accepted} accepted, ${last.rejected} rejected, ${last.remaining} left`
+      + (last.error ? ` (${last.error})` : "")
+    : "never";
+  const queued = telemetry.queue.events;
+  $("purge-offer").hidden = telemetry.enabled || queued === 0;
+  $("purge-count").textContent = queued;
+  $("send-now").disabled = !telemetry.enabled;
+}
+
+async function loadQueue() {
+  const queue = await api("GET", "/v1/telemetry/queue");
+  const columns = $("queue-columns");
+  columns.replaceChildren();
+  queue.fields.forEach((name) => cell(columns, name, "th"));
+  cell(columns, "will be sent", "th");
+  const rows = $("queue-rows");
+  rows.replaceChildren(...queue.events.map(({ event, will_send }) => {
+    const row = document.createElement("tr");
+    queue.fields.forEach((name) => cell(row, event[name]));
+    cell(row, will_send ? "yes" : "no (dated before consent)");
+    return row;
+  }));
+  $("queue-summary").textContent = queue.events.length
+    ? `${queue.events.length} events queued (${queue.bytes} bytes).`
+    : "No events queued.";
+  $("purge").disabled = queue.events.length === 0;
+  $("purge-dialog-count").textContent = queue.events.length;
+}
+
+async function loadConsent() {
+  consent = await api("GET", "/v1/telemetry/consent");
+  $("consent-purpose").textContent = consent.purpose;
+  $("consent-registry").textContent = consent.registry_url || "(no registry configured)";
+  $("consent-fields").replaceChildren(...consent.fields.map((field) => {
+    const row = document.createElement("tr");
+    cell(row, field.name);
+    cell(row, field.type);
+    cell(row, field.description);
+    return row;
+  }));
+  fill($("consent-never"), consent.never_sent);
+  fill($("privacy-fields"), consent.fields.map((f) => `${f.name}: ${f.description}`));
+  fill($("privacy-never"), consent.never_sent);
+}
+
+async function loadModels() {
+  const listing = await api("GET", "/v1/embedding-models");
+  $("active-model").textContent = listing.active;
+  const activation = listing.activation;
+  $("activation-state").textContent = activation && activation.state !== "done"
+    ? `(activation of ${activation.model_name}: ${activation.state}${activation.error ? `, ${activation.error}` : ""})`
+    : "";
+  $("models-rows").replaceChildren(...listing.models.map((model) => {
+    const row = document.createElement("tr");
+    row.dataset.model = model.model_name;
+    cell(row, model.model_name);
+    cell(row, model.model_source);
+    cell(row, model.status === "failed" ? `failed: ${model.error.reason}` : model.status);
+    for (const key of ["embedding_dimension", "normalization", "distance_metric", "modalities", "device_type", "model_version"]) {
+      cell(row, model[key]);
+    }
+    cell(row, model.active ? "active" : "");
+    const actions = cell(row, "");
+    if (!model.active && model.status === "ready") {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Activate";
+      button.setAttribute("aria-label", `Activate ${model.model_name}`);
+      button.addEventListener("click", () => activate(model.model_name));
+      actions.appendChild(button);
+    }
+    return row;
+  }));
+  if (activation && activation.state === "building") setTimeout(() => loadModels().catch(report), 500);
+}
+
+async function loadFeedback() {
+  const status = await api("GET", "/v1/feedback/status");
+  $("feedback-enabled").checked = status.status.enabled;
+}
+
+function report(error) {
+  say(error.status === 401 ? "Sign in with an admin API key to use this page." : error.message, true);
+}
+
+async function refresh() {
+  await Promise.all([loadTelemetry(), loadQueue(), loadModels(), loadFeedback(), loadConsent()]);
+}
+
+async function activate(name) {
+  await api("PUT", "/v1/embedding-models/active", { model_name: name });
+  say(`Activating ${name}: the index is rebuilt in the background.`);
+  await loadModels();
+}
+
+function wire() {
+  const toggle = $("telemetry-enabled");
+  toggle.addEventListener("change", async () => {
+    if (toggle.checked) {
+      toggle.checked = false; // only the consent dialog turns it on
+      await loadConsent();
+      $("consent-dialog").showModal();
+      return;
+    }
+    const status = await api("PUT", "/v1/telemetry", { enabled: false });
+    say(`Telemetry disabled. ${status.queue.events} queued events were kept; purge them to delete them.`);
+    await refresh();
+  });
+  $("consent-dialog").addEventListener("close", async () => {
+    if ($("consent-dialog").returnValue !== "accept") return;
+    await api("PUT", "/v1/telemetry", { enabled: true, consent_version: consent.version });
+    say("Telemetry enabled.");
+    await refresh();
+  });
+  $("send-now").addEventListener("click", async () => {
+    say("Sending...");
+    const outcome = await api("POST", "/v1/telemetry/send?wait=10");
+    say(outcome.result === "sending"
+      ? "Sending in the background."
+      : `Send ${outcome.result}: ${outcome.accepted} accepted, ${outcome.rejected} rejected, ${outcome.remaining} left.`
+        + (outcome.error ? ` ${outcome.error}` : ""), outcome.result === "failed");
+    await refresh();
+  });
+  $("purge").addEventListener("click", () => $("purge-dialog").showModal());
+  $("purge-dialog").addEventListener("close", async () => {
+    if ($("purge-dialog").returnValue !== "accept") return;
+    const result = await api("DELETE", "/v1/telemetry/queue");
+    say(`Purged ${result.purged} queued events.`);
+    await refresh();
+  });
+  $("model-source").addEventListener("change", () => {
+    $("local-path").disabled = $("model-source").value !== "local_path";
+  });
+  $("register-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {
+      model_name: $("model-name").value.trim(),
+      model_source: $("model-source").value,
+      activate: $("model-activate").checked,
+    };
+    if (body.model_source === "local_path") body.local_path = $("local-path").value.trim();
+    say(`Registering ${body.model_name}...`);
+    $("register").disabled = true;
+    try {
+      const result = await api("POST", "/v1/embedding-models", body);
+      const model = result.model;
+      let text = `Registered ${model.model_name}: ${model.embedding_dimension} dimensions, normalization ${model.normalization}.`;
+      text += result.telemetry.queued ? " A telemetry event was queued." : "";
+      say(text);
+    } catch (error) {
+      report(error);
+    } finally {
+      $("register").disabled = false;
+      await refresh();
+    }
+  });
+  $("feedback-enabled").addEventListener("change", async () => {
+    const enabled = $("feedback-enabled").checked;
+    await api("PUT", "/v1/feedback/status", { status: enabled });
+    say(`Storing feedback is ${enabled ? "on" : "off"}.`);
+  });
+}
+
+window.addEventListener("unhandledrejection", (event) => report(event.reason));
+document.addEventListener("DOMContentLoaded", () => {
+  wire();
+  refresh().then(() => document.body.dataset.ready = "true").catch(report);
+});
