@@ -16,6 +16,7 @@ from lightspeed.app import create_app
 from lightspeed.config import AppConfig, config_from_mapping
 from lightspeed.embedding import SentenceTransformerEmbedder, load_embedder
 from lightspeed.providers.base import AnswerProvider
+from tests.registry import Registry
 from tests.support import deep_merge
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,3 +141,12 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     yield mount
     for target in reversed(mounted):
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture
+async def registry(aiohttp_server: Any) -> Registry:
+    """A real model registry on 127.0.0.1 that records what it receives and answers as scripted."""
+    fake = Registry()
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    fake.url = str(server.make_url("/api/v1/telemetry"))
+    return fake

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,25 @@ def fill_up(folder: Path) -> None:
                 pass
     finally:
         os.close(fd)
+
+
+def link_model(target: Path, *, normalize: bool = True, weights: bytes | None = None) -> Path:
+    """A model directory made of the packaged MiniLM's files (linked), optionally altered."""
+    from lightspeed.embedding import default_model_path
+
+    source = default_model_path()
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name in ("modules.json", "model.safetensors") and (not normalize or weights is not None):
+            continue
+        (target / item.name).symlink_to(item)
+    if not normalize:
+        modules = [m for m in json.loads((source / "modules.json").read_text()) if "Normalize" not in m["type"]]
+        (target / "modules.json").write_text(json.dumps(modules))
+    elif weights is not None:
+        (target / "modules.json").symlink_to(source / "modules.json")
+    if weights is not None:
+        (target / "model.safetensors").write_bytes(weights)
+    elif not normalize:
+        (target / "model.safetensors").symlink_to(source / "model.safetensors")
+    return target

@@ -20,12 +20,12 @@ from tests.support import json_files
 from tests.test_openai_provider import free_port
 
 
-def start(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[str]:
+def start(config: dict[str, Any], tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "lightspeed", "serve", "--config", str(path)],
+        [sys.executable, "-m", "lightspeed", "serve", "--config", str(path), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -121,6 +121,12 @@ async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
     gc.unfreeze()
 
 
+async def _start_background(app: web.Application) -> AsyncIterator[None]:
+    """Background work begins only once every resource is open: nothing runs during start-up."""
+    app[SENDER].start()
+    yield
+
+
 def create_app(
     config: AppConfig,
     *,
@@ -166,7 +172,6 @@ def create_app(
     async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
         telemetry = await open_telemetry(config, app[SETTINGS], app[METRICS], reset_telemetry_client_id)
         app[TELEMETRY], app[SENDER] = telemetry.service, telemetry.sender
-        telemetry.sender.start()
         yield
         await telemetry.close()
 
@@ -202,6 +207,6 @@ def create_app(
         await manager.close()
         await answerer.close()
 
-    app.cleanup_ctx.extend([state_ctx, telemetry_ctx, answers_ctx, _freeze_startup_heap])
+    app.cleanup_ctx.extend([state_ctx, telemetry_ctx, answers_ctx, _freeze_startup_heap, _start_background])
     add_routes(app)
     return app

@@ -196,6 +196,8 @@ class TelemetryConfig(Section):
     queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
     event_max_age_days: PositiveInt = 21
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    # After a send that failed its retries: wait this long, doubling per failure, at most send_interval.
+    failure_backoff_seconds: float = Field(default=300.0, gt=0)
     # A stop never waits longer than this for the last send.
     shutdown_flush_seconds: float = Field(default=2.0, ge=0, le=2.0)
     retry: RetryConfig = RetryConfig(

@@ -58,7 +58,10 @@ async def get_queue(request: web.Request) -> web.Response:
         }
         for queued in service.queue.events()
     ]
-    return web.json_response({"fields": list(FIELD_NAMES), "events": events, **service.queue.counts()})
+    counts = service.queue.counts()
+    return web.json_response(
+        {"fields": list(FIELD_NAMES), "events": events, "bytes": counts["bytes"], "by_model": counts["by_model"]}
+    )
 
 
 async def purge_queue(request: web.Request) -> web.Response:

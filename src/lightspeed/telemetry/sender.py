@@ -152,7 +152,7 @@ class TelemetrySender:
         self._client = client
         self._on_sent = on_sent
         self._clock = clock
-        self._earliest = clock() + timedelta(seconds=config.first_send_delay_seconds)
+        self._earliest = clock() + timedelta(seconds=config.first_send_delay_seconds)  # reset by start()
         self._wake = asyncio.Event()
         self._cycle: asyncio.Task[SendOutcome] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -187,6 +187,8 @@ class TelemetrySender:
         self._wake.set()
 
     def start(self) -> None:
+        """Begin the schedule; call once start-up is complete (the first send waits the delay from here)."""
+        self._earliest = self._clock() + timedelta(seconds=self._config.first_send_delay_seconds)
         self._loop_task = asyncio.create_task(self._run(), name="telemetry-sender")
 
     async def _run(self) -> None:
@@ -304,7 +306,8 @@ class TelemetrySender:
 
     async def _defer(self, outcome: SendOutcome, exc: RegistryUnavailable, manual: bool) -> SendOutcome:
         failures = int(self.state().get("consecutive_failures", 0)) + 1
-        backoff = min(self._config.send_interval_seconds, self._config.retry.max_seconds * 2**failures)
+        base = self._config.failure_backoff_seconds
+        backoff = min(float(self._config.send_interval_seconds), base * 2 ** (failures - 1))
         not_before = None
         if exc.retry_after is not None:
             not_before = self._clock() + min(timedelta(seconds=exc.retry_after), MAX_NOT_BEFORE)
@@ -319,6 +322,12 @@ class TelemetrySender:
         outcome.error = str(exc)
         outcome.retry_at = next_send.isoformat()
         return outcome
+
+    def _backing_off(self) -> bool:
+        """After failed sends, until the persisted next attempt: a stop must not try again either."""
+        next_send = self._when("next_send_at")
+        failing = int(self.state().get("consecutive_failures", 0)) > 0
+        return failing and next_send is not None and next_send > self._clock()
 
     def _later(self, seconds: float) -> datetime:
         return self._clock() + timedelta(seconds=seconds)
@@ -340,7 +349,9 @@ class TelemetrySender:
             async with asyncio.timeout(budget):
                 if self._cycle is not None and not self._cycle.done():
                     await self._cycle
-                elif budget > 0 and len(self._service.queue) and self._service.is_effective():
+                elif (
+                    budget > 0 and len(self._service.queue) and self._service.is_effective() and not self._backing_off()
+                ):
                     await self._send_batches(manual=False, retries=False)
         except TimeoutError:
             log.warning("telemetry_flush_abandoned", queued=len(self._service.queue), budget_seconds=budget)

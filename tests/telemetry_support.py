@@ -1,0 +1,106 @@
+"""Helpers for the telemetry tests: a registry fixture, enabling telemetry, seeding state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from lightspeed.telemetry.schema import utc_timestamp
+
+# The spec's model_registration fields, written out here on purpose (not imported):
+# if the schema ever grows a field, the privacy tests fail.
+SPEC_FIELDS = {
+    "event_type",
+    "model_name",
+    "model_source",
+    "model_version",
+    "embedding_dimension",
+    "modalities",
+    "distance_metric",
+    "normalization",
+    "load_success",
+    "inference_success",
+    "device_type",
+    "local_path_hash",
+    "timestamp",
+    "client_id",
+}
+CLIENT_ID = "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10"
+Client = TestClient[web.Request, web.Application]
+
+
+async def enable(client: Client) -> dict[str, Any]:
+    consent = await (await client.get("/v1/telemetry/consent")).json()
+    resp = await client.put("/v1/telemetry", json={"enabled": True, "consent_version": consent["version"]})
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def queue_failed_registration(client: Client, name: str = "missing-model") -> dict[str, Any]:
+    """Register a model whose path does not exist: no model load, one event (if telemetry is on)."""
+    resp = await client.post(
+        "/v1/embedding-models",
+        json={"model_name": name, "model_source": "local_path", "local_path": f"/nonexistent/{name}"},
+    )
+    assert resp.status == 422, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+def event(moment: datetime, name: str = "seeded-model", client_id: str = CLIENT_ID) -> dict[str, Any]:
+    return {
+        "event_type": "model_registration",
+        "model_name": name,
+        "model_source": "sentence-transformers",
+        "model_version": None,
+        "embedding_dimension": 384,
+        "modalities": ["text"],
+        "distance_metric": "cosine",
+        "normalization": "l2",
+        "load_success": True,
+        "inference_success": True,
+        "device_type": "cpu",
+        "local_path_hash": None,
+        "timestamp": utc_timestamp(moment),
+        "client_id": client_id,
+    }
+
+
+def seed_state(
+    state_dir: Path,
+    *,
+    consented_at: datetime,
+    events: list[dict[str, Any]],
+    sender: dict[str, Any] | None = None,
+) -> None:
+    """Telemetry enabled at `consented_at` with `events` already queued, as a previous run left it."""
+    from lightspeed.telemetry.schema import CONSENT_VERSION
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "telemetry": {
+            "enabled": True,
+            "consent_version": CONSENT_VERSION,
+            "consented_at": consented_at.replace(microsecond=0).isoformat(),
+            "client_id": CLIENT_ID,
+        }
+    }
+    if sender is not None:
+        settings["telemetry_sender"] = sender
+    (state_dir / "settings.json").write_text(json.dumps(settings))
+    lines = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+    (state_dir / "telemetry_queue.jsonl").write_text(lines)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ago(**delta: float) -> datetime:
+    return now() - timedelta(**delta)

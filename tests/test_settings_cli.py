@@ -1,0 +1,132 @@
+"""`lightspeed models ...` and `lightspeed telemetry ...` against a running server, as an operator types them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightspeed.cli import EXIT_REFUSED, EXIT_UNAVAILABLE
+from tests.conftest import ClientFactory, ConfigFactory
+from tests.registry import Registry, fast_telemetry
+from tests.test_openai_provider import free_port
+from tests.test_process import process_config, start, wait_ready
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def lightspeed(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Run:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lightspeed",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+async def test_an_operator_registers_activates_and_shares_a_model_from_the_command_line(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+
+    declined = await lightspeed("telemetry", "enable", *url, stdin="n\n")
+    enabled = await lightspeed("telemetry", "enable", *url, stdin="y\n")
+    registered = await lightspeed("models", "register", "all-MiniLM-L6-v2", "--activate", *url)
+    listed = await lightspeed("models", "list", *url)
+    activated = await lightspeed("models", "activate", "all-MiniLM-L6-v2", *url)
+    status = await lightspeed("telemetry", "status", *url)
+    queue = await lightspeed("telemetry", "queue", *url)
+    sent = await lightspeed("telemetry", "send", *url)
+    disabled = await lightspeed("telemetry", "disable", *url)
+    purged = await lightspeed("telemetry", "purge", "--yes", *url)
+    await client.close()
+
+    assert declined.code == 0
+    assert "client_id" in declined.out  # the fields were shown before the question
+    assert "telemetry stays off" in declined.out
+    assert enabled.code == 0
+    assert "telemetry enabled; client id" in enabled.out
+    assert registered.code == 0, registered.err
+    assert "embedding_dimension: 384" in registered.out
+    assert "telemetry: event queued" in registered.out
+    assert "all-MiniLM-L6-v2" in listed.out
+    assert activated.code == 0
+    assert "all-MiniLM-L6-v2 is active" in activated.out
+    assert "enabled" in status.out
+    assert "1 events" in status.out
+    [line] = queue.out.splitlines()
+    assert json.loads(line)["model_name"] == "all-MiniLM-L6-v2"
+    assert sent.code == 0
+    assert "sent: 1 accepted, 0 rejected" in sent.out
+    assert [e["model_name"] for e in registry.events] == ["all-MiniLM-L6-v2"]
+    assert disabled.code == 0
+    assert "telemetry disabled" in disabled.out
+    assert purged.code == 0
+    assert "purged 0 events" in purged.out
+
+
+async def test_the_command_line_says_why_it_failed(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("- {key: admin-key, user_id: root, role: admin}\n")
+    key_file = tmp_path / "admin.key"
+    key_file.write_text("admin-key\n")
+    client = await make_client(make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}}))
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+
+    no_key = await lightspeed("models", "list", *url)
+    bad_model = await lightspeed("models", "register", "/etc/passwd", "--api-key-file", str(key_file), *url)
+    missing = await lightspeed("models", "register", "acme/nowhere", "--api-key-file", str(key_file), *url)
+    from_env = await lightspeed("telemetry", "enable", "--yes", *url, env={"LIGHTSPEED_API_KEY": "admin-key"})
+    await client.close()
+    unreachable = await lightspeed("telemetry", "status", "--url", f"http://127.0.0.1:{free_port()}")
+
+    assert no_key.code == EXIT_REFUSED
+    assert "No Authorization header found" in no_key.err
+    assert bad_model.code == EXIT_REFUSED
+    assert "never a file path" in bad_model.err
+    assert missing.code == EXIT_REFUSED
+    assert "not_available_offline" in missing.err
+    assert from_env.code == EXIT_REFUSED
+    assert "telemetry.registry_url is not configured" in from_env.err
+    assert "admin-key" not in no_key.err + bad_model.err + missing.err + from_env.err
+    assert unreachable.code == EXIT_UNAVAILABLE
+    assert "cannot reach the lightspeed server" in unreachable.err
+
+
+def test_serve_with_the_reset_argument_replaces_the_client_id_and_logs_it(tmp_path: Path, docs_dir: Path) -> None:
+    """The only way to change the client id: an explicit argument at start-up."""
+    port = free_port()
+    config = process_config(tmp_path, docs_dir, port)
+    state = Path(config["service"]["state_dir"])
+    state.mkdir(parents=True)
+    old_id = "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10"
+    (state / "settings.json").write_text(json.dumps({"telemetry": {"enabled": False, "client_id": old_id}}))
+    proc = start(config, tmp_path, "--reset-telemetry-client-id")
+    try:
+        wait_ready(port, proc)
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+
+    assert proc.returncode == 0
+    assert '"event": "telemetry_client_id_reset"' in output
+    assert old_id not in output
+    assert json.loads((state / "settings.json").read_text())["telemetry"]["client_id"] is None

@@ -1,0 +1,193 @@
+"""/settings in a real headless Chromium (Debian's chromium, driven by playwright).
+
+Screenshots of each step are saved under test-artifacts/settings/ (or
+$LIGHTSPEED_TEST_ARTIFACTS) for a human to look at after a run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from lightspeed.embedding import default_model_path
+from tests.conftest import ClientFactory, ConfigFactory
+from tests.registry import Registry, fast_telemetry
+from tests.telemetry_support import SPEC_FIELDS, enable
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("LIGHTSPEED_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    folder = ARTIFACTS / "settings"
+    folder.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def open_settings(browser: Browser, base: str, **context: Any) -> Page:
+    page = await (await browser.new_context(**context)).new_page()
+    await page.goto(f"{base}/settings")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
+async def test_telemetry_is_enabled_only_through_the_consent_dialog(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    toggle = page.get_by_label("Share anonymized model telemetry", exact=True)
+    await expect(toggle).not_to_be_checked()
+    await expect(page.locator("#client-id")).to_contain_text("none")
+    await expect(page.locator("#dnt-notice")).to_be_hidden()
+    await shot(page, "01-telemetry-off")
+
+    # Turning it on opens the consent dialog, which lists every field before anything changes.
+    await toggle.click()  # the dialog, not the click, turns it on
+    dialog = page.get_by_role("dialog", name="Share anonymized model telemetry?")
+    await expect(dialog).to_be_visible()
+    names = await page.locator("#consent-fields tr td:first-child").all_inner_texts()
+    assert set(names) == SPEC_FIELDS
+    await expect(page.locator("#consent-registry")).to_have_text(registry.url)
+    await shot(page, "02-consent-dialog")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(toggle).not_to_be_checked()
+    await toggle.click()  # the dialog, not the click, turns it on
+    await page.get_by_role("button", name="Enable telemetry").click()
+    await expect(page.locator("#telemetry-state")).to_contain_text("Enabled since")
+    await expect(toggle).to_be_checked()
+    uuid.UUID(await page.locator("#client-id").inner_text())
+    await client.close()
+    assert registry.requests == []
+
+
+async def test_registration_queue_send_and_purge_work_in_a_browser(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
+    await enable(client)
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    toggle = page.get_by_label("Share anonymized model telemetry", exact=True)
+
+    # Registering a model through the form queues one event, shown exactly as it would be sent.
+    await page.get_by_label("Model name").fill("sentence-transformers/all-MiniLM-L6-v2")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#message")).to_contain_text("Registered sentence-transformers/all-MiniLM-L6-v2: 384")
+    await expect(page.locator("#message")).to_contain_text("A telemetry event was queued")
+    rows = page.locator("#queue-rows tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("sentence-transformers/all-MiniLM-L6-v2")
+    headers = await page.locator("#queue-columns th").all_inner_texts()
+    assert set(headers) == SPEC_FIELDS | {"will be sent"}
+    model_row = page.locator('#models-rows tr[data-model="sentence-transformers/all-MiniLM-L6-v2"]')
+    await expect(model_row).to_contain_text("384")
+    await expect(model_row).to_contain_text("l2")
+    await shot(page, "03-model-and-queue")
+
+    await page.get_by_role("button", name="Send now").click()
+    await expect(page.locator("#message")).to_contain_text("Send sent: 1 accepted, 0 rejected, 0 left")
+    await expect(rows).to_have_count(0)
+    assert [e["model_name"] for e in registry.events] == ["sentence-transformers/all-MiniLM-L6-v2"]
+    await shot(page, "04-sent")
+
+    # A failed registration is listed with its reason and queues an event too; purge deletes it.
+    await page.get_by_label("Source").select_option("local_path")
+    await page.get_by_label("Model name").fill("missing-model")
+    await page.get_by_label("Local path").fill("/nonexistent/missing-model")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#message")).to_contain_text("/nonexistent/missing-model does not exist")
+    await expect(page.locator('#models-rows tr[data-model="missing-model"]')).to_contain_text("failed")
+    await expect(rows).to_have_count(1)
+    await page.get_by_role("button", name="Purge queued events").click()
+    await page.get_by_role("dialog", name="Purge queued telemetry?").get_by_role("button", name="Purge").click()
+    await expect(page.locator("#message")).to_contain_text("Purged 1 queued events")
+    await expect(rows).to_have_count(0)
+
+    # Turning it off sends nothing.
+    await toggle.uncheck()
+    await expect(page.locator("#telemetry-state")).to_contain_text("Disabled: not enabled")
+    await shot(page, "05-disabled")
+    await client.close()
+    assert len(registry.requests) == 1
+
+
+async def test_models_can_be_activated_and_feedback_toggled_from_the_page(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    client = await make_client(make_config())
+    body = {"model_name": "mini", "model_source": "local_path", "local_path": str(default_model_path())}
+    assert (await client.post("/v1/embedding-models", json=body)).status == 201
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    await page.get_by_role("button", name="Activate mini").click()
+    await expect(page.locator("#active-model")).to_have_text("mini", timeout=30_000)
+    feedback = page.get_by_label("Store user feedback")
+    await expect(feedback).to_be_checked()
+    await feedback.uncheck()
+    await expect(page.locator("#message")).to_have_text("Storing feedback is off.")
+    await shot(page, "06-models-feedback")
+    status = await (await client.get("/v1/feedback/status")).json()
+    await client.close()
+    assert status["status"]["enabled"] is False
+
+
+async def test_do_not_track_is_explained_and_the_switch_is_locked(
+    browser: Browser,
+    make_client: ClientFactory,
+    make_config: ConfigFactory,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    await expect(page.locator("#dnt-notice")).to_be_visible()
+    await expect(page.get_by_label("Share anonymized model telemetry", exact=True)).to_be_disabled()
+    await expect(page.locator("#telemetry-state")).to_contain_text("DO_NOT_TRACK is set")
+    await shot(page, "07-do-not-track")
+    await client.close()
+
+
+async def test_the_page_is_protected_like_the_admin_api(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("- {key: user-key, user_id: alice, role: user}\n- {key: admin-key, user_id: root, role: admin}\n")
+    client = await make_client(make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}}))
+    base = str(client.make_url("")).rstrip("/")
+
+    refused = await client.get("/settings")
+    user = await (await browser.new_context(http_credentials={"username": "alice", "password": "user-key"})).new_page()
+    forbidden = await user.goto(f"{base}/settings")
+    admin = await open_settings(browser, base, http_credentials={"username": "root", "password": "admin-key"})
+    await expect(admin.locator("#active-model")).to_have_text("all-MiniLM-L6-v2")
+    script = await client.get("/settings/settings.js")
+    basic = {"Authorization": "Basic " + base64.b64encode(b"root:admin-key").decode()}
+    page = await client.get("/settings", headers=basic)
+    await client.close()
+
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert forbidden is not None
+    assert forbidden.status == 403
+    assert script.status == 401
+    assert page.status == 200
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy

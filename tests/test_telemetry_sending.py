@@ -1,0 +1,261 @@
+"""Sending telemetry: batches, the registry's verdicts, backoff, a persisted schedule, never blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from lightspeed.config import AppConfig
+from tests.conftest import ClientFactory, ConfigFactory
+from tests.registry import Answer, Registry, fast_telemetry
+from tests.telemetry_support import ago, event, now, seed_state
+from tests.test_openai_provider import free_port
+
+
+def seeded(make_config: ConfigFactory, url: str, events: int, **telemetry: Any) -> AppConfig:
+    config = make_config(telemetry=fast_telemetry(url, **telemetry))
+    seed_state(
+        config.service.state_dir,
+        consented_at=ago(hours=1),
+        events=[event(now(), f"model-{i}") for i in range(events)],
+    )
+    return config
+
+
+async def send(client: Any) -> dict[str, Any]:
+    resp = await client.post("/v1/telemetry/send?wait=20")
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_the_queue_goes_out_in_batches_and_leaves_the_queue(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    config = seeded(make_config, registry.url, 7, batch_max_events=3)
+    client = await make_client(config)
+    outcome = await send(client)
+    queue = await (await client.get("/v1/telemetry/queue")).json()
+    await client.close()
+
+    assert [len(r.events) for r in registry.requests] == [3, 3, 1]
+    assert [e["model_name"] for e in registry.events] == [f"model-{i}" for i in range(7)]
+    assert (outcome["result"], outcome["sent"], outcome["accepted"], outcome["remaining"]) == ("sent", 7, 7, 0)
+    assert queue["events"] == []
+    assert not (config.service.state_dir / "telemetry_queue.jsonl").exists()
+
+
+async def test_events_the_registry_rejects_are_counted_and_not_retried(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    verdict = {
+        "accepted": 1,
+        "rejected": 1,
+        "results": [{"index": 0, "status": "accepted"}, {"index": 1, "status": "rejected", "errors": ["too old"]}],
+    }
+    registry.script = [Answer(200, json.dumps(verdict))]
+    client = await make_client(seeded(make_config, registry.url, 2))
+    outcome = await send(client)
+    second = await send(client)
+    metrics = await (await client.get("/metrics")).text()
+    await client.close()
+
+    assert (outcome["accepted"], outcome["rejected"], outcome["remaining"]) == (1, 1, 0)
+    assert second["result"] == "nothing_to_send"
+    assert len(registry.requests) == 1
+    assert 'lightspeed_telemetry_events_sent_total{verdict="rejected"} 1.0' in metrics
+    assert 'lightspeed_telemetry_events_sent_total{verdict="accepted"} 1.0' in metrics
+
+
+async def test_a_4xx_drops_that_batch_and_the_rest_still_goes(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    registry.script = [Answer(400, '{"error": "unknown field"}')]
+    client = await make_client(seeded(make_config, registry.url, 3, batch_max_events=2))
+    outcome = await send(client)
+    metrics = await (await client.get("/metrics")).text()
+    await client.close()
+
+    assert [len(r.events) for r in registry.requests] == [2, 1]
+    assert (outcome["dropped"], outcome["accepted"], outcome["remaining"]) == (2, 1, 0)
+    assert 'lightspeed_telemetry_events_dropped_total{reason="rejected_batch"} 2.0' in metrics
+
+
+@pytest.mark.parametrize("failure", [503, 500, 429, 408])
+async def test_retryable_answers_are_retried_and_each_event_is_sent_once(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry, failure: int
+) -> None:
+    registry.script = [Answer(failure), Answer(failure)]
+    client = await make_client(seeded(make_config, registry.url, 2))
+    outcome = await send(client)
+    await client.close()
+
+    assert len(registry.requests) == 3
+    assert registry.requests[0].events == registry.requests[2].events
+    assert (outcome["result"], outcome["accepted"], outcome["remaining"]) == ("sent", 2, 0)
+
+
+async def test_retry_after_is_honoured_within_a_send(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    registry.script = [Answer(429, "{}", {"Retry-After": "1"})]
+    client = await make_client(seeded(make_config, registry.url, 1))
+    outcome = await send(client)
+    await client.close()
+
+    first, second = registry.requests
+    assert second.at - first.at >= 0.95
+    assert outcome["result"] == "sent"
+
+
+async def test_a_long_retry_after_defers_and_survives_a_restart(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """The registry said wait an hour: neither Send now nor a restart contacts it before then."""
+    registry.default = Answer(503, "{}", {"Retry-After": "3600"})
+    config = seeded(make_config, registry.url, 2)
+    client = await make_client(config)
+    outcome = await send(client)
+    again = await send(client)
+    await client.close()
+    restarted = await make_client(config)
+    await asyncio.sleep(0.3)
+    status = await (await restarted.get("/v1/telemetry")).json()
+    await restarted.close()
+
+    assert len(registry.requests) == 1  # the first attempt only
+    assert outcome["result"] == "failed"
+    assert outcome["remaining"] == 2
+    assert again["result"] == "deferred"
+    assert status["sender"]["next_send_at"] >= outcome["retry_at"]
+    assert status["queue"]["events"] == 2
+
+
+async def test_failed_sends_persist_the_next_attempt_so_a_restart_does_not_hammer(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    registry.default = Answer(503)
+    config = seeded(make_config, registry.url, 1, failure_backoff_seconds=3600)
+    client = await make_client(config)
+    outcome = await send(client)
+    await client.close()
+    stored = json.loads((config.service.state_dir / "settings.json").read_text())["telemetry_sender"]
+    attempts = len(registry.requests)
+    restarted = await make_client(config)
+    await asyncio.sleep(0.3)
+    await restarted.close()
+
+    assert attempts == 3  # retry.max_attempts
+    assert outcome["result"] == "failed"
+    assert stored["consecutive_failures"] == 1
+    assert stored["next_send_at"] > now().isoformat()
+    assert len(registry.requests) == attempts  # nothing at the restart, nor at its stop: it is backing off
+
+
+async def test_an_unreachable_registry_fails_fast_and_keeps_the_events(
+    make_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api/v1/telemetry"
+    client = await make_client(seeded(make_config, url, 1))
+    started = time.monotonic()
+    outcome = await send(client)
+    elapsed = time.monotonic() - started
+    await client.close()
+
+    assert outcome["result"] == "failed"
+    assert "registry unavailable" in outcome["error"]
+    assert outcome["remaining"] == 1
+    assert elapsed < 5
+
+
+async def test_a_hanging_registry_blocks_no_request_and_delays_the_stop_at_most_two_seconds(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    registry.default = Answer(200, delay=30)
+    client = await make_client(seeded(make_config, registry.url, 1, request_timeout_seconds=60))
+    started = time.monotonic()
+    resp = await client.post("/v1/telemetry/send")
+    answered = time.monotonic() - started
+    body = await resp.json()
+    alive = await client.get("/liveness")
+    query = await client.post("/v1/query", json={"query": "How do I start the server?"})
+    stopping = time.monotonic()
+    await client.close()
+    stop_seconds = time.monotonic() - stopping
+
+    assert resp.status == 202
+    assert body["result"] == "sending"
+    assert answered < 1
+    assert alive.status == 200
+    assert query.status == 200
+    assert len(registry.requests) == 1
+    assert stop_seconds < 2.5
+
+
+async def test_a_clean_stop_sends_what_is_queued(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    client = await make_client(seeded(make_config, registry.url, 2))
+    await client.close()
+    assert [e["model_name"] for e in registry.events] == ["model-0", "model-1"]
+
+
+async def test_nothing_is_sent_at_start_up_even_when_a_send_is_due(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """A send overdue since yesterday waits first_send_delay_seconds after start, then goes."""
+    config = make_config(telemetry=fast_telemetry(registry.url, first_send_delay_seconds=0.5))
+    seed_state(
+        config.service.state_dir,
+        consented_at=ago(days=3),
+        events=[event(ago(hours=5))],
+        sender={"next_send_at": ago(days=1).isoformat()},
+    )
+    client = await make_client(config)
+    await asyncio.sleep(0.2)
+    during_start = len(registry.requests)
+    for _ in range(100):
+        if registry.requests:
+            break
+        await asyncio.sleep(0.05)
+    after_delay = len(registry.requests)
+    for _ in range(100):  # the outcome is stored right after the registry answers
+        status = await (await client.get("/v1/telemetry")).json()
+        if status["sender"]["last_result"]:
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+
+    assert during_start == 0
+    assert after_delay == 1
+    assert status["sender"]["last_result"]["result"] == "sent"
+    assert status["sender"]["next_send_at"] > now().isoformat()  # the next one is a day away
+
+
+async def test_events_dated_before_the_current_consent_are_never_sent(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """Consent given an hour ago covers what came after it, not what a previous consent queued."""
+    config = make_config(telemetry=fast_telemetry(registry.url))
+    seed_state(
+        config.service.state_dir,
+        consented_at=ago(hours=1),
+        events=[event(ago(hours=2), "earlier-consent"), event(ago(minutes=5), "this-consent")],
+    )
+    client = await make_client(config)
+    queue = await (await client.get("/v1/telemetry/queue")).json()
+    outcome = await send(client)
+    metrics = await (await client.get("/metrics")).text()
+    await client.close()
+
+    assert [(q["event"]["model_name"], q["will_send"]) for q in queue["events"]] == [
+        ("earlier-consent", False),
+        ("this-consent", True),
+    ]
+    assert [e["model_name"] for e in registry.events] == ["this-consent"]
+    assert outcome["dropped"] == 1
+    assert 'lightspeed_telemetry_events_dropped_total{reason="before_consent"} 1.0' in metrics
