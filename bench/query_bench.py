@@ -13,11 +13,10 @@ import json
 import random
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import children, data_volume, free_port, rss_mb, start_noop_server, start_server, stop
+from common import children, data_volume, free_port, percentile, rss_mb, start_noop_server, start_server, stop, timed
 
 QUESTIONS = 300
 TOPICS = [
@@ -83,20 +82,6 @@ def write_corpus(folder: Path, rng: random.Random) -> None:
             words = " ".join(rng.choice(WORDS) for _ in range(70))
             sections.append(f"## {topic} task {section}\n\nTo handle {topic} {section}: {words}.\n")
         (folder / f"{topic}-{doc}.md").write_text("\n".join(sections))
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
-
-
-def timed(call: Callable[[int], object], count: int) -> list[float]:
-    latencies = []
-    for i in range(count):
-        started = time.perf_counter()
-        call(i)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
 
 
 def client_call(port: int, method: str, path: str, body_for: Callable[[int], bytes | None]) -> Callable[[int], object]:

@@ -8,14 +8,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import collector_bench
 import feedback_bench
+import models_bench
 import query_bench
+import telemetry_bench
 
 if os.geteuid() != 0:
     sys.exit("make bench needs root: it mounts a loop ext4 volume for the record data")
 # The collector bench measures its child's peak memory: run it before the query bench loads
 # torch into this process (a forked child's peak counts the parent's pages until exec).
-results = {"feedback": feedback_bench.main(), "collector": collector_bench.main(), "query": query_bench.main()}
+results = {
+    "feedback": feedback_bench.main(),
+    "collector": collector_bench.main(),
+    "telemetry": telemetry_bench.main(),
+    "query": query_bench.main(),
+    "models": models_bench.main(),
+}
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))

@@ -25,11 +25,18 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("LIGHTSPEED_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    return CHROMIUM
+
+
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            executable_path=chromium, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
         )
         yield launched
         await launched.close()
@@ -191,3 +198,30 @@ async def test_the_page_is_protected_like_the_admin_api(
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
+
+
+async def test_the_first_registration_asks_once_and_a_no_is_remembered(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    prompt = page.locator("#telemetry-prompt")
+    await expect(prompt).to_be_hidden()
+    await page.get_by_label("Model name").fill("all-MiniLM-L6-v2")
+    await page.get_by_role("button", name="Register").click()
+    await expect(prompt).to_be_visible()
+    await shot(page, "08-first-registration-prompt")
+    await page.get_by_role("button", name="Review what would be sent").click()
+    await expect(page.get_by_role("dialog", name="Share anonymized model telemetry?")).to_be_visible()
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.locator("#message")).to_contain_text("Telemetry stays off")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#message")).to_contain_text("Registered all-MiniLM-L6-v2")
+    await expect(prompt).to_be_hidden()
+    status = await (await client.get("/v1/telemetry")).json()
+    await client.close()
+
+    assert status["decided"] is True
+    assert status["enabled"] is False
+    assert status["client_id"] is None
+    assert registry.requests == []

@@ -34,7 +34,7 @@ async def test_telemetry_is_off_by_default_and_nothing_is_queued_or_sent(
     status = await (await client.get("/v1/telemetry")).json()
     await client.close()
 
-    assert result["telemetry"] == {"queued": False, "reason": "not enabled"}
+    assert result["telemetry"] == {"queued": False, "reason": "not enabled", "ask": True}
     assert status["enabled"] is False
     assert status["client_id"] is None
     assert status["queue"]["events"] == 0
@@ -108,6 +108,7 @@ async def test_do_not_track_forces_telemetry_off_and_every_view_says_why(
     assert status["do_not_track"] is forced_off
     assert consent["do_not_track"] is forced_off
     assert registered["telemetry"]["queued"] is not forced_off
+    assert registered["telemetry"]["ask"] is False  # decided earlier, and never under DO_NOT_TRACK
     if forced_off:
         assert status["disabled_reason"] == "DO_NOT_TRACK is set in the server's environment"
         assert registered["telemetry"]["reason"] == status["disabled_reason"]
@@ -239,3 +240,13 @@ async def test_telemetry_settings_live_in_the_state_directory_not_the_config(
     assert stored["telemetry"]["enabled"] is True
     assert stored["telemetry"]["consent_version"] == CONSENT_VERSION
     assert (telemetry_config.service.state_dir / "settings.json").stat().st_mode & 0o077 == 0
+
+
+def test_the_privacy_documentation_lists_exactly_the_fields_that_are_sent() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "telemetry.md").read_text()
+    section = text.split("## What is sent", 1)[1].split("##", 1)[0]
+    documented = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            documented.update(name.strip("` ") for name in line.split("|")[1].split(","))
+    assert documented == SPEC_FIELDS

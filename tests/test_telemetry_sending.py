@@ -259,3 +259,16 @@ async def test_events_dated_before_the_current_consent_are_never_sent(
     assert [e["model_name"] for e in registry.events] == ["this-consent"]
     assert outcome["dropped"] == 1
     assert 'lightspeed_telemetry_events_dropped_total{reason="before_consent"} 1.0' in metrics
+
+
+async def test_a_redirect_is_not_followed_and_the_batch_is_dropped(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """A redirect could lead from https to plain http or another host: it is a refusal, not a path."""
+    registry.script = [Answer(307, "", {"Location": "http://registry.example.com/api/v1/telemetry"})]
+    client = await make_client(seeded(make_config, registry.url, 1))
+    outcome = await send(client)
+    await client.close()
+
+    assert len(registry.requests) == 1
+    assert (outcome["dropped"], outcome["remaining"]) == (1, 0)

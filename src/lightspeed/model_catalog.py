@@ -167,7 +167,11 @@ class ModelManager:
             activation = self._start_activation(name, result.embedder)
         return {
             "model": {**entry.to_json(), "active": name == self.active_name},
-            "telemetry": {"queued": queued, "reason": None if queued else self._telemetry.disabled_reason()},
+            "telemetry": {
+                "queued": queued,
+                "reason": None if queued else self._telemetry.disabled_reason(),
+                "ask": self._telemetry.should_ask(),
+            },
             "activation": asdict(activation) if activation else None,
         }
 

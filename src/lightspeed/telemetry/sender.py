@@ -110,7 +110,10 @@ class RegistryClient:
     async def post(self, lines: Sequence[str]) -> dict[str, Any]:
         body = ("[" + ",".join(lines) + "]").encode("ascii")
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers, timeout=self._timeout) as resp:
+            # No redirects: one could lead from https to plain http, or to another host.
+            async with self._session.post(
+                self._url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
                 text = await resp.text(errors="replace")
                 if 200 <= resp.status < 300:
                     return _reply(text)
@@ -204,8 +207,9 @@ class TelemetrySender:
             try:
                 await asyncio.shield(self.send_now(manual=False))
             except Exception:
+                # E.g. the state directory is full. Keep the schedule alive; try again later.
                 log.exception("telemetry_send_crashed")
-                await self._persist(next_send_at=self._later(self._config.retry.max_seconds))
+                await asyncio.sleep(self._config.failure_backoff_seconds)
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -110,11 +110,18 @@ class TelemetryService:
             return "not enabled"
         return None
 
+    def should_ask(self) -> bool:
+        """Nobody has said yes or no yet, and saying yes is possible: ask once, after a registration."""
+        undecided = "enabled" not in self._settings.section(SECTION)
+        return undecided and not self._dnt and self.config.registry_url is not None
+
     def status(self) -> dict[str, Any]:
         stored = self._settings.section(SECTION)
         return {
             "enabled": self.is_effective(),
             "stored_enabled": self.stored_enabled,
+            # False until an operator has said yes or no once: the settings page asks after a registration.
+            "decided": "enabled" in stored,
             "disabled_reason": self.disabled_reason(),
             "do_not_track": self._dnt,
             "client_id": self.client_id,
@@ -181,7 +188,7 @@ class TelemetryService:
     async def disable(self) -> dict[str, Any]:
         """Turn telemetry off. Nothing is sent about it; queued events stay until purged."""
         stored = self._settings.section(SECTION)
-        if stored.get("enabled") is True:
+        if stored.get("enabled") is not False:  # also records a "no" to the first prompt
             await self._settings.update_section(SECTION, {**stored, "enabled": False, "consented_at": None})
             log.info("telemetry_disabled", queued=len(self.queue))
         return self.status()

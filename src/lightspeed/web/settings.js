@@ -50,6 +50,7 @@ function fill(list, items) {
 
 let consent = null;
 let telemetry = null;
+let promptOpen = false;
 
 async function loadTelemetry() {
   telemetry = await api("GET", "/v1/telemetry");
@@ -173,8 +174,23 @@ function wire() {
     say(`Telemetry disabled. ${status.queue.events} queued events were kept; purge them to delete them.`);
     await refresh();
   });
+  $("telemetry-prompt-review").addEventListener("click", async () => {
+    await loadConsent();
+    promptOpen = true;
+    $("consent-dialog").showModal();
+  });
   $("consent-dialog").addEventListener("close", async () => {
-    if ($("consent-dialog").returnValue !== "accept") return;
+    const fromPrompt = promptOpen;
+    promptOpen = false;
+    $("telemetry-prompt").hidden = true;
+    if ($("consent-dialog").returnValue !== "accept") {
+      if (fromPrompt) {
+        await api("PUT", "/v1/telemetry", { enabled: false }); // remember the answer: ask only once
+        say("Telemetry stays off. You can turn it on here at any time.");
+        await refresh();
+      }
+      return;
+    }
     await api("PUT", "/v1/telemetry", { enabled: true, consent_version: consent.version });
     say("Telemetry enabled.");
     await refresh();
@@ -214,6 +230,8 @@ function wire() {
       let text = `Registered ${model.model_name}: ${model.embedding_dimension} dimensions, normalization ${model.normalization}.`;
       text += result.telemetry.queued ? " A telemetry event was queued." : "";
       say(text);
+      // Ask once, the first time a model is saved, if nobody has decided yet.
+      $("telemetry-prompt").hidden = !result.telemetry.ask;
     } catch (error) {
       report(error);
     } finally {
