@@ -153,6 +153,8 @@ class ModelManager:
         entry = RegisteredModel(result.facts, local_path, utc_now().isoformat(), result.error_code, result.error)
         await self.catalog.save({**self.catalog.models, name: entry}, self.catalog.active)
         queued = self._telemetry.record_model(result.facts)
+        if queued:
+            await self._telemetry.queue.flush()  # "queued" in the answer means on disk
         log.info(
             "embedding_model_registered",
             model=name,
