@@ -37,6 +37,7 @@ from lightspeed.atomic import write_atomic
 from lightspeed.config import AppConfig
 from lightspeed.credentials import read_secret
 from lightspeed.identity import installation_id
+from lightspeed.notify import Notifier
 
 log = structlog.get_logger("collector")
 
@@ -44,6 +45,7 @@ log = structlog.get_logger("collector")
 FAULT_ENV = "LIGHTSPEED_COLLECTOR_FAULT"
 FAULT_EXIT = 99
 STATUS_FILE = "status.json"
+WATCH_SETUP_SECONDS = 10.0  # READY waits this long at most for the file watches
 
 
 def storage_roots(config: AppConfig) -> dict[str, Path]:
@@ -84,6 +86,11 @@ class Collector:
         self._flush_now = asyncio.Event()
         self._fault = os.environ.get(FAULT_ENV)
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.notifier = Notifier.from_environment()
+        self._seen = 0  # finished record files the watcher saw since the last flush began
+        self._status_sent = 0.0
+        self._status_task: asyncio.Task[None] | None = None
+        self._watching = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -91,7 +98,28 @@ class Collector:
         return 0 if asyncio.run(self.async_run()) else 1
 
     def stop(self) -> None:
+        if not self._stop.is_set():
+            self.notifier.stopping("finishing or abandoning the upload in flight")
         self._stop.set()
+
+    def _status_line(self) -> str:
+        t = self.totals
+        last = _iso(t.last_success) or "never"
+        line = f"{self._seen} new records pending; last upload {last}; sent {t.records} records in {t.batches} batches"
+        return line + (f"; last error: {t.last_error}" if t.last_error else "")
+
+    def _report_status(self) -> None:
+        self._status_sent = time.monotonic()
+        self.notifier.status(self._status_line())
+
+    def _status_changed(self) -> None:
+        """New records seen: tell systemd, at most once a second (a burst is one update)."""
+        if self._status_task is None or self._status_task.done():
+            self._status_task = asyncio.create_task(self._report_status_later())
+
+    async def _report_status_later(self) -> None:
+        await asyncio.sleep(max(0.0, self._status_sent + 1.0 - time.monotonic()))
+        self._report_status()
 
     async def async_run(self) -> bool:
         """Returns True when everything found was delivered (what `--once` exits on)."""
@@ -116,8 +144,12 @@ class Collector:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         watcher = asyncio.create_task(self._watch())
+        watchdog = asyncio.create_task(self.notifier.watchdog())
         interval = self.config.user_data_collection.data_collector.collection_interval
         log.info("collector_started", spool=str(self.spool.root), interval_seconds=interval)
+        # Recovered and watching: ready. (Start-up errors happen before this and exit non-zero.)
+        await _first(self._watching.wait(), asyncio.sleep(WATCH_SETUP_SECONDS))
+        self.notifier.ready(self._status_line())
         try:
             while not self._stop.is_set():
                 flush = asyncio.create_task(self.flush(uploader))
@@ -131,9 +163,10 @@ class Collector:
                 await self._bounded(asyncio.create_task(self.flush(uploader)))
             return True
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._log_summary()
 
     async def _bounded(self, flush: asyncio.Task[bool]) -> None:
@@ -149,6 +182,7 @@ class Collector:
         """Watch events only hint that a flush may be due early; the rescan is the truth."""
         roots = await asyncio.to_thread(lambda: [p for p in self.spool.roots.values() if p.is_dir()])
         if not roots:
+            self._watching.set()
             return
         pending_bytes = 0
         limit = self.config.collector.max_batch_bytes
@@ -156,7 +190,22 @@ class Collector:
         def finished_record(change: Change, path: str) -> bool:
             return change is not Change.deleted and is_record_name(Path(path).name)
 
-        async for changes in awatch(*roots, watch_filter=finished_record, stop_event=self._stop, recursive=True):
+        # yield_on_timeout: the first (possibly empty) yield says the watches are in place.
+        watching = awatch(
+            *roots,
+            watch_filter=finished_record,
+            stop_event=self._stop,
+            recursive=True,
+            rust_timeout=1000,
+            yield_on_timeout=True,
+        )
+        async for changes in watching:
+            self._watching.set()
+            if not changes:
+                continue
+            # A record arrives by rename, which the watcher may report as added or modified.
+            self._seen += len({path for _, path in changes})
+            self._status_changed()
             pending_bytes += await asyncio.to_thread(_total_size, [path for _, path in changes])
             if pending_bytes >= limit:
                 pending_bytes = 0
@@ -182,6 +231,7 @@ class Collector:
         everything found was delivered: nothing failed, nothing was quarantined.
         """
         quarantined_before = self.totals.quarantined
+        self._seen = 0
         try:
             ok = await self._deliver_claimed(uploader) and await self._deliver_new(uploader)
         finally:
@@ -350,6 +400,7 @@ class Collector:
         }
         with contextlib.suppress(OSError):
             await asyncio.to_thread(write_atomic, self.spool.root / STATUS_FILE, json.dumps(status).encode())
+        self._report_status()
         return ok
 
     def _load_status(self) -> None:

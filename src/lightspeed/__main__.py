@@ -8,18 +8,20 @@ directory, 1 anything else (with a traceback in the log).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
-from aiohttp import web
 
 from lightspeed import __version__, cli
 from lightspeed.config import AppConfig, load_config
 from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
 from lightspeed.logs import configure_logging
+from lightspeed.notify import Notifier
+from lightspeed.serving import serve_app
 
 DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_CONFIG", "/etc/lightspeed/lightspeed.yaml"))
 log = structlog.get_logger("lightspeed")
@@ -72,20 +74,17 @@ def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
         provider=config.answers.provider,
         auth=config.authentication.module,
     )
+    notifier = Notifier.from_environment()
+    app = create_app(config, reset_telemetry_client_id=reset_telemetry_client_id)
     try:
-        web.run_app(
-            create_app(config, reset_telemetry_client_id=reset_telemetry_client_id),
-            host=service.host,
-            port=service.port,
-            shutdown_timeout=service.shutdown_timeout_seconds,
-            access_log=None,
-            print=None,
-        )
+        asyncio.run(serve_app(app, service.host, service.port, service.shutdown_timeout_seconds, notifier))
     except ConfigError as exc:
         log.error("config_invalid", source=exc.source, problems=exc.problems)
+        notifier.status(f"failed: invalid configuration in {exc.source}")
         return EXIT_CONFIG
     except StorageError as exc:
         log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
+        notifier.status(f"failed: {exc}")
         return EXIT_CANTCREAT
     log.info("service_stopped")
     return 0
