@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"lightspeed-collector: {args.config}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    writer = configure_logging(config.logging.level, config.logging.format)
+    writer = configure_logging(config.logging.level, config.logging.format, identifier="lightspeed-collector")
     try:
         return Collector(config, once=args.once).run()
     finally:

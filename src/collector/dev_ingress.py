@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--store", type=Path, default=Path("var/ingress"))
     args = parser.parse_args()
-    writer = configure_logging()
+    writer = configure_logging(identifier="lightspeed-dev-ingress")
     try:
         web.run_app(create_app(args.store), host=args.host, port=args.port, access_log=None, print=None)
     finally:

@@ -99,11 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        writer = configure_logging()
+        writer = configure_logging(identifier="lightspeed")
         log.error("config_invalid", source=exc.source, problems=exc.problems)
         writer.close()
         return EXIT_CONFIG
-    writer = configure_logging(config.logging.level, config.logging.format)
+    writer = configure_logging(config.logging.level, config.logging.format, identifier="lightspeed")
     try:
         return serve(config, args.reset_telemetry_client_id)
     finally:

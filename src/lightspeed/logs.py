@@ -1,8 +1,12 @@
 """structlog set-up: called once from main(), never at import.
 
-JSON lines when stdout is not a terminal (journald; a `priority` key carries
-the syslog level), a readable console on a terminal. stdlib loggers (aiohttp,
-sentence-transformers) go through the same processors.
+JSON lines when stdout is not a terminal (a `priority` key carries the syslog
+level), a readable console on a terminal. Under systemd (stdout is the
+journal stream named by `$JOURNAL_STREAM`) each line goes to journald over
+its native protocol instead: PRIORITY from the level, every key as a journal
+field (EVENT=, REQUEST_ID=, ...), and a readable MESSAGE; so
+`journalctl -p warning` filters and `journalctl -o json` shows the fields.
+stdlib loggers (aiohttp, sentence-transformers) go through the same processors.
 
 Our own events take structlog's fast path (a filtering bound logger, no
 stdlib LogRecord) and are written by a background thread, several lines per
@@ -13,9 +17,16 @@ little. `LineWriter.close()` (also registered with atexit) drains the queue.
 from __future__ import annotations
 
 import atexit
+import io
+import json
 import logging
+import os
+import re
+import socket
+import struct
 import sys
 import threading
+from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Literal, TextIO
 
@@ -30,11 +41,64 @@ def _journald_priority(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]
     return event
 
 
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+_FIELD = re.compile(r"[^A-Z0-9_]")
+
+
+def journal_stream_matches(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether `stream` is the journal stream systemd connected (sd_journal_stream_fd(3) semantics)."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def _field(name: str) -> str:
+    key = _FIELD.sub("_", name.upper()).lstrip("_")
+    return key if key and not key[0].isdigit() else f"F_{key}"
+
+
+def _encode_field(name: str, value: str) -> bytes:
+    data = value.encode("utf-8", errors="replace")
+    if b"\n" in data:  # the binary-safe form: name, newline, 64-bit little-endian length, data
+        return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return name.encode() + b"=" + data + b"\n"
+
+
+def journal_datagram(line: str, identifier: str) -> bytes:
+    """A rendered JSON log line as a native journal entry."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = {"event": line}
+    if not isinstance(event, dict):
+        event = {"event": line}
+    name = str(event.get("event", ""))
+    details = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "level", "timestamp", "priority"))
+    fields = [
+        _encode_field("MESSAGE", f"{name} {details}".strip()),
+        _encode_field("PRIORITY", str(event.get("priority", 6))),
+        _encode_field("SYSLOG_IDENTIFIER", identifier),
+    ]
+    for key, value in event.items():
+        if key != "priority":
+            text = value if isinstance(value, str) else json.dumps(value)
+            fields.append(_encode_field(_field(key), text))
+    return b"".join(fields)
+
+
 class LineWriter:
     """Writes rendered log lines to a stream from a daemon thread, batched."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, journal_socket: str | None = None, identifier: str = "lightspeed") -> None:
         self._stream = stream
+        self._journal: socket.socket | None = None
+        self._journal_address = journal_socket
+        self._identifier = identifier
+        if journal_socket is not None:
+            self._journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._lines: SimpleQueue[str | None] = SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
@@ -51,11 +115,22 @@ class LineWriter:
             except Empty:
                 pass
             lines = [line for line in batch if line is not None]
+            if lines and self._journal is not None:
+                lines = [line for line in lines if not self._to_journal(line)]
             if lines:
                 self._stream.write("\n".join(lines) + "\n")
                 self._stream.flush()
             if None in batch:
                 return
+
+    def _to_journal(self, line: str) -> bool:
+        """Send one entry; False (the caller writes it to stdout instead) if journald refuses it."""
+        assert self._journal is not None
+        try:
+            self._journal.sendto(journal_datagram(line, self._identifier), str(self._journal_address))
+        except OSError:
+            return False  # too large, or journald is restarting: stdout still reaches the journal
+        return True
 
     def close(self, timeout: float = 2.0) -> None:
         if self._thread.is_alive():
@@ -90,11 +165,21 @@ class _WriterHandler(logging.Handler):
 
 
 def configure_logging(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    stream: TextIO | None = None,
+    journal_socket: str | None = None,
+    identifier: str = "lightspeed",
 ) -> LineWriter:
-    """Route structlog and stdlib logging to `stream` (stdout) in one format."""
+    """Route structlog and stdlib logging to `stream` (stdout) in one format.
+
+    Under systemd (see `journal_stream_matches`) entries go to journald's
+    native socket; `journal_socket` names another socket (tests).
+    """
     out = stream or sys.stdout
-    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    if journal_socket is None and journal_stream_matches(out, os.environ):
+        journal_socket = JOURNAL_SOCKET
+    use_json = journal_socket is not None or fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -106,7 +191,7 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer()
-    writer = LineWriter(out)
+    writer = LineWriter(out, journal_socket, identifier=identifier)
     atexit.register(writer.close)
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
