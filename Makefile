@@ -8,7 +8,7 @@ CONFIG ?= config/lightspeed.yaml
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install run run-server run-data-collector test lint format typecheck check bench clean
+.PHONY: help install install-service uninstall run run-server run-data-collector test lint format typecheck check bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -20,6 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv with the project and its dev tools
+
+PREFIX ?= /opt/lightspeed
+install-service: ## Install both daemons as systemd services (root): venv in $(PREFIX)/venv, units, users, config
+	packaging/install.sh --prefix $(PREFIX)
+
+uninstall: ## Remove the systemd services and $(PREFIX)/venv; config and data stay (packaging/uninstall.sh --purge removes them)
+	packaging/uninstall.sh --prefix $(PREFIX)
 
 run: install ## Run the whole pipeline locally: server, collector, dev ingress (Ctrl-C stops)
 	$(PY) -m lightspeed.devrun --config $(CONFIG)

@@ -428,7 +428,12 @@ class Collector:
 
     async def _uploader(self, session: aiohttp.ClientSession) -> Uploader:
         dc = self.config.user_data_collection.data_collector
-        identity = await asyncio.to_thread(installation_id, self.config.service.state_dir)
+        try:
+            identity = await asyncio.to_thread(installation_id, self.config.service.state_dir)
+        except OSError as exc:
+            # The server creates it; a collector that may not write the server's state says so.
+            log.warning("installation_id_unavailable", state_dir=str(self.config.service.state_dir), error=exc.strerror)
+            identity = "unknown"
         cfg = self.config.collector
 
         def token() -> str | None:

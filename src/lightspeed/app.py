@@ -17,7 +17,7 @@ from lightspeed.config import AppConfig
 from lightspeed.credentials import read_secret
 from lightspeed.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.errors import ConfigError
-from lightspeed.identity import RequestIds, UserHasher, UuidSource
+from lightspeed.identity import RequestIds, UserHasher, UuidSource, installation_id
 from lightspeed.keys import (
     ANSWERS,
     AUTH,
@@ -73,6 +73,7 @@ def open_state(config: AppConfig) -> OpenedState:
         if path is not None:
             prepare_storage(what, path)
     state_dir = config.service.state_dir
+    installation_id(state_dir)  # made here, read by the collector (which may not write this directory)
     return OpenedState(
         UserHasher.from_state_dir(state_dir),
         ConversationStore.load(state_dir),

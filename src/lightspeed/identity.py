@@ -15,17 +15,18 @@ import secrets
 import uuid
 from pathlib import Path
 
-from lightspeed.atomic import write_private
+from lightspeed.atomic import ensure_dir, write_atomic
 
 KEY_FILE = "user-hash.key"
 INSTALLATION_ID_FILE = "installation-id"
 
 
-def _read_or_create(path: Path, make: bytes) -> bytes:
+def _read_or_create(path: Path, make: bytes, mode: int = 0o600) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        write_private(path, make)
+        ensure_dir(path.parent)
+        write_atomic(path, make, mode=mode)
         return path.read_bytes()
 
 
@@ -78,5 +79,10 @@ class RequestIds:
 
 
 def installation_id(state_dir: Path) -> str:
-    """A random UUID naming this installation, created on first start (blocking I/O)."""
-    return _read_or_create(state_dir / INSTALLATION_ID_FILE, str(uuid.uuid4()).encode()).decode()
+    """A random UUID naming this installation, created on first start (blocking I/O).
+
+    Not a secret (the collector sends it in its User-Agent), so readable by the
+    service group: the collector, a different user, reads the server's copy.
+    Raises OSError when it neither exists nor can be created.
+    """
+    return _read_or_create(state_dir / INSTALLATION_ID_FILE, str(uuid.uuid4()).encode(), mode=0o640).decode()

@@ -155,7 +155,7 @@ class ModelManager:
         queued = self._telemetry.record_model(result.facts)
         if queued:
             await self._telemetry.queue.flush()  # "queued" in the answer means on disk
-        log.info(
+        (log.info if entry.ready else log.warning)(
             "embedding_model_registered",
             model=name,
             source=source,

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Install lightspeed and lightspeed-collector as systemd services (run as root).
+#
+#   packaging/install.sh [--prefix /opt/lightspeed] [--venv DIR] [--python python3]
+#
+# Creates a virtual environment in PREFIX/venv with the project installed from
+# this checkout (or uses an existing one with --venv), then installs:
+#   /etc/systemd/system/lightspeed.service, lightspeed-collector.service
+#   /etc/sysusers.d/lightspeed.conf  (users lightspeed, lightspeed-collector; group lightspeed)
+#   /etc/tmpfiles.d/lightspeed.conf  (/var/lib/lightspeed-data and its record directories)
+#   /etc/lightspeed/lightspeed.yaml  (from config/lightspeed.production.yaml; kept if present)
+#   /etc/lightspeed/lightspeed.env   (environment overrides; kept if present)
+#   /etc/lightspeed/credentials/     (secrets for LoadCredential=; empty files are created, never overwritten)
+#   /usr/share/doc/lightspeed/       (the documentation, also the local answer provider's documents)
+# It does not start anything. Undo with packaging/uninstall.sh.
+set -euo pipefail
+
+SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
+PREFIX=/opt/lightspeed
+VENV=""
+PYTHON=python3
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) PREFIX="$2"; shift 2 ;;
+        --venv) VENV="$2"; shift 2 ;;
+        --python) PYTHON="$2"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument $1" >&2; exit 64 ;;
+    esac
+done
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 77; }
+
+if [ -z "$VENV" ]; then
+    VENV="$PREFIX/venv"
+    echo "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet "$SOURCE"
+fi
+for tool in lightspeed lightspeed-collector; do
+    [ -x "$VENV/bin/$tool" ] || { echo "install.sh: $VENV/bin/$tool is missing" >&2; exit 66; }
+done
+
+install -d -m 0755 /etc/systemd/system /etc/sysusers.d /etc/tmpfiles.d /usr/share/doc/lightspeed
+for unit in lightspeed.service lightspeed-collector.service; do
+    sed "s#/opt/lightspeed/venv#$VENV#g" "$SOURCE/packaging/systemd/$unit" > "/etc/systemd/system/$unit"
+    chmod 0644 "/etc/systemd/system/$unit"
+done
+install -m 0644 "$SOURCE/packaging/sysusers.d/lightspeed.conf" /etc/sysusers.d/lightspeed.conf
+install -m 0644 "$SOURCE/packaging/tmpfiles.d/lightspeed.conf" /etc/tmpfiles.d/lightspeed.conf
+systemd-sysusers /etc/sysusers.d/lightspeed.conf
+systemd-tmpfiles --create /etc/tmpfiles.d/lightspeed.conf
+cp -r "$SOURCE/docs/." /usr/share/doc/lightspeed/
+
+install -d -m 0750 -o root -g lightspeed /etc/lightspeed
+if [ ! -e /etc/lightspeed/lightspeed.yaml ]; then
+    install -m 0640 -o root -g lightspeed "$SOURCE/config/lightspeed.production.yaml" /etc/lightspeed/lightspeed.yaml
+fi
+if [ ! -e /etc/lightspeed/lightspeed.env ]; then
+    printf '%s\n' "# Environment for both services: LIGHTSPEED__SECTION__KEY=value overrides the YAML file." \
+        "# DO_NOT_TRACK=1 forces telemetry off." > /etc/lightspeed/lightspeed.env
+    chmod 0640 /etc/lightspeed/lightspeed.env
+    chgrp lightspeed /etc/lightspeed/lightspeed.env
+fi
+install -d -m 0700 /etc/lightspeed/credentials
+for secret in api-keys.yaml openai-api-key telemetry-token ingress-token; do
+    [ -e "/etc/lightspeed/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed/credentials/$secret"
+done
+
+systemctl daemon-reload
+cat <<DONE
+installed. Next:
+  1. edit /etc/lightspeed/lightspeed.yaml (check it: $VENV/bin/lightspeed check-config --config /etc/lightspeed/lightspeed.yaml)
+  2. put admin and user keys in /etc/lightspeed/credentials/api-keys.yaml, the ingress token in .../ingress-token
+  3. systemctl enable --now lightspeed lightspeed-collector
+DONE
