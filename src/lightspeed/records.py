@@ -130,11 +130,14 @@ class WriterProcess:
         self._ids = itertools.count(1)
         self._starting = asyncio.Lock()
         self._closing = False
+        self._broken: asyncio.subprocess.Process | None = None
 
     async def _running(self) -> asyncio.subprocess.Process:
         async with self._starting:
-            if self._proc is None or self._proc.returncode is not None or self._reader is None or self._reader.done():
-                self._proc = await asyncio.create_subprocess_exec(
+            proc = self._proc
+            dead = proc is None or proc is self._broken or proc.returncode is not None
+            if proc is None or dead or self._reader is None or self._reader.done():
+                proc = self._proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
                     "lightspeed.writer_child",
@@ -142,8 +145,8 @@ class WriterProcess:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
-                self._reader = asyncio.create_task(self._read_replies(self._proc))
-            return self._proc
+                self._reader = asyncio.create_task(self._read_replies(proc))
+            return proc
 
     async def write(self, path: Path, data: bytes) -> None:
         """Write `path` atomically; raises OSError as the write itself would."""
@@ -157,6 +160,8 @@ class WriterProcess:
             await proc.stdin.drain()
             error, reason = await reply
         except ConnectionError:
+            # The pipe broke before the reader saw the exit: the next write must not reuse this process.
+            self._broken = proc
             error, reason = errno.EIO, EXITED
         finally:
             self._pending.pop(request_id, None)
