@@ -42,9 +42,29 @@ for tool in lightspeed lightspeed-collector; do
 done
 
 install -d -m 0755 /etc/systemd/system /etc/sysusers.d /etc/tmpfiles.d /usr/share/doc/lightspeed
+# What the services must read: the venv, the Python it was made from and, for an editable
+# install, the source. ProtectHome= and PrivateTmp= hide /home, /root and /tmp from them, so a
+# venv there gets a drop-in that binds exactly those paths back, read-only.
+NEEDED="$("$VENV/bin/python" -c 'import os, sys, lightspeed
+print(os.path.realpath(sys.prefix)); print(os.path.realpath(sys.base_prefix))
+print(os.path.dirname(os.path.dirname(os.path.realpath(lightspeed.__file__))))')"
+HIDDEN=""
+for path in $NEEDED; do
+    case "$path" in /home/*|/root/*|/tmp/*|/var/tmp/*) HIDDEN="$HIDDEN $path" ;; esac
+done
 for unit in lightspeed.service lightspeed-collector.service; do
     sed "s#/opt/lightspeed/venv#$VENV#g" "$SOURCE/packaging/systemd/$unit" > "/etc/systemd/system/$unit"
     chmod 0644 "/etc/systemd/system/$unit"
+    rm -f "/etc/systemd/system/$unit.d/50-venv-paths.conf"
+    if [ -n "$HIDDEN" ]; then
+        install -d -m 0755 "/etc/systemd/system/$unit.d"
+        {
+            echo "# Written by install.sh: the venv lives where ProtectHome=/PrivateTmp= would hide it."
+            echo "[Service]"
+            case "$HIDDEN" in *" /home/"*|*" /root/"*) echo "ProtectHome=tmpfs" ;; esac
+            for path in $HIDDEN; do echo "BindReadOnlyPaths=$path"; done
+        } > "/etc/systemd/system/$unit.d/50-venv-paths.conf"
+    fi
 done
 install -m 0644 "$SOURCE/packaging/sysusers.d/lightspeed.conf" /etc/sysusers.d/lightspeed.conf
 install -m 0644 "$SOURCE/packaging/tmpfiles.d/lightspeed.conf" /etc/tmpfiles.d/lightspeed.conf

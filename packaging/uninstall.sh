@@ -23,6 +23,7 @@ done
 
 systemctl disable --now lightspeed-collector.service lightspeed.service 2>/dev/null || true
 rm -f /etc/systemd/system/lightspeed.service /etc/systemd/system/lightspeed-collector.service
+rm -rf /etc/systemd/system/lightspeed.service.d/50-venv-paths.conf /etc/systemd/system/lightspeed-collector.service.d/50-venv-paths.conf
 rm -f /etc/sysusers.d/lightspeed.conf /etc/tmpfiles.d/lightspeed.conf
 rm -rf /usr/share/doc/lightspeed "$PREFIX/venv"
 systemctl daemon-reload

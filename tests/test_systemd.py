@@ -23,7 +23,7 @@ import yaml
 from aiohttp import web
 
 from tests.ingress import Ingress, Reply
-from tests.systemd_harness import REPO, Container, booted, venv_python_prefix
+from tests.systemd_harness import REPO, Container, booted
 from tests.test_openai_provider import free_port
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(600)]
@@ -92,13 +92,6 @@ def installed(container: Container, ingress: ThreadedIngress) -> int:
     container.write("/etc/lightspeed/lightspeed.yaml", config, mode="0640", owner="root:lightspeed")
     keys = f"- {{key: {ADMIN_KEY}, user_id: operator, role: admin}}\n"
     container.write("/etc/lightspeed/credentials/api-keys.yaml", keys, mode="0600")
-    prefix = venv_python_prefix(venv)
-    if prefix is not None and str(prefix).startswith(("/root", "/home")):
-        # This machine's venv was made from a Python under /root, which ProtectHome= hides:
-        # show the services just that directory. An install from install.sh needs no such drop-in.
-        dropin = f"[Service]\nProtectHome=tmpfs\nBindReadOnlyPaths={prefix}\n"
-        for unit in UNITS:
-            container.write(f"/etc/systemd/system/{unit}.d/10-test-python.conf", dropin)
     container.run("systemctl", "daemon-reload")
     return port
 
