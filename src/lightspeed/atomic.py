@@ -145,10 +145,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirS
             dir_sync.sync(path.parent)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically replace a small state file readable by the service only (blocking)."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Atomically replace a small state file, by default readable by the service only (blocking)."""
     ensure_dir(path.parent)
-    write_atomic(path, data, mode=0o600)
+    write_atomic(path, data, mode=mode)
 
 
 def read_lines(path: Path) -> list[str]:

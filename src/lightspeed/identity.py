@@ -15,7 +15,7 @@ import secrets
 import uuid
 from pathlib import Path
 
-from lightspeed.atomic import ensure_dir, write_atomic
+from lightspeed.atomic import write_private
 
 KEY_FILE = "user-hash.key"
 INSTALLATION_ID_FILE = "installation-id"
@@ -25,8 +25,7 @@ def _read_or_create(path: Path, make: bytes, mode: int = 0o600) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        ensure_dir(path.parent)
-        write_atomic(path, make, mode=mode)
+        write_private(path, make, mode)
         return path.read_bytes()
 
 

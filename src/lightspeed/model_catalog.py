@@ -24,8 +24,8 @@ from lightspeed.answering import Answerer
 from lightspeed.atomic import write_private
 from lightspeed.embedding import Embedder
 from lightspeed.errors import Conflict, NotFound
-from lightspeed.model_probe import ProbeResult, probe, unavailable
-from lightspeed.model_sources import ModelUnavailable, resolve
+from lightspeed.model_probe import find_and_probe
+from lightspeed.model_sources import ModelUnavailable
 from lightspeed.records import utc_now
 from lightspeed.retrieval import PassageIndex
 from lightspeed.telemetry.service import ModelFacts, TelemetryService
@@ -140,16 +140,9 @@ class ModelManager:
         async with self._load_lock:
             return await asyncio.get_running_loop().run_in_executor(self._loader, func)
 
-    def _probe(self, name: str, source: str, local_path: str | None) -> ProbeResult:
-        try:
-            resolved = resolve(name, source, local_path, self._models_dir)
-        except ModelUnavailable as exc:
-            return unavailable(name, source, local_path, exc)
-        return probe(name, source, resolved)
-
     async def register(self, name: str, source: str, local_path: str | None, activate: bool) -> dict[str, Any]:
         """Load, test, store and (if asked and usable) activate a model; report what happened."""
-        result = await self._on_loader(lambda: self._probe(name, source, local_path))
+        result = await self._on_loader(lambda: find_and_probe(name, source, local_path, self._models_dir))
         entry = RegisteredModel(result.facts, local_path, utc_now().isoformat(), result.error_code, result.error)
         await self.catalog.save({**self.catalog.models, name: entry}, self.catalog.active)
         queued = self._telemetry.record_model(result.facts)
@@ -239,7 +232,7 @@ class ModelManager:
         entry = self.catalog.models.get(name)
         if entry is None:
             return self._load_default()
-        result = self._probe(name, entry.facts.model_source, entry.local_path)
+        result = find_and_probe(name, entry.facts.model_source, entry.local_path, self._models_dir)
         if result.embedder is None:
             raise ModelUnavailable(result.error_code or "load_failed", result.error or "the model did not load")
         return result.embedder
@@ -264,11 +257,7 @@ def startup_embedder(catalog: ModelCatalog, models_dir: Path, load_default: Call
     entry = catalog.models.get(catalog.active) if catalog.active else None
     if entry is None:
         return load_default()
-    try:
-        resolved = resolve(entry.name, entry.facts.model_source, entry.local_path, models_dir)
-        result = probe(entry.name, entry.facts.model_source, resolved)
-    except ModelUnavailable as exc:
-        result = unavailable(entry.name, entry.facts.model_source, entry.local_path, exc)
+    result = find_and_probe(entry.name, entry.facts.model_source, entry.local_path, models_dir)
     if result.embedder is None:
         log.error("embedding_model_active_unavailable", model=entry.name, reason=result.error, fallback="default")
         return load_default()

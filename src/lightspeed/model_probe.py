@@ -7,6 +7,7 @@ step failed and why, and the metadata says `load_success`/`inference_success`.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import numpy as np
 import structlog
 
 from lightspeed.embedding import SentenceTransformerEmbedder, load_sentence_transformer
-from lightspeed.model_sources import ModelUnavailable, ResolvedModel, path_hash
+from lightspeed.model_sources import ModelUnavailable, ResolvedModel, path_hash, resolve
 from lightspeed.telemetry.service import ModelFacts
 
 log = structlog.get_logger(__name__)
@@ -108,12 +109,19 @@ def probe(name: str, source: str, resolved: ResolvedModel) -> ProbeResult:
         reason = f"the test inference failed ({type(exc).__name__}: {str(exc)[:300]})"
         return ProbeResult(base, None, "inference_failed", reason, loaded - started)
     done = time.perf_counter()
-    facts = ModelFacts(
-        **{
-            **base.__dict__,
-            "embedding_dimension": int(raw.shape[1]),
-            "normalization": "l2" if bool(np.all(np.abs(norms - 1.0) < NORM_TOLERANCE)) else "none",
-            "inference_success": True,
-        }
+    facts = dataclasses.replace(
+        base,
+        embedding_dimension=int(raw.shape[1]),
+        normalization="l2" if bool(np.all(np.abs(norms - 1.0) < NORM_TOLERANCE)) else "none",
+        inference_success=True,
     )
     return ProbeResult(facts, embedder, None, None, loaded - started, done - loaded)
+
+
+def find_and_probe(name: str, source: str, local_path: str | None, models_dir: Path) -> ProbeResult:
+    """Resolve the model's files locally, then load and measure it; never raises for an unusable model."""
+    try:
+        resolved = resolve(name, source, local_path, models_dir)
+    except ModelUnavailable as exc:
+        return unavailable(name, source, local_path, exc)
+    return probe(name, source, resolved)

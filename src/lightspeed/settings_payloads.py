@@ -6,10 +6,9 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from lightspeed.model_sources import LOADABLE_SOURCES
 from lightspeed.payloads import Body
-from lightspeed.telemetry.schema import check_model_name
-
-ModelSource = Literal["sentence-transformers", "local_path", "nomic", "openai", "huggingface"]
+from lightspeed.telemetry.schema import ModelSource, check_model_name
 
 
 class EmbeddingModelRegistration(Body):
@@ -25,7 +24,7 @@ class EmbeddingModelRegistration(Body):
 
     @model_validator(mode="after")
     def _path_matches_source(self) -> Self:
-        if self.model_source in ("openai", "nomic", "huggingface"):
+        if self.model_source not in LOADABLE_SOURCES:
             raise ValueError(
                 f"model_source '{self.model_source}' cannot be loaded offline by this server; "
                 "use sentence-transformers (an installed model) or local_path (a directory)"

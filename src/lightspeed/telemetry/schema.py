@@ -30,7 +30,7 @@ EVENT_TYPE = "model_registration"
 # A public model identifier: `name` or `org/name`. Never a path.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-MODEL_SOURCES = ("sentence-transformers", "local_path", "nomic", "openai", "huggingface")
+ModelSource = Literal["sentence-transformers", "local_path", "nomic", "openai", "huggingface"]
 
 
 def check_model_name(value: str) -> str:
@@ -76,9 +76,7 @@ class ModelRegistrationEvent(BaseModel):
     model_name: Annotated[StrictStr, AfterValidator(check_model_name)] = Field(
         description="Public model identifier (Hugging Face id or short name); never a file path."
     )
-    model_source: Literal["sentence-transformers", "local_path", "nomic", "openai", "huggingface"] = Field(
-        description="Where the model came from (sentence-transformers, local_path, ...)."
-    )
+    model_source: ModelSource = Field(description="Where the model came from (sentence-transformers, local_path, ...).")
     model_version: Label | None = Field(description="The model's version, if its package or files state one.")
     embedding_dimension: StrictInt | None = Field(
         ge=1, le=65_536, description="Length of the vectors the model produced in the test inference."
