@@ -59,3 +59,13 @@ def link_model(target: Path, *, normalize: bool = True, weights: bytes | None = 
     elif not normalize:
         (target / "model.safetensors").symlink_to(source / "model.safetensors")
     return target
+
+
+ARTIFACTS = Path(os.environ.get("LIGHTSPEED_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+async def screenshot(page: Any, folder: str, name: str) -> None:
+    """Save a full-page screenshot under test-artifacts/<folder>/ for a human to look at after a run."""
+    target = ARTIFACTS / folder
+    target.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(target / f"{name}.png"), full_page=True)

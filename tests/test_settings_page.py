@@ -7,45 +7,22 @@ $LIGHTSPEED_TEST_ARTIFACTS) for a human to look at after a run.
 from __future__ import annotations
 
 import base64
-import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from lightspeed.embedding import default_model_path
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.registry import Registry, fast_telemetry
+from tests.support import screenshot
 from tests.telemetry_support import SPEC_FIELDS, enable
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("LIGHTSPEED_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        await launched.close()
 
 
 async def shot(page: Page, name: str) -> None:
-    folder = ARTIFACTS / "settings"
-    folder.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    await screenshot(page, "settings", name)
 
 
 async def open_settings(browser: Browser, base: str, **context: Any) -> Page:

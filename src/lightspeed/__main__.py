@@ -8,7 +8,6 @@ directory, 1 anything else (with a traceback in the log).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -18,10 +17,9 @@ import structlog
 
 from lightspeed import __version__, cli
 from lightspeed.config import AppConfig, load_config
-from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
-from lightspeed.logs import configure_logging
+from lightspeed.errors import EXIT_CONFIG, ConfigError
 from lightspeed.notify import Notifier
-from lightspeed.serving import serve_app
+from lightspeed.serving import run_service, run_with_config
 
 DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_CONFIG", "/etc/lightspeed/lightspeed.yaml"))
 log = structlog.get_logger("lightspeed")
@@ -76,18 +74,10 @@ def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
     )
     notifier = Notifier.from_environment()
     app = create_app(config, reset_telemetry_client_id=reset_telemetry_client_id)
-    try:
-        asyncio.run(serve_app(app, service.host, service.port, service.shutdown_timeout_seconds, notifier))
-    except ConfigError as exc:
-        log.error("config_invalid", source=exc.source, problems=exc.problems)
-        notifier.status(f"failed: invalid configuration in {exc.source}")
-        return EXIT_CONFIG
-    except StorageError as exc:
-        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
-        notifier.status(f"failed: {exc}")
-        return EXIT_CANTCREAT
-    log.info("service_stopped")
-    return 0
+    code = run_service(app, service.host, service.port, service.shutdown_timeout_seconds, notifier)
+    if code == 0:
+        log.info("service_stopped")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,18 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.config)
     if args.command in ("models", "telemetry"):
         return cli.run(args, DEFAULT_CONFIG)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        writer = configure_logging(identifier="lightspeed")
-        log.error("config_invalid", source=exc.source, problems=exc.problems)
-        writer.close()
-        return EXIT_CONFIG
-    writer = configure_logging(config.logging.level, config.logging.format, identifier="lightspeed")
-    try:
-        return serve(config, args.reset_telemetry_client_id)
-    finally:
-        writer.close()
+    return run_with_config(args.config, "lightspeed", lambda config: serve(config, args.reset_telemetry_client_id))
 
 
 if __name__ == "__main__":

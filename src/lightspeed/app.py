@@ -24,6 +24,7 @@ from lightspeed.keys import (
     CONFIG,
     CONVERSATIONS,
     HASHER,
+    HTTP_METRICS,
     METRICS,
     MODELS,
     OPENAPI,
@@ -147,6 +148,7 @@ def create_app(
     app = web.Application(middlewares=[observe], client_max_size=config.service.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[HTTP_METRICS] = app[METRICS]
     app[REDACTOR] = Redactor.from_config(config.redaction)
     app[OPENAPI] = build_openapi(ROUTES)
     app[REQUEST_IDS] = RequestIds()

@@ -53,6 +53,10 @@ class ApiError(LightspeedError):
         super().__init__(f"{response}: {cause}")
 
 
+class BadRequest(ApiError):
+    status = 400
+
+
 class Unauthorized(ApiError):
     status = 401
 
@@ -67,6 +71,20 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+class InsufficientStorage(ApiError):
+    """The disk is full: retry later (507)."""
+
+    status = 507
 
 
 class ProviderUnavailable(ApiError):

@@ -10,7 +10,7 @@ from lightspeed.answering import Answerer
 from lightspeed.auth import Authenticator
 from lightspeed.config import AppConfig
 from lightspeed.identity import RequestIds, UserHasher, UuidSource
-from lightspeed.metrics import Metrics
+from lightspeed.metrics import HttpMetrics, Metrics
 from lightspeed.model_catalog import ModelManager
 from lightspeed.records import RecordWriter
 from lightspeed.redaction import Redactor
@@ -20,6 +20,8 @@ from lightspeed.telemetry.service import TelemetryService
 
 CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
+# The same object as METRICS in lightspeed; what the shared middleware needs from any app.
+HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 AUTH = web.AppKey("auth", Authenticator)
 REDACTOR = web.AppKey("redactor", Redactor)
 RECORDS = web.AppKey("records", RecordWriter)

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lightspeed.errors import ApiError, Forbidden
-from lightspeed.keys import METRICS, REQUEST_ID, REQUEST_IDS
+from lightspeed.keys import HTTP_METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed.payloads import RequestInvalid
 
 log = structlog.get_logger(__name__)
@@ -92,7 +92,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     route = route_name(request)
-    request.app[METRICS].observe_request(route, request.method, response.status, seconds)
+    request.app[HTTP_METRICS].observe_request(route, request.method, response.status, seconds)
     log.info(
         "request_handled",
         request_id=request_id,

@@ -12,28 +12,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
+from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from lightspeed.config import AppConfig, load_config
+from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from lightspeed.logs import configure_logging
 from lightspeed.notify import Notifier, watchdog_running
 
 log = structlog.get_logger(__name__)
 
 
-async def serve_app(app: web.Application, host: str, port: int, shutdown_timeout: float, notifier: Notifier) -> None:
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    notifier: Notifier,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout, ssl_context=ssl_context)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        log.info("service_listening", host=host, port=port)
+        log.info("service_listening", host=host, port=port, tls=ssl_context is not None)
         notifier.ready(f"serving on {host}:{port}")
         async with watchdog_running(notifier):
             await stop.wait()
@@ -41,3 +55,42 @@ async def serve_app(app: web.Application, host: str, port: int, shutdown_timeout
         log.info("service_stopping", grace_seconds=shutdown_timeout)
     finally:
         await runner.cleanup()
+
+
+def run_service(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    notifier: Notifier,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> int:
+    """Serve until stopped; the exit code: 0, 78 for a configuration error, 73 for unusable storage."""
+    try:
+        asyncio.run(serve_app(app, host, port, shutdown_timeout, notifier, ssl_context=ssl_context))
+    except ConfigError as exc:
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        notifier.status(f"failed: invalid configuration in {exc.source}")
+        return EXIT_CONFIG
+    except StorageError as exc:
+        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
+        notifier.status(f"failed: {exc}")
+        return EXIT_CANTCREAT
+    return 0
+
+
+def run_with_config(path: Path, identifier: str, run: Callable[[AppConfig], int]) -> int:
+    """Load the config (78 and a log line naming the problem if it is invalid), set up logging, run."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        writer = configure_logging(identifier=identifier)
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        writer.close()
+        return EXIT_CONFIG
+    writer = configure_logging(config.logging.level, config.logging.format, identifier=identifier)
+    try:
+        return run(config)
+    finally:
+        writer.close()

@@ -58,7 +58,7 @@ def _sha256_or_none(value: str | None) -> str | None:
     return value
 
 
-def _client_id(value: str) -> str:
+def check_client_id(value: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
         raise ValueError("must be a lowercase UUID")
     return value
@@ -99,7 +99,7 @@ class ModelRegistrationEvent(BaseModel):
     timestamp: Annotated[StrictStr, AfterValidator(_utc_timestamp)] = Field(
         description="When the event was created (UTC, ISO 8601)."
     )
-    client_id: Annotated[StrictStr, AfterValidator(_client_id)] = Field(
+    client_id: Annotated[StrictStr, AfterValidator(check_client_id)] = Field(
         description="A random id made when you enabled telemetry, used only to count each installation once."
     )
 
