@@ -12,10 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from ingest.app import create_app as create_ingest_app
 from lightspeed.app import create_app
 from lightspeed.config import AppConfig, config_from_mapping
 from lightspeed.embedding import SentenceTransformerEmbedder, load_embedder
 from lightspeed.providers.base import AnswerProvider
+from tests.ingest_support import IngestFactory, ingest_config
 from tests.registry import Registry
 from tests.support import deep_merge
 
@@ -150,3 +152,38 @@ async def registry(aiohttp_server: Any) -> Registry:
     server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(server.make_url("/api/v1/telemetry"))
     return fake
+
+
+@pytest.fixture
+def make_ingest(aiohttp_client: Any, tmp_path: Path) -> IngestFactory:
+    """lightspeed-ingest through pytest-aiohttp, its state in tmp_path/ingest unless given."""
+
+    async def build(state_dir: Path | None = None, **overrides: Any) -> TestClient[web.Request, web.Application]:
+        config = ingest_config(state_dir or tmp_path / "ingest", **overrides)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(create_ingest_app(config))
+        return client
+
+    return build
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Any]:
+    """Debian's headless Chromium through playwright (never `playwright install`)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()

@@ -122,7 +122,7 @@ def test_malformed_files_are_config_errors(tmp_path: Path, text: str) -> None:
         load_config(write(tmp_path, text))
 
 
-@pytest.mark.parametrize("name", ["lightspeed.yaml", "lightspeed.production.yaml"])
+@pytest.mark.parametrize("name", ["lightspeed.yaml", "lightspeed.production.yaml", "ingest.production.yaml"])
 def test_shipped_configs_validate(name: str) -> None:
     """Every config file in the repository validates on any machine."""
     load_config(REPO / "config" / name)

@@ -216,13 +216,78 @@ class TelemetryConfig(Section):
         return self
 
 
+class IngestUploadsConfig(Section):
+    """`POST /api/ingress/v1/upload`: who may upload what, and how big it may be."""
+
+    # The <service> of `application/vnd.redhat.<service>.<category>+tgz`; others get 415.
+    allowed_services: tuple[str, ...] = ("lightspeed",)
+    # Bearer tokens the collectors send (ingress_server_auth_token); one per line in the file or credential.
+    tokens: tuple[SecretStr, ...] = ()
+    tokens_file: Path | None = None
+    tokens_credential: str | None = "lightspeed-ingest-upload-tokens"
+    max_upload_bytes: PositiveInt = 100 * 1024 * 1024  # compressed, as console.redhat.com's ingress
+    # Tar-bomb limits, checked while the archive is read, before anything is indexed.
+    max_uncompressed_bytes: PositiveInt = 1024 * 1024 * 1024
+    max_records: PositiveInt = 100_000
+    max_record_bytes: PositiveInt = 16 * 1024 * 1024
+    retention_days: PositiveInt = 90
+
+
+class IngestRateLimitConfig(Section):
+    """Token buckets kept in memory: addresses and client ids are never stored."""
+
+    per_address_burst_requests: PositiveInt = 200
+    per_address_requests_per_minute: PositiveInt = 120
+    # A client's whole queue (10,000 events) fits in one burst; then about one event a minute.
+    per_client_burst_events: PositiveInt = 10_000
+    per_client_events_per_hour: PositiveInt = 60
+
+
+class IngestTelemetryConfig(Section):
+    """`POST /api/v1/telemetry`: the model registry."""
+
+    # Optional: with keys (one per line), only their holders may send; without, anyone, rate-limited.
+    api_keys: tuple[SecretStr, ...] = ()
+    api_keys_file: Path | None = None
+    api_keys_credential: str | None = "lightspeed-ingest-telemetry-keys"
+    max_body_bytes: PositiveInt = 1024 * 1024
+    max_events_per_request: PositiveInt = 1000
+    max_event_age_days: PositiveInt = 30
+    retention_days: PositiveInt = 395
+    rate_limit: IngestRateLimitConfig = IngestRateLimitConfig()
+
+
+class IngestConfig(Section):
+    """lightspeed-ingest, the receiving side: uploads, the model registry and /admin."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    state_dir: Path = Path("/var/lib/lightspeed-ingest")
+    admin_key: SecretStr | None = None
+    admin_key_file: Path | None = None
+    admin_key_credential: str | None = "lightspeed-ingest-admin-key"
+    # HTTPS without a reverse proxy: both files (PEM), or neither (plain HTTP, e.g. behind a proxy).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+    retention_check_interval_seconds: float = Field(default=3600.0, gt=0)
+    uploads: IngestUploadsConfig = IngestUploadsConfig()
+    telemetry: IngestTelemetryConfig = IngestTelemetryConfig()
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
 
 class AppConfig(BaseSettings):
-    """The whole configuration of both daemons."""
+    """The whole configuration of the daemons (each reads its own sections)."""
 
     model_config = SettingsConfigDict(
         extra="forbid",
@@ -240,6 +305,7 @@ class AppConfig(BaseSettings):
     collector: CollectorConfig = CollectorConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    ingest: IngestConfig = IngestConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

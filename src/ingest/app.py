@@ -1,0 +1,175 @@
+"""lightspeed-ingest's application: uploads, the model registry, /admin, health and metrics.
+
+`create_app(config)` builds it; start-up opens the state directory and the
+database, removes what a crash left half-done (temporary files, and archives
+whose transaction never committed: their senders got no 202 and send them
+again), reads the keys, and starts the retention task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from ingest import admin, registry, uploads
+from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.storage import Database, SQLiteStorage
+from lightspeed.atomic import ensure_dir
+from lightspeed.config import AppConfig, IngestConfig
+from lightspeed.credentials import read_secret
+from lightspeed.errors import ConfigError, StorageError
+from lightspeed.identity import RequestIds
+from lightspeed.keys import HTTP_METRICS, REQUEST_IDS
+from lightspeed.middleware import observe
+
+log = structlog.get_logger("ingest")
+
+
+def _keys(config: IngestConfig) -> tuple[KeyRing, KeyRing, KeyRing]:
+    """Upload tokens, telemetry keys and the admin key, from the config, files or credentials (blocking)."""
+    uploads_cfg, telemetry_cfg = config.uploads, config.telemetry
+    try:
+        upload_keys = [t.get_secret_value() for t in uploads_cfg.tokens]
+        upload_keys += parse_keys(read_secret(None, uploads_cfg.tokens_file, uploads_cfg.tokens_credential))
+        telemetry_keys = [k.get_secret_value() for k in telemetry_cfg.api_keys]
+        telemetry_keys += parse_keys(read_secret(None, telemetry_cfg.api_keys_file, telemetry_cfg.api_keys_credential))
+        admin_key = read_secret(config.admin_key, config.admin_key_file, config.admin_key_credential)
+    except OSError as exc:
+        raise ConfigError("ingest", [f"cannot read a key file {exc.filename}: {exc.strerror}"]) from None
+    return (
+        KeyRing("upload", tuple(upload_keys)),
+        KeyRing("telemetry", tuple(telemetry_keys)),
+        KeyRing("admin", (admin_key,) if admin_key else ()),
+    )
+
+
+def _open_storage(config: IngestConfig) -> tuple[SQLiteStorage, Path, Path]:
+    state = config.state_dir
+    try:
+        for directory in (state, state / "archives", state / "incoming"):
+            ensure_dir(directory)
+        probe = state / "incoming" / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        storage = SQLiteStorage(state / "ingest.sqlite3")
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError("ingest state", state, str(exc)) from None
+    return storage, state / "archives", state / "incoming"
+
+
+def recover(storage: SQLiteStorage, archives: Path, incoming: Path) -> int:
+    """Remove temporary files and archives no committed upload names; how many (blocking)."""
+    removed = 0
+    for tmp in incoming.iterdir():
+        tmp.unlink()
+        removed += 1
+    known = storage.known_archives()
+    for path in archives.rglob("*"):
+        if path.is_file() and path.relative_to(archives).as_posix() not in known:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict[str, int]:
+    """Delete archives and rows past their retention; archives first, so no row outlives its file."""
+    moment = now or datetime.now(UTC)
+    config = ingest.config
+    uploads_before = moment - timedelta(days=config.uploads.retention_days)
+    storage = ingest.db.storage
+    expired = await ingest.db.run(storage.expired_archives, uploads_before)
+    for name in expired:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread((ingest.archives / name).unlink)
+    result = await ingest.db.run(
+        storage.enforce_retention,
+        uploads_before,
+        moment - timedelta(days=config.telemetry.retention_days),
+        moment - timedelta(days=config.telemetry.max_event_age_days + 1),
+    )
+    removed = {"uploads": result.uploads, "contributions": result.contributions, "seen_events": result.seen_events}
+    for what, count in removed.items():
+        ingest.metrics.retention_removed.labels(what).inc(count)
+    if any(removed.values()):
+        log.info("retention_enforced", **removed)
+    return removed
+
+
+async def _retention_loop(ingest: Ingest) -> None:
+    while True:
+        try:
+            await enforce_retention(ingest)
+        except Exception:
+            log.exception("retention_failed")
+        await asyncio.sleep(ingest.config.retention_check_interval_seconds)
+
+
+async def liveness(request: web.Request) -> web.Response:
+    return web.json_response({"alive": True})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    return web.json_response({"ready": True, "reason": "database open"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[INGEST].metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+def create_app(config: AppConfig) -> web.Application:
+    settings = config.ingest
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app[REQUEST_IDS] = RequestIds()
+    ingest_metrics = IngestMetrics()
+    app[HTTP_METRICS] = ingest_metrics
+
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
+        storage, archives, incoming = await asyncio.to_thread(_open_storage, settings)
+        db = Database(storage)
+        removed = await db.run(recover, storage, archives, incoming)
+        if removed:
+            log.warning("ingest_recovered", removed_unfinished_files=removed)
+        ingest = Ingest(settings, db, archives, incoming, upload_keys, telemetry_keys, admin_keys, ingest_metrics)
+        app[INGEST] = ingest
+        if not upload_keys.keys:
+            log.warning(
+                "ingest_no_upload_tokens", hint="every upload is refused until ingest.uploads.tokens_file is set"
+            )
+        retention = asyncio.create_task(_retention_loop(ingest))
+        log.info(
+            "ingest_ready",
+            state_dir=str(settings.state_dir),
+            allowed_services=list(settings.uploads.allowed_services),
+            telemetry_auth=bool(telemetry_keys.keys),
+            admin=bool(admin_keys.keys),
+        )
+        yield
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
+        await db.close()
+
+    app.cleanup_ctx.append(state_ctx)
+    app.router.add_post("/api/ingress/v1/upload", uploads.upload)
+    app.router.add_post("/api/v1/telemetry", registry.telemetry)
+    app.router.add_delete("/api/v1/telemetry/clients/{client_id}", registry.client_deletion)
+    app.router.add_get("/api/admin/v1/models", admin.models)
+    app.router.add_get("/api/admin/v1/uploads", admin.uploads)
+    app.router.add_get("/api/admin/v1/deletions", admin.deletions)
+    app.router.add_post("/api/admin/v1/deletions", admin.request_deletion)
+    app.router.add_get("/admin", admin.admin_page)
+    app.router.add_get("/admin/{asset}", admin.admin_page)
+    app.router.add_get("/liveness", liveness)
+    app.router.add_get("/readiness", readiness)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,137 @@
+"""/admin in a real headless Chromium: models sorted and filtered, uploads, the deletion form.
+
+Screenshots are saved under test-artifacts/admin/.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, records_archive, upload
+from tests.support import screenshot
+from tests.telemetry_support import CLIENT_ID, ago, event
+
+OTHER = "6d1c2a9e-3b7f-4c1a-8e2d-9f0a1b2c3d4e"
+THIRD = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+async def seed(client: Client) -> None:
+    events = [
+        event(ago(hours=5), "all-MiniLM-L6-v2"),
+        event(ago(hours=4), "all-MiniLM-L6-v2", client_id=OTHER),
+        event(ago(hours=3), "all-MiniLM-L6-v2", client_id=THIRD),
+        event(ago(hours=2), "BAAI/bge-small-en-v1.5") | {"embedding_dimension": 512},
+        event(ago(hours=1), "BAAI/bge-small-en-v1.5"),
+        event(ago(hours=1), "BAAI/bge-small-en-v1.5") | {"timestamp": event(ago(minutes=30))["timestamp"]},
+        event(ago(minutes=5), "intfloat/e5-small", client_id=THIRD) | {"device_type": "gpu"},
+    ]
+    resp = await client.post("/api/v1/telemetry", json=events)
+    assert (await resp.json())["accepted"] == 7
+    assert (await upload(client, records_archive("c-1"), "batch-a")).status == 202
+    assert (await upload(client, records_archive("c-1"), "batch-b")).status == 202
+
+
+async def open_admin(browser: Browser, client: Client, **context: Any) -> Page:
+    page = await (await browser.new_context(**context)).new_page()
+    await page.goto(str(client.make_url("/admin")))
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
+async def model_names(page: Page) -> list[str]:
+    return await page.locator("#models tbody tr td:first-child").all_inner_texts()
+
+
+async def test_models_can_be_sorted_and_filtered(browser: Browser, make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    await seed(client)
+    page = await open_admin(browser, client, http_credentials={"username": "admin", "password": ADMIN_KEY})
+    # Default order: most installations first.
+    assert await model_names(page) == [
+        "all-MiniLM-L6-v2",
+        "BAAI/bge-small-en-v1.5",
+        "BAAI/bge-small-en-v1.5",
+        "intfloat/e5-small",
+    ]
+    first = page.locator("#models tbody tr").first
+    await expect(first.locator("td").nth(7)).to_have_text("3")  # installations
+    await expect(page.locator("#model-count")).to_have_text("4 of 4 models")
+    await screenshot(page, "admin", "01-overview")
+
+    events_header = page.locator('#models th[data-key="events"]')
+    await events_header.get_by_role("button").click()
+    await expect(events_header).to_have_attribute("aria-sort", "descending")
+    counts = await page.locator("#models tbody tr td:nth-child(9)").all_inner_texts()
+    assert counts == sorted(counts, key=int, reverse=True)
+    await events_header.get_by_role("button").click()
+    await expect(events_header).to_have_attribute("aria-sort", "ascending")
+    counts = await page.locator("#models tbody tr td:nth-child(9)").all_inner_texts()
+    assert counts == sorted(counts, key=int)
+
+    await page.locator('#models th[data-key="model_name"]').get_by_role("button").click()
+    assert await model_names(page) == sorted(await model_names(page), key=str.lower)
+
+    await page.get_by_label("Filter").fill("gpu")
+    assert await model_names(page) == ["intfloat/e5-small"]
+    await expect(page.locator("#model-count")).to_have_text("1 of 4 models")
+    await page.get_by_label("Filter").fill("bge 512")
+    assert await model_names(page) == ["BAAI/bge-small-en-v1.5"]
+    await screenshot(page, "admin", "02-filtered")
+
+    # Uploads and their de-duplication figures.
+    rows = page.locator("#uploads tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("#total-records")).to_have_text("4")
+    await expect(page.locator("#total-duplicate_records")).to_have_text("2")
+    await client.close()
+
+
+async def test_the_deletion_form_confirms_then_removes_a_clients_contributions(
+    browser: Browser, make_ingest: IngestFactory
+) -> None:
+    client = await make_ingest()
+    await seed(client)
+    page = await open_admin(browser, client, http_credentials={"username": "admin", "password": ADMIN_KEY})
+    client_id = page.get_by_label("Client id")
+    await client_id.fill("not a uuid")
+    await page.get_by_role("button", name="Delete contributions").click()
+    await expect(page.locator("#message")).to_contain_text("Enter the installation's client id")
+    await expect(client_id).to_have_attribute("aria-invalid", "true")
+
+    await client_id.fill(CLIENT_ID)
+    await page.get_by_role("button", name="Delete contributions").click()
+    dialog = page.get_by_role("dialog", name="Delete this installation's contributions?")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#confirm-client")).to_have_text(CLIENT_ID)
+    await screenshot(page, "admin", "03-confirm-deletion")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_be_hidden()
+    assert len(await model_names(page)) == 4  # nothing deleted on Cancel
+
+    await page.get_by_role("button", name="Delete contributions").click()
+    await dialog.get_by_role("button", name="Delete", exact=True).click()
+    await expect(page.locator("#message")).to_have_text("Deleted 3 contributions (4 events).")
+    # CLIENT_ID contributed bge (both rows) and one of MiniLM's three installations.
+    assert await model_names(page) == ["all-MiniLM-L6-v2", "intfloat/e5-small"]
+    await expect(page.locator("#models tbody tr").first.locator("td").nth(7)).to_have_text("2")
+    await expect(page.locator("#deletions tbody tr")).to_have_count(1)
+    await expect(page.locator("#deletions tbody tr td").nth(1)).to_have_text("admin")
+    await screenshot(page, "admin", "04-after-deletion")
+    await client.close()
+
+
+async def test_the_page_asks_for_the_admin_key(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    anonymous = await client.get("/admin")
+    assert anonymous.status == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith('Basic realm="lightspeed-ingest"')
+    assert "default-src 'none'" in anonymous.headers["Content-Security-Policy"]
+    assert "Sign in required" in await anonymous.text()
+    basic = base64.b64encode(b"anyone:wrong").decode()
+    assert (await client.get("/admin", headers={"Authorization": f"Basic {basic}"})).status == 403
+    for asset in ("admin.js", "admin.css"):
+        assert (await client.get(f"/admin/{asset}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 200
+    assert (await client.get("/admin/other.js", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 404

@@ -1,0 +1,311 @@
+"""lightspeed-ingest's upload endpoint: the ingress contract, durable storage, safety and de-duplication."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.ingest_support import (
+    IngestFactory,
+    admin_get,
+    member,
+    records_archive,
+    stored_archives,
+    tar_gz,
+    upload,
+)
+
+
+async def test_an_upload_is_stored_whole_and_indexed(make_ingest: IngestFactory, tmp_path: Path) -> None:
+    client = await make_ingest()
+    archive = records_archive("conv-1")
+    resp = await upload(client, archive, "batch-0001")
+    assert resp.status == 202, await resp.text()
+    body = await resp.json()
+    assert body["request_id"] == "batch-0001"
+    assert body["upload"] == {
+        "account_number": "",
+        "org_id": "",
+        "service": "lightspeed",
+        "category": "periodic",
+        "records": 2,
+        "new_records": 2,
+        "duplicate_records": 0,
+        "duplicate_request": False,
+        "size": len(archive),
+    }
+    [stored] = stored_archives(tmp_path / "ingest")
+    assert stored.name == "batch-0001.tar.gz"
+    assert stored.read_bytes() == archive
+    assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
+    listing = await admin_get(client, "/api/admin/v1/uploads")
+    assert listing["totals"] == {
+        "uploads": 1,
+        "bytes": len(archive),
+        "records": 2,
+        "new_records": 2,
+        "duplicate_records": 0,
+        "feedback_records": 1,
+        "transcripts_records": 1,
+    }
+    assert listing["uploads"][0]["request_id"] == "batch-0001"
+
+
+async def test_a_resent_batch_is_not_stored_or_counted_twice(make_ingest: IngestFactory, tmp_path: Path) -> None:
+    """The collector re-sends a batch under the same request id after a lost reply: 202, nothing new."""
+    client = await make_ingest()
+    archive = records_archive("conv-1")
+    assert (await upload(client, archive, "batch-1")).status == 202
+    again = await upload(client, archive, "batch-1")
+    assert again.status == 202
+    assert (await again.json())["upload"]["duplicate_request"] is True
+    # The same records in a batch with a new id (a collector that lost its journal): stored, counted as duplicates.
+    other = await upload(client, archive, "batch-2")
+    counted = (await other.json())["upload"]
+    assert (counted["records"], counted["new_records"], counted["duplicate_records"]) == (2, 0, 2)
+    # One new record among old ones.
+    mixed = await upload(client, records_archive("conv-1", feedback_text="changed"), "batch-3")
+    assert (await mixed.json())["upload"]["new_records"] == 1
+    totals = (await admin_get(client, "/api/admin/v1/uploads"))["totals"]
+    assert totals == {
+        "uploads": 3,
+        "bytes": totals["bytes"],
+        "records": 6,
+        "new_records": 3,
+        "duplicate_records": 3,
+        "feedback_records": 2,
+        "transcripts_records": 1,
+    }
+    assert [p.name for p in stored_archives(tmp_path / "ingest")] == [
+        "batch-1.tar.gz",
+        "batch-2.tar.gz",
+        "batch-3.tar.gz",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("wrong-token", 403)],
+)
+async def test_uploads_need_a_configured_token(
+    make_ingest: IngestFactory, tmp_path: Path, token: str | None, status: int
+) -> None:
+    client = await make_ingest()
+    resp = await upload(client, records_archive(), token=token)
+    assert resp.status == status
+    assert "detail" in await resp.json()
+    assert stored_archives(tmp_path / "ingest") == []
+
+
+async def test_without_any_token_configured_every_upload_is_refused(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(uploads={"tokens": []})
+    resp = await upload(client, records_archive(), token="anything")
+    assert resp.status == 403
+    assert "No upload key is configured" in (await resp.json())["detail"]["response"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "reason"),
+    [
+        ("application/vnd.redhat.advisor.periodic+tar", "service 'advisor' is not accepted"),
+        ("application/gzip", "must be application/vnd.redhat.<service>.<category>"),
+    ],
+)
+async def test_unlisted_services_and_other_types_are_415(
+    make_ingest: IngestFactory, tmp_path: Path, content_type: str, reason: str
+) -> None:
+    client = await make_ingest()
+    resp = await upload(client, records_archive(), content_type=content_type)
+    assert resp.status == 415
+    assert reason in (await resp.json())["detail"]["cause"]
+    assert stored_archives(tmp_path / "ingest") == []
+
+
+async def test_the_part_may_be_named_upload_and_any_allowed_service_works(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(uploads={"allowed_services": ["lightspeed", "openshift-lightspeed"]})
+    resp = await upload(
+        client,
+        records_archive(),
+        part="upload",
+        content_type="application/vnd.redhat.openshift-lightspeed.periodic+tgz",
+    )
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["upload"]["service"] == "openshift-lightspeed"
+
+
+async def test_an_archive_over_the_size_cap_is_413_and_leaves_nothing(
+    make_ingest: IngestFactory, tmp_path: Path
+) -> None:
+    client = await make_ingest(uploads={"max_upload_bytes": 4096})
+    data = b'{"a": "' + os.urandom(8192).hex().encode() + b'"}'
+    big = tar_gz([(member("feedback/x.json", data), data)])
+    assert len(big) > 4096
+    resp = await upload(client, big)
+    assert resp.status == 413
+    assert stored_archives(tmp_path / "ingest") == []
+    assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
+
+
+async def test_bodies_that_are_not_uploads_are_400(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    headers = {"Authorization": "Bearer collector-token"}
+    plain = await client.post("/api/ingress/v1/upload", data=b"raw bytes", headers=headers)
+    assert plain.status == 400
+    assert "multipart" in (await plain.json())["detail"]["response"]
+    resp = await upload(client, records_archive(), part="attachment")
+    assert resp.status == 400
+    assert "no part named 'file'" in (await resp.json())["detail"]["cause"]
+    bad_id = await upload(client, records_archive(), request_id="../../etc")
+    assert bad_id.status == 400
+
+
+def _pax_bomb() -> bytes:
+    info = member("feedback/x.json", b"{}")
+    info.pax_headers = {"comment": "x" * (3 * 1024 * 1024)}
+    return tar_gz([(info, b"{}")])
+
+
+def _raw_tar(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return raw.getvalue()
+
+
+ZEROS = b"0" * (3 * 1024 * 1024)
+CRAFTED: dict[str, tuple[bytes, str]] = {
+    "absolute path": (tar_gz([(member("/etc/feedback/x.json"), b"{}")]), "absolute path"),
+    "parent traversal": (tar_gz([(member("feedback/../../x.json"), b"{}")]), "'..' in the path"),
+    "symlink": (
+        tar_gz([(member("feedback/x.json", kind=tarfile.SYMTYPE, linkname="/etc/passwd"), b"")]),
+        "not links or devices",
+    ),
+    "hard link": (
+        tar_gz([(member("feedback/x.json", kind=tarfile.LNKTYPE, linkname="feedback/y.json"), b"")]),
+        "not links or devices",
+    ),
+    "character device": (tar_gz([(member("feedback/x.json", kind=tarfile.CHRTYPE), b"")]), "not links or devices"),
+    "fifo": (tar_gz([(member("feedback/x.json", kind=tarfile.FIFOTYPE), b"")]), "not links or devices"),
+    "outside the record folders": (tar_gz([(member("etc/x.json"), b"{}")]), "under feedback/ or transcripts/"),
+    "not a json name": (tar_gz([(member("feedback/x.sh", b"{}"), b"{}")]), "not a .json record"),
+    "hidden temporary file": (tar_gz([(member("feedback/.x.json.tmp", b"{}"), b"{}")]), "not a .json record"),
+    "invalid json": (tar_gz([(member("feedback/x.json", b"{nope"), b"{nope")]), "not valid JSON"),
+    "json array": (tar_gz([(member("feedback/x.json", b"[1]"), b"[1]")]), "not a JSON object"),
+    "not gzip": (b"PK\x03\x04 a zip file", "not a readable tar.gz"),
+    "truncated": (records_archive()[:-40], "not a readable tar.gz"),
+    "gzip of garbage": (gzip.compress(b"x" * 4096), "not a readable tar.gz"),
+    "empty archive": (tar_gz([]), "holds no records"),
+    "member over the record cap": (tar_gz([(member("feedback/x.json", ZEROS), ZEROS)]), "larger than 1048576 bytes"),
+    "too many members": (
+        tar_gz([(member(f"feedback/{i}.json", b"{}"), b"{}") for i in range(60)]),
+        "more than 50 members",
+    ),
+    "decompression bomb": (
+        gzip.compress(
+            _raw_tar([(member(f"feedback/{i}.json", b"{}" + b" " * 900_000), b"{}" + b" " * 900_000) for i in range(6)])
+        ),
+        "decompresses to more than 4194304 bytes",
+    ),
+    "oversized pax header": (_pax_bomb(), "tar header or member is larger"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+async def test_crafted_archives_are_refused_and_nothing_is_kept(
+    make_ingest: IngestFactory, tmp_path: Path, case: str
+) -> None:
+    client = await make_ingest(
+        uploads={"max_record_bytes": 1024 * 1024, "max_records": 50, "max_uncompressed_bytes": 4 * 1024 * 1024}
+    )
+    archive, reason = CRAFTED[case]
+    resp = await upload(client, archive)
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == 400, body
+    assert body["detail"]["response"] == "Invalid archive"
+    assert reason in body["detail"]["cause"]
+    assert stored_archives(tmp_path / "ingest") == []
+    assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
+    assert (await admin_get(client, "/api/admin/v1/uploads"))["totals"]["uploads"] == 0
+    # The same request id can be used again once the batch is fixed.
+    assert (await upload(client, records_archive())).status == 202
+
+
+async def test_directories_and_dot_prefixes_are_fine(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    data = b'{"conversation_id": "c"}'
+    archive = tar_gz(
+        [
+            (member("feedback", kind=tarfile.DIRTYPE), b""),
+            (member("./feedback/a.json", data), data),
+        ]
+    )
+    resp = await upload(client, archive)
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["upload"]["records"] == 1
+
+
+async def test_start_up_removes_what_a_crash_left_and_keeps_what_was_acknowledged(
+    make_ingest: IngestFactory, tmp_path: Path
+) -> None:
+    state = tmp_path / "ingest"
+    first = await make_ingest(state)
+    assert (await upload(first, records_archive(), "kept")).status == 202
+    await first.close()
+    # A crash mid-upload (temporary file) and one between the rename and the commit (no row).
+    (state / "incoming" / "abc.tmp").write_bytes(b"partial")
+    orphan = state / "archives" / "2026" / "01" / "01" / "never-acknowledged.tar.gz"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(records_archive())
+    second = await make_ingest(state)
+    assert [p.name for p in stored_archives(state)] == ["kept.tar.gz"]
+    assert list((state / "incoming").iterdir()) == []
+    listing = await admin_get(second, "/api/admin/v1/uploads")
+    assert [u["request_id"] for u in listing["uploads"]] == ["kept"]
+    # The never-acknowledged batch is accepted when its sender tries again.
+    assert (await upload(second, records_archive("other"), "never-acknowledged")).status == 202
+
+
+async def test_a_full_disk_is_507_and_leaves_nothing_half_written(make_ingest: IngestFactory, small_tmpfs: Any) -> None:
+    state = small_tmpfs("ingest-state", "size=256k")
+    client = await make_ingest(state)
+    data = b'{"a": "' + os.urandom(256 * 1024).hex().encode() + b'"}'
+    archive = tar_gz([(member("feedback/x.json", data), data)])  # about 300 KiB compressed
+    resp = await upload(client, archive, "too-big-for-disk")
+    assert resp.status == 507
+    assert stored_archives(state) == []
+    assert list((state / "incoming").iterdir()) == []
+    assert (await upload(client, records_archive(), "fits")).status == 202
+
+
+async def test_upload_metrics_count_results(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    await upload(client, records_archive(), "m-1")
+    await upload(client, records_archive(), "m-1")
+    await upload(client, b"junk", "m-2")
+    text = await (await client.get("/metrics")).text()
+    assert 'lightspeed_ingest_uploads_total{result="stored"} 1.0' in text
+    assert 'lightspeed_ingest_uploads_total{result="duplicate_request"} 1.0' in text
+    assert 'lightspeed_ingest_uploads_total{result="rejected"} 1.0' in text
+    assert 'lightspeed_ingest_records_total{result="new"} 2.0' in text
+
+
+async def test_an_oversized_metadata_part_is_413(make_ingest: IngestFactory, tmp_path: Path) -> None:
+    client = await make_ingest()
+    form = aiohttp.FormData()
+    form.add_field(
+        "file", records_archive(), filename="b.tar.gz", content_type="application/vnd.redhat.lightspeed.periodic+tar"
+    )
+    form.add_field("metadata", "x" * 70_000, content_type="application/json")
+    resp = await client.post("/api/ingress/v1/upload", data=form, headers={"Authorization": "Bearer collector-token"})
+    assert resp.status == 413
+    assert "'metadata' is larger than 65536 bytes" in (await resp.json())["detail"]["cause"]
+    assert stored_archives(tmp_path / "ingest") == []
+    assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
