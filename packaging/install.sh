@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Install lightspeed and lightspeed-collector as systemd services (run as root).
+# Install lightspeed, lightspeed-collector and lightspeed-ingest as systemd services (run as root).
 #
 #   packaging/install.sh [--prefix /opt/lightspeed] [--venv DIR] [--python python3]
 #
 # Creates a virtual environment in PREFIX/venv with the project installed from
 # this checkout (or uses an existing one with --venv), then installs:
-#   /etc/systemd/system/lightspeed.service, lightspeed-collector.service
-#   /etc/sysusers.d/lightspeed.conf  (users lightspeed, lightspeed-collector; group lightspeed)
+#   /etc/systemd/system/lightspeed.service, lightspeed-collector.service, lightspeed-ingest.service
+#   /etc/sysusers.d/lightspeed.conf  (users lightspeed, lightspeed-collector; group lightspeed;
+#                                     user and group lightspeed-ingest)
 #   /etc/tmpfiles.d/lightspeed.conf  (/var/lib/lightspeed-data and its record directories)
 #   /etc/lightspeed/lightspeed.yaml  (from config/lightspeed.production.yaml; kept if present)
 #   /etc/lightspeed/lightspeed.env   (environment overrides; kept if present)
 #   /etc/lightspeed/credentials/     (secrets for LoadCredential=; empty files are created, never overwritten)
+#   /etc/lightspeed-ingest/ingest.yaml, ingest.env, credentials/  (the same, for lightspeed-ingest)
 #   /usr/share/doc/lightspeed/       (the documentation, also the local answer provider's documents)
 # It does not start anything. Undo with packaging/uninstall.sh.
 set -euo pipefail
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
         --prefix) PREFIX="$2"; shift 2 ;;
         --venv) VENV="$2"; shift 2 ;;
         --python) PYTHON="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
@@ -37,7 +39,7 @@ if [ -z "$VENV" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet "$SOURCE"
 fi
-for tool in lightspeed lightspeed-collector; do
+for tool in lightspeed lightspeed-collector lightspeed-ingest; do
     [ -x "$VENV/bin/$tool" ] || { echo "install.sh: $VENV/bin/$tool is missing" >&2; exit 66; }
 done
 
@@ -52,7 +54,7 @@ HIDDEN=""
 for path in $NEEDED; do
     case "$path" in /home/*|/root/*|/tmp/*|/var/tmp/*) HIDDEN="$HIDDEN $path" ;; esac
 done
-for unit in lightspeed.service lightspeed-collector.service; do
+for unit in lightspeed.service lightspeed-collector.service lightspeed-ingest.service; do
     sed "s#/opt/lightspeed/venv#$VENV#g" "$SOURCE/packaging/systemd/$unit" > "/etc/systemd/system/$unit"
     chmod 0644 "/etc/systemd/system/$unit"
     rm -f "/etc/systemd/system/$unit.d/50-venv-paths.conf"
@@ -87,10 +89,28 @@ for secret in api-keys.yaml openai-api-key telemetry-token ingress-token; do
     [ -e "/etc/lightspeed/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed/credentials/$secret"
 done
 
+install -d -m 0750 -o root -g lightspeed-ingest /etc/lightspeed-ingest
+if [ ! -e /etc/lightspeed-ingest/ingest.yaml ]; then
+    install -m 0640 -o root -g lightspeed-ingest "$SOURCE/config/ingest.production.yaml" /etc/lightspeed-ingest/ingest.yaml
+fi
+if [ ! -e /etc/lightspeed-ingest/ingest.env ]; then
+    echo "# Environment for lightspeed-ingest: LIGHTSPEED__INGEST__KEY=value overrides the YAML file." \
+        > /etc/lightspeed-ingest/ingest.env
+    chmod 0640 /etc/lightspeed-ingest/ingest.env
+    chgrp lightspeed-ingest /etc/lightspeed-ingest/ingest.env
+fi
+install -d -m 0700 /etc/lightspeed-ingest/credentials
+for secret in upload-tokens admin-key telemetry-keys; do
+    [ -e "/etc/lightspeed-ingest/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed-ingest/credentials/$secret"
+done
+
 systemctl daemon-reload
 cat <<DONE
 installed. Next:
   1. edit /etc/lightspeed/lightspeed.yaml (check it: $VENV/bin/lightspeed check-config --config /etc/lightspeed/lightspeed.yaml)
   2. put admin and user keys in /etc/lightspeed/credentials/api-keys.yaml, the ingress token in .../ingress-token
   3. systemctl enable --now lightspeed lightspeed-collector
+  optional, the receiving side: edit /etc/lightspeed-ingest/ingest.yaml, put the collectors' tokens in
+  /etc/lightspeed-ingest/credentials/upload-tokens and an admin key in .../admin-key, then
+     systemctl enable --now lightspeed-ingest
 DONE

@@ -3,10 +3,10 @@
 #
 #   packaging/uninstall.sh [--prefix /opt/lightspeed] [--purge]
 #
-# Stops and disables both services and removes the units, the sysusers and
+# Stops and disables the services and removes the units, the sysusers and
 # tmpfiles snippets, the documentation and PREFIX/venv. Configuration,
 # credentials, records and state stay unless --purge is given (then
-# /etc/lightspeed, /var/lib/lightspeed, /var/lib/lightspeed-data and the users go too).
+# /etc/lightspeed*, /var/lib/lightspeed*, and the users go too).
 set -euo pipefail
 
 PREFIX=/opt/lightspeed
@@ -21,14 +21,19 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" = 0 ] || { echo "uninstall.sh: run as root" >&2; exit 77; }
 
-systemctl disable --now lightspeed-collector.service lightspeed.service 2>/dev/null || true
-rm -f /etc/systemd/system/lightspeed.service /etc/systemd/system/lightspeed-collector.service
-rm -rf /etc/systemd/system/lightspeed.service.d/50-venv-paths.conf /etc/systemd/system/lightspeed-collector.service.d/50-venv-paths.conf
+UNITS="lightspeed-collector.service lightspeed.service lightspeed-ingest.service"
+# shellcheck disable=SC2086
+systemctl disable --now $UNITS 2>/dev/null || true
+for unit in $UNITS; do
+    rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/$unit.d/50-venv-paths.conf"
+done
 rm -f /etc/sysusers.d/lightspeed.conf /etc/tmpfiles.d/lightspeed.conf
 rm -rf /usr/share/doc/lightspeed "$PREFIX/venv"
 systemctl daemon-reload
 if [ "$PURGE" = 1 ]; then
-    rm -rf /etc/lightspeed /var/lib/lightspeed /var/lib/lightspeed-data /var/cache/lightspeed
+    rm -rf /etc/lightspeed /etc/lightspeed-ingest /var/lib/lightspeed /var/lib/lightspeed-data /var/lib/lightspeed-ingest /var/cache/lightspeed
+    userdel lightspeed-ingest 2>/dev/null || true
+    groupdel lightspeed-ingest 2>/dev/null || true
     userdel lightspeed-collector 2>/dev/null || true
     userdel lightspeed 2>/dev/null || true
     groupdel lightspeed 2>/dev/null || true

@@ -1,16 +1,14 @@
-"""Both daemons under a real, booted systemd: install, start, serve, ship, log, stop, crash, misconfigure.
+"""The three daemons under a real, booted systemd: install, start, serve, ship, log, stop, crash, misconfigure.
 
 One container for the module (see systemd_harness.py). The services are
 installed with packaging/install.sh, exactly as the README's "Install as a
-service" says, reusing this checkout's .venv. The ingress is the scripted
-fake from tests/ingress.py, on the host's 127.0.0.1.
+service" says, reusing this checkout's .venv. The collector ships to
+lightspeed-ingest.service in the same container, and telemetry goes to it too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,53 +18,26 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
-from tests.ingress import Ingress, Reply
 from tests.systemd_harness import REPO, Container, booted
 from tests.test_openai_provider import free_port
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(600)]
 ADMIN_KEY = "systemd-test-admin-key-0123456789"
-UNITS = ("lightspeed.service", "lightspeed-collector.service")
-
-
-class ThreadedIngress:
-    """The fake ingress served from its own thread and event loop, so tests stay synchronous."""
-
-    def __init__(self, ingress: Ingress, port: int) -> None:
-        self.ingress = ingress
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(ingress.app())
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ThreadedIngress:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def ingress() -> Iterator[ThreadedIngress]:
-    with ThreadedIngress(Ingress(), free_port()) as served:
-        yield served
+INGEST_ADMIN_KEY = "systemd-test-ingest-admin-key-42"
+UPLOAD_TOKEN = "systemd-test-upload-token-0987654321"
+UNITS = ("lightspeed-ingest.service", "lightspeed.service", "lightspeed-collector.service")
 
 
 @pytest.fixture(scope="module")
 def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     with booted(tmp_path_factory.mktemp("container")) as booted_container:
         yield booted_container
+
+
+@pytest.fixture(scope="module")
+def ingest_port() -> int:
+    return free_port()
 
 
 def service_config(port: int, ingress_port: int) -> dict[str, Any]:
@@ -79,22 +50,53 @@ def service_config(port: int, ingress_port: int) -> dict[str, Any]:
     )
     config["collector"]["retry"] = {"initial_seconds": 0.2, "max_seconds": 1, "jitter_seconds": 0, "max_attempts": 3}
     config["collector"]["shutdown_grace_seconds"] = 5
+    config["telemetry"]["registry_url"] = f"http://127.0.0.1:{ingress_port}/api/v1/telemetry"
+    return config
+
+
+def ingest_config(port: int) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((REPO / "config" / "ingest.production.yaml").read_text())
+    config["ingest"].update(port=port, shutdown_timeout_seconds=5)
     return config
 
 
 @pytest.fixture(scope="module")
-def installed(container: Container, ingress: ThreadedIngress) -> int:
+def installed(container: Container, ingest_port: int) -> int:
     """The README's install steps; returns the API port."""
     venv = REPO / ".venv"
     out = container.run(str(REPO / "packaging" / "install.sh"), "--venv", str(venv)).out
     assert "systemctl enable --now lightspeed lightspeed-collector" in out
+    assert "systemctl enable --now lightspeed-ingest" in out
     port = free_port()
-    config = yaml.safe_dump(service_config(port, ingress.port))
+    config = yaml.safe_dump(service_config(port, ingest_port))
     container.write("/etc/lightspeed/lightspeed.yaml", config, mode="0640", owner="root:lightspeed")
     keys = f"- {{key: {ADMIN_KEY}, user_id: operator, role: admin}}\n"
     container.write("/etc/lightspeed/credentials/api-keys.yaml", keys, mode="0600")
+    container.write("/etc/lightspeed/credentials/ingress-token", UPLOAD_TOKEN + "\n", mode="0600")
+    ingest = yaml.safe_dump(ingest_config(ingest_port))
+    container.write("/etc/lightspeed-ingest/ingest.yaml", ingest, mode="0640", owner="root:lightspeed-ingest")
+    container.write("/etc/lightspeed-ingest/credentials/upload-tokens", UPLOAD_TOKEN + "\n", mode="0600")
+    container.write("/etc/lightspeed-ingest/credentials/admin-key", INGEST_ADMIN_KEY + "\n", mode="0600")
     container.run("systemctl", "daemon-reload")
     return port
+
+
+def ingest_api(port: int, path: str) -> Any:
+    status, body = api(port, "GET", path, key=INGEST_ADMIN_KEY)
+    assert status == 200, body
+    return body
+
+
+INGEST_DB_QUERY = """
+import sqlite3, sys
+db = sqlite3.connect("file:/var/lib/lightspeed-ingest/ingest.sqlite3?mode=ro", uri=True)
+print("\\n".join(row[0] for row in db.execute("SELECT member FROM records WHERE member LIKE ?", (sys.argv[1],))))
+"""
+
+
+def ingest_members(container: Container, pattern: str) -> list[str]:
+    """Record names the ingest has indexed, read from its database inside the container."""
+    return container.run(str(REPO / ".venv" / "bin" / "python"), "-c", INGEST_DB_QUERY, pattern).out.split()
 
 
 def api(port: int, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY) -> tuple[int, Any]:
@@ -129,8 +131,11 @@ def test_the_units_verify_cleanly_and_are_hardened(container: Container, install
         assert exposure <= 2.0, security.out
 
 
-def test_start_reaches_active_only_when_ready_to_serve(container: Container, installed: int) -> None:
+def test_start_reaches_active_only_when_ready_to_serve(container: Container, installed: int, ingest_port: int) -> None:
     container.run("systemctl", "stop", *UNITS)
+    container.run("systemctl", "start", "lightspeed-ingest.service", timeout=60)
+    ingest = container.show("lightspeed-ingest.service", "ActiveState", "StatusText")
+    ingest_ready = api(ingest_port, "GET", "/readiness", key=None)
     container.run("systemctl", "start", "--no-block", "lightspeed.service")
     starting = container.show("lightspeed.service", "ActiveState", "SubState")
     active = container.wait_for("lightspeed.service", "ActiveState", {"active", "failed"}, timeout=300)
@@ -139,6 +144,8 @@ def test_start_reaches_active_only_when_ready_to_serve(container: Container, ins
     container.run("systemctl", "start", "lightspeed-collector.service", timeout=120)
     collector = container.show("lightspeed-collector.service", "ActiveState", "SubState", "StatusText")
 
+    assert ingest == {"ActiveState": "active", "StatusText": f"serving on 127.0.0.1:{ingest_port}"}
+    assert ingest_ready == (200, {"ready": True, "reason": "database open"})
     assert (starting["ActiveState"], starting["SubState"]) == ("activating", "start")
     assert active["ActiveState"] == "active"
     assert active["SubState"] == "running"
@@ -149,10 +156,10 @@ def test_start_reaches_active_only_when_ready_to_serve(container: Container, ins
     assert "new records pending" in collector["StatusText"]
 
 
-def test_queries_and_feedback_from_the_host_reach_the_ingress(
-    container: Container, running: int, ingress: ThreadedIngress
+def test_queries_and_feedback_from_the_host_reach_the_ingest(
+    container: Container, running: int, ingest_port: int
 ) -> None:
-    before = len(ingress.ingress.accepted)
+    before = ingest_api(ingest_port, "/api/admin/v1/uploads")["totals"]
     status, answer = api(running, "POST", "/v1/query", {"query": "How do I give feedback?"})
     assert status == 200, answer
     feedback = {
@@ -164,14 +171,32 @@ def test_queries_and_feedback_from_the_host_reach_the_ingress(
     status, body = api(running, "POST", "/v1/feedback", feedback)
     assert status == 200, body
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sum(len(r.members) for r in ingress.ingress.accepted[before:]) < 2:
+    totals = before
+    while time.monotonic() < deadline and totals.get("feedback_records", 0) <= before.get("feedback_records", 0):
         time.sleep(0.2)
-    members = [name for received in ingress.ingress.accepted[before:] for name in received.members]
+        totals = ingest_api(ingest_port, "/api/admin/v1/uploads")["totals"]
     status_text = container.show("lightspeed-collector.service", "StatusText")["StatusText"]
+    conversation = ingest_members(container, f"transcripts/%/{answer['conversation_id']}/%")
 
-    assert any(name.startswith("feedback/") for name in members), members
-    assert any(name.startswith("transcripts/") for name in members), members
+    assert totals["feedback_records"] == before.get("feedback_records", 0) + 1
+    assert len(conversation) == 1
+    assert totals["duplicate_records"] == before["duplicate_records"]
     assert "last upload never" not in status_text
+
+
+def test_opt_in_telemetry_reaches_the_ingests_registry(container: Container, running: int, ingest_port: int) -> None:
+    status, consent = api(running, "GET", "/v1/telemetry/consent")
+    assert status == 200
+    status, body = api(running, "PUT", "/v1/telemetry", {"enabled": True, "consent_version": consent["version"]})
+    assert status == 200, body
+    model = {"model_name": "all-MiniLM-L6-v2", "model_source": "sentence-transformers"}
+    status, body = api(running, "POST", "/v1/embedding-models", model)
+    assert status == 201, body
+    status, sent = api(running, "POST", "/v1/telemetry/send?wait=20")
+    models = ingest_api(ingest_port, "/api/admin/v1/models")["models"]
+
+    assert (status, sent["accepted"]) == (200, 1), sent
+    assert [(m["model_name"], m["clients"], m["events"]) for m in models] == [("all-MiniLM-L6-v2", 1, 1)]
 
 
 def test_the_journal_filters_by_priority_and_shows_the_fields(container: Container, running: int) -> None:
@@ -183,8 +208,11 @@ def test_the_journal_filters_by_priority_and_shows_the_fields(container: Contain
     time.sleep(0.5)  # the log writer thread hands lines to journald asynchronously
     warnings = container.run("journalctl", "-u", "lightspeed", "-p", "warning", "-o", "json", "--no-pager").out
     entries = [json.loads(line) for line in warnings.splitlines()]
-    everything = container.run("journalctl", "-u", "lightspeed", "-u", "lightspeed-collector", "-o", "json").out
+    everything = container.run(
+        "journalctl", "-u", "lightspeed", "-u", "lightspeed-collector", "-u", "lightspeed-ingest", "-o", "json"
+    ).out
     collector = [json.loads(line) for line in everything.splitlines() if '"lightspeed-collector"' in line]
+    ingest = [json.loads(line) for line in everything.splitlines() if '"lightspeed-ingest"' in line]
 
     assert entries, "no warning in the journal"
     assert all(int(e["PRIORITY"]) <= 4 for e in entries)
@@ -193,7 +221,8 @@ def test_the_journal_filters_by_priority_and_shows_the_fields(container: Contain
     )
     assert not any(e.get("EVENT") == "request_handled" for e in entries)  # info lines are filtered out
     assert any(e.get("EVENT") == "collector_started" and e.get("SPOOL") for e in collector)
-    for secret in (ADMIN_KEY, question):
+    assert any(e.get("EVENT") == "upload_stored" and e.get("UPLOAD_REQUEST_ID") for e in ingest)
+    for secret in (ADMIN_KEY, question, UPLOAD_TOKEN, INGEST_ADMIN_KEY):
         assert secret not in everything
     assert "installation_id_unavailable" not in everything  # the server made it before the collector started
 
@@ -210,34 +239,33 @@ def test_stop_is_graceful_and_quick(container: Container, running: int) -> None:
     assert "service_stopped" in journal
 
 
-def test_a_killed_collector_is_restarted_and_loses_no_record(
-    container: Container, running: int, ingress: ThreadedIngress
-) -> None:
-    fake = ingress.ingress
-    fake.default = Reply(delay=3)  # slow uploads: the kill lands mid-upload
+def test_a_killed_collector_is_restarted_and_loses_no_record(container: Container, running: int) -> None:
+    """The ingest is down, so the batch is claimed and packaged but unsent when the collector is killed."""
+    container.run("systemctl", "stop", "lightspeed-ingest.service")
     restarts = int(container.show("lightspeed-collector.service", "NRestarts")["NRestarts"])
     names = [f"kill9-{i}.json" for i in range(20)]
     for name in names:
         container.write(
             f"/var/lib/lightspeed-data/feedback/{name}", json.dumps({"n": name}), "0640", "lightspeed:lightspeed"
         )
-    attempts = len(fake.attempts)
     deadline = time.monotonic() + 30
-    while len(fake.attempts) == attempts and time.monotonic() < deadline:
-        time.sleep(0.05)
+    claimed = ""
+    while not claimed and time.monotonic() < deadline:
+        time.sleep(0.1)
+        claimed = container.run("find", "/var/lib/lightspeed-data/spool", "-name", "kill9-0.json").out
     container.run("systemctl", "kill", "--signal=KILL", "lightspeed-collector.service")
-    fake.default = Reply()
+    container.run("systemctl", "start", "lightspeed-ingest.service", timeout=60)
     container.wait_for("lightspeed-collector.service", "NRestarts", {str(restarts + 1)}, timeout=60)
     container.wait_for("lightspeed-collector.service", "ActiveState", {"active"}, timeout=60)
     deadline = time.monotonic() + 60
-    delivered: set[str] = set()
-    while time.monotonic() < deadline and not set(names) <= delivered:
-        delivered = {Path(m).name for r in fake.accepted for m in r.members}
-        time.sleep(0.2)
+    delivered: list[str] = []
+    while time.monotonic() < deadline and len(delivered) < len(names):
+        time.sleep(0.5)
+        delivered = ingest_members(container, "feedback/kill9-%")
     left = container.run("find", "/var/lib/lightspeed-data", "-name", "kill9-*").out
 
-    assert len(fake.attempts) > attempts
-    assert set(names) <= delivered
+    assert claimed, "the collector never claimed the records"
+    assert sorted(Path(m).name for m in delivered) == sorted(names)  # each exactly once
     assert left == ""
 
 
@@ -277,6 +305,14 @@ def test_directories_have_the_intended_owners_and_modes(container: Container, ru
     if transcript:  # the collector may already have shipped it
         assert stat(transcript[0]).startswith("lightspeed:lightspeed 6")
     assert container.run("id", "-gn", "lightspeed-collector").out.strip() == "lightspeed"
+    assert stat("/var/lib/lightspeed-ingest") == "lightspeed-ingest:lightspeed-ingest 750"
+    assert stat("/var/lib/lightspeed-ingest/ingest.sqlite3") == "lightspeed-ingest:lightspeed-ingest 640"
+    assert stat("/etc/lightspeed-ingest") == "root:lightspeed-ingest 750"
+    assert stat("/etc/lightspeed-ingest/credentials/admin-key") == "root:root 600"
+    archives = container.run("find", "/var/lib/lightspeed-ingest/archives", "-name", "*.tar.gz").out.split()
+    assert archives
+    assert stat(archives[0]) == "lightspeed-ingest:lightspeed-ingest 640"
+    assert "lightspeed" not in container.run("id", "-Gn", "lightspeed-ingest").out.split()
 
 
 def test_uninstall_removes_the_services_and_keeps_the_data(container: Container, installed: int) -> None:
@@ -286,3 +322,4 @@ def test_uninstall_removes_the_services_and_keeps_the_data(container: Container,
     assert "kept" in out
     assert units.strip() == ""
     assert container.run("test", "-d", "/var/lib/lightspeed-data").code == 0
+    assert container.run("test", "-f", "/var/lib/lightspeed-ingest/ingest.sqlite3").code == 0
