@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from common import data_volume, free_port, stop, wait_ready
+from common import REPO, data_volume, free_port, stop, wait_ready
 
 USERS = 40
 
@@ -158,7 +158,14 @@ def main() -> bool:
         work = Path(tmp)
         port = free_port()
         ingress = subprocess.Popen(
-            [sys.executable, "-m", "collector.dev_ingress", "--port", str(port), "--store", str(work / "received")],
+            [
+                sys.executable,
+                str(REPO / "bench" / "sink_ingress.py"),
+                "--port",
+                str(port),
+                "--store",
+                str(work / "received"),
+            ],
             stdout=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}/api/ingress/v1/upload"

@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import collector_bench
 import feedback_bench
+import ingest_bench
 import models_bench
 import query_bench
 import telemetry_bench
@@ -27,5 +28,6 @@ results = {
     "telemetry": telemetry_bench.main(),
     "query": query_bench.main(),
     "models": models_bench.main(),
+    "ingest": ingest_bench.main(),
 }
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))

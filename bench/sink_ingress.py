@@ -1,12 +1,13 @@
-"""A small insights-style ingress for development and `make run`: stores what it receives.
+"""A sink for the collector and telemetry benchmarks: stores what it receives, checks little.
 
-`python -m collector.dev_ingress --port 8090 --store var/ingress` accepts
+`python bench/sink_ingress.py --port 8090 --store DIR` accepts
 `POST /api/ingress/v1/upload` (multipart part `file`), writes each archive to
 `<store>/<request id>.tar.gz` and answers 202 with the request id, as
 console.redhat.com's ingress does. It also plays the model registry:
 `POST /api/v1/telemetry` validates each event against the client's own schema
 and appends the accepted ones to `<store>/telemetry.jsonl`. It checks nothing
-else: `lightspeed-ingest` is the real receiving side.
+else, so the benchmarks measure the sender; `lightspeed-ingest` (src/ingest) is the
+real receiving side, measured by ingest_bench.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lightspeed.atomic import append_lines, ensure_dir, write_atomic
 from lightspeed.logs import configure_logging
 from lightspeed.telemetry.schema import validation_problems
 
-log = structlog.get_logger("dev_ingress")
+log = structlog.get_logger("sink_ingress")
 STORE = web.AppKey("store", Path)
 
 
@@ -79,12 +80,12 @@ def create_app(store: Path) -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m collector.dev_ingress")
+    parser = argparse.ArgumentParser(prog="bench/sink_ingress.py")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--store", type=Path, default=Path("var/ingress"))
     args = parser.parse_args()
-    writer = configure_logging(identifier="lightspeed-dev-ingress")
+    writer = configure_logging(identifier="lightspeed-bench-sink")
     try:
         web.run_app(create_app(args.store), host=args.host, port=args.port, access_log=None, print=None)
     finally:

@@ -125,7 +125,14 @@ def main() -> bool:
         workdir = Path(tmp)
         port = free_port()
         registry = subprocess.Popen(
-            [sys.executable, "-m", "collector.dev_ingress", "--port", str(port), "--store", str(workdir / "registry")],
+            [
+                sys.executable,
+                str(REPO / "bench" / "sink_ingress.py"),
+                "--port",
+                str(port),
+                "--store",
+                str(workdir / "registry"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

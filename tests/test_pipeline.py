@@ -1,4 +1,4 @@
-"""The whole pipeline as `make run` starts it: server, collector and dev ingress from one config."""
+"""The whole pipeline as `make run` starts it: server, collector and lightspeed-ingest from one config."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from tests.test_openai_provider import free_port
 from tests.test_process import call, wait_ready
 
 
-def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_dir: Path) -> None:
-    """A query and its feedback, given over HTTP, arrive at the ingress as one archive and leave the disk."""
+def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) -> None:
+    """A query and its feedback, given over HTTP, arrive at lightspeed-ingest within one interval and
+    leave the disk; opt-in telemetry, once enabled and sent, shows in the ingest's model counts."""
     api, ingress_port = free_port(), free_port()
     data = tmp_path / "data"
     config = {
@@ -38,6 +39,16 @@ def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_d
             },
         },
         "answers": {"local": {"documents_dir": str(docs_dir)}},
+        "telemetry": {
+            "registry_url": f"http://127.0.0.1:{ingress_port}/api/v1/telemetry",
+            "first_send_delay_seconds": 600,
+        },
+        "ingest": {
+            "port": ingress_port,
+            "state_dir": str(tmp_path / "ingest"),
+            "admin_key": "admin-key",
+            "uploads": {"tokens": ["dev-token"]},
+        },
         "logging": {"format": "json"},
     }
     path = tmp_path / "lightspeed.yaml"
@@ -49,7 +60,7 @@ def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_d
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    received = tmp_path / "ingress"
+    received = tmp_path / "ingest" / "archives"
     try:
         wait_ready(api, proc)
         answer = call(api, "POST", "/v1/query", {"query": "How do I start the server?"})
@@ -62,10 +73,21 @@ def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_d
         deadline = time.monotonic() + 15
         members: dict[str, bytes] = {}
         while time.monotonic() < deadline and len(members) < 2:
-            for archive in received.glob("*.tar.gz"):
+            for archive in received.rglob("*.tar.gz"):
                 with tarfile.open(fileobj=io.BytesIO(archive.read_bytes())) as tar:
                     members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})  # type: ignore[union-attr]
             time.sleep(0.2)
+        consent = call(api, "GET", "/v1/telemetry/consent")
+        call(api, "PUT", "/v1/telemetry", {"enabled": True, "consent_version": consent["version"]})
+        registered = call(
+            api,
+            "POST",
+            "/v1/embedding-models",
+            {"model_name": "all-MiniLM-L6-v2", "model_source": "sentence-transformers"},
+        )
+        sent = call(api, "POST", "/v1/telemetry/send?wait=10")
+        uploads = call(ingress_port, "GET", "/api/admin/v1/uploads", token="admin-key")
+        models = call(ingress_port, "GET", "/api/admin/v1/models", token="admin-key")["models"]
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
@@ -74,4 +96,9 @@ def test_feedback_reaches_the_ingress_within_one_interval(tmp_path: Path, docs_d
     feedback = json.loads(next(v for k, v in members.items() if k.startswith("feedback/")))
     assert feedback["conversation_id"] == answer["conversation_id"]
     assert sorted(p for p in data.rglob("*.json") if "spool" not in p.parts) == []
+    assert uploads["totals"]["records"] == 2, uploads
+    assert registered["model"]["load_success"] is True
+    assert registered["telemetry"]["queued"] is True
+    assert sent["accepted"] == 1, sent
+    assert [(m["model_name"], m["embedding_dimension"], m["clients"]) for m in models] == [("all-MiniLM-L6-v2", 384, 1)]
     assert proc.returncode == 0, output

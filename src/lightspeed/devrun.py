@@ -1,7 +1,8 @@
 """`make run`: the whole pipeline on this machine, from one config file.
 
-Starts the development ingress (when the configured ingress URL is on this
-machine), `lightspeed-collector` and `lightspeed serve` as child processes,
+Starts `lightspeed-ingest` (when the collector's ingress URL or the telemetry
+registry URL points at its port on this machine), `lightspeed-collector` and
+`lightspeed serve` as child processes, all with the same config file,
 passes Ctrl-C / SIGTERM on to them and stops them all when one of them ends.
 """
 
@@ -27,10 +28,14 @@ def commands(config_path: Path) -> list[list[str]]:
     python = sys.executable
     started = []
     collector = config.user_data_collection.data_collector
-    url = urlsplit(str(collector.ingress_server_url or ""))
-    if collector.enabled and url.hostname in LOOPBACK:
-        store = (config.service.state_dir.parent / "ingress").as_posix()
-        started.append([python, "-m", "collector.dev_ingress", "--port", str(url.port or 80), "--store", store])
+    destinations = [
+        str(collector.ingress_server_url or "") if collector.enabled else "",
+        str(config.telemetry.registry_url or ""),
+    ]
+    for url in map(urlsplit, destinations):
+        if url.hostname in LOOPBACK and url.port == config.ingest.port:
+            started.append([python, "-m", "ingest", "serve", "--config", str(config_path)])
+            break
     started.append([python, "-m", "collector", "run", "--config", str(config_path)])
     started.append([python, "-m", "lightspeed", "serve", "--config", str(config_path)])
     return started
