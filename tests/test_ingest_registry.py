@@ -250,3 +250,21 @@ async def test_the_admin_api_needs_the_admin_key(make_ingest: IngestFactory) -> 
     resp = await unconfigured.get("/api/admin/v1/models", headers=admin_headers(ADMIN_KEY))
     assert resp.status == 403
     assert "No admin key is configured" in (await resp.json())["detail"]["response"]
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(make_ingest: IngestFactory) -> None:
+    limits = {"per_address_burst_requests": 2, "per_address_requests_per_minute": 1}
+    proxied = await make_ingest(telemetry={"rate_limit": {**limits, "trusted_proxies": ["127.0.0.0/8"]}})
+
+    async def status(client: Client, forwarded: str) -> int:
+        resp = await client.post("/api/v1/telemetry", json=[], headers={"X-Forwarded-For": forwarded})
+        return resp.status
+
+    # A client cannot dodge its limit by prepending addresses: the last untrusted hop counts.
+    assert [await status(proxied, f"198.51.100.{i}, 203.0.113.5") for i in range(3)] == [200, 200, 429]
+    assert await status(proxied, "203.0.113.6") == 200  # another client behind the same proxy
+    direct = await make_ingest(
+        Path(str(proxied.app[INGEST].config.state_dir) + "-direct"), telemetry={"rate_limit": limits}
+    )
+    # Without trusted proxies the header is ignored: spoofed addresses share the peer's limit.
+    assert [await status(direct, f"203.0.113.{i}") for i in range(3)] == [200, 200, 429]

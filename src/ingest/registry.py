@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 import structlog
@@ -43,8 +44,24 @@ def _too_many(ingest: Ingest, scope: str, wait: float) -> web.Response:
     )
 
 
+def source_address(request: web.Request, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The client's address: the peer, or behind trusted proxies the last untrusted X-Forwarded-For hop."""
+    hops = [request.remote or "unknown"]
+    for value in reversed(request.headers.getall("X-Forwarded-For", [])):
+        hops[:0] = [hop.strip() for hop in value.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return hop  # not an address: whatever sent it is not a trusted proxy's doing
+        if not any(address in network for network in trusted):
+            return hop
+    return hops[0]
+
+
 def _address_limited(request: web.Request, ingest: Ingest) -> web.Response | None:
-    wait = ingest.by_address.take({request.remote or "unknown": 1})
+    address = source_address(request, ingest.config.telemetry.rate_limit.trusted_proxies)
+    wait = ingest.by_address.take({address: 1})
     return _too_many(ingest, "address", wait) if wait else None
 
 

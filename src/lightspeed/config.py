@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    IPvAnyNetwork,
     PositiveInt,
     SecretStr,
     ValidationError,
@@ -241,6 +242,9 @@ class IngestRateLimitConfig(Section):
     # A client's whole queue (10,000 events) fits in one burst; then about one event a minute.
     per_client_burst_events: PositiveInt = 10_000
     per_client_events_per_hour: PositiveInt = 60
+    # Behind a reverse proxy every request comes from the proxy: list its addresses (or
+    # networks) and the client's address is taken from X-Forwarded-For instead.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class IngestTelemetryConfig(Section):
