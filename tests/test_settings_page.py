@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Page, expect
 
 from lightspeed.embedding import default_model_path
 from tests.conftest import ClientFactory, ConfigFactory
+from tests.ingest_support import IngestFactory, admin_get
 from tests.registry import Registry, fast_telemetry
 from tests.support import screenshot
 from tests.telemetry_support import SPEC_FIELDS, enable
@@ -202,3 +203,36 @@ async def test_the_first_registration_asks_once_and_a_no_is_remembered(
     assert status["enabled"] is False
     assert status["client_id"] is None
     assert registry.requests == []
+
+
+async def test_the_registry_can_be_asked_to_delete_this_installations_data(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, make_ingest: IngestFactory
+) -> None:
+    ingest = await make_ingest()
+    client = await make_client(make_config(telemetry=fast_telemetry(str(ingest.make_url("/api/v1/telemetry")))))
+    page = await open_settings(browser, str(client.make_url("")).rstrip("/"))
+    ask = page.get_by_role("button", name="Ask the registry to delete this installation's data")
+    await expect(ask).to_be_disabled()  # no client id yet: the registry holds nothing from here
+    await enable(client)
+    assert (
+        await client.post(
+            "/v1/embedding-models",
+            json={"model_name": "gone", "model_source": "local_path", "local_path": "/nonexistent/gone"},
+        )
+    ).status == 422
+    assert (await (await client.post("/v1/telemetry/send?wait=10")).json())["accepted"] == 1
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await ask.click()
+    dialog = page.get_by_role("dialog", name="Ask the registry to delete this installation's data?")
+    await expect(dialog).to_be_visible()
+    status = await (await client.get("/v1/telemetry")).json()
+    await expect(page.locator("#deletion-client")).to_have_text(status["client_id"])
+    await shot(page, "07-deletion-request")
+    await dialog.get_by_role("button", name="Cancel").click()
+    assert len((await admin_get(ingest, "/api/admin/v1/models"))["models"]) == 1
+    await ask.click()
+    await dialog.get_by_role("button", name="Ask for deletion").click()
+    await expect(page.locator("#message")).to_have_text("The registry deleted 1 contributions (1 events).")
+    assert (await admin_get(ingest, "/api/admin/v1/models"))["models"] == []
+    await client.close()

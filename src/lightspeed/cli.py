@@ -97,6 +97,10 @@ def add_commands(commands: Any) -> None:
     send.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (max 30)")
     purge = _connection(telemetry_commands.add_parser("purge", help="delete every queued event"))
     purge.add_argument("--yes", action="store_true", help="do not ask")
+    deletion = _connection(
+        telemetry_commands.add_parser("request-deletion", help="ask the registry to delete this installation's data")
+    )
+    deletion.add_argument("--yes", action="store_true", help="do not ask")
 
 
 def _connection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -312,6 +316,24 @@ def telemetry_purge(api: Api, args: argparse.Namespace, out: TextIO, ask: Callab
     return 0
 
 
+def telemetry_request_deletion(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
+    status = api.call("GET", "/v1/telemetry")
+    question = f"Ask {status['registry_url']} to delete every contribution of client id {status['client_id']}? [y/N] "
+    if not args.yes and ask(question).strip().lower() not in ("y", "yes"):
+        print("nothing requested", file=out)
+        return 0
+    result = api.call("POST", "/v1/telemetry/deletion-request")
+    if args.json:
+        _dump(result, out)
+        return 0
+    deleted = result["registry"].get("deleted") or {}
+    print(
+        f"the registry deleted {deleted.get('contributions', '?')} contributions ({deleted.get('events', '?')} events)",
+        file=out,
+    )
+    return 0
+
+
 COMMANDS: dict[tuple[str, str], Command] = {
     ("models", "list"): models_list,
     ("models", "register"): models_register,
@@ -322,4 +344,5 @@ COMMANDS: dict[tuple[str, str], Command] = {
     ("telemetry", "queue"): telemetry_queue,
     ("telemetry", "send"): telemetry_send,
     ("telemetry", "purge"): telemetry_purge,
+    ("telemetry", "request-deletion"): telemetry_request_deletion,
 }

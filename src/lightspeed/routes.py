@@ -166,6 +166,19 @@ ROUTES: tuple[Route, ...] = (
         responses={200: sp.SendResult, 202: sp.SendResult, **_ERRORS, 409: p.ErrorResponse},
     ),
     Route(
+        "POST",
+        "/v1/telemetry/deletion-request",
+        telemetry.request_deletion,
+        "Ask the registry to delete every contribution of this installation's client id (admin)",
+        responses={
+            200: "application/json",
+            **_ERRORS,
+            409: p.ErrorResponse,
+            502: p.ErrorResponse,
+            503: p.ErrorResponse,
+        },
+    ),
+    Route(
         "GET",
         "/settings",
         settings_page.settings_page,

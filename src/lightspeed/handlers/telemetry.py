@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aiohttp import web
 
 from lightspeed.auth import require_admin
-from lightspeed.errors import Conflict
+from lightspeed.errors import ApiError, Conflict
 from lightspeed.keys import AUTH, SENDER, TELEMETRY
 from lightspeed.payloads import parse_body
 from lightspeed.settings_payloads import TelemetryUpdate
 from lightspeed.telemetry.schema import FIELD_NAMES
+from lightspeed.telemetry.sender import RegistryRejected, RegistryUnavailable
 
 MAX_WAIT_SECONDS = 30.0
+log = structlog.get_logger(__name__)
+
+
+class RegistryFailed(ApiError):
+    status = 502
+
+
+class RegistryDown(ApiError):
+    status = 503
 
 
 def _admin(request: web.Request) -> None:
@@ -87,3 +98,22 @@ async def send_now(request: web.Request) -> web.Response:
     if outcome is None:
         return web.json_response({"result": "sending", "queued": len(service.queue)}, status=202)
     return web.json_response(outcome.to_json())
+
+
+async def request_deletion(request: web.Request) -> web.Response:
+    """Ask the registry to delete this installation's contributions (its client id is all that is sent)."""
+    _admin(request)
+    service = request.app[TELEMETRY]
+    client_id = service.client_id
+    if client_id is None:
+        raise Conflict("No client id", "telemetry was never enabled here, so the registry holds nothing from it")
+    if service.config.registry_url is None:
+        raise Conflict("No registry", "telemetry.registry_url is not configured")
+    try:
+        reply = await request.app[SENDER].request_deletion(client_id)
+    except RegistryUnavailable as exc:
+        raise RegistryDown("The registry cannot be reached", f"try again later ({exc})") from None
+    except RegistryRejected as exc:
+        raise RegistryFailed("The registry refused the deletion request", str(exc)) from None
+    log.info("telemetry_deletion_requested", deleted=reply.get("deleted"))
+    return web.json_response({"requested": True, "registry": reply})

@@ -62,7 +62,7 @@ class RegistryRejected(Exception):
 
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
-        super().__init__(f"registry rejected the batch ({status}): {detail}")
+        super().__init__(f"registry refused the request ({status}): {detail}")
 
 
 @dataclass
@@ -109,10 +109,17 @@ class RegistryClient:
 
     async def post(self, lines: Sequence[str]) -> dict[str, Any]:
         body = ("[" + ",".join(lines) + "]").encode("ascii")
+        return await self._request("POST", self._url, body)
+
+    async def request_deletion(self, client_id: str) -> dict[str, Any]:
+        """Ask the registry to remove this client's contributions: `DELETE <registry_url>/clients/<id>`."""
+        return await self._request("DELETE", f"{self._url.rstrip('/')}/clients/{client_id}", None)
+
+    async def _request(self, method: str, url: str, body: bytes | None) -> dict[str, Any]:
         try:
             # No redirects: one could lead from https to plain http, or to another host.
-            async with self._session.post(
-                self._url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
+            async with self._session.request(
+                method, url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 text = await resp.text(errors="replace")
                 if 200 <= resp.status < 300:
@@ -341,6 +348,12 @@ class TelemetrySender:
         await self._settings.update_section(SECTION, {**self.state(), **values})
 
     # -- stop ----------------------------------------------------------------------------------
+
+    async def request_deletion(self, client_id: str) -> dict[str, Any]:
+        """One request, no retries: the operator asked and sees the outcome. RegistryUnavailable/Rejected."""
+        if self._client is None:
+            raise RegistryRejected(0, "telemetry.registry_url is not configured")
+        return await self._client.request_deletion(client_id)
 
     async def close(self) -> None:
         """Stop the schedule and give a last send at most `shutdown_flush_seconds`."""

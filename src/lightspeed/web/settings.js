@@ -73,6 +73,9 @@ async function loadTelemetry() {
   $("purge-offer").hidden = telemetry.enabled || queued === 0;
   $("purge-count").textContent = queued;
   $("send-now").disabled = !telemetry.enabled;
+  $("request-deletion").disabled = !telemetry.client_id || !telemetry.registry_url;
+  $("deletion-client").textContent = telemetry.client_id || "";
+  $("deletion-registry").textContent = telemetry.registry_url || "";
 }
 
 async function loadQueue() {
@@ -210,6 +213,17 @@ function wire() {
     const result = await api("DELETE", "/v1/telemetry/queue");
     say(`Purged ${result.purged} queued events.`);
     await refresh();
+  });
+  $("request-deletion").addEventListener("click", () => $("deletion-dialog").showModal());
+  $("deletion-dialog").addEventListener("close", async () => {
+    if ($("deletion-dialog").returnValue !== "accept") return;
+    try {
+      const result = await api("POST", "/v1/telemetry/deletion-request");
+      const deleted = result.registry.deleted || {};
+      say(`The registry deleted ${deleted.contributions ?? "?"} contributions (${deleted.events ?? "?"} events).`);
+    } catch (error) {
+      say(`Deletion request failed: ${error.message}`, true);
+    }
   });
   $("model-source").addEventListener("change", () => {
     $("local-path").disabled = $("model-source").value !== "local_path";
