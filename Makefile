@@ -8,7 +8,7 @@ CONFIG ?= config/lightspeed.yaml
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install install-service uninstall run run-server run-data-collector test lint format typecheck check bench clean
+.PHONY: help install install-service uninstall run run-server run-data-collector run-ingest test lint format typecheck check bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -22,13 +22,13 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## Create .venv with the project and its dev tools
 
 PREFIX ?= /opt/lightspeed
-install-service: ## Install both daemons as systemd services (root): venv in $(PREFIX)/venv, units, users, config
+install-service: ## Install the daemons as systemd services (root): venv in $(PREFIX)/venv, units, users, config
 	packaging/install.sh --prefix $(PREFIX)
 
 uninstall: ## Remove the systemd services and $(PREFIX)/venv; config and data stay (packaging/uninstall.sh --purge removes them)
 	packaging/uninstall.sh --prefix $(PREFIX)
 
-run: install ## Run the whole pipeline locally: server, collector, dev ingress (Ctrl-C stops)
+run: install ## Run the whole pipeline locally: server, collector, lightspeed-ingest (Ctrl-C stops)
 	$(PY) -m lightspeed.devrun --config $(CONFIG)
 
 run-server: install ## Run only the API server
@@ -36,6 +36,9 @@ run-server: install ## Run only the API server
 
 run-data-collector: install ## Run only the data collector
 	$(VENV)/bin/lightspeed-collector --config $(CONFIG)
+
+run-ingest: install ## Run only lightspeed-ingest (uploads, model registry, /admin)
+	$(VENV)/bin/lightspeed-ingest serve --config $(CONFIG)
 
 test: install ## Run the test suite
 	$(PY) -m pytest

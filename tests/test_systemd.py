@@ -269,18 +269,28 @@ def test_a_killed_collector_is_restarted_and_loses_no_record(container: Containe
     assert left == ""
 
 
-def test_a_broken_config_fails_once_without_a_restart_loop(container: Container, running: int) -> None:
-    good = container.run("cat", "/etc/lightspeed/lightspeed.yaml").out
-    container.write("/etc/lightspeed/lightspeed.yaml", good + "\nnot_a_section: {}\n", "0640", "root:lightspeed")
+@pytest.mark.parametrize(
+    ("unit", "config", "owner"),
+    [
+        ("lightspeed", "/etc/lightspeed/lightspeed.yaml", "root:lightspeed"),
+        ("lightspeed-ingest", "/etc/lightspeed-ingest/ingest.yaml", "root:lightspeed-ingest"),
+    ],
+)
+def test_a_broken_config_fails_once_without_a_restart_loop(
+    container: Container, running: int, unit: str, config: str, owner: str
+) -> None:
+    good = container.run("cat", config).out
+    container.write(config, good + "\nnot_a_section: {}\n", "0640", owner)
     try:
-        container.run("systemctl", "restart", "lightspeed.service", check=False, timeout=120)
-        failed = container.wait_for("lightspeed.service", "ActiveState", {"failed"}, timeout=60)
+        container.run("systemctl", "restart", f"{unit}.service", check=False, timeout=120)
+        failed = container.wait_for(f"{unit}.service", "ActiveState", {"failed"}, timeout=60)
         time.sleep(3)  # longer than RestartSec: a restart loop would have begun
-        later = container.show("lightspeed.service", "ActiveState", "NRestarts", "ExecMainStatus")
-        journal = container.run("journalctl", "-u", "lightspeed", "-p", "err", "-o", "cat", "-n", "5").out
+        later = container.show(f"{unit}.service", "ActiveState", "NRestarts", "ExecMainStatus")
+        journal = container.run("journalctl", "-u", unit, "-p", "err", "-o", "cat", "-n", "5").out
     finally:
-        container.write("/etc/lightspeed/lightspeed.yaml", good, "0640", "root:lightspeed")
-        container.run("systemctl", "reset-failed", "lightspeed.service")
+        container.write(config, good, "0640", owner)
+        container.run("systemctl", "reset-failed", f"{unit}.service")
+        container.run("systemctl", "start", f"{unit}.service", timeout=300)
 
     assert failed["ExecMainStatus"] == "78"
     assert later == {"ActiveState": "failed", "NRestarts": "0", "ExecMainStatus": "78"}
@@ -293,7 +303,10 @@ def test_directories_have_the_intended_owners_and_modes(container: Container, ru
     def stat(path: str) -> str:
         return container.run("stat", "-c", "%U:%G %a", path).out.strip()
 
-    transcript = container.run("find", "/var/lib/lightspeed-data/transcripts", "-name", "*.json").out.split()
+    # Owner and mode in the same call that finds the file: the collector may ship it any moment.
+    transcripts = container.run(
+        "find", "/var/lib/lightspeed-data/transcripts", "-name", "*.json", "-printf", "%u:%g %m\\n"
+    ).out.splitlines()
     assert stat("/var/lib/lightspeed") == "lightspeed:lightspeed 750"
     assert stat("/var/lib/lightspeed/user-hash.key") == "lightspeed:lightspeed 600"
     assert stat("/var/lib/lightspeed/installation-id") == "lightspeed:lightspeed 640"
@@ -302,8 +315,7 @@ def test_directories_have_the_intended_owners_and_modes(container: Container, ru
     assert stat("/var/lib/lightspeed-data/spool") == "lightspeed-collector:lightspeed 2770"
     assert stat("/etc/lightspeed") == "root:lightspeed 750"
     assert stat("/etc/lightspeed/credentials") == "root:root 700"
-    if transcript:  # the collector may already have shipped it
-        assert stat(transcript[0]).startswith("lightspeed:lightspeed 6")
+    assert all(line.startswith("lightspeed:lightspeed 6") for line in transcripts), transcripts
     assert container.run("id", "-gn", "lightspeed-collector").out.strip() == "lightspeed"
     assert stat("/var/lib/lightspeed-ingest") == "lightspeed-ingest:lightspeed-ingest 750"
     assert stat("/var/lib/lightspeed-ingest/ingest.sqlite3") == "lightspeed-ingest:lightspeed-ingest 640"
