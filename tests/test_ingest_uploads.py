@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import os
 import tarfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from ingest.context import INGEST
 from tests.ingest_support import (
     IngestFactory,
     admin_get,
@@ -309,3 +312,42 @@ async def test_an_oversized_metadata_part_is_413(make_ingest: IngestFactory, tmp
     assert "'metadata' is larger than 65536 bytes" in (await resp.json())["detail"]["cause"]
     assert stored_archives(tmp_path / "ingest") == []
     assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
+
+
+async def test_uploads_beyond_the_concurrency_limit_are_told_to_retry(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(uploads={"max_concurrent": 1})
+    ingest = client.app[INGEST]
+    boundary = "test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.tar.gz"\r\n'
+            "Content-Type: application/vnd.redhat.lightspeed.periodic+tar\r\n\r\n"
+        ).encode()
+        + records_archive("slow")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    gate = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:200]
+        await gate.wait()
+        yield body[200:]
+
+    headers = {
+        "Authorization": "Bearer collector-token",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "x-rh-insights-request-id": "slow",
+    }
+    slow = asyncio.create_task(client.post("/api/ingress/v1/upload", data=slowly(), headers=headers))
+    for _ in range(500):  # the handler has started once it counts the upload
+        if ingest.uploads_in_flight:
+            break
+        await asyncio.sleep(0.01)
+    assert ingest.uploads_in_flight == 1
+    busy = await upload(client, records_archive("other"), "busy")
+    assert busy.status == 503
+    assert busy.headers["Retry-After"] == "5"
+    gate.set()
+    assert (await slow).status == 202
+    assert ingest.uploads_in_flight == 0
+    assert (await upload(client, records_archive("other"), "busy")).status == 202

@@ -22,7 +22,7 @@ class IngestMetrics(HttpMetrics):
         super().__init__("lightspeed_ingest")
         self.uploads = Counter(
             "lightspeed_ingest_uploads",
-            "Uploads by result (stored, duplicate_request, rejected, too_large, unsupported, unauthorized, error)",
+            "Uploads by result (stored, duplicate_request, rejected, too_large, unsupported, unauthorized, busy)",
             ["result"],
             registry=self.registry,
         )
@@ -56,7 +56,7 @@ class IngestMetrics(HttpMetrics):
             ["what"],
             registry=self.registry,
         )
-        for result in ("stored", "duplicate_request", "rejected", "too_large", "unsupported", "unauthorized"):
+        for result in ("stored", "duplicate_request", "rejected", "too_large", "unsupported", "unauthorized", "busy"):
             self.uploads.labels(result)
         for result in ("accepted", "duplicate", "rejected"):
             self.telemetry_events.labels(result)
@@ -106,6 +106,7 @@ class Ingest:
     metrics: IngestMetrics
     by_address: TokenBuckets = field(init=False)
     by_client: TokenBuckets = field(init=False)
+    uploads_in_flight: int = 0
 
     def __post_init__(self) -> None:
         limits = self.config.telemetry.rate_limit

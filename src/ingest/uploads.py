@@ -31,6 +31,7 @@ from ingest.context import INGEST, Ingest
 from ingest.storage import StoredUpload, UploadInfo
 from lightspeed.atomic import ensure_dir, fsync_dir
 from lightspeed.errors import ApiError, BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
+from lightspeed.middleware import error_body
 
 log = structlog.get_logger("ingest.uploads")
 
@@ -191,6 +192,9 @@ def _limits(ingest: Ingest) -> Limits:
     return Limits(uploads.max_uncompressed_bytes, uploads.max_records, uploads.max_record_bytes)
 
 
+BUSY_RETRY_AFTER = "5"
+
+
 async def upload(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     metrics = ingest.metrics
@@ -199,6 +203,19 @@ async def upload(request: web.Request) -> web.Response:
     except ApiError:
         metrics.uploads.labels("unauthorized").inc()
         raise
+    if ingest.uploads_in_flight >= ingest.config.uploads.max_concurrent:
+        metrics.uploads.labels("busy").inc()
+        body = error_body("Too many uploads at once", "this ingest is receiving its maximum of uploads; retry shortly")
+        return web.json_response(body, status=503, headers={"Retry-After": BUSY_RETRY_AFTER})
+    ingest.uploads_in_flight += 1
+    try:
+        return await _receive(request, ingest)
+    finally:
+        ingest.uploads_in_flight -= 1
+
+
+async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
+    metrics = ingest.metrics
     request_id = _request_id(request)
     limit = ingest.config.uploads.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + MAX_SMALL_PART:

@@ -227,6 +227,8 @@ class IngestUploadsConfig(Section):
     tokens_file: Path | None = None
     tokens_credential: str | None = "lightspeed-ingest-upload-tokens"
     max_upload_bytes: PositiveInt = 100 * 1024 * 1024  # compressed, as console.redhat.com's ingress
+    # Uploads received at once; more get 503 with Retry-After (the collector retries them).
+    max_concurrent: PositiveInt = 8
     # Tar-bomb limits, checked while the archive is read, before anything is indexed.
     max_uncompressed_bytes: PositiveInt = 1024 * 1024 * 1024
     max_records: PositiveInt = 100_000
