@@ -79,6 +79,19 @@ def recover(storage: SQLiteStorage, archives: Path, incoming: Path) -> int:
     return removed
 
 
+def _delete_archives(archives: Path, names: list[str]) -> None:
+    """Delete the archives, then the day folders they leave empty (blocking)."""
+    folders: set[Path] = set()
+    for name in names:
+        path = archives / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        folders.update(parent for parent in path.parents if archives in parent.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            folder.rmdir()
+
+
 async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict[str, int]:
     """Delete archives and rows past their retention; archives first, so no row outlives its file."""
     moment = now or datetime.now(UTC)
@@ -86,9 +99,8 @@ async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict
     uploads_before = moment - timedelta(days=config.uploads.retention_days)
     storage = ingest.db.storage
     expired = await ingest.db.run(storage.expired_archives, uploads_before)
-    for name in expired:
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread((ingest.archives / name).unlink)
+    if expired:
+        await asyncio.to_thread(_delete_archives, ingest.archives, expired)
     result = await ingest.db.run(
         storage.enforce_retention,
         uploads_before,

@@ -41,6 +41,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FILE_PARTS = ("file", "upload")
 MAX_SMALL_PART = 64 * 1024
 CHUNK = 1024 * 1024
+BUSY_RETRY_AFTER = "5"  # seconds, when max_concurrent uploads are already in flight
 
 
 def parse_content_type(value: str, allowed: tuple[str, ...]) -> tuple[str, str]:
@@ -190,9 +191,6 @@ def _publish(spooled: _Spooled, target: Path) -> None:
 def _limits(ingest: Ingest) -> Limits:
     uploads = ingest.config.uploads
     return Limits(uploads.max_uncompressed_bytes, uploads.max_records, uploads.max_record_bytes)
-
-
-BUSY_RETRY_AFTER = "5"
 
 
 async def upload(request: web.Request) -> web.Response:
