@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import os
 import tarfile
@@ -58,7 +59,11 @@ async def test_an_upload_is_stored_whole_and_indexed(make_ingest: IngestFactory,
         "feedback_records": 1,
         "transcripts_records": 1,
     }
-    assert listing["uploads"][0]["request_id"] == "batch-0001"
+    [listed] = listing["uploads"]
+    assert listed["request_id"] == "batch-0001"
+    # An operator can check a kept archive against the listing: `sha256sum archives/<archive>`.
+    assert (tmp_path / "ingest" / "archives" / listed["archive"]) == stored
+    assert listed["sha256"] == hashlib.sha256(archive).hexdigest()
 
 
 async def test_a_resent_batch_is_not_stored_or_counted_twice(make_ingest: IngestFactory, tmp_path: Path) -> None:

@@ -269,8 +269,8 @@ class SQLiteStorage:
 
     def recent_uploads(self, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT request_id, received_at, service, category, bytes, records, new_records, duplicate_records "
-            "FROM uploads ORDER BY received_at DESC, rowid DESC LIMIT ?",
+            "SELECT request_id, received_at, service, category, archive, bytes, sha256, records, new_records, "
+            "duplicate_records FROM uploads ORDER BY received_at DESC, rowid DESC LIMIT ?",
             (limit,),
         )
         return [dict(row) for row in rows]

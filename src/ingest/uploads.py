@@ -93,6 +93,8 @@ class _Spooled:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
 
     def write(self, data: bytes) -> None:
+        """Append and hash `data`; called in a worker thread, so neither blocks the event loop."""
+        self.digest.update(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -114,7 +116,7 @@ class _Spooled:
 
 async def _spool(part: BodyPartReader, ingest: Ingest) -> _Spooled:
     limit = ingest.config.uploads.max_upload_bytes
-    spooled = _Spooled(ingest.incoming / f"{uuid.uuid4().hex}.tmp")
+    spooled = await asyncio.to_thread(_Spooled, ingest.incoming / f"{uuid.uuid4().hex}.tmp")
     try:
         pending: list[bytes] = []
         pending_bytes = 0
@@ -122,7 +124,6 @@ async def _spool(part: BodyPartReader, ingest: Ingest) -> _Spooled:
             spooled.size += len(chunk)
             if spooled.size > limit:
                 raise PayloadTooLarge("Payload too large", f"the archive is larger than {limit} bytes")
-            spooled.digest.update(chunk)
             pending.append(chunk)
             pending_bytes += len(chunk)
             if pending_bytes >= CHUNK:
