@@ -24,7 +24,7 @@ from aiohttp import BodyPartReader, web
 
 from lightspeed.atomic import append_lines, ensure_dir, write_atomic
 from lightspeed.logs import configure_logging
-from lightspeed.telemetry.schema import validation_problems
+from lightspeed.telemetry.schema import parse_event
 
 log = structlog.get_logger("sink_ingress")
 STORE = web.AppKey("store", Path)
@@ -55,7 +55,7 @@ async def telemetry(request: web.Request) -> web.Response:
     results = []
     accepted = []
     for index, event in enumerate(events):
-        problems = validation_problems(event, now, max_age_days=30) if isinstance(event, dict) else ["not an object"]
+        _, problems = parse_event(event, now, max_age_days=30)
         results.append({"index": index, "status": "rejected" if problems else "accepted", "errors": problems})
         if not problems:
             accepted.append(json.dumps(event, separators=(",", ":")))

@@ -29,7 +29,7 @@ from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
 from lightspeed.errors import BadRequest, PayloadTooLarge
 from lightspeed.middleware import error_body
-from lightspeed.telemetry.schema import ModelRegistrationEvent, check_client_id, validation_problems
+from lightspeed.telemetry.schema import ModelRegistrationEvent, check_client_id, parse_event
 
 log = structlog.get_logger("ingest.registry")
 
@@ -99,14 +99,10 @@ async def telemetry(request: web.Request) -> web.Response:
     valid: list[ModelRegistrationEvent] = []
     valid_at: list[int] = []
     for index, event in enumerate(events):
-        problems = (
-            validation_problems(event, now, settings.max_event_age_days)
-            if isinstance(event, dict)
-            else ["event: must be a JSON object"]
-        )
-        results.append({"index": index, "status": "rejected" if problems else "accepted", "errors": problems})
-        if not problems:
-            valid.append(ModelRegistrationEvent.model_validate(event))
+        parsed, problems = parse_event(event, now, settings.max_event_age_days)
+        results.append({"index": index, "status": "rejected" if parsed is None else "accepted", "errors": problems})
+        if parsed is not None:
+            valid.append(parsed)
             valid_at.append(index)
     per_client = Counter(_client_key(event.client_id) for event in valid)
     if wait := ingest.by_client.take(per_client):

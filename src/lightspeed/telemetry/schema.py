@@ -141,25 +141,27 @@ NEVER_SENT = (
 )
 
 
-def validation_problems(
-    event: dict[str, Any], now: datetime | None = None, max_age_days: int | None = None
-) -> list[str]:
-    """Why `event` is not a valid model_registration event; empty when it is.
+def parse_event(
+    event: Any, now: datetime | None = None, max_age_days: int | None = None
+) -> tuple[ModelRegistrationEvent | None, list[str]]:
+    """`event` parsed as a model_registration event, or None and why it is not one.
 
     `now` and `max_age_days` add the time rules the registry applies: not in
     the future (beyond 5 minutes of clock skew) and not older than the bound.
     """
+    if not isinstance(event, dict):
+        return None, ["event: must be a JSON object"]
     try:
         parsed = ModelRegistrationEvent.model_validate(event)
     except ValidationError as exc:
-        return [f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()]
+        return None, [f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()]
     if now is not None:
         created = parsed.created_at()
         if created > now + timedelta(minutes=5):
-            return ["timestamp: is in the future"]
+            return None, ["timestamp: is in the future"]
         if max_age_days is not None and created < now - timedelta(days=max_age_days):
-            return [f"timestamp: is older than {max_age_days} days"]
-    return []
+            return None, [f"timestamp: is older than {max_age_days} days"]
+    return parsed, []
 
 
 def utc_timestamp(moment: datetime) -> str:
