@@ -161,14 +161,22 @@ function askDeletion(event) {
 
 async function confirmDeletion() {
   $("confirm-deletion").close();
+  let data;
   try {
-    const data = await api("POST", "/api/admin/v1/deletions", { client_id: $("client-id").value.trim() });
-    say(`Deleted ${data.deleted.contributions} contributions (${data.deleted.events} events).`);
-    $("client-id").value = "";
-    await Promise.all([loadModels(), loadDeletions()]);
+    data = await api("POST", "/api/admin/v1/deletions", { client_id: $("client-id").value.trim() });
   } catch (error) {
     say(`Deletion failed: ${error.message}`, true);
+    return;
   }
+  $("client-id").value = "";
+  const done = `Deleted ${data.deleted.contributions} contributions (${data.deleted.events} events).`;
+  try {
+    await Promise.all([loadModels(), loadDeletions()]);
+  } catch (error) {
+    say(`${done} Reloading the tables failed: ${error.message}`, true);
+    return;
+  }
+  say(done); // only once the tables show the result
 }
 
 async function start() {
