@@ -132,6 +132,6 @@ async def test_the_page_asks_for_the_admin_key(make_ingest: IngestFactory) -> No
     assert "Sign in required" in await anonymous.text()
     basic = base64.b64encode(b"anyone:wrong").decode()
     assert (await client.get("/admin", headers={"Authorization": f"Basic {basic}"})).status == 403
-    for asset in ("admin.js", "admin.css"):
+    for asset in ("admin.js", "admin.css", "page.js", "page.css"):
         assert (await client.get(f"/admin/{asset}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 200
     assert (await client.get("/admin/other.js", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 404

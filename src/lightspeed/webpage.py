@@ -27,6 +27,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+SHARED_ASSETS = "lightspeed.web"
 CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 
 
@@ -38,27 +39,33 @@ def _asset(package: str, name: str) -> bytes:
 def static_page(
     package: str, page: str, realm: str, key_name: str, check: Callable[[web.Request], None]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler serving `<page>.html` at the route's root and `<page>.js`/`<page>.css` as `{asset}`.
+    """A handler serving `<page>.html` at the route's root and `<page>.js`/`<page>.css` as `{asset}`,
+    all from `package`, with the shared `page.js`/`page.css` (from `lightspeed.web`) beside them.
 
     `check(request)` raises Unauthorized (no credentials) or another ApiError.
     """
-    assets = {"": f"{page}.html", f"{page}.js": f"{page}.js", f"{page}.css": f"{page}.css"}
+    assets = {
+        "": (package, f"{page}.html"),
+        f"{page}.js": (package, f"{page}.js"),
+        f"{page}.css": (package, f"{page}.css"),
+        **{name: (SHARED_ASSETS, name) for name in ("page.js", "page.css")},
+    }
     sign_in = (
         "<!doctype html><title>Sign in</title><h1>Sign in required</h1>"
         f"<p>Open this page with {key_name}: any user name, the key as the password.</p>"
     )
 
     async def handler(request: web.Request) -> web.Response:
-        name = assets.get(request.match_info.get("asset", ""))
-        if name is None:
+        asset = assets.get(request.match_info.get("asset", ""))
+        if asset is None:
             raise web.HTTPNotFound
         try:
             check(request)
         except Unauthorized:
             headers = {**SECURITY_HEADERS, "WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
             return web.Response(status=401, text=sign_in, content_type="text/html", headers=headers)
-        body = await asyncio.to_thread(_asset, package, name)
-        content_type = CONTENT_TYPES[name.rsplit(".", 1)[1]]
+        body = await asyncio.to_thread(_asset, *asset)
+        content_type = CONTENT_TYPES[asset[1].rsplit(".", 1)[1]]
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=SECURITY_HEADERS)
 
     return handler

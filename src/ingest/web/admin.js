@@ -1,8 +1,7 @@
-// The ingest's admin page: plain DOM over the admin JSON API. Credentials are the browser's own
-// (Basic auth for this origin), so nothing secret is kept in the page.
+// The ingest's admin page: plain DOM over the admin JSON API, with the helpers of page.js.
+// Credentials are the browser's own (Basic auth for this origin), so nothing secret is kept in the page.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const MODEL_COLUMNS = [
   ["model_name", "Model", "text"],
   ["model_source", "Source", "text"],
@@ -19,34 +18,6 @@ const MODEL_COLUMNS = [
   ["last_day", "Last seen", "text"],
 ];
 const state = { models: [], sortKey: "clients", descending: true, filter: "" };
-
-async function api(method, path, body) {
-  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, options);
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    const detail = data.detail;
-    throw new Error(detail && detail.cause ? `${detail.response}: ${detail.cause}` : response.statusText);
-  }
-  return data;
-}
-
-function say(text, isError = false) {
-  $("message").textContent = text;
-  $("message").className = isError ? "error" : "ok";
-}
-
-function cell(row, value, numeric = false) {
-  const td = document.createElement("td");
-  td.textContent = value === null || value === undefined ? "-" : Array.isArray(value) ? value.join(", ") : String(value);
-  if (numeric) td.className = "number";
-  row.appendChild(td);
-}
 
 function text(value) {
   return (Array.isArray(value) ? value.join(",") : value === null || value === undefined ? "" : String(value)).toLowerCase();
@@ -89,7 +60,7 @@ function renderModels() {
   body.replaceChildren();
   for (const model of shown) {
     const row = document.createElement("tr");
-    for (const [key, , type] of MODEL_COLUMNS) cell(row, model[key], type === "number");
+    for (const [key, , type] of MODEL_COLUMNS) cell(row, model[key], { numeric: type === "number" });
     body.appendChild(row);
   }
   $("model-count").textContent = `${shown.length} of ${state.models.length} models`;
@@ -125,7 +96,7 @@ async function loadUploads() {
     cell(row, upload.request_id);
     cell(row, upload.service);
     cell(row, upload.category);
-    for (const key of ["bytes", "records", "new_records", "duplicate_records"]) cell(row, upload[key], true);
+    for (const key of ["bytes", "records", "new_records", "duplicate_records"]) cell(row, upload[key], { numeric: true });
     body.appendChild(row);
   }
   $("uploads-empty").hidden = data.uploads.length > 0;
@@ -139,8 +110,8 @@ async function loadDeletions() {
     const row = document.createElement("tr");
     cell(row, entry.requested_at);
     cell(row, entry.via);
-    cell(row, entry.contributions, true);
-    cell(row, entry.events, true);
+    cell(row, entry.contributions, { numeric: true });
+    cell(row, entry.events, { numeric: true });
     body.appendChild(row);
   }
 }

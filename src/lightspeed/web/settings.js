@@ -1,44 +1,6 @@
-// The settings page: plain DOM over the JSON API. Credentials are the browser's own (Basic auth
-// for this origin), so nothing secret is kept in the page.
+// The settings page: plain DOM over the JSON API, with the helpers of page.js. Credentials are the
+// browser's own (Basic auth for this origin), so nothing secret is kept in the page.
 "use strict";
-
-const $ = (id) => document.getElementById(id);
-
-async function api(method, path, body) {
-  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, options);
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : {};
-  if (!response.ok && response.status !== 202) {
-    const detail = data.detail;
-    let reason = response.statusText;
-    if (Array.isArray(detail)) reason = detail.map((d) => d.msg).join("; ");
-    else if (detail && detail.cause) reason = `${detail.response}: ${detail.cause}`;
-    const error = new Error(reason);
-    error.status = response.status;
-    error.data = data;
-    throw error;
-  }
-  return data;
-}
-
-function say(text, isError = false) {
-  const message = $("message");
-  message.textContent = text;
-  message.className = isError ? "error" : "ok";
-}
-
-function cell(row, value, tag = "td") {
-  const element = document.createElement(tag);
-  if (tag === "th") element.scope = "col";
-  element.textContent = value === null || value === undefined ? "-" : Array.isArray(value) ? value.join(", ") : String(value);
-  row.appendChild(element);
-  return element;
-}
 
 function fill(list, items) {
   list.replaceChildren(...items.map((item) => {
@@ -82,8 +44,8 @@ async function loadQueue() {
   const queue = await api("GET", "/v1/telemetry/queue");
   const columns = $("queue-columns");
   columns.replaceChildren();
-  queue.fields.forEach((name) => cell(columns, name, "th"));
-  cell(columns, "will be sent", "th");
+  queue.fields.forEach((name) => cell(columns, name, { header: true }));
+  cell(columns, "will be sent", { header: true });
   const rows = $("queue-rows");
   rows.replaceChildren(...queue.events.map(({ event, will_send }) => {
     const row = document.createElement("tr");
