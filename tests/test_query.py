@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lightspeed.config import AppConfig
-from lightspeed.errors import ProviderUnavailable
+from lightspeed.errors import ServiceUnavailable
 from lightspeed.providers.base import Completion, Question
 from tests.conftest import ClientFactory
 from tests.support import json_files
@@ -307,7 +307,7 @@ class FailingMidStreamProvider(TrickleProvider):
     async def stream(self, question: Question) -> AsyncGenerator[str, None]:
         yield "partial "
         yield "answer "
-        raise ProviderUnavailable("Unable to connect to the answer provider", "connection reset by upstream")
+        raise ServiceUnavailable("Unable to connect to the answer provider", "connection reset by upstream")
 
 
 async def test_a_failure_after_the_stream_began_is_an_error_event(

@@ -87,13 +87,13 @@ class InsufficientStorage(ApiError):
     status = 507
 
 
-class ProviderUnavailable(ApiError):
-    """The answer provider cannot be reached (503)."""
+class ServiceUnavailable(ApiError):
+    """A service this one depends on (the answer provider, the model registry) cannot be reached (503)."""
 
     status = 503
 
 
-class ProviderFailed(ApiError):
-    """The answer provider answered with something unusable (502)."""
+class BadGateway(ApiError):
+    """A service this one depends on answered with something unusable, or refused (502)."""
 
     status = 502

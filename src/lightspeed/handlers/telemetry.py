@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 
 from lightspeed.auth import require_admin
-from lightspeed.errors import ApiError, Conflict
+from lightspeed.errors import BadGateway, Conflict, ServiceUnavailable
 from lightspeed.keys import AUTH, SENDER, TELEMETRY
 from lightspeed.payloads import parse_body
 from lightspeed.settings_payloads import TelemetryUpdate
@@ -17,14 +17,6 @@ from lightspeed.telemetry.sender import RegistryRejected, RegistryUnavailable
 
 MAX_WAIT_SECONDS = 30.0
 log = structlog.get_logger(__name__)
-
-
-class RegistryFailed(ApiError):
-    status = 502
-
-
-class RegistryDown(ApiError):
-    status = 503
 
 
 def _admin(request: web.Request) -> None:
@@ -112,8 +104,8 @@ async def request_deletion(request: web.Request) -> web.Response:
     try:
         reply = await request.app[SENDER].request_deletion(client_id)
     except RegistryUnavailable as exc:
-        raise RegistryDown("The registry cannot be reached", f"try again later ({exc})") from None
+        raise ServiceUnavailable("The registry cannot be reached", f"try again later ({exc})") from None
     except RegistryRejected as exc:
-        raise RegistryFailed("The registry refused the deletion request", str(exc)) from None
+        raise BadGateway("The registry refused the deletion request", str(exc)) from None
     log.info("telemetry_deletion_requested", deleted=reply.get("deleted"))
     return web.json_response({"requested": True, "registry": reply})

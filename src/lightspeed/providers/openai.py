@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from lightspeed.errors import ProviderFailed, ProviderUnavailable
+from lightspeed.errors import BadGateway, ServiceUnavailable
 from lightspeed.providers.base import Completion, Question, count_tokens
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -65,9 +65,9 @@ class OpenAIProvider:
                 await _raise_for_status(resp)
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderUnavailable(UNAVAILABLE, _describe(exc)) from exc
+            raise ServiceUnavailable(UNAVAILABLE, _describe(exc)) from exc
         except ValueError as exc:
-            raise ProviderFailed(FAILED, "the reply is not JSON") from exc
+            raise BadGateway(FAILED, "the reply is not JSON") from exc
         text = _completion_text(payload)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         messages = build_messages(question)
@@ -93,7 +93,7 @@ class OpenAIProvider:
                     if piece:
                         yield piece
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderUnavailable(UNAVAILABLE, _describe(exc)) from exc
+            raise ServiceUnavailable(UNAVAILABLE, _describe(exc)) from exc
 
     async def unready_reason(self) -> str | None:
         checked_at, reason = self._health
@@ -117,17 +117,17 @@ async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
     detail = (await resp.text())[:200]
     cause = f"the provider answered HTTP {resp.status}: {detail}"
     if resp.status in (408, 429) or resp.status >= 500:
-        raise ProviderUnavailable(UNAVAILABLE, cause)
-    raise ProviderFailed(FAILED, cause)
+        raise ServiceUnavailable(UNAVAILABLE, cause)
+    raise BadGateway(FAILED, cause)
 
 
 def _completion_text(payload: Any) -> str:
     try:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError) as exc:
-        raise ProviderFailed(FAILED, "the reply has no choices[0].message.content") from exc
+        raise BadGateway(FAILED, "the reply has no choices[0].message.content") from exc
     if not isinstance(content, str):
-        raise ProviderFailed(FAILED, "the reply's message content is not text")
+        raise BadGateway(FAILED, "the reply's message content is not text")
     return content
 
 
@@ -136,7 +136,7 @@ def _delta_text(data: str) -> str:
         chunk = json.loads(data)
         content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise ProviderFailed(FAILED, "a streamed chunk is not a chat completion delta") from exc
+        raise BadGateway(FAILED, "a streamed chunk is not a chat completion delta") from exc
     return content if isinstance(content, str) else ""
 
 
