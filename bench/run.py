@@ -16,6 +16,7 @@ import feedback_bench
 import ingest_bench
 import models_bench
 import query_bench
+import redaction_bench
 import telemetry_bench
 
 if os.geteuid() != 0:
@@ -23,6 +24,7 @@ if os.geteuid() != 0:
 # The collector bench measures its child's peak memory: run it before the query bench loads
 # torch into this process (a forked child's peak counts the parent's pages until exec).
 results = {
+    "redaction": redaction_bench.main(),
     "feedback": feedback_bench.main(),
     "collector": collector_bench.main(),
     "telemetry": telemetry_bench.main(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from lightspeed import __version__, cli
+from lightspeed.auth import API_KEY_PREFIX
 from lightspeed.config import AppConfig, load_config
 from lightspeed.errors import EXIT_CONFIG, ConfigError
 from lightspeed.notify import Notifier
@@ -41,11 +43,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 action="store_true",
                 help="replace the telemetry client id (or forget it, if telemetry is off); logged",
             )
+    commands.add_parser(
+        "new-api-key", help="print a new random API key for the api-key module's keys file (lsk_ + 43 characters)"
+    )
     cli.add_commands(commands)
     args_list = list(argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "serve")
     return parser.parse_args(args_list)
+
+
+def new_api_key() -> str:
+    """A key in this service's own format: the prefix lets redaction and secret scanners recognise it."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def check_config(path: Path) -> int:
@@ -84,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "new-api-key":
+        print(new_api_key())
+        return 0
     if args.command in ("models", "telemetry"):
         return cli.run(args, DEFAULT_CONFIG)
     return run_with_config(args.config, "lightspeed", lambda config: serve(config, args.reset_telemetry_client_id))

@@ -123,6 +123,11 @@ async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
     gc.unfreeze()
 
 
+async def _redactor_worker(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[REDACTOR].close()
+
+
 async def _start_background(app: web.Application) -> AsyncIterator[None]:
     """Background work begins only once every resource is open: nothing runs during start-up."""
     app[SENDER].start()
@@ -210,6 +215,8 @@ def create_app(
         await manager.close()
         await answerer.close()
 
-    app.cleanup_ctx.extend([state_ctx, telemetry_ctx, answers_ctx, _freeze_startup_heap, _start_background])
+    app.cleanup_ctx.extend(
+        [_redactor_worker, state_ctx, telemetry_ctx, answers_ctx, _freeze_startup_heap, _start_background]
+    )
     add_routes(app)
     return app

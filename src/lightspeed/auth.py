@@ -24,6 +24,8 @@ from lightspeed.credentials import read_secret
 from lightspeed.errors import ConfigError, Forbidden, Unauthorized
 
 Role = Literal["user", "admin"]
+# `lightspeed new-api-key` makes keys with this prefix; redaction recognises them in user text.
+API_KEY_PREFIX = "lsk_"
 NO_CREDENTIALS = "Missing or invalid credentials provided by client"
 
 

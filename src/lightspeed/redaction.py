@@ -1,13 +1,29 @@
-"""Removing personal data and secrets from question text before it reaches disk."""
+"""Removing personal data and secrets from user text before it reaches disk.
+
+Every default rule runs in time linear in the text: quantifiers are bounded,
+and a rule that could start anywhere inside a long run of word characters is
+anchored with a look-behind so that only the start of the run is tried. A
+1 MiB body therefore costs tens of milliseconds per rule, not minutes
+(`bench/redaction_bench.py` measures it). A regular expression holds the GIL
+while it scans, so a thread would still pause every other request for the
+length of a rule: texts longer than `INLINE_CHARS` go to one worker process
+instead (started on first use), which also contains operators' own patterns.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import multiprocessing
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from lightspeed.config import RedactionConfig, RedactionPattern
+
+# Below this many characters, all rules together take about a millisecond: not worth a process hop.
+INLINE_CHARS = 16384
 
 
 @dataclass(frozen=True)
@@ -16,17 +32,17 @@ class Rule:
     regex: re.Pattern[str]
     replacement: str
     # Matches this rejects stay (card-like numbers must pass the Luhn check).
-    accept: Callable[[str], bool] | None = None
+    accept: Callable[[re.Match[str]], bool] | None = None
 
     def apply(self, text: str) -> str:
         accept = self.accept
         if accept is None:
             return self.regex.sub(self.replacement, text)
-        return self.regex.sub(lambda m: m.expand(self.replacement) if accept(m.group(0)) else m.group(0), text)
+        return self.regex.sub(lambda m: m.expand(self.replacement) if accept(m) else m.group(0), text)
 
 
-def _luhn_ok(number: str) -> bool:
-    digits = [int(c) for c in number if c.isdigit()]
+def _luhn_ok(match: re.Match[str]) -> bool:
+    digits = [int(c) for c in match.group(0) if c.isdigit()]
     checksum = 0
     for i, digit in enumerate(reversed(digits)):
         doubled = digit * 2 if i % 2 else digit
@@ -34,43 +50,88 @@ def _luhn_ok(number: str) -> bool:
     return checksum % 10 == 0
 
 
+def _looks_random(match: re.Match[str]) -> bool:
+    """A 40-character base64 word is an AWS secret key only if it mixes cases and digits.
+
+    Git commit ids and other hex digests (lower case only) stay.
+    """
+    text = match.group(0)
+    return any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)
+
+
+def _is_ipv6(match: re.Match[str]) -> bool:
+    """A valid IPv6 address with a digit in it: `a::b` and `std::vector` are C++, not addresses."""
+    text = match.group(0)
+    if not any(c.isdigit() for c in text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_CREDENTIAL_NAME = re.compile(
+    r"(?i)password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential"
+)
+
+
+def _names_a_credential(match: re.Match[str]) -> bool:
+    return _CREDENTIAL_NAME.search(match.group(1)) is not None
+
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|0?[1-9]?\d|00\d)"
+
 # Order matters: secrets and e-mail addresses go before the looser numeric rules.
 DEFAULT_PATTERNS: tuple[RedactionPattern, ...] = (
     RedactionPattern(
         name="private_key",
-        pattern=r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+        # The body may not contain another BEGIN, so a text of many BEGINs without an END is read once.
+        pattern=(
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:[^-]|-(?!----(?:BEGIN|END) ))*"
+            r"-----END [A-Z ]{0,40}PRIVATE KEY-----"
+        ),
         replacement="[REDACTED_PRIVATE_KEY]",
     ),
     RedactionPattern(
         name="bearer_token",
-        pattern=r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{16,}",
+        pattern=r"(?i)\b(bearer|token|basic)\s{1,8}[A-Za-z0-9._~+/=-]{16,}",
         replacement=r"\1 [REDACTED_TOKEN]",
     ),
     RedactionPattern(
         name="assigned_secret",
+        # Any `name = value` whose name contains a credential word (checked in code: a keyword inside the
+        # pattern made it try every keyword at every word start, several times slower).
         pattern=(
-            r"(?i)\b([a-z0-9_]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)"
-            r"[a-z0-9_]*)(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+            r"(?<![\w-])([\w-]{1,96})(\s{0,8}[:=]\s{0,8})"
+            r"(\"[^\"\n]{0,1024}\"|'[^'\n]{0,1024}'|(?![\w.]{1,64}\()[^\s\"']\S{0,1023})"
         ),
         replacement=r"\1\2[REDACTED_SECRET]",
     ),
     RedactionPattern(
         name="known_key_format",
         pattern=(
-            r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
-            r"|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-            r"\.[A-Za-z0-9_-]{8,})"
+            r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+            r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
+            r"|AIza[A-Za-z0-9_-]{35}|A[KS]IA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|lsk_[A-Za-z0-9_-]{32,}"
+            r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
         ),
         replacement="[REDACTED_TOKEN]",
     ),
     RedactionPattern(
+        name="aws_secret_key",
+        pattern=r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+        replacement="[REDACTED_SECRET]",
+    ),
+    RedactionPattern(
         name="email",
-        pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+        # \w takes internationalised (IDN) local parts and domains; the look-behind keeps it linear.
+        pattern=r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}\.(?:xn--[a-z0-9-]{1,59}|[^\W\d_]{2,63})",
         replacement="[REDACTED_EMAIL]",
     ),
     RedactionPattern(
         name="ipv4",
-        pattern=r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+        pattern=rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)",
         replacement="[REDACTED_IP]",
     ),
     RedactionPattern(
@@ -79,36 +140,64 @@ DEFAULT_PATTERNS: tuple[RedactionPattern, ...] = (
         replacement="[REDACTED_IP]",
     ),
     RedactionPattern(
+        name="us_ssn",
+        pattern=r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])",
+        replacement="[REDACTED_SSN]",
+    ),
+    RedactionPattern(
         name="card_number",
-        pattern=r"\b\d(?:[ -]?\d){12,18}\b",
+        pattern=r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])",
         replacement="[REDACTED_CARD]",
     ),
 )
 
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-_CHECKS: dict[str, Callable[[str], bool]] = {"card_number": _luhn_ok, "ipv6": _is_ipv6}
+_CHECKS: dict[str, Callable[[re.Match[str]], bool]] = {
+    "card_number": _luhn_ok,
+    "ipv6": _is_ipv6,
+    "aws_secret_key": _looks_random,
+    "assigned_secret": _names_a_credential,
+}
 
 
 class Redactor:
-    """Applies the configured rules in order; card numbers must pass the Luhn check."""
+    """Applies the configured rules in order; card numbers must pass the Luhn check.
+
+    Picklable (compiled patterns and module-level checks), so the worker
+    process receives the very same rules.
+    """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self._rules = tuple(rules)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"_rules": self._rules, "_pool": None}
 
     @classmethod
     def from_config(cls, config: RedactionConfig) -> Redactor:
         chosen = (*DEFAULT_PATTERNS, *config.patterns) if config.use_default_patterns else config.patterns
         return cls(Rule(p.name, re.compile(p.pattern), p.replacement, _CHECKS.get(p.name)) for p in chosen)
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
     def __call__(self, text: str) -> str:
         for rule in self._rules:
             text = rule.apply(text)
         return text
+
+    async def redact(self, text: str) -> str:
+        """The same, in the worker process when the text is long enough to be felt by other requests."""
+        if len(text) <= INLINE_CHARS:
+            return self(text)
+        if self._pool is None:
+            # spawn, not fork: the server process has torch's and the writer's threads.
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.wrap_future(self._pool.submit(self, text))
+
+    async def close(self) -> None:
+        """Stop the worker process, if one was started."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -23,14 +23,14 @@ async def post_feedback(request: web.Request) -> web.Response:
     body = parse_body(FeedbackRequest, await request.read())
     user_hash = app[HASHER](user.user_id)
     check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
-    redact = app[REDACTOR]
+    redactor = app[REDACTOR]
     feedback = Feedback(
         user_hash=user_hash,
         conversation_id=body.conversation_id,
-        user_question=redact(body.user_question),
-        llm_response=body.llm_response,
+        user_question=await redactor.redact(body.user_question),
+        llm_response=await redactor.redact(body.llm_response),
         sentiment=body.sentiment,
-        user_feedback=redact(body.user_feedback) if body.user_feedback is not None else None,
+        user_feedback=await redactor.redact(body.user_feedback) if body.user_feedback is not None else None,
         categories=[c.value for c in body.categories] if body.categories else None,
     )
     try:

@@ -81,7 +81,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         await app[CONVERSATIONS].add(prepared.conversation_id, prepared.user_hash)
     if not app[CONFIG].user_data_collection.transcripts_enabled:
         return
-    redact = app[REDACTOR]
+    redactor = app[REDACTOR]
     transcript = Transcript(
         user_hash=prepared.user_hash,
         conversation_id=prepared.conversation_id,
@@ -89,7 +89,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         model=prepared.choice.model,
         query_provider=prepared.body.provider,
         query_model=prepared.body.model,
-        redacted_query=redact(prepared.body.query),
+        redacted_query=await redactor.redact(prepared.body.query),
         llm_response=answer,
         rag_chunks=rag_chunks(prepared.question.hits),
         truncated=truncated,
@@ -97,7 +97,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
             {
                 "attachment_type": a.attachment_type,
                 "content_type": a.content_type,
-                "content": redact(a.content),
+                "content": await redactor.redact(a.content),
             }
             for a in prepared.question.attachments
         ],
