@@ -28,7 +28,7 @@ from aiohttp import web
 from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
 from lightspeed.errors import BadRequest, PayloadTooLarge
-from lightspeed.middleware import error_body
+from lightspeed.middleware import error_body, read_body
 from lightspeed.telemetry.schema import ModelRegistrationEvent, check_client_id, parse_event
 
 log = structlog.get_logger("ingest.registry")
@@ -66,11 +66,7 @@ def _address_limited(request: web.Request, ingest: Ingest) -> web.Response | Non
 
 
 async def _read_json(request: web.Request, limit: int) -> Any:
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
+    body = await read_body(request, limit)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):

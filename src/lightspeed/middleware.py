@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from lightspeed.errors import ApiError, Forbidden
+from lightspeed.errors import ApiError, Forbidden, PayloadTooLarge
 from lightspeed.keys import HTTP_METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed.payloads import RequestInvalid
 
@@ -58,6 +58,22 @@ def check_same_origin(request: web.Request) -> None:
         return
     if urlsplit(origin).netloc.lower() != request.host.lower():
         raise Forbidden("Cross-origin request refused", f"Requests from {origin} are not accepted")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, however many network reads it takes; 413 past `limit` bytes.
+
+    `request.content.read(n)` returns only what has arrived so far: a body
+    sent in two TCP segments would be cut in half.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
+    return bytes(body)
 
 
 def route_name(request: web.Request) -> str:
