@@ -118,3 +118,34 @@ async def test_malformed_keys_files_are_refused_without_echoing_keys(
     assert isinstance(error, ConfigError)
     assert "authentication.api_key" in str(error)
     assert "k," not in str(error)
+
+
+EVIL = {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"}
+
+
+async def test_a_rebound_host_cannot_change_state_or_open_pages(client: Any) -> None:
+    """DNS rebinding: a page on evil.example resolved to 127.0.0.1 is refused (421), same-origin or not."""
+    put = await client.put("/v1/feedback/status", json={"status": False}, headers=EVIL)
+    page = await client.get("/settings", headers={"Host": "evil.example"})
+    status = await (await client.get("/v1/feedback/status")).json()
+    assert put.status == 421
+    assert (await put.json())["detail"]["response"] == "Host not allowed"
+    assert page.status == 421
+    assert status["status"]["enabled"] is True
+    for host in ("localhost:8080", "127.0.0.1", "[::1]:8080"):
+        resp = await client.put("/v1/feedback/status", json={"status": True}, headers={"Host": host})
+        assert resp.status == 200, host
+
+
+async def test_allowed_hosts_can_name_the_site_or_allow_any(make_client: ClientFactory, make_config: Any) -> None:
+    named = await make_client(make_config(service={"allowed_hosts": ["assistant.example.com"]}))
+    assert (await named.get("/settings", headers={"Host": "assistant.example.com"})).status == 200
+    assert (await named.get("/settings", headers={"Host": "localhost"})).status == 421
+    public = await make_client(make_config(service={"host": "0.0.0.0"}))
+    assert (await public.get("/settings", headers={"Host": "assistant.example.com"})).status == 200
+
+
+async def test_the_ingest_refuses_a_rebound_host(make_ingest: Any) -> None:
+    ingest = await make_ingest()
+    assert (await ingest.get("/admin", headers={"Host": "evil.example"})).status == 421
+    assert (await ingest.get("/liveness", headers={"Host": "localhost:8090"})).status == 200

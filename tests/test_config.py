@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from lightspeed.config import AppConfig, load_config
-from lightspeed.errors import EXIT_CONFIG, ConfigError
+from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from tests.conftest import ConfigFactory, StartupFailure
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_EXAMPLE = """
@@ -153,3 +155,76 @@ def test_check_config_reports_a_missing_file(tmp_path: Path) -> None:
     assert result.returncode == EXIT_CONFIG
     assert "absent.yaml" in result.stderr
     assert "No such file" in result.stderr
+
+
+def _bad_setups(tmp_path: Path, docs_dir: Path) -> dict[str, tuple[dict[str, Any], str]]:
+    """Configs that parse but cannot start on this machine, with the key each problem is reported under."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    openai = {"provider": "openai", "openai": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}
+    return {
+        "openai_without_documents": (
+            {"answers": openai | {"local": {"documents_dir": str(tmp_path / "no-docs")}}},
+            "answers.local.documents_dir",
+        ),
+        "missing_documents": ({"answers": {"local": {"documents_dir": str(tmp_path / "none")}}}, "documents_dir"),
+        "unreadable_openai_key": (
+            {"answers": openai | {"openai": openai["openai"] | {"api_key_file": str(tmp_path / "no-key")}}},
+            "answers.openai.api_key_file",
+        ),
+        "missing_api_keys_file": (
+            {"authentication": {"module": "api-key", "api_key": {"keys_file": str(tmp_path / "no-keys.yaml")}}},
+            "authentication.api_key",
+        ),
+        "missing_embedding_model": (
+            {"answers": {"local": {"embedding_model_path": str(tmp_path / "no-model")}}},
+            "answers.local.embedding_model_path",
+        ),
+        "storage_under_a_file": (
+            {"user_data_collection": {"feedback_storage": str(a_file / "feedback")}},
+            "feedback_storage",
+        ),
+    }
+
+
+BAD_SETUPS = [
+    "openai_without_documents",
+    "missing_documents",
+    "unreadable_openai_key",
+    "missing_api_keys_file",
+    "missing_embedding_model",
+    "storage_under_a_file",
+]
+
+
+@pytest.mark.parametrize("name", BAD_SETUPS)
+async def test_check_config_fails_where_serve_fails(
+    name: str, tmp_path: Path, docs_dir: Path, make_config: ConfigFactory, startup_failure: StartupFailure
+) -> None:
+    """Every check start-up makes, check-config makes too: same verdict, same key named."""
+    sections, key = _bad_setups(tmp_path, docs_dir)[name]
+    config = make_config(**sections)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    checked = run_cli("check-config", "--config", str(path))
+    failure = await startup_failure(config)
+    assert checked.returncode in (EXIT_CONFIG, EXIT_CANTCREAT), checked.stdout
+    assert key in checked.stderr
+    assert isinstance(failure, ConfigError | StorageError)
+    assert key in (failure.source if isinstance(failure, ConfigError) else failure.what)
+
+
+def test_check_config_warns_about_noop_auth_off_loopback(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump({"service": {"host": "0.0.0.0"}}))
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 0
+    assert "warning: authentication.module is noop and service.host is 0.0.0.0" in result.stderr
+    quiet = run_cli("check-config", "--config", str(write(tmp_path, yaml.safe_dump({"service": {"port": 8081}}))))
+    assert "warning" not in quiet.stderr
+
+
+def test_an_invalid_redaction_pattern_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump({"redaction": {"patterns": [{"name": "x", "pattern": "([a-z"}]}}))
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == EXIT_CONFIG
+    assert "not a valid regular expression" in result.stderr

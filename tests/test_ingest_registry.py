@@ -102,7 +102,7 @@ async def test_each_event_is_validated_on_its_own(make_ingest: IngestFactory) ->
         (b"{not json", 400, "Invalid JSON"),
         (b'{"event_type": "model_registration"}', 400, "Invalid body"),
         (b"[" + b"1," * 1100 + b"1]", 413, "Too many events"),
-        (b'["' + b"x" * 70_000 + b'"]', 413, "Payload too large"),
+        (b'["' + b"x" * 70_000 + b'"]', 413, "Request Entity Too Large"),
     ],
 )
 async def test_malformed_and_oversized_bodies_are_refused(

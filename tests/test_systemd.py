@@ -129,6 +129,8 @@ def test_the_units_verify_cleanly_and_are_hardened(container: Container, install
         security = container.run("systemd-analyze", "security", "--offline=yes", str(shipped), check=False)
         exposure = float(security.out.rsplit("exposure level for", 1)[1].split(":")[1].split()[0])
         assert exposure <= 2.0, security.out
+    for unit in ("lightspeed.service", "lightspeed-ingest.service"):  # many (and slow) clients at once
+        assert container.show(unit, "LimitNOFILE") == {"LimitNOFILE": "65536"}
 
 
 def test_start_reaches_active_only_when_ready_to_serve(container: Container, installed: int, ingest_port: int) -> None:

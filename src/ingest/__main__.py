@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,8 @@ import structlog
 
 from lightspeed import __version__
 from lightspeed.__main__ import check_config
-from lightspeed.config import AppConfig, IngestConfig
-from lightspeed.errors import EXIT_CONFIG
+from lightspeed.config import AppConfig
+from lightspeed.errors import EXIT_CONFIG, ConfigError
 from lightspeed.notify import Notifier
 from lightspeed.serving import run_service, run_with_config
 
@@ -42,29 +41,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
-def tls_context(settings: IngestConfig) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
-
-
 def serve(config: AppConfig) -> int:
-    from ingest.app import create_app  # noqa: PLC0415 - check-config stays light
+    from ingest.app import create_app, tls_context  # noqa: PLC0415 - check-config stays light
 
     settings = config.ingest
     log.info("ingest_starting", version=__version__, host=settings.host, port=settings.port)
     notifier = Notifier.from_environment()
     try:
         tls = tls_context(settings)
-    except (OSError, ssl.SSLError) as exc:
-        log.error(
-            "config_invalid", source="ingest.tls_cert_file", problems=[f"cannot load the certificate or key: {exc}"]
-        )
+    except ConfigError as exc:
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
         return EXIT_CONFIG
     app = create_app(config)
-    code = run_service(app, settings.host, settings.port, settings.shutdown_timeout_seconds, notifier, ssl_context=tls)
+    code = run_service(
+        app,
+        settings.host,
+        settings.port,
+        settings.shutdown_timeout_seconds,
+        notifier,
+        timeouts=settings.timeouts,
+        ssl_context=tls,
+    )
     if code == 0:
         log.info("ingest_stopped")
     return code
@@ -73,7 +70,9 @@ def serve(config: AppConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
-        return check_config(args.config)
+        from ingest.app import ingest_checks  # noqa: PLC0415 - only for this command
+
+        return check_config(args.config, ingest_checks)
     return run_with_config(args.config, IDENTIFIER, serve)
 
 

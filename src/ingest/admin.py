@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from ingest.context import INGEST
 from ingest.registry import delete_client, parse_client_id
 from lightspeed.errors import BadRequest
+from lightspeed.middleware import read_body
 from lightspeed.webpage import static_page
 
 
@@ -62,7 +65,7 @@ async def request_deletion(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     ingest.admin_keys.check(request)
     try:
-        body = await request.json()
+        body = json.loads(await read_body(request))
     except ValueError:
         raise BadRequest("Invalid JSON", 'send {"client_id": "<uuid>"}') from None
     if not isinstance(body, dict):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,12 +24,13 @@ from ingest import admin, registry, uploads
 from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
 from ingest.storage import Database, SQLiteStorage
 from lightspeed.atomic import ensure_dir
-from lightspeed.config import AppConfig, IngestConfig
+from lightspeed.config import AppConfig, IngestConfig, effective_allowed_hosts
 from lightspeed.credentials import read_secret
 from lightspeed.errors import ConfigError, StorageError
 from lightspeed.identity import RequestIds
-from lightspeed.keys import HTTP_METRICS, REQUEST_IDS
+from lightspeed.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
 from lightspeed.middleware import observe
+from lightspeed.preflight import Check, run_checks, writable_directory
 
 log = structlog.get_logger("ingest")
 
@@ -49,6 +51,28 @@ def _keys(config: IngestConfig) -> tuple[KeyRing, KeyRing, KeyRing]:
         KeyRing("telemetry", tuple(telemetry_keys)),
         KeyRing("admin", (admin_key,) if admin_key else ()),
     )
+
+
+def tls_context(settings: IngestConfig) -> ssl.SSLContext | None:
+    """The HTTPS context from `tls_cert_file` and `tls_key_file`, or None for plain HTTP (blocking)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("ingest.tls_cert_file", [f"cannot load the certificate or key: {exc}"]) from None
+    return context
+
+
+def ingest_checks(config: AppConfig) -> list[Check]:
+    """What start-up checks on the machine; `lightspeed-ingest check-config` runs the same."""
+    settings = config.ingest
+    return [
+        lambda: writable_directory("ingest state", settings.state_dir),
+        lambda: _keys(settings),
+        lambda: tls_context(settings),
+    ]
 
 
 def _open_storage(config: IngestConfig) -> tuple[SQLiteStorage, Path, Path]:
@@ -141,10 +165,14 @@ def create_app(config: AppConfig) -> web.Application:
     settings = config.ingest
     app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
     app[REQUEST_IDS] = RequestIds()
+    app[BODY_TIMEOUT] = settings.timeouts.body_timeout_seconds
+    app[ALLOWED_HOSTS] = effective_allowed_hosts(settings.host, settings.allowed_hosts)
     ingest_metrics = IngestMetrics()
     app[HTTP_METRICS] = ingest_metrics
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        if problems := await asyncio.to_thread(run_checks, ingest_checks(config)):
+            raise problems[0]
         upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
         storage, archives, incoming = await asyncio.to_thread(_open_storage, settings)
         db = Database(storage)

@@ -24,13 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from ingest.archive import ArchiveRejected, Limits, inspect_archive
 from ingest.context import INGEST, Ingest
 from ingest.storage import StoredUpload, UploadInfo
 from lightspeed.atomic import ensure_dir, fsync_dir
-from lightspeed.errors import ApiError, BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
+from lightspeed.errors import (
+    ApiError,
+    BadRequest,
+    InsufficientStorage,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from lightspeed.middleware import error_body
 
 log = structlog.get_logger("ingest.uploads")
@@ -114,7 +121,27 @@ class _Spooled:
             self.path.unlink()
 
 
-async def _spool(part: BodyPartReader, ingest: Ingest) -> _Spooled:
+class _Pace:
+    """The deadline of an upload that must keep moving: no pause longer than the body timeout, and
+    on average at least `min_bytes_per_second` once the first body timeout has passed.
+
+    A client sending one byte every few seconds would otherwise hold an upload slot for hours.
+    """
+
+    def __init__(self, deadline: asyncio.Timeout, ingest: Ingest) -> None:
+        self._deadline = deadline
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+        self.pause = ingest.config.timeouts.body_timeout_seconds
+        self.min_rate = ingest.config.uploads.min_bytes_per_second
+        self.received(0)
+
+    def received(self, size: int) -> None:
+        now = self._loop.time()
+        self._deadline.reschedule(min(now + self.pause, self._started + self.pause + size / self.min_rate))
+
+
+async def _spool(part: BodyPartReader, ingest: Ingest, pace: _Pace) -> _Spooled:
     limit = ingest.config.uploads.max_upload_bytes
     spooled = await asyncio.to_thread(_Spooled, ingest.incoming / f"{uuid.uuid4().hex}.tmp")
     try:
@@ -122,6 +149,7 @@ async def _spool(part: BodyPartReader, ingest: Ingest) -> _Spooled:
         pending_bytes = 0
         while chunk := await part.read_chunk(256 * 1024):
             spooled.size += len(chunk)
+            pace.received(spooled.size)
             if spooled.size > limit:
                 raise PayloadTooLarge("Payload too large", f"the archive is larger than {limit} bytes")
             pending.append(chunk)
@@ -150,19 +178,41 @@ async def _skip_small(part: BodyPartReader) -> None:
             raise PayloadTooLarge("Payload too large", f"part {part.name!r} is larger than {MAX_SMALL_PART} bytes")
 
 
-async def _discard_body(request: web.Request, limit: int) -> None:
-    """Read what the client sends and keep none of it, so it gets the reply instead of a reset connection."""
+async def _discard_body(request: web.Request, ingest: Ingest, limit: int) -> None:
+    """Read what the client sends and keep none of it, so it gets the reply instead of a reset connection.
+
+    A client too slow for the upload pace is simply cut off: its reply is already decided.
+    """
     size = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            return
+    try:
+        async with asyncio.timeout(None) as deadline:
+            pace = _Pace(deadline, ingest)
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                pace.received(size)
+                if size > limit:
+                    return
+    except TimeoutError:
+        log.info("upload_duplicate_body_abandoned", reason="too slow")
 
 
 async def _read_parts(request: web.Request, ingest: Ingest) -> tuple[_Spooled, str, str]:
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Expected multipart/form-data", "send the archive as a multipart part named 'file'")
-    reader = await request.multipart()
+    found: tuple[_Spooled, str, str] | None = None
+    try:
+        async with asyncio.timeout(None) as deadline:
+            pace = _Pace(deadline, ingest)
+            found = await _read_each_part(await request.multipart(), ingest, pace)
+    except TimeoutError:
+        cause = f"the upload paused for {pace.pause:g} s or averaged under {pace.min_rate} bytes/s"
+        raise RequestTimeout("Request timeout", cause) from None
+    if found is None:
+        raise BadRequest("No archive", "the multipart body has no part named 'file' (or 'upload')")
+    return found
+
+
+async def _read_each_part(reader: MultipartReader, ingest: Ingest, pace: _Pace) -> tuple[_Spooled, str, str] | None:
     found: tuple[_Spooled, str, str] | None = None
     try:
         while (part := await reader.next()) is not None:
@@ -171,15 +221,13 @@ async def _read_parts(request: web.Request, ingest: Ingest) -> tuple[_Spooled, s
             if part.name in FILE_PARTS and found is None:
                 content_type = part.headers.get("Content-Type", "")
                 service, category = parse_content_type(content_type, ingest.config.uploads.allowed_services)
-                found = (await _spool(part, ingest), service, category)
+                found = (await _spool(part, ingest, pace), service, category)
             else:  # `metadata` and anything else: read (bounded) and ignored.
                 await _skip_small(part)
     except BaseException:
         if found is not None:
             found[0].discard()
         raise
-    if found is None:
-        raise BadRequest("No archive", "the multipart body has no part named 'file' (or 'upload')")
     return found
 
 
@@ -224,7 +272,7 @@ async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
     if known is not None:
         metrics.uploads.labels("duplicate_request").inc()
         log.info("upload_duplicate_request", upload_request_id=request_id)
-        await _discard_body(request, limit + MAX_SMALL_PART)
+        await _discard_body(request, ingest, limit + MAX_SMALL_PART)
         return _reply(known, "", "", None)
     try:
         spooled, service, category = await _read_parts(request, ingest)
@@ -233,6 +281,10 @@ async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
         raise
     except UnsupportedMediaType:
         metrics.uploads.labels("unsupported").inc()
+        raise
+    except RequestTimeout:
+        metrics.uploads.labels("too_slow").inc()
+        log.warning("upload_too_slow", upload_request_id=request_id)
         raise
     try:
         return await _store(ingest, request_id, spooled, service, category)

@@ -11,16 +11,17 @@ import argparse
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
 
 from lightspeed import __version__, cli
 from lightspeed.auth import API_KEY_PREFIX
-from lightspeed.config import AppConfig, load_config
-from lightspeed.errors import EXIT_CONFIG, ConfigError
+from lightspeed.config import AppConfig, is_loopback, load_config
+from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError
 from lightspeed.notify import Notifier
+from lightspeed.preflight import Check, run_checks, server_checks
 from lightspeed.serving import run_service, run_with_config
 
 DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_CONFIG", "/etc/lightspeed/lightspeed.yaml"))
@@ -58,16 +59,46 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def check_config(path: Path) -> int:
+def check_config(path: Path, checks: Callable[[AppConfig], list[Check]] | None = None) -> int:
+    """Validate the file, then run every start-up check on this machine (`checks`: the server's by default).
+
+    78 for a configuration problem, 73 for a storage directory only, each problem on its own line.
+    """
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _print_config_error(exc)
         return EXIT_CONFIG
+    problems = run_checks((checks or server_checks)(config))
+    for problem in problems:
+        if isinstance(problem, ConfigError):
+            _print_config_error(problem)
+        else:
+            print(f"{problem.what}: {problem}", file=sys.stderr)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG if any(isinstance(p, ConfigError) for p in problems) else EXIT_CANTCREAT
     print(f"{path}: OK")
     return 0
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"{exc.source}: invalid configuration", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def config_warnings(config: AppConfig) -> list[str]:
+    """Valid but risky settings, said by check-config and logged at start-up."""
+    warnings = []
+    service = config.service
+    if config.authentication.module == "noop" and not is_loopback(service.host):
+        warnings.append(
+            f"authentication.module is noop and service.host is {service.host}: everyone who can reach "
+            "the port is an admin; use api-key (or noop-with-token behind an authenticating proxy)"
+        )
+    return warnings
 
 
 def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
@@ -82,9 +113,13 @@ def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
         provider=config.answers.provider,
         auth=config.authentication.module,
     )
+    for warning in config_warnings(config):
+        log.warning("config_risky", warning=warning)
     notifier = Notifier.from_environment()
     app = create_app(config, reset_telemetry_client_id=reset_telemetry_client_id)
-    code = run_service(app, service.host, service.port, service.shutdown_timeout_seconds, notifier)
+    code = run_service(
+        app, service.host, service.port, service.shutdown_timeout_seconds, notifier, timeouts=service.timeouts
+    )
     if code == 0:
         log.info("service_stopped")
     return code

@@ -11,16 +11,17 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from lightspeed import preflight
 from lightspeed.answering import Answerer
-from lightspeed.auth import build_authenticator, read_api_keys
-from lightspeed.config import AppConfig
-from lightspeed.credentials import read_secret
+from lightspeed.config import AppConfig, effective_allowed_hosts
 from lightspeed.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.errors import ConfigError
 from lightspeed.identity import RequestIds, UserHasher, UuidSource, installation_id
 from lightspeed.keys import (
+    ALLOWED_HOSTS,
     ANSWERS,
     AUTH,
+    BODY_TIMEOUT,
     CONFIG,
     CONVERSATIONS,
     HASHER,
@@ -83,22 +84,11 @@ def open_state(config: AppConfig) -> OpenedState:
 
 
 def _documents(config: AppConfig) -> list[Passage]:
-    local = config.answers.local
-    if not local.documents_dir.is_dir():
-        raise ConfigError("answers.local.documents_dir", [f"{local.documents_dir} is not a directory"])
-    return read_documents(local.documents_dir, local.passage_chars)
+    return read_documents(preflight.documents_dir(config), config.answers.local.passage_chars)
 
 
 def models_dir(config: AppConfig) -> Path:
     return config.embedding.models_dir or config.service.state_dir / "models"
-
-
-def _openai_key(config: AppConfig) -> str | None:
-    cfg = config.answers.openai
-    try:
-        return read_secret(cfg.api_key, cfg.api_key_file, cfg.api_key_credential)
-    except OSError as exc:
-        raise ConfigError("answers.openai.api_key_file", [f"cannot read it: {exc.strerror}"]) from exc
 
 
 async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvider:
@@ -107,7 +97,7 @@ async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvi
     cfg = config.answers.openai
     if cfg.base_url is None or cfg.model is None:  # the config validator prevents this
         raise ConfigError("answers.openai", ["base_url and model are required"])
-    key = await asyncio.to_thread(_openai_key, config)
+    key = await asyncio.to_thread(preflight.openai_key, config)
     return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens)
 
 
@@ -157,12 +147,16 @@ def create_app(
     app[REDACTOR] = Redactor.from_config(config.redaction)
     app[OPENAPI] = build_openapi(ROUTES)
     app[REQUEST_IDS] = RequestIds()
+    app[BODY_TIMEOUT] = config.service.timeouts.body_timeout_seconds
+    app[ALLOWED_HOSTS] = effective_allowed_hosts(config.service.host, config.service.allowed_hosts)
     app[UUIDS] = UuidSource()
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
+        if problems := await asyncio.to_thread(preflight.run_checks, preflight.server_checks(config)):
+            raise problems[0]
         opened = await asyncio.to_thread(open_state, config)
-        keys_text = await asyncio.to_thread(read_api_keys, config.authentication)
-        app[AUTH] = build_authenticator(config.authentication, keys_text)
+        app[AUTH] = await asyncio.to_thread(preflight.authenticator, config)
         app[HASHER] = opened.hasher
         app[CONVERSATIONS] = opened.conversations
         app[SETTINGS] = opened.settings

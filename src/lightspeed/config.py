@@ -8,6 +8,7 @@ validates on any machine.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -21,6 +22,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -36,6 +38,35 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class HttpTimeoutsConfig(Section):
+    """How long a client may take: slow or silent clients must not hold connections (and descriptors) forever."""
+
+    # From a connection's opening to its first complete request head (request line and headers).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The longest pause while a request body is read; past it, 408 and the connection closes.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # An idle kept-alive connection is closed after this long; so is one whose next request head stalls.
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_NAMES or host.startswith("127.")
+
+
+def effective_allowed_hosts(host: str, allowed_hosts: tuple[str, ...] | None) -> frozenset[str]:
+    """The Host names a daemon bound to `host` answers; `*` among them: any.
+
+    Not configured: the loopback names when bound to loopback (a web page on another site
+    that resolves to 127.0.0.1, DNS rebinding, must not reach a local admin API), any otherwise.
+    """
+    if allowed_hosts is None:
+        return frozenset(LOOPBACK_NAMES if is_loopback(host) else ("*",))
+    return frozenset(name.lower() for name in allowed_hosts)
+
+
 class ServiceConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -43,6 +74,10 @@ class ServiceConfig(Section):
     max_request_bytes: PositiveInt = 1024 * 1024
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
     record_writer_threads: PositiveInt = 32
+    timeouts: HttpTimeoutsConfig = HttpTimeoutsConfig()
+    # Host names (without port) accepted on state-changing requests and pages; "*" for any.
+    # Default: the loopback names when `host` is a loopback address, any otherwise.
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 class DataCollectorConfig(Section):
@@ -101,6 +136,15 @@ class RedactionPattern(Section):
     name: str
     pattern: str
     replacement: str = "[REDACTED]"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
 
 class RedactionConfig(Section):
@@ -227,6 +271,8 @@ class IngestUploadsConfig(Section):
     tokens_file: Path | None = None
     tokens_credential: str | None = "lightspeed-ingest-upload-tokens"
     max_upload_bytes: PositiveInt = 100 * 1024 * 1024  # compressed, as console.redhat.com's ingress
+    # An upload slower than this on average (after timeouts.body_timeout_seconds) gets 408 and frees its slot.
+    min_bytes_per_second: PositiveInt = 16 * 1024
     # Uploads received at once; more get 503 with Retry-After (the collector retries them).
     max_concurrent: PositiveInt = 8
     # Tar-bomb limits, checked while the archive is read, before anything is indexed.
@@ -276,6 +322,10 @@ class IngestConfig(Section):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+    timeouts: HttpTimeoutsConfig = HttpTimeoutsConfig()
+    # Host names (without port) accepted on state-changing requests and pages; "*" for any.
+    # Default: the loopback names when `host` is a loopback address, any otherwise.
+    allowed_hosts: tuple[str, ...] | None = None
     retention_check_interval_seconds: float = Field(default=3600.0, gt=0)
     uploads: IngestUploadsConfig = IngestUploadsConfig()
     telemetry: IngestTelemetryConfig = IngestTelemetryConfig()

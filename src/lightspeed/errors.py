@@ -69,8 +69,20 @@ class NotFound(ApiError):
     status = 404
 
 
+class RequestTimeout(ApiError):
+    """The client stopped sending its body, or sends it too slowly (408); the connection is closed."""
+
+    status = 408
+
+
 class Conflict(ApiError):
     status = 409
+
+
+class MisdirectedRequest(ApiError):
+    """The Host header names a site this daemon does not serve (DNS rebinding) (421)."""
+
+    status = 421
 
 
 class PayloadTooLarge(ApiError):

@@ -36,4 +36,8 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 ANSWERS = web.AppKey("answers", Answerer)
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+# The longest pause allowed while a request body is read (both daemons' `timeouts.body_timeout_seconds`).
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+# The Host names this daemon answers (config.effective_allowed_hosts); "*" in it: any.
+ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset[str])
 UUIDS = web.AppKey("uuids", UuidSource)

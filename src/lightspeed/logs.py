@@ -31,6 +31,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, Literal, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _SYSLOG_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 _BATCH = 512
@@ -150,6 +151,26 @@ class QueuedLogger:
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
+_SAFE_REASON = re.compile(r"[A-Za-z][A-Za-z ,()-]{0,79}")
+
+
+class ScrubParserErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse with the offending bytes: an API key, when the bad
+    character follows one. Such a record becomes one warning with the error's kind, never the bytes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            found = _SAFE_REASON.match(str(exc.message).lstrip())
+            record.msg, record.args = "http_request_unparseable", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.reason = found.group(0).strip() if found else type(exc).__name__
+            record.status = exc.code
+        return True
+
+
 class _WriterHandler(logging.Handler):
     """stdlib records, formatted by structlog's ProcessorFormatter, into the same writer."""
 
@@ -201,7 +222,11 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(allow=("reason", "status")),
+            *shared,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -210,6 +235,7 @@ def configure_logging(
     )
     handler = _WriterHandler(writer)
     handler.setFormatter(formatter)
+    handler.addFilter(ScrubParserErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

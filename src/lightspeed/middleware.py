@@ -6,6 +6,7 @@ template, never the URL (query strings hold user ids), nor any body.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -15,8 +16,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from lightspeed.errors import ApiError, Forbidden, PayloadTooLarge
-from lightspeed.keys import HTTP_METRICS, REQUEST_ID, REQUEST_IDS
+from lightspeed.errors import ApiError, Forbidden, MisdirectedRequest, RequestTimeout
+from lightspeed.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed.payloads import RequestInvalid
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,23 @@ def _http_exception_response(exc: web.HTTPException) -> web.Response:
     return response
 
 
+def check_host(request: web.Request) -> None:
+    """Refuse a request whose Host is not one of ours (421).
+
+    DNS rebinding: a page on evil.example that re-resolves to 127.0.0.1 is
+    same-origin with a daemon on loopback, Origin check included; only the
+    Host header still says evil.example.
+    """
+    allowed = request.app.get(ALLOWED_HOSTS, frozenset("*"))
+    if "*" in allowed:
+        return
+    name = (urlsplit(f"//{request.host}").hostname or "").lower()
+    if name not in allowed:
+        raise MisdirectedRequest(
+            "Host not allowed", f"this server does not answer for host {name!r}; see service.allowed_hosts"
+        )
+
+
 def check_same_origin(request: web.Request) -> None:
     """Refuse a state-changing request a browser sent from another site (CSRF).
 
@@ -60,20 +78,33 @@ def check_same_origin(request: web.Request) -> None:
         raise Forbidden("Cross-origin request refused", f"Requests from {origin} are not accepted")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however many network reads it takes; 413 past `limit` bytes.
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body, however many network reads it takes; every handler reads its body here.
 
-    `request.content.read(n)` returns only what has arrived so far: a body
-    sent in two TCP segments would be cut in half.
+    413 past `limit` bytes (the app's client_max_size by default); 408 when
+    the client pauses longer than the app's BODY_TIMEOUT, so a client that
+    stops sending does not hold the connection. `request.content.read(n)`
+    returns only what has arrived so far: a body sent in two TCP segments
+    would be cut in half.
     """
+    limit = request.client_max_size if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
-    async for chunk in request.content.iter_any():
+    pause = request.app.get(BODY_TIMEOUT, 30.0)
+    while True:
+        try:
+            async with asyncio.timeout(pause):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise RequestTimeout(
+                "Request timeout", f"no part of the request body arrived for {pause:g} seconds"
+            ) from None
+        if not chunk:
+            return bytes(body)
         body += chunk
         if len(body) > limit:
-            raise PayloadTooLarge("Payload too large", f"the body is limited to {limit} bytes")
-    return bytes(body)
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
 
 
 def route_name(request: web.Request) -> str:
@@ -91,6 +122,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
     try:
+        check_host(request)
         check_same_origin(request)
         response = await handler(request)
     except web.HTTPException as exc:
@@ -99,6 +131,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.json_response({"detail": exc.errors}, status=422)
     except ApiError as exc:
         response = web.json_response(error_body(exc.response, exc.cause), status=exc.status)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a stalled body must not be read as the next request
     except Exception:
         log.exception("request_failed", route=route_name(request), method=request.method)
         response = web.json_response({"detail": GENERIC_500}, status=500)

@@ -15,16 +15,61 @@ import signal
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from lightspeed.config import AppConfig, load_config
+from lightspeed.config import AppConfig, HttpTimeoutsConfig, load_config
 from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
 from lightspeed.logs import configure_logging
 from lightspeed.notify import Notifier, watchdog_running
 
 log = structlog.get_logger(__name__)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site that closes a connection whose first request head is not complete in time.
+
+    aiohttp has no such timeout: a client that opens connections and never
+    finishes a request line holds a file descriptor each until the process
+    runs out (then accept() fails for everyone). After the first request,
+    the keep-alive timeout bounds the wait for the next head.
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._header_timeout = header_timeout
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        server = self._runner.server
+        assert server is not None  # the runner is set up before a site starts
+        handler = server()
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._header_timeout, _close_if_no_request, handler)
+        return handler
+
+    async def start(self) -> None:
+        # TCPSite.start with our protocol factory; the same arguments, read back from the site.
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._connection,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+
+def _close_if_no_request(handler: RequestHandler) -> None:
+    # _request_count is aiohttp's count of request heads parsed on this connection.
+    if handler.transport is not None and not handler._request_count:
+        log.info("connection_closed_header_timeout")
+        handler.force_close()  # closes the transport too
 
 
 async def serve_app(
@@ -34,13 +79,28 @@ async def serve_app(
     shutdown_timeout: float,
     notifier: Notifier,
     *,
+    timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=timeouts.keepalive_timeout_seconds,
+        # After an early reply (413, 408), the rest of the body is drained for at most this long.
+        lingering_time=timeouts.body_timeout_seconds,
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout, ssl_context=ssl_context)
+        site = GuardedSite(
+            runner,
+            host,
+            port,
+            timeouts.header_timeout_seconds,
+            shutdown_timeout=shutdown_timeout,
+            ssl_context=ssl_context,
+        )
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -64,11 +124,12 @@ def run_service(
     shutdown_timeout: float,
     notifier: Notifier,
     *,
+    timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     """Serve until stopped; the exit code: 0, 78 for a configuration error, 73 for unusable storage."""
     try:
-        asyncio.run(serve_app(app, host, port, shutdown_timeout, notifier, ssl_context=ssl_context))
+        asyncio.run(serve_app(app, host, port, shutdown_timeout, notifier, timeouts=timeouts, ssl_context=ssl_context))
     except ConfigError as exc:
         log.error("config_invalid", source=exc.source, problems=exc.problems)
         notifier.status(f"failed: invalid configuration in {exc.source}")

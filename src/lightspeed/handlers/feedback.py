@@ -9,6 +9,7 @@ from lightspeed.auth import require_admin
 from lightspeed.errors import ApiError, Conflict, Forbidden, RecordWriteError
 from lightspeed.handlers.query import check_conversation_owner
 from lightspeed.keys import AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR, SETTINGS
+from lightspeed.middleware import read_body
 from lightspeed.payloads import FeedbackRequest, FeedbackStatusUpdate, parse_body
 from lightspeed.records import Feedback
 
@@ -20,7 +21,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     user = app[AUTH](request)
     if not app[SETTINGS].feedback_enabled:
         raise Forbidden("Storing feedback is disabled", "Storing feedback is disabled.")
-    body = parse_body(FeedbackRequest, await request.read())
+    body = parse_body(FeedbackRequest, await read_body(request))
     user_hash = app[HASHER](user.user_id)
     check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
     redactor = app[REDACTOR]
@@ -51,7 +52,7 @@ async def put_feedback_status(request: web.Request) -> web.Response:
     app = request.app
     user = app[AUTH](request)
     require_admin(user)
-    body = parse_body(FeedbackStatusUpdate, await request.read())
+    body = parse_body(FeedbackStatusUpdate, await read_body(request))
     if body.status and app[CONFIG].user_data_collection.feedback_storage is None:
         raise Conflict(
             "Feedback cannot be enabled",

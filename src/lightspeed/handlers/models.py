@@ -8,6 +8,7 @@ from aiohttp import web
 
 from lightspeed.auth import require_admin
 from lightspeed.keys import AUTH, METRICS, MODELS
+from lightspeed.middleware import read_body
 from lightspeed.payloads import parse_body
 from lightspeed.settings_payloads import EmbeddingModelActivation, EmbeddingModelRegistration
 
@@ -24,7 +25,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def register_model(request: web.Request) -> web.Response:
     """201 with the measured metadata; 422 with the reason (and the stored failure) when unusable."""
     _admin(request)
-    body = parse_body(EmbeddingModelRegistration, await request.read())
+    body = parse_body(EmbeddingModelRegistration, await read_body(request))
     result = await request.app[MODELS].register(body.model_name, body.model_source, body.local_path, body.activate)
     model = result["model"]
     metrics = request.app[METRICS]
@@ -40,7 +41,7 @@ async def register_model(request: web.Request) -> web.Response:
 async def activate_model(request: web.Request) -> web.Response:
     """202: the index is rebuilt in the background; GET /v1/embedding-models shows the progress."""
     _admin(request)
-    body = parse_body(EmbeddingModelActivation, await request.read())
+    body = parse_body(EmbeddingModelActivation, await read_body(request))
     activation = await request.app[MODELS].activate(body.model_name)
     return web.json_response({"activation": asdict(activation)}, status=202)
 

@@ -16,6 +16,7 @@ from lightspeed.answering import ModelChoice
 from lightspeed.auth import User
 from lightspeed.errors import ApiError, Forbidden, NotFound, RecordWriteError
 from lightspeed.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR, REQUEST_ID, UUIDS
+from lightspeed.middleware import read_body
 from lightspeed.payloads import QueryRequest, parse_body
 from lightspeed.providers.base import Attachment, Question, count_tokens, input_tokens
 from lightspeed.records import Transcript
@@ -48,7 +49,7 @@ def check_conversation_owner(store: ConversationStore, conversation_id: str, use
 async def prepare_query(request: web.Request) -> PreparedQuery:
     app = request.app
     user = app[AUTH](request)
-    body = parse_body(QueryRequest, await request.read())
+    body = parse_body(QueryRequest, await read_body(request))
     choice = app[ANSWERS].choose_model(body.provider, body.model)
     user_hash = app[HASHER](user.user_id)
     if body.conversation_id is not None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from lightspeed.auth import require_admin
 from lightspeed.errors import BadGateway, Conflict, ServiceUnavailable
 from lightspeed.keys import AUTH, SENDER, TELEMETRY
+from lightspeed.middleware import read_body
 from lightspeed.payloads import parse_body
 from lightspeed.settings_payloads import TelemetryUpdate
 from lightspeed.telemetry.schema import FIELD_NAMES
@@ -39,7 +40,7 @@ async def get_consent(request: web.Request) -> web.Response:
 
 async def put_status(request: web.Request) -> web.Response:
     _admin(request)
-    body = parse_body(TelemetryUpdate, await request.read())
+    body = parse_body(TelemetryUpdate, await read_body(request))
     service = request.app[TELEMETRY]
     if body.enabled:
         await service.enable(body.consent_version or "")

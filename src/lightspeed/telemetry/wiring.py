@@ -36,7 +36,7 @@ class OpenTelemetry:
             await self.session.close()
 
 
-def _token(config: TelemetryConfig) -> str | None:
+def registry_token(config: TelemetryConfig) -> str | None:
     try:
         return read_secret(config.registry_token, config.registry_token_file, config.registry_token_credential)
     except OSError as exc:
@@ -53,7 +53,7 @@ async def open_telemetry(config: AppConfig, settings: RuntimeSettings, metrics: 
         await service.reset_client_id()
     session = client = None
     if cfg.registry_url is not None:
-        token = await asyncio.to_thread(_token, cfg)
+        token = await asyncio.to_thread(registry_token, cfg)
         context = await asyncio.to_thread(ssl_context, cfg)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=2))
         client = RegistryClient(session, cfg, token)

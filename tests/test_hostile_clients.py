@@ -1,0 +1,221 @@
+"""The real daemons against clients that misbehave on purpose: bad header bytes, silence, trickles.
+
+Each test starts the process an operator runs (`python -m ingest` or
+`python -m lightspeed`) and talks raw TCP to it on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.ingest_support import ARCHIVE_TYPE, TOKEN, records_archive
+from tests.test_openai_provider import free_port
+
+FAST = {"header_timeout_seconds": 0.5, "body_timeout_seconds": 0.5, "keepalive_timeout_seconds": 0.5}
+API_KEY = "lsk_this-admin-key-must-never-reach-a-log-line-0123456789"
+
+
+class Daemon:
+    """A daemon process with its combined output, stopped with SIGTERM at the end."""
+
+    def __init__(self, module: str, config: dict[str, Any], tmp_path: Path, port: int, nofile: int | None) -> None:
+        path = tmp_path / f"{module}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.port = port
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "serve", "--config", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=limit,  # noqa: PLW1509 - only setrlimit, before exec
+        )
+        self.output = ""
+
+    def get(self, path: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as resp:
+            return int(resp.status)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.communicate()[0]
+            with contextlib.suppress(OSError):
+                self.get("/readiness")
+                return
+            time.sleep(0.1)
+        raise AssertionError("not ready in time")
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        self.output, _ = self.proc.communicate(timeout=60)
+        return self.output
+
+
+@contextlib.contextmanager
+def ingest(tmp_path: Path, nofile: int | None = None, **overrides: Any) -> Iterator[Daemon]:
+    port = free_port()
+    section = {"state_dir": str(tmp_path / "ingest"), "port": port, "admin_key": API_KEY, "timeouts": FAST}
+    section["uploads"] = {"tokens": [TOKEN]}
+    daemon = Daemon("ingest", {"ingest": section | overrides, "logging": {"format": "json"}}, tmp_path, port, nofile)
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@contextlib.contextmanager
+def server(tmp_path: Path, docs_dir: Path) -> Iterator[Daemon]:
+    port = free_port()
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"key": API_KEY, "user_id": "operator", "role": "admin"}]))
+    config = {
+        "service": {"port": port, "state_dir": str(tmp_path / "state"), "timeouts": FAST},
+        "authentication": {"module": "api-key", "api_key": {"keys_file": str(keys)}},
+        "answers": {"local": {"documents_dir": str(docs_dir)}},
+        "logging": {"format": "json"},
+    }
+    daemon = Daemon("lightspeed", config, tmp_path, port, None)
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def raw(port: int, data: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(data)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the observable event)."""
+    received = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+BAD_BYTES = [b"\r", b"\x00", b"\x01", b"\x7f"]
+
+
+def send_keys_with_bad_bytes(port: int) -> list[bytes]:
+    replies = []
+    for bad in BAD_BYTES:
+        request = b"GET /liveness HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + API_KEY.encode() + bad
+        replies.append(read_until_closed(raw(port, request + b"\r\n\r\n")))
+    return replies
+
+
+def assert_scrubbed(output: str) -> None:
+    assert API_KEY not in output
+    assert API_KEY[:20] not in output
+    unparseable = [json.loads(line) for line in output.splitlines() if "http_request_unparseable" in line]
+    assert len(unparseable) == len(BAD_BYTES), output[-3000:]
+    for line in unparseable:
+        assert line["level"] == "warning"
+        assert line["status"] == 400
+        assert "exception" not in line
+
+
+def test_the_ingest_never_logs_a_key_from_an_unparseable_header(tmp_path: Path) -> None:
+    """Each of \\r, \\x00, \\x01, \\x7f after the admin key: 400, and one warning without the bytes."""
+    with ingest(tmp_path) as daemon:
+        replies = send_keys_with_bad_bytes(daemon.port)
+    assert all(reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0] for reply in replies)
+    assert_scrubbed(daemon.output)
+
+
+def test_the_server_never_logs_a_key_from_an_unparseable_header(tmp_path: Path, docs_dir: Path) -> None:
+    with server(tmp_path, docs_dir) as daemon:
+        send_keys_with_bad_bytes(daemon.port)
+        idle = raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = idle.recv(65536)
+        # A kept-alive connection left idle is closed after keepalive_timeout_seconds.
+        rest = read_until_closed(idle)
+    assert first.startswith(b"HTTP/1.1 200")
+    assert rest == b""
+    assert_scrubbed(daemon.output)
+
+
+def test_silent_connections_are_closed_and_do_not_exhaust_descriptors(tmp_path: Path) -> None:
+    """300 connections that never finish a request line, with 128 descriptors: each is closed after the
+    header timeout, and /liveness answers afterwards (before, they stayed open for hours)."""
+    with ingest(tmp_path, nofile=128) as daemon:
+        stalled = [raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1") for _ in range(300)]
+        assert [read_until_closed(sock) for sock in stalled] == [b""] * 300
+        assert daemon.get("/liveness") == 200
+    assert "Exception in callback" not in daemon.output
+
+
+def test_a_body_that_stops_arriving_gets_408(tmp_path: Path) -> None:
+    with ingest(tmp_path) as daemon:
+        head = (
+            b"POST /api/admin/v1/deletions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"client_id"'
+        )
+        reply = read_until_closed(raw(daemon.port, head))
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"no part of the request body arrived for 0.5 seconds" in reply
+
+
+def multipart_upload(request_id: str) -> bytes:
+    archive = records_archive()
+    boundary = b"b0undary"
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="batch.tar.gz"\r\n'
+        b"Content-Type: " + ARCHIVE_TYPE.encode() + b"\r\n\r\n" + archive + b"\r\n--" + boundary + b"--\r\n"
+    )
+    head = (
+        b"POST /api/ingress/v1/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"x-rh-insights-request-id: " + request_id.encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    return head + body
+
+
+def test_a_trickling_upload_gets_408_and_frees_its_slot(tmp_path: Path) -> None:
+    """An upload sending a byte every 0.1 s (under min_bytes_per_second) is cut off; the only slot is free again."""
+    uploads = {"tokens": [TOKEN], "max_concurrent": 1, "min_bytes_per_second": 1000}
+    with ingest(tmp_path, uploads=uploads) as daemon:
+        trickle = multipart_upload("slow-batch")
+        head_and_some = trickle.index(b"\r\n\r\n") + 100
+        sock = raw(daemon.port, trickle[:head_and_some])
+        for byte in trickle[head_and_some:]:
+            sock.sendall(bytes([byte]))
+            # One byte per 0.1 s, until the server answers (read at once: the close that follows
+            # resets a connection whose client is still sending).
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+        with sock:
+            reply = sock.recv(65536)
+        with raw(daemon.port, multipart_upload("fast-batch")) as fast:
+            whole = fast.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b"averaged under 1000 bytes/s" in reply
+    assert whole.startswith(b"HTTP/1.1 202"), whole
