@@ -117,12 +117,15 @@ def start_ingest(workdir: Path, port: int) -> subprocess.Popen[bytes]:
             "state_dir": str(workdir / "ingest"),
             "uploads": {"tokens": [TOKEN]},
             "telemetry": {
+                "max_events_per_model_per_day": 1_000_000,
                 "rate_limit": {
                     "per_address_burst_requests": 100_000,
                     "per_address_requests_per_minute": 1_000_000,
                     "per_client_burst_events": 100_000,
                     "per_client_events_per_hour": 1_000_000,
-                }
+                    "per_address_new_clients_burst": 100_000,
+                    "per_address_new_clients_per_day": 1_000_000,
+                },
             },
         },
         "logging": {"format": "json", "level": "warning"},

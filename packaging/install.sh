@@ -103,6 +103,13 @@ install -d -m 0700 /etc/lightspeed-ingest/credentials
 for secret in upload-tokens admin-key telemetry-keys; do
     [ -e "/etc/lightspeed-ingest/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed-ingest/credentials/$secret"
 done
+# The registry takes telemetry only from key holders (telemetry.require_api_key in ingest.yaml): make
+# one key, and give it to this host's server as its registry token, unless either file has one already.
+if [ ! -s /etc/lightspeed-ingest/credentials/telemetry-keys ] && [ ! -s /etc/lightspeed/credentials/telemetry-token ]; then
+    key=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')
+    echo "$key" > /etc/lightspeed-ingest/credentials/telemetry-keys
+    echo "$key" > /etc/lightspeed/credentials/telemetry-token
+fi
 
 systemctl daemon-reload
 cat <<DONE

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.storage import contributor_hash
+from lightspeed.telemetry.schema import utc_timestamp
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_get, admin_headers, records_archive, upload
 from tests.telemetry_support import CLIENT_ID, ago, event, now
 
@@ -268,3 +270,70 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(make_inge
     )
     # Without trusted proxies the header is ignored: spoofed addresses share the peer's limit.
     assert [await status(direct, f"203.0.113.{i}") for i in range(3)] == [200, 200, 429]
+
+
+def fresh_clients(count: int, model: str = "all-MiniLM-L6-v2") -> list[dict[str, Any]]:
+    return [event(ago(minutes=1), model, client_id=str(uuid.uuid4())) for _ in range(count)]
+
+
+async def test_anonymous_senders_cannot_fill_the_registry_with_fake_installations(make_ingest: IngestFactory) -> None:
+    """New client ids per address are limited (20 in a burst): the 21st new installation gets 429,
+    while an installation already counted keeps sending."""
+    client = await make_ingest()
+    first_batch = fresh_clients(15)
+    assert (await send(client, first_batch))[0] == 200
+    status, body = await send(client, fresh_clients(10))
+    assert status == 429
+    assert "new installations from this address" in body["detail"]["cause"]
+    assert (await send(client, fresh_clients(5)))[0] == 200
+    assert (await send(client, fresh_clients(1)))[0] == 429
+    known = first_batch[0] | {"timestamp": utc_timestamp(ago(minutes=2))}
+    assert (await send(client, [known]))[0] == 200
+    rows = {row["model_name"]: row for row in await models(client)}
+    assert rows["all-MiniLM-L6-v2"]["clients"] == 20
+
+
+async def test_installations_already_counted_are_not_new(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(telemetry={"rate_limit": {"per_address_new_clients_burst": 1}})
+    assert (await send(client, [event(ago(hours=2), "m", client_id=CLIENT_ID)]))[0] == 200
+    assert (await send(client, [event(ago(hours=1), "m", client_id=CLIENT_ID)]))[0] == 200
+    assert (await send(client, [event(ago(hours=1), "m", client_id=OTHER_CLIENT)]))[0] == 429
+
+
+async def test_senders_with_a_telemetry_key_are_not_limited_in_new_installations(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(telemetry={"api_keys": ["shared-telemetry-key"]})
+    status, body = await send(client, fresh_clients(40), Authorization="Bearer shared-telemetry-key")
+    assert (status, body["accepted"]) == (200, 40)
+
+
+async def test_stored_events_per_model_and_day_are_capped(make_ingest: IngestFactory) -> None:
+    """Past max_events_per_model_per_day, events are answered `capped` and not stored; other models go on."""
+    client = await make_ingest(telemetry={"max_events_per_model_per_day": 5})
+    moment = now().replace(hour=12, minute=0, second=0, microsecond=0)
+    if moment > now():
+        moment -= timedelta(days=1)
+    batch = [event(moment - timedelta(seconds=i), "capped-model") for i in range(8)]
+    batch.append(event(moment, "other-model"))
+    status, body = await send(client, batch)
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == ["accepted"] * 5 + ["capped"] * 3 + ["accepted"]
+    assert body["capped"] == 3
+    assert "daily limit of 5 events" in body["results"][5]["errors"][0]
+    rows = {row["model_name"]: row["events"] for row in await models(client)}
+    assert rows == {"capped-model": 5, "other-model": 1}
+    again = await send(client, [event(moment - timedelta(seconds=100), "capped-model")])
+    assert again[1]["results"][0]["status"] == "capped"
+
+
+async def test_require_api_key_refuses_to_start_without_a_key(tmp_path: Path, make_ingest: IngestFactory) -> None:
+    from ingest.app import create_app
+    from lightspeed.errors import ConfigError
+    from tests.ingest_support import ingest_config
+
+    config = ingest_config(tmp_path / "ingest", telemetry={"require_api_key": True})
+    runner = web.AppRunner(create_app(config))
+    with pytest.raises(ConfigError, match="no telemetry key is configured"):
+        await runner.setup()
+    await runner.cleanup()
+    keyed = await make_ingest(telemetry={"require_api_key": True, "api_keys": ["k"]})
+    assert (await send(keyed, fresh_clients(1)))[0] == 401

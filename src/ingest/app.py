@@ -46,6 +46,11 @@ def _keys(config: IngestConfig) -> tuple[KeyRing, KeyRing, KeyRing]:
         admin_key = read_secret(config.admin_key, config.admin_key_file, config.admin_key_credential)
     except OSError as exc:
         raise ConfigError("ingest", [f"cannot read a key file {exc.filename}: {exc.strerror}"]) from None
+    if telemetry_cfg.require_api_key and not telemetry_keys:
+        raise ConfigError(
+            "ingest.telemetry.require_api_key",
+            ["no telemetry key is configured: add one per line to the telemetry-keys credential (or api_keys_file)"],
+        )
     return (
         KeyRing("upload", tuple(upload_keys)),
         KeyRing("telemetry", tuple(telemetry_keys)),

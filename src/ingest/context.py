@@ -106,12 +106,16 @@ class Ingest:
     metrics: IngestMetrics
     by_address: TokenBuckets = field(init=False)
     by_client: TokenBuckets = field(init=False)
+    new_clients_by_address: TokenBuckets = field(init=False)
     uploads_in_flight: int = 0
 
     def __post_init__(self) -> None:
         limits = self.config.telemetry.rate_limit
         self.by_address = TokenBuckets(limits.per_address_burst_requests, limits.per_address_requests_per_minute / 60)
         self.by_client = TokenBuckets(limits.per_client_burst_events, limits.per_client_events_per_hour / 3600)
+        self.new_clients_by_address = TokenBuckets(
+            limits.per_address_new_clients_burst, limits.per_address_new_clients_per_day / 86400
+        )
 
 
 INGEST = web.AppKey("ingest", Ingest)

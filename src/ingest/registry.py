@@ -27,6 +27,7 @@ from aiohttp import web
 
 from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
+from ingest.storage import contributor_hash
 from lightspeed.errors import BadRequest, PayloadTooLarge
 from lightspeed.middleware import error_body, read_body
 from lightspeed.telemetry.schema import ModelRegistrationEvent, check_client_id, parse_event
@@ -36,7 +37,11 @@ log = structlog.get_logger("ingest.registry")
 
 def _too_many(ingest: Ingest, scope: str, wait: float) -> web.Response:
     ingest.metrics.rate_limited.labels(scope).inc()
-    what = "requests from this address" if scope == "address" else "events from this client"
+    what = {
+        "address": "requests from this address",
+        "client": "events from this client",
+        "new_clients": "new installations from this address",
+    }[scope]
     return web.json_response(
         error_body("Too many requests", f"too many {what}; retry after the Retry-After delay"),
         status=429,
@@ -101,24 +106,50 @@ async def telemetry(request: web.Request) -> web.Response:
             valid.append(parsed)
             valid_at.append(index)
     per_client = Counter(_client_key(event.client_id) for event in valid)
-    if wait := ingest.by_client.take(per_client):
+    if wait := ingest.by_client.wait_seconds(per_client):
         return _too_many(ingest, "client", wait)
-    fresh = await ingest.db.run(ingest.db.storage.add_events, valid) if valid else []
-    for index, new in zip(valid_at, fresh, strict=True):
-        if not new:
-            results[index]["status"] = "duplicate"
-    duplicates = fresh.count(False)
+    if limited := await _new_clients_limited(request, ingest, valid):
+        return limited
+    ingest.by_client.take(per_client)
+    cap = settings.max_events_per_model_per_day
+    outcomes = await ingest.db.run(ingest.db.storage.add_events, valid, cap) if valid else []
+    for index, outcome in zip(valid_at, outcomes, strict=True):
+        if outcome != "accepted":
+            results[index]["status"] = outcome
+            if outcome == "capped":
+                results[index]["errors"] = [f"this model's daily limit of {cap} events is reached"]
+    duplicates, capped = outcomes.count("duplicate"), outcomes.count("capped")
     rejected = len(events) - len(valid)
-    ingest.metrics.telemetry_events.labels("accepted").inc(len(valid) - duplicates)
+    ingest.metrics.telemetry_events.labels("accepted").inc(len(valid) - duplicates - capped)
     ingest.metrics.telemetry_events.labels("duplicate").inc(duplicates)
+    ingest.metrics.telemetry_events.labels("capped").inc(capped)
     ingest.metrics.telemetry_events.labels("rejected").inc(rejected)
     if rejected:
         first = next(r for r in results if r["status"] == "rejected")
         log.info("telemetry_events_rejected", rejected=rejected, example=first["errors"][:3])
-    log.info("telemetry_received", accepted=len(valid), duplicates=duplicates, rejected=rejected)
+    log.info("telemetry_received", accepted=len(valid), duplicates=duplicates, capped=capped, rejected=rejected)
     return web.json_response(
-        {"accepted": len(valid), "rejected": rejected, "duplicates": duplicates, "results": results}
+        {"accepted": len(valid), "rejected": rejected, "duplicates": duplicates, "capped": capped, "results": results}
     )
+
+
+async def _new_clients_limited(
+    request: web.Request, ingest: Ingest, events: list[ModelRegistrationEvent]
+) -> web.Response | None:
+    """429 when this address brings more new installations than its bucket allows.
+
+    Anonymous senders only: a telemetry key is already a limit on who may send.
+    """
+    if ingest.telemetry_keys.keys or not events:
+        return None
+    contributors = {contributor_hash(e.model_name, e.client_id): e.client_id for e in events}
+    known = await ingest.db.run(ingest.db.storage.known_contributors, list(contributors))
+    new_clients = {client for contributor, client in contributors.items() if contributor not in known}
+    if not new_clients:
+        return None
+    address = source_address(request, ingest.config.telemetry.rate_limit.trusted_proxies)
+    wait = ingest.new_clients_by_address.take({address: len(new_clients)})
+    return _too_many(ingest, "new_clients", wait) if wait else None
 
 
 def parse_client_id(value: Any) -> str:

@@ -168,7 +168,8 @@ class Storage(Protocol):
     def known_archives(self) -> set[str]: ...
     def recent_uploads(self, limit: int) -> list[dict[str, Any]]: ...
     def upload_totals(self) -> dict[str, int]: ...
-    def add_events(self, events: list[ModelRegistrationEvent]) -> list[bool]: ...
+    def add_events(self, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]: ...
+    def known_contributors(self, contributors: list[str]) -> set[str]: ...
     def model_counts(self) -> list[dict[str, Any]]: ...
     def delete_client(self, client_id: str, via: str, now: datetime) -> dict[str, int]: ...
     def deletion_log(self, limit: int) -> list[dict[str, Any]]: ...
@@ -293,22 +294,46 @@ class SQLiteStorage:
 
     # -- telemetry -----------------------------------------------------------
 
-    def add_events(self, events: list[ModelRegistrationEvent]) -> list[bool]:
-        """Count valid events; True for each new one, False for a re-sent one (already counted)."""
-        fresh: list[bool] = []
+    def known_contributors(self, contributors: list[str]) -> set[str]:
+        """Which of these (model, installation) hashes have contributions stored."""
+        known: set[str] = set()
+        for start in range(0, len(contributors), 500):
+            chunk = contributors[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT DISTINCT contributor FROM contributions WHERE contributor IN ({marks})",  # noqa: S608 - placeholders only
+                chunk,
+            )
+            known.update(row[0] for row in rows)
+        return known
+
+    def add_events(self, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+        """Count valid events: `accepted` for each new one, `duplicate` for one already counted (a re-send),
+        `capped` past `max_per_model_day` stored events of its model that day (not stored, not remembered).
+        """
+        outcomes: list[str] = []
         with self._transaction() as db:
             model_ids: dict[str, int] = {}
+            day_counts: dict[tuple[int, str], int] = {}
             for event in events:
                 contributor = contributor_hash(event.model_name, event.client_id)
                 day = event.timestamp[:10]
-                seen = db.execute(
-                    "INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?)", (_event_key(event), contributor, day)
-                )
-                if seen.rowcount == 0:
-                    fresh.append(False)
-                    continue
-                fresh.append(True)
                 model_id = self._model_id(db, event, model_ids)
+                if (model_id, day) not in day_counts:
+                    row = db.execute(
+                        "SELECT COALESCE(SUM(events), 0) FROM contributions WHERE model_id = ? AND day = ?",
+                        (model_id, day),
+                    ).fetchone()
+                    day_counts[model_id, day] = int(row[0])
+                if db.execute("SELECT 1 FROM seen_events WHERE event_key = ?", (_event_key(event),)).fetchone():
+                    outcomes.append("duplicate")
+                    continue
+                if day_counts[model_id, day] >= max_per_model_day:
+                    outcomes.append("capped")
+                    continue
+                db.execute("INSERT INTO seen_events VALUES (?, ?, ?)", (_event_key(event), contributor, day))
+                day_counts[model_id, day] += 1
+                outcomes.append("accepted")
                 db.execute(
                     "INSERT INTO contributions VALUES (?, ?, ?, 1, ?, ?, ?) "
                     "ON CONFLICT (model_id, contributor, day) DO UPDATE SET "
@@ -324,7 +349,7 @@ class SQLiteStorage:
                         event.timestamp,
                     ),
                 )
-        return fresh
+        return outcomes
 
     @staticmethod
     def _model_id(db: sqlite3.Connection, event: ModelRegistrationEvent, cache: dict[str, int]) -> int:

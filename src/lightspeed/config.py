@@ -290,6 +290,10 @@ class IngestRateLimitConfig(Section):
     # A client's whole queue (10,000 events) fits in one burst; then about one event a minute.
     per_client_burst_events: PositiveInt = 10_000
     per_client_events_per_hour: PositiveInt = 60
+    # New installations (client ids this registry has not counted before) per source address; without
+    # it, anyone could fill the registry with fake installations. Senders with a telemetry key are exempt.
+    per_address_new_clients_burst: PositiveInt = 20
+    per_address_new_clients_per_day: PositiveInt = 20
     # Behind a reverse proxy every request comes from the proxy: list its addresses (or
     # networks) and the client's address is taken from X-Forwarded-For instead.
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
@@ -305,6 +309,10 @@ class IngestTelemetryConfig(Section):
     max_body_bytes: PositiveInt = 1024 * 1024
     max_events_per_request: PositiveInt = 1000
     max_event_age_days: PositiveInt = 30
+    # Stored events per model and day, all installations together; past it events are answered `capped`.
+    max_events_per_model_per_day: PositiveInt = 10_000
+    # Refuse to start without telemetry keys (the production default): the registry is never open to anyone.
+    require_api_key: bool = False
     retention_days: PositiveInt = 395
     rate_limit: IngestRateLimitConfig = IngestRateLimitConfig()
 
