@@ -94,6 +94,35 @@ async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path:
     await writer.close()
 
 
+def temp_files(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob(".*.json.tmp")]
+
+
+async def test_temp_files_a_killed_writer_left_are_removed_when_the_next_one_starts(tmp_path: Path) -> None:
+    """After SIGKILLs mid-write, the next writer start removes every `.<uuid>.json.tmp` (whole user text,
+    never acknowledged); the records it had finished stay."""
+    feedback_dir, transcripts_dir = tmp_path / "feedback", tmp_path / "transcripts"
+    orphan = transcripts_dir / "user" / "conversation" / ".0f3b8e0c.json.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text('{"user_question": "left by a writer killed earlier"}')
+    writer = RecordWriter(feedback_dir, transcripts_dir, threads=8)
+    first = await writer.write_feedback(feedback(0))
+    assert not orphan.exists()
+    for round_ in range(3):
+        proc = writer._process._proc
+        assert proc is not None
+        in_flight = [asyncio.ensure_future(writer.write_feedback(feedback(i, 4_000_000))) for i in range(16)]
+        await asyncio.sleep(0.05)  # let some temp files be half written before the kill
+        proc.kill()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        left = len(temp_files(feedback_dir))
+        await writer.write_feedback(feedback(100 + round_))
+        assert temp_files(feedback_dir, transcripts_dir) == [], f"round {round_}: {left} left"
+    assert first.exists()
+    assert len(json_files(feedback_dir)) >= 4
+    await writer.close()
+
+
 def test_an_unusable_storage_directory_is_a_storage_error(tmp_path: Path, small_tmpfs: object) -> None:
     """A read-only file system or a file in the way is refused at start-up with the reason."""
     readonly = small_tmpfs("ro", "size=64k,ro")  # type: ignore[operator]

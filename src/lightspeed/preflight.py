@@ -7,6 +7,7 @@ starting anything (nothing is created or written), so a config that passes
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -61,6 +62,8 @@ def writable_directory(what: str, path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise StorageError(what, path, f"{existing} is not a directory")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise StorageError(what, path, os.strerror(errno.EROFS))
     if not os.access(existing, os.W_OK | os.X_OK):
         raise StorageError(what, path, f"{existing} is not writable by this user")
 

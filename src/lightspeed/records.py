@@ -10,10 +10,13 @@ never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,15 +118,39 @@ def prepare_storage(what: str, path: Path) -> None:
         raise StorageError(what, path, exc.strerror or str(exc)) from exc
 
 
+def remove_orphaned_temps(directories: list[Path], before: float) -> int:
+    """Delete `.<name>.json.tmp` files last changed before `before` (a writer that died left them); how many.
+
+    Removed, not finished: their writes were answered with an error (EIO), so
+    the client was never told the record was stored and may have sent it
+    again; finishing one could store it twice, and a temp file may be
+    incomplete. Nothing promised is lost.
+    """
+    removed = 0
+    for top in directories:
+        for folder, _, names in os.walk(top):
+            for name in names:
+                if not (name.startswith(".") and name.endswith(".json.tmp")):
+                    continue
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if path.lstat().st_mtime < before:
+                        path.unlink()
+                        removed += 1
+    return removed
+
+
 class WriterProcess:
     """The server's end of the record writer process (`lightspeed.writer_child`).
 
     Started on first use and again after it died; a death fails the writes in
     flight with EIO (their records may or may not be on disk, never half-written).
+    Before each start, the temp files a dead writer left in `directories` are removed.
     """
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, directories: list[Path] | None = None) -> None:
         self._threads = threads
+        self._directories = directories or []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[tuple[int, str]]] = {}
@@ -137,6 +164,7 @@ class WriterProcess:
             proc = self._proc
             dead = proc is None or proc is self._broken or proc.returncode is not None
             if proc is None or dead or self._reader is None or self._reader.done():
+                await self._sweep(proc)
                 proc = self._proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
@@ -147,6 +175,16 @@ class WriterProcess:
                 )
                 self._reader = asyncio.create_task(self._read_replies(proc))
             return proc
+
+    async def _sweep(self, previous: asyncio.subprocess.Process | None) -> None:
+        """No write is in flight now: the old writer (if any) is made sure dead, then its temp files go."""
+        if previous is not None and previous.returncode is None:
+            previous.kill()
+            await previous.wait()
+        started = time.time()
+        removed = await asyncio.to_thread(remove_orphaned_temps, self._directories, started)
+        if removed:
+            log.warning("record_temp_files_removed", removed=removed, reason="left by a writer that stopped")
 
     async def write(self, path: Path, data: bytes) -> None:
         """Write `path` atomically; raises OSError as the write itself would."""
@@ -218,7 +256,7 @@ class RecordWriter:
     ) -> None:
         self._feedback_dir = feedback_dir
         self._transcripts_dir = transcripts_dir
-        self._process = WriterProcess(threads)
+        self._process = WriterProcess(threads, [d for d in (feedback_dir, transcripts_dir) if d is not None])
         self._on_result = on_result
         self._names = UuidSource()
 
