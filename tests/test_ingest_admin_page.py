@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
-from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, records_archive, upload
+from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_headers, records_archive, upload
 from tests.support import screenshot
 from tests.telemetry_support import CLIENT_ID, ago, event
 
@@ -135,3 +135,18 @@ async def test_the_page_asks_for_the_admin_key(make_ingest: IngestFactory) -> No
     for asset in ("admin.js", "admin.css", "page.js", "page.css"):
         assert (await client.get(f"/admin/{asset}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 200
     assert (await client.get("/admin/other.js", headers={"Authorization": f"Bearer {ADMIN_KEY}"})).status == 404
+
+
+async def test_wrong_admin_keys_are_throttled_per_address(make_ingest: Any) -> None:
+    """Five wrong keys, then 429 with Retry-After even for the right key; a missing key does not count."""
+    client = await make_ingest()
+    for _ in range(3):
+        assert (await client.get("/api/admin/v1/models")).status == 401
+    statuses = [(await client.get("/api/admin/v1/models", headers=admin_headers("guess"))).status for _ in range(5)]
+    blocked = await client.get("/api/admin/v1/models", headers=admin_headers())
+    assert statuses == [403] * 5
+    assert blocked.status == 429
+    assert 55 <= int(blocked.headers["Retry-After"]) <= 60
+    assert (await blocked.json())["detail"]["response"] == "Too many wrong admin keys"
+    page = await client.get("/admin", headers=admin_headers())
+    assert page.status == 429

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import json
 
+import structlog
 from aiohttp import web
 
 from ingest.context import INGEST
-from ingest.registry import delete_client, parse_client_id
-from lightspeed.errors import BadRequest
+from ingest.ratelimit import retry_after
+from ingest.registry import delete_client, parse_client_id, source_address
+from lightspeed.errors import BadRequest, Forbidden, TooManyRequests
 from lightspeed.middleware import read_body
 from lightspeed.webpage import static_page
 
-
-def _admin(request: web.Request) -> None:
-    request.app[INGEST].admin_keys.check(request)
-
-
-admin_page = static_page("ingest.web", "admin", "lightspeed-ingest", "the ingest's admin key", _admin)
+log = structlog.get_logger("ingest")
 
 
 async def models(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
-    ingest.admin_keys.check(request)
+    check_admin(request)
     rows = await ingest.db.run(ingest.db.storage.model_counts)
     return web.json_response(
         {"models": rows, "retention_days": ingest.config.telemetry.retention_days},
@@ -38,7 +35,7 @@ async def models(request: web.Request) -> web.Response:
 
 async def uploads(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
-    ingest.admin_keys.check(request)
+    check_admin(request)
     try:
         limit = int(request.query.get("limit", "50"))
     except ValueError:
@@ -54,16 +51,37 @@ async def uploads(request: web.Request) -> web.Response:
     )
 
 
+def check_admin(request: web.Request) -> None:
+    """The admin key, with wrong guesses throttled per source address (429 with Retry-After).
+
+    Only wrong keys count (403), not a missing one (a browser's first request).
+    """
+    ingest = request.app[INGEST]
+    address = source_address(request, ingest.config.telemetry.rate_limit.trusted_proxies)
+    if wait := ingest.admin_failures.wait_seconds({address: 1}):
+        raise TooManyRequests(
+            "Too many wrong admin keys",
+            "too many wrong admin keys from this address; retry after the Retry-After delay",
+            {"Retry-After": retry_after(wait)},
+        )
+    try:
+        ingest.admin_keys.check(request)
+    except Forbidden:
+        ingest.admin_failures.take({address: 1})
+        log.warning("admin_key_refused")
+        raise
+
+
 async def deletions(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
-    ingest.admin_keys.check(request)
+    check_admin(request)
     log_rows = await ingest.db.run(ingest.db.storage.deletion_log, 50)
     return web.json_response({"deletions": log_rows}, headers={"Cache-Control": "no-store"})
 
 
 async def request_deletion(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
-    ingest.admin_keys.check(request)
+    check_admin(request)
     try:
         body = json.loads(await read_body(request))
     except ValueError:
@@ -72,3 +90,6 @@ async def request_deletion(request: web.Request) -> web.Response:
         raise BadRequest("Invalid body", 'send {"client_id": "<uuid>"}')
     client_id = parse_client_id(body.get("client_id"))
     return web.json_response({"deleted": await delete_client(ingest, client_id, "admin")})
+
+
+admin_page = static_page("ingest.web", "admin", "lightspeed-ingest", "the ingest's admin key", check_admin)

@@ -94,6 +94,9 @@ def parse_keys(text: str | None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+ADMIN_TRIES = 5
+
+
 @dataclass
 class Ingest:
     config: IngestConfig
@@ -107,12 +110,15 @@ class Ingest:
     by_address: TokenBuckets = field(init=False)
     by_client: TokenBuckets = field(init=False)
     new_clients_by_address: TokenBuckets = field(init=False)
+    # Wrong admin keys per source address: a few tries, then one a minute.
+    admin_failures: TokenBuckets = field(init=False)
     uploads_in_flight: int = 0
 
     def __post_init__(self) -> None:
         limits = self.config.telemetry.rate_limit
         self.by_address = TokenBuckets(limits.per_address_burst_requests, limits.per_address_requests_per_minute / 60)
         self.by_client = TokenBuckets(limits.per_client_burst_events, limits.per_client_events_per_hour / 3600)
+        self.admin_failures = TokenBuckets(ADMIN_TRIES, 1 / 60)
         self.new_clients_by_address = TokenBuckets(
             limits.per_address_new_clients_burst, limits.per_address_new_clients_per_day / 86400
         )

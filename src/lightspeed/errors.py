@@ -47,9 +47,10 @@ class ApiError(LightspeedError):
 
     status = 500
 
-    def __init__(self, response: str, cause: str) -> None:
+    def __init__(self, response: str, cause: str, headers: dict[str, str] | None = None) -> None:
         self.response = response
         self.cause = cause
+        self.headers = headers or {}
         super().__init__(f"{response}: {cause}")
 
 
@@ -87,6 +88,12 @@ class MisdirectedRequest(ApiError):
 
 class PayloadTooLarge(ApiError):
     status = 413
+
+
+class TooManyRequests(ApiError):
+    """Slow down: the Retry-After header says for how long (429)."""
+
+    status = 429
 
 
 class UnsupportedMediaType(ApiError):

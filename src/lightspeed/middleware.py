@@ -130,7 +130,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RequestInvalid as exc:
         response = web.json_response({"detail": exc.errors}, status=422)
     except ApiError as exc:
-        response = web.json_response(error_body(exc.response, exc.cause), status=exc.status)
+        response = web.json_response(error_body(exc.response, exc.cause), status=exc.status, headers=exc.headers)
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a stalled body must not be read as the next request
     except Exception:
