@@ -124,6 +124,8 @@ async def test_an_unusable_model_gets_its_own_clear_error_quickly_and_the_server
     [
         ({"model_name": "/etc/passwd", "model_source": "sentence-transformers"}, "never a file path"),
         ({"model_name": "org/../../x", "model_source": "sentence-transformers"}, "never a file path"),
+        ({"model_name": "evil-model\n", "model_source": "sentence-transformers"}, "never a file path"),
+        ({"model_name": "evil-model\nsecond", "model_source": "sentence-transformers"}, "never a file path"),
         ({"model_name": "m", "model_source": "local_path"}, "local_path is required"),
         ({"model_name": "m", "model_source": "local_path", "local_path": "models/m"}, "absolute path"),
         ({"model_name": "m", "model_source": "sentence-transformers", "local_path": "/x"}, "applies only"),

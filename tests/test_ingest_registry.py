@@ -293,6 +293,15 @@ async def test_anonymous_senders_cannot_fill_the_registry_with_fake_installation
     assert rows["all-MiniLM-L6-v2"]["clients"] == 20
 
 
+async def test_a_model_name_with_a_trailing_newline_is_rejected(make_ingest: IngestFactory) -> None:
+    """Names are checked whole: `evil-model\n` is not another spelling of `evil-model`."""
+    client = await make_ingest()
+    status, body = await send(client, [event(ago(hours=1), "evil-model\n"), event(ago(hours=1), "evil-model")])
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == ["rejected", "accepted"]
+    assert [row["model_name"] for row in await models(client)] == ["evil-model"]
+
+
 async def test_installations_already_counted_are_not_new(make_ingest: IngestFactory) -> None:
     client = await make_ingest(telemetry={"rate_limit": {"per_address_new_clients_burst": 1}})
     assert (await send(client, [event(ago(hours=2), "m", client_id=CLIENT_ID)]))[0] == 200

@@ -43,8 +43,8 @@ from lightspeed.middleware import error_body
 log = structlog.get_logger("ingest.uploads")
 
 # application/vnd.redhat.<service>.<category>[+tgz|+tar|...]
-CONTENT_TYPE = re.compile(r"^application/vnd\.redhat\.([a-z0-9][a-z0-9_-]*)\.([a-z0-9][a-z0-9_-]*)(\+[a-z0-9.-]+)?$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONTENT_TYPE = re.compile(r"application/vnd\.redhat\.([a-z0-9][a-z0-9_-]*)\.([a-z0-9][a-z0-9_-]*)(\+[a-z0-9.-]+)?")
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILE_PARTS = ("file", "upload")
 MAX_SMALL_PART = 64 * 1024
 CHUNK = 1024 * 1024
@@ -53,7 +53,7 @@ BUSY_RETRY_AFTER = "5"  # seconds, when max_concurrent uploads are already in fl
 
 def parse_content_type(value: str, allowed: tuple[str, ...]) -> tuple[str, str]:
     """(service, category) of an upload's content type; 415 unless the service is allowed."""
-    match = CONTENT_TYPE.match(value.split(";", 1)[0].strip().lower())
+    match = CONTENT_TYPE.fullmatch(value.split(";", 1)[0].strip().lower())
     if match is None:
         raise UnsupportedMediaType(
             "Unsupported media type",
@@ -69,7 +69,7 @@ def _request_id(request: web.Request) -> str:
     supplied = request.headers.get("x-rh-insights-request-id")
     if supplied is None:
         return uuid.uuid4().hex
-    if not REQUEST_ID.match(supplied):
+    if not REQUEST_ID.fullmatch(supplied):
         raise BadRequest("Invalid request id", "x-rh-insights-request-id must be 1-64 of A-Z a-z 0-9 _ -")
     return supplied
 

@@ -21,7 +21,7 @@ from lightspeed.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_I
 from lightspeed.payloads import RequestInvalid
 
 log = structlog.get_logger(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GENERIC_500 = {
     "response": "Internal server error",
@@ -116,7 +116,7 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else request.app[REQUEST_IDS]()
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else request.app[REQUEST_IDS]()
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

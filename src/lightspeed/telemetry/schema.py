@@ -28,13 +28,13 @@ from pydantic import (
 
 EVENT_TYPE = "model_registration"
 # A public model identifier: `name` or `org/name`. Never a path.
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ModelSource = Literal["sentence-transformers", "local_path", "nomic", "openai", "huggingface"]
 
 
 def check_model_name(value: str) -> str:
-    if not MODEL_NAME.match(value) or ".." in value:
+    if not MODEL_NAME.fullmatch(value) or ".." in value:
         raise ValueError(
             "must be a public model identifier such as all-MiniLM-L6-v2 or org/name "
             "(letters, digits, '.', '_', '-', at most one '/'), never a file path"
@@ -53,7 +53,7 @@ def _utc_timestamp(value: str) -> str:
 
 
 def _sha256_or_none(value: str | None) -> str | None:
-    if value is not None and not SHA256_HEX.match(value):
+    if value is not None and not SHA256_HEX.fullmatch(value):
         raise ValueError("must be a lowercase hex SHA-256 digest")
     return value
 
