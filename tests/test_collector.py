@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import tarfile
 import threading
@@ -356,24 +357,33 @@ async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, 
     assert remaining(config) == []
 
 
-async def test_enough_pending_bytes_flush_before_the_interval(ingress: Ingress, make_config: CollectorConfig) -> None:
-    """With an hour-long interval, records reaching the batch size are shipped at once (watchfiles)."""
-    config = make_config(collector={"max_batch_bytes": 16384})
+@pytest.mark.parametrize("folders", ["exist_at_start", "created_after_start"])
+async def test_enough_pending_bytes_flush_before_the_interval(
+    ingress: Ingress, make_config: CollectorConfig, folders: str
+) -> None:
+    """With an hour-long interval, records reaching the batch size are shipped at once (watchfiles), also
+    when the storage folders appear only after the collector started (the server creates them)."""
+    config = make_config(collector={"max_batch_bytes": 16384, "flush_on_stop": False})
+    feedback_dir, transcripts_dir = roots(config)
+    if folders == "exist_at_start":
+        feedback_dir.mkdir(parents=True)
+        transcripts_dir.mkdir(parents=True)
+    else:
+        assert not feedback_dir.exists()
     collector = Collector(config)
     task = asyncio.create_task(collector.async_run())
-    await asyncio.sleep(0.5)  # the first (empty) flush is done and the watch has started
-    feedback_dir, _ = roots(config)
+    await asyncio.wait_for(collector.ready.wait(), 10)
     written = {}
     for i in range(12):
         path = write_record(feedback_dir, f"burst-{i}.json", {"pad": "x" * 1500, "i": i})
         written[f"feedback/{path.name}"] = path.read_bytes()
-    for _ in range(500):
-        if set(ingress.all_members()) == set(written):
-            break
-        await asyncio.sleep(0.01)
+    deadline = time.monotonic() + 30
+    while set(ingress.all_members()) != set(written) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    shipped_while_running = set(ingress.all_members())
     collector.stop()
     await asyncio.wait_for(task, 10)
-    assert set(ingress.all_members()) == set(written)
+    assert shipped_while_running == set(written)
 
 
 async def test_the_token_never_reaches_logs_or_the_journal(ingress: Ingress, make_config: CollectorConfig) -> None:

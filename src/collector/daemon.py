@@ -91,6 +91,8 @@ class Collector:
         self._status_sent = 0.0
         self._status_task: asyncio.Task[None] | None = None
         self._watching = asyncio.Event()
+        # Set once the first flush is done and the watch is in place (READY=1 for systemd).
+        self.ready = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -150,6 +152,7 @@ class Collector:
         # Recovered and watching: ready. (Start-up errors happen before this and exit non-zero.)
         await _first(self._watching.wait(), asyncio.sleep(WATCH_SETUP_SECONDS))
         self.notifier.ready(self._status_line())
+        self.ready.set()
         try:
             while not self._stop.is_set():
                 flush = asyncio.create_task(self.flush(uploader))
@@ -179,21 +182,47 @@ class Collector:
             log.warning("flush_abandoned_on_stop", grace_seconds=grace, action="resumed at the next start")
 
     async def _watch(self) -> None:
-        """Watch events only hint that a flush may be due early; the rescan is the truth."""
-        roots = await asyncio.to_thread(lambda: [p for p in self.spool.roots.values() if p.is_dir()])
-        if not roots:
-            self._watching.set()
-            return
+        """Watch events only hint that a flush may be due early; the rescan is the truth.
+
+        A storage folder that does not exist yet (the server creates it at its
+        own start) is waited for through its nearest existing parent; once it
+        appears, the watch restarts on it and counts what it already holds.
+        """
         pending_bytes = 0
         limit = self.config.collector.max_batch_bytes
+        while not self._stop.is_set():
+            roots, missing, parents = await asyncio.to_thread(_watch_targets, list(self.spool.roots.values()))
+            if not roots and not parents:
+                self._watching.set()
+                return
+            appeared = await self._watch_until_a_root_appears(roots, missing, parents, pending_bytes, limit)
+            if appeared is None:
+                return
+            pending_bytes = appeared + await asyncio.to_thread(_records_size, missing)
+            log.info("storage_folder_appeared", watching=[str(p) for p in missing if p.is_dir()])
+            if pending_bytes >= limit:
+                pending_bytes = 0
+                self._flush_now.set()
 
-        def finished_record(change: Change, path: str) -> bool:
-            return change is not Change.deleted and is_record_name(Path(path).name)
+    async def _watch_until_a_root_appears(
+        self, roots: list[Path], missing: set[Path], parents: list[Path], pending_bytes: int, limit: int
+    ) -> int | None:
+        """Count new records' bytes (flushing early past `limit`) until a missing root appears: the
+        bytes then pending; None when stopped."""
+
+        def wanted(change: Change, path: str) -> bool:
+            candidate = Path(path)
+            if candidate in missing:
+                return change is Change.added
+            if change is Change.deleted or not is_record_name(candidate.name):
+                return False
+            return any(root in candidate.parents for root in roots)
 
         # yield_on_timeout: the first (possibly empty) yield says the watches are in place.
         watching = awatch(
             *roots,
-            watch_filter=finished_record,
+            *parents,
+            watch_filter=wanted,
             stop_event=self._stop,
             recursive=True,
             rust_timeout=1000,
@@ -203,6 +232,8 @@ class Collector:
             self._watching.set()
             if not changes:
                 continue
+            if any(Path(path) in missing for _, path in changes):
+                return pending_bytes
             # A record arrives by rename, which the watcher may report as added or modified.
             self._seen += len({path for _, path in changes})
             self._status_changed()
@@ -210,6 +241,7 @@ class Collector:
             if pending_bytes >= limit:
                 pending_bytes = 0
                 self._flush_now.set()
+        return None
 
     # -- the protocol ------------------------------------------------------
 
@@ -452,6 +484,25 @@ class Collector:
 
 def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _watch_targets(wanted: list[Path]) -> tuple[list[Path], set[Path], list[Path]]:
+    """The roots that exist, those that do not, and the nearest existing parents of the latter (blocking)."""
+    roots = [p for p in wanted if p.is_dir()]
+    missing = {p for p in wanted if not p.is_dir()}
+    parents: set[Path] = set()
+    for path in missing:
+        parent = path.parent
+        while not parent.is_dir() and parent != parent.parent:
+            parent = parent.parent
+        parents.add(parent)
+    # A parent that is inside a watched root is watched already.
+    return roots, missing, sorted(p for p in parents if not any(r == p or r in p.parents for r in roots))
+
+
+def _records_size(roots: set[Path]) -> int:
+    """Bytes of the finished records already below these roots (blocking)."""
+    return sum(record.size for record in iter_records({str(i): root for i, root in enumerate(roots)}))
 
 
 def _total_size(paths: list[str]) -> int:
