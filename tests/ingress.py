@@ -49,6 +49,7 @@ class Ingress:
     attempts: list[tuple[float, str]] = field(default_factory=list)
     accepted: list[Received] = field(default_factory=list)
     url: str = ""
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         batch_id = request.headers.get("x-rh-insights-request-id", "")
@@ -65,6 +66,7 @@ class Ingress:
             await asyncio.sleep(reply.delay)
         if 200 <= reply.status < 300:
             self.accepted.append(received)
+            self._arrived.set()
         return web.Response(status=reply.status, text=reply.body, headers=dict(reply.headers))
 
     async def _read(self, request: web.Request, batch_id: str) -> Received:
@@ -90,6 +92,12 @@ class Ingress:
 
     def all_members(self) -> list[str]:
         return [name for received in self.accepted for name in received.members]
+
+    async def wait_for_members(self, wanted: set[str]) -> None:
+        """Until every wanted member was accepted (the caller bounds it with asyncio.timeout)."""
+        while not wanted <= set(self.all_members()):
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=200 * 1024 * 1024)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 import json
 import tarfile
 import threading
@@ -377,9 +377,9 @@ async def test_enough_pending_bytes_flush_before_the_interval(
     for i in range(12):
         path = write_record(feedback_dir, f"burst-{i}.json", {"pad": "x" * 1500, "i": i})
         written[f"feedback/{path.name}"] = path.read_bytes()
-    deadline = time.monotonic() + 30
-    while set(ingress.all_members()) != set(written) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            await ingress.wait_for_members(set(written))
     shipped_while_running = set(ingress.all_members())
     collector.stop()
     await asyncio.wait_for(task, 10)
