@@ -94,9 +94,6 @@ def parse_keys(text: str | None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-ADMIN_TRIES = 5
-
-
 @dataclass
 class Ingest:
     config: IngestConfig
@@ -118,7 +115,7 @@ class Ingest:
         limits = self.config.telemetry.rate_limit
         self.by_address = TokenBuckets(limits.per_address_burst_requests, limits.per_address_requests_per_minute / 60)
         self.by_client = TokenBuckets(limits.per_client_burst_events, limits.per_client_events_per_hour / 3600)
-        self.admin_failures = TokenBuckets(ADMIN_TRIES, 1 / 60)
+        self.admin_failures = TokenBuckets(self.config.admin_wrong_keys_burst, 1 / 60)
         self.new_clients_by_address = TokenBuckets(
             limits.per_address_new_clients_burst, limits.per_address_new_clients_per_day / 86400
         )

@@ -326,6 +326,8 @@ class IngestConfig(Section):
     admin_key: SecretStr | None = None
     admin_key_file: Path | None = None
     admin_key_credential: str | None = "lightspeed-ingest-admin-key"
+    # Wrong admin keys one source address may try; then 429, and one more try a minute.
+    admin_wrong_keys_burst: PositiveInt = 5
     # HTTPS without a reverse proxy: both files (PEM), or neither (plain HTTP, e.g. behind a proxy).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
