@@ -18,6 +18,7 @@ class Answer:
     body: str | None = None  # None: accept every event, with per-event results
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # answer only once the test sets it
 
 
 @dataclass
@@ -36,12 +37,16 @@ class Registry:
     default: Answer = field(default_factory=Answer)
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at every request
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         events = json.loads(raw)
         self.requests.append(Request(dict(request.headers), raw, events, time.monotonic()))
         answer = self.script.pop(0) if self.script else self.default
+        self.arrived.set()
+        if answer.hold is not None:
+            await answer.hold.wait()
         if answer.delay:
             await asyncio.sleep(answer.delay)
         body = answer.body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import tarfile
 import threading
@@ -198,13 +199,44 @@ async def test_401_rereads_the_token_once(ingress: Ingress, make_config: Collect
     assert ingress.accepted[0].headers["Authorization"] == "Bearer new-token"
 
 
+def assert_quarantined(config: AppConfig, batch_id: str, status: int, response: str, written: dict[str, bytes]) -> None:
+    """The batch, its records and the ingress's answer are in quarantine/<batch_id>/, and nowhere else."""
+    quarantine = roots(config)[0].parent / "spool" / "quarantine" / batch_id
+    reason = json.loads((quarantine / "reason.json").read_text())
+    assert reason["status"] == status
+    assert reason["response"] == response
+    kept = {p.relative_to(quarantine / "records").as_posix() for p in (quarantine / "records").rglob("*.json")}
+    assert kept == set(written)
+    with tarfile.open(quarantine / f"{batch_id}.tar.gz") as archive:
+        assert set(archive.getnames()) == set(written)
+    assert [p for root in roots(config) for p in root.rglob("*.json")] == []
+
+
 async def test_a_second_401_quarantines_the_batch(ingress: Ingress, make_config: CollectorConfig) -> None:
     """The token is re-read once; a still-rejected token quarantines the batch instead of looping."""
     config = make_config()
-    write_records(config)
+    written = write_records(config)
     ingress.default = Reply(401, body="bad token")
     assert await Collector(config, once=True).async_run() is False
     assert len(ingress.attempts) == 2
+    assert_quarantined(config, ingress.attempts[0][1], 401, "bad token", written)
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.attempts) == 2
+
+
+async def test_retries_are_spread_by_jitter(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """With the backoff capped at 50 ms and 300 ms of jitter, the waits between 13 attempts differ by more
+    than 100 ms (without jitter they are all 50 ms; by chance this fails less than once in 10,000 runs)."""
+    retry = {"initial_seconds": 0.05, "max_seconds": 0.05, "jitter_seconds": 0.3, "max_attempts": 13}
+    config = make_config(collector={"retry": retry | {"max_elapsed_seconds": 60}})
+    write_records(config, feedback=1, transcripts=0)
+    ingress.default = Reply(503)
+    assert await Collector(config, once=True).async_run() is False
+    times = [at for at, _ in ingress.attempts]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) == 12
+    assert min(gaps) >= 0.05
+    assert max(gaps) - min(gaps) > 0.1, gaps
 
 
 async def test_413_halves_the_batch(ingress: Ingress, make_config: CollectorConfig) -> None:
@@ -226,14 +258,7 @@ async def test_permanent_refusals_quarantine_the_batch(
     ingress.script = [Reply(status, body="refused: bad content type")]
     assert await Collector(config, once=True).async_run() is False
     assert len(ingress.attempts) == 1
-    quarantine = roots(config)[0].parent / "spool" / "quarantine" / ingress.attempts[0][1]
-    reason = json.loads((quarantine / "reason.json").read_text())
-    assert reason["status"] == status
-    assert reason["response"] == "refused: bad content type"
-    kept = {p.relative_to(quarantine / "records").as_posix() for p in (quarantine / "records").rglob("*.json")}
-    assert kept == set(written)
-    with tarfile.open(quarantine / f"{ingress.attempts[0][1]}.tar.gz") as archive:
-        assert set(archive.getnames()) == set(written)
+    assert_quarantined(config, ingress.attempts[0][1], status, "refused: bad content type", written)
     assert await Collector(config, once=True).async_run() is True
     assert len(ingress.attempts) == 1
 

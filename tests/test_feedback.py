@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from pathlib import Path
@@ -226,3 +228,35 @@ async def test_transcript_failure_does_not_fail_the_answer(
     assert json_files(disk / "transcripts") == []
     metrics = await (await client.get("/metrics")).text()
     assert 'lightspeed_records_failed_total{kind="transcript"} 1.0' in metrics
+
+
+async def test_records_carry_the_installations_keyed_hash_of_the_user(
+    make_client: ClientFactory, make_config: Any, tmp_path: Path
+) -> None:
+    """Both record kinds store HMAC-SHA256(installation key, user id): not the plain SHA-256, and another
+    installation (another key) stores another hash for the same user."""
+    stored = []
+    for name in ("first", "second"):
+        config = make_config(
+            service={"state_dir": str(tmp_path / name / "state")},
+            user_data_collection={
+                "feedback_storage": str(tmp_path / name / "feedback"),
+                "transcripts_storage": str(tmp_path / name / "transcripts"),
+            },
+        )
+        client = await make_client(config)
+        conversation_id = await start_conversation(client, "alice")
+        resp = await client.post("/v1/feedback?user_id=alice", json=feedback_body(conversation_id, sentiment=1))
+        assert resp.status == 200
+        key = (config.service.state_dir / "user-hash.key").read_bytes()
+        expected = hmac.new(key, b"alice", hashlib.sha256).hexdigest()
+        udc = config.user_data_collection
+        feedback = json.loads(json_files(udc.feedback_storage)[0].read_text())
+        transcript_file = json_files(udc.transcripts_storage)[0]
+        transcript = json.loads(transcript_file.read_text())
+        assert feedback["user_id"] == expected
+        assert transcript["metadata"]["user_id"] == expected
+        assert transcript_file.parent.parent.name == expected
+        stored.append(expected)
+    assert stored[0] != stored[1]
+    assert hashlib.sha256(b"alice").hexdigest() not in stored

@@ -272,3 +272,24 @@ async def test_a_redirect_is_not_followed_and_the_batch_is_dropped(
 
     assert len(registry.requests) == 1
     assert (outcome["dropped"], outcome["remaining"]) == (1, 0)
+
+
+async def test_consent_withdrawn_during_a_send_stops_the_next_batch(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """Consent is checked again before every batch: disabling telemetry while the first batch is at the
+    registry means no second batch leaves."""
+    release = asyncio.Event()
+    registry.script = [Answer(hold=release)]
+    config = seeded(make_config, registry.url, 7, batch_max_events=3)
+    client = await make_client(config)
+    sending = asyncio.ensure_future(send(client))
+    await asyncio.wait_for(registry.arrived.wait(), 10)
+    resp = await client.put("/v1/telemetry", json={"enabled": False})
+    assert resp.status == 200, await resp.text()
+    release.set()
+    outcome = await sending
+    await client.close()
+
+    assert [len(r.events) for r in registry.requests] == [3]
+    assert outcome["sent"] == 3

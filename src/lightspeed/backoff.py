@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 from datetime import UTC, datetime
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from lightspeed.config import RetryConfig
 
@@ -40,8 +40,10 @@ class RetryAfterOrBackoff:
     """tenacity wait: the server's Retry-After when it gave one (capped), else exponential jitter."""
 
     def __init__(self, config: RetryConfig) -> None:
-        self._backoff = wait_exponential_jitter(
-            multiplier=config.initial_seconds, max=config.max_seconds, jitter=config.jitter_seconds
+        # Jitter on top of the capped delay: wait_exponential_jitter caps the sum, so at max_seconds
+        # every client would retry in lockstep, exactly when a recovering server needs them spread.
+        self._backoff = wait_exponential(multiplier=config.initial_seconds, max=config.max_seconds) + wait_random(
+            0, config.jitter_seconds
         )
         self._cap = config.max_retry_after_seconds
 
