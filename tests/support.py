@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,14 @@ async def screenshot(page: Any, folder: str, name: str) -> None:
     target = ARTIFACTS / folder
     target.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(target / f"{name}.png"), full_page=True)
+
+
+async def liveness_latencies_during(client: Any, task: asyncio.Future[Any]) -> list[float]:
+    """Ask /liveness in a loop until `task` is done; how long each answer took (the event loop's pauses)."""
+    latencies: list[float] = []
+    while not task.done():
+        started = time.perf_counter()
+        resp = await client.get("/liveness")
+        assert resp.status == 200
+        latencies.append(time.perf_counter() - started)
+    return latencies

@@ -370,12 +370,10 @@ async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, 
     config = make_config(user_data_collection={"data_collector": {"collection_interval": 1}})
     collector = Collector(config)
     task = asyncio.create_task(collector.async_run())
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(collector.ready.wait(), 10)
     written = write_records(config, feedback=1, transcripts=1)
-    for _ in range(300):
-        if len(ingress.all_members()) == len(written):
-            break
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        await ingress.wait_for_members(set(written))
     assert set(ingress.all_members()) == set(written)
     collector.stop()
     assert await asyncio.wait_for(task, 10) is True
@@ -445,7 +443,7 @@ async def test_each_batch_logs_one_structured_line(ingress: Ingress, make_config
     assert line["files"] == len(written)
     assert line["bytes"] > 0
     assert line["request_id"] == "ingress-assigned"
-    assert line["duration_ms"] >= 0
+    assert 0 < line["duration_ms"] < 60_000
 
 
 async def test_records_written_during_a_pass_are_never_lost(ingress: Ingress, make_config: CollectorConfig) -> None:

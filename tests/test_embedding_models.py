@@ -13,7 +13,7 @@ import pytest
 
 from lightspeed.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.support import link_model
+from tests.support import link_model, liveness_latencies_during
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -203,15 +203,13 @@ async def test_the_server_keeps_answering_while_a_model_loads(make_client: Clien
     registration = asyncio.create_task(
         client.post("/v1/embedding-models", json={"model_name": MINILM, "model_source": "sentence-transformers"})
     )
-    await asyncio.sleep(0.01)
-    alive = await client.get("/liveness")
-    answered_during_load = not registration.done()
+    latencies = await liveness_latencies_during(client, registration)
     resp = await registration
     await client.close()
 
-    assert alive.status == 200
-    assert answered_during_load
     assert resp.status == 201
+    assert len(latencies) >= 3  # the load takes about half a second
+    assert max(latencies) < 0.1  # loading and the test inference run off the event loop
 
 
 async def test_an_active_model_that_no_longer_loads_falls_back_to_the_default(

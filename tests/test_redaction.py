@@ -13,7 +13,7 @@ import pytest
 from lightspeed.config import AppConfig, RedactionConfig, RedactionPattern
 from lightspeed.redaction import Redactor
 from tests.conftest import ClientFactory
-from tests.support import json_files
+from tests.support import json_files, liveness_latencies_during
 
 DEFAULT = Redactor.from_config(RedactionConfig())
 
@@ -142,12 +142,7 @@ def test_every_rule_is_linear_on_adversarial_input(name: str) -> None:
 async def _post_while_polling_liveness(client: Any, path: str, body: dict[str, Any], storage: Path | None) -> Any:
     """POST `body` while /liveness is asked in a loop; check the pauses and the one record written."""
     request = asyncio.ensure_future(client.post(path, json=body))
-    latencies: list[float] = []
-    while not request.done():
-        started = time.perf_counter()
-        resp = await client.get("/liveness")
-        assert resp.status == 200
-        latencies.append(time.perf_counter() - started)
+    latencies = await liveness_latencies_during(client, request)
     assert (await request).status == 200
     assert latencies, "the request finished before /liveness was asked"
     assert max(latencies) < 0.1

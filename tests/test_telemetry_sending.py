@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lightspeed.config import AppConfig
+from lightspeed.keys import SENDER
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.registry import Answer, Registry, fast_telemetry
 from tests.telemetry_support import ago, event, now, seed_state
@@ -123,7 +124,7 @@ async def test_a_long_retry_after_defers_and_survives_a_restart(
     again = await send(client)
     await client.close()
     restarted = await make_client(config)
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(restarted.app[SENDER].waiting.wait(), 10)  # it looked at the schedule and waits
     status = await (await restarted.get("/v1/telemetry")).json()
     await restarted.close()
 
@@ -146,7 +147,7 @@ async def test_failed_sends_persist_the_next_attempt_so_a_restart_does_not_hamme
     stored = json.loads((config.service.state_dir / "settings.json").read_text())["telemetry_sender"]
     attempts = len(registry.requests)
     restarted = await make_client(config)
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(restarted.app[SENDER].waiting.wait(), 10)  # it looked at the schedule and waits
     await restarted.close()
 
     assert attempts == 3  # retry.max_attempts
@@ -216,18 +217,13 @@ async def test_nothing_is_sent_at_start_up_even_when_a_send_is_due(
         sender={"next_send_at": ago(days=1).isoformat()},
     )
     client = await make_client(config)
-    await asyncio.sleep(0.2)
+    sender = client.app[SENDER]
+    await asyncio.wait_for(sender.waiting.wait(), 10)  # the schedule waits out the start-up delay
     during_start = len(registry.requests)
-    for _ in range(100):
-        if registry.requests:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(registry.arrived.wait(), 10)
     after_delay = len(registry.requests)
-    for _ in range(100):  # the outcome is stored right after the registry answers
-        status = await (await client.get("/v1/telemetry")).json()
-        if status["sender"]["last_result"]:
-            break
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(sender.waiting.wait(), 10)  # the send is over and its outcome stored
+    status = await (await client.get("/v1/telemetry")).json()
     await client.close()
 
     assert during_start == 0

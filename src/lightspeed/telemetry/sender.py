@@ -164,6 +164,8 @@ class TelemetrySender:
         self._clock = clock
         self._earliest = clock() + timedelta(seconds=config.first_send_delay_seconds)  # reset by start()
         self._wake = asyncio.Event()
+        # Set while the schedule waits (nothing is due); cleared while a scheduled send runs.
+        self.waiting = asyncio.Event()
         self._cycle: asyncio.Task[SendOutcome] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -207,10 +209,12 @@ class TelemetrySender:
             due = self.due_at()
             delay = None if due is None else max(0.0, (due - self._clock()).total_seconds())
             if delay is None or delay > 0:
+                self.waiting.set()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 continue
+            self.waiting.clear()
             try:
                 await asyncio.shield(self.send_now(manual=False))
             except Exception:
