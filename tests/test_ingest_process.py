@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -25,9 +26,14 @@ def write_config(tmp_path: Path, **ingest: Any) -> Path:
     return path
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ingest", *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "ingest", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -113,7 +119,13 @@ def test_configuration_errors_exit_78_and_name_the_key(tmp_path: Path) -> None:
     assert "tls_cert_file and tls_key_file go together" in only_cert.stdout
     assert cert_missing.returncode == 78
     assert "cannot load the certificate or key" in cert_missing.stdout
-    assert run("check-config", "--config", str(REPO_CONFIG)).returncode == 0
+    # The production config requires a telemetry key: without one it fails, with the credential it passes.
+    unkeyed = run("check-config", "--config", str(REPO_CONFIG), env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert unkeyed.returncode == 78
+    assert "ingest.telemetry.require_api_key" in unkeyed.stderr
+    (tmp_path / "lightspeed-ingest-telemetry-keys").write_text("a-shared-telemetry-key\n")
+    keyed = run("check-config", "--config", str(REPO_CONFIG), env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert keyed.returncode == 0, keyed.stderr
 
 
 def test_an_unusable_state_directory_exits_73(tmp_path: Path) -> None:
