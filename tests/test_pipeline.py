@@ -18,10 +18,7 @@ from tests.test_openai_provider import free_port
 from tests.test_process import call, wait_ready
 
 
-def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) -> None:
-    """A query and its feedback, given over HTTP, arrive at lightspeed-ingest within one interval and
-    leave the disk; opt-in telemetry, once enabled and sent, shows in the ingest's model counts."""
-    api, ingress_port = free_port(), free_port()
+def pipeline_config(tmp_path: Path, docs_dir: Path, api: int, ingress_port: int, interval: int) -> Path:
     data = tmp_path / "data"
     config = {
         "service": {"port": api, "state_dir": str(tmp_path / "state")},
@@ -35,7 +32,7 @@ def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) 
                 "ingress_server_url": f"http://127.0.0.1:{ingress_port}/api/ingress/v1/upload",
                 "ingress_server_auth_token": "dev-token",
                 "ingress_content_service_name": "lightspeed",
-                "collection_interval": 2,
+                "collection_interval": interval,
             },
         },
         "answers": {"local": {"documents_dir": str(docs_dir)}},
@@ -53,13 +50,35 @@ def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) 
     }
     path = tmp_path / "lightspeed.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
+    return path
+
+
+def start_devrun(path: Path) -> subprocess.Popen[str]:
+    """`make run`'s process, in a session of its own so a test can Ctrl-C its group as a terminal would."""
+    return subprocess.Popen(
         [sys.executable, "-m", "lightspeed.devrun", "--config", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        start_new_session=True,
     )
+
+
+def archived_members(received: Path) -> dict[str, bytes]:
+    members: dict[str, bytes] = {}
+    for archive in received.rglob("*.tar.gz"):
+        with tarfile.open(fileobj=io.BytesIO(archive.read_bytes())) as tar:
+            members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})  # type: ignore[union-attr]
+    return members
+
+
+def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) -> None:
+    """A query and its feedback, given over HTTP, arrive at lightspeed-ingest within one interval and
+    leave the disk; opt-in telemetry, once enabled and sent, shows in the ingest's model counts."""
+    api, ingress_port = free_port(), free_port()
+    data = tmp_path / "data"
+    proc = start_devrun(pipeline_config(tmp_path, docs_dir, api, ingress_port, interval=2))
     received = tmp_path / "ingest" / "archives"
     try:
         wait_ready(api, proc)
@@ -73,9 +92,7 @@ def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) 
         deadline = time.monotonic() + 15
         members: dict[str, bytes] = {}
         while time.monotonic() < deadline and len(members) < 2:
-            for archive in received.rglob("*.tar.gz"):
-                with tarfile.open(fileobj=io.BytesIO(archive.read_bytes())) as tar:
-                    members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})  # type: ignore[union-attr]
+            members = archived_members(received)
             time.sleep(0.2)
         consent = call(api, "GET", "/v1/telemetry/consent")
         call(api, "PUT", "/v1/telemetry", {"enabled": True, "consent_version": consent["version"]})
@@ -102,3 +119,27 @@ def test_records_and_telemetry_reach_the_ingest(tmp_path: Path, docs_dir: Path) 
     assert sent["accepted"] == 1, sent
     assert [(m["model_name"], m["embedding_dimension"], m["clients"]) for m in models] == [("all-MiniLM-L6-v2", 384, 1)]
     assert proc.returncode == 0, output
+
+
+def test_ctrl_c_delivers_waiting_records_before_the_ingest_stops(tmp_path: Path, docs_dir: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's whole process group) with records waiting and an hour-long interval:
+    the server stops, the collector's final flush reaches the ingest, then the ingest stops; quickly."""
+    api, ingress_port = free_port(), free_port()
+    proc = start_devrun(pipeline_config(tmp_path, docs_dir, api, ingress_port, interval=3600))
+    try:
+        wait_ready(api, proc)
+        answer = call(api, "POST", "/v1/query", {"query": "How do I start the server?"})
+        feedback = {"conversation_id": answer["conversation_id"], "user_question": "q", "llm_response": "r"}
+        call(api, "POST", "/v1/feedback", feedback | {"sentiment": 1})
+    finally:
+        stopped_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - stopped_at
+    members = archived_members(tmp_path / "ingest" / "archives")
+    assert proc.returncode == 0, output
+    assert sorted(name.split("/")[0] for name in members) == ["feedback", "transcripts"], output[-3000:]
+    assert "flush_abandoned_on_stop" not in output
+    assert took < 15, output[-3000:]
+    assert f"lightspeed is ready: http://127.0.0.1:{api}" in output
+    assert f"curl -s http://127.0.0.1:{api}/v1/query" in output

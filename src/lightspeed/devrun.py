@@ -2,8 +2,12 @@
 
 Starts `lightspeed-ingest` (when the collector's ingress URL or the telemetry
 registry URL points at its port on this machine), `lightspeed-collector` and
-`lightspeed serve` as child processes, all with the same config file,
-passes Ctrl-C / SIGTERM on to them and stops them all when one of them ends.
+`lightspeed serve` as child processes, all with the same config file, and
+prints the API's address once it answers. Ctrl-C / SIGTERM, or any child
+ending, stops them in dependency order: the server first (no new records),
+then the collector (its final flush still reaches the ingest), then the
+ingest. The children run in their own process group, so a terminal's Ctrl-C
+reaches only this process, which then stops them in that order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
@@ -41,39 +46,68 @@ def commands(config_path: Path) -> list[list[str]]:
     return started
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own server on this machine
+            return True
+    except OSError:
+        return False
+
+
+def api_base(host: str, port: int) -> str:
+    """Where a browser or curl on this machine reaches the API."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104 - a bind address
+
+
+def _announce(base: str) -> None:
+    print(
+        f"\nlightspeed is ready: {base}  (settings page: {base}/settings; Ctrl-C stops everything)\n"
+        f"  try: curl -s {base}/v1/query -H 'Content-Type: application/json' "
+        """-d '{"query": "How do I enable feedback?"}'\n""",
+        flush=True,
+    )
+
+
+def stop_in_order(children: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """SIGTERM each child and wait for it, last started first: server, collector, ingest."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m lightspeed.devrun")
     parser.add_argument("--config", type=Path, default=Path("config/lightspeed.yaml"))
     args = parser.parse_args()
     try:
+        config = load_config(args.config)
         to_start = commands(args.config)
     except ConfigError as exc:
         print(f"{exc}", file=sys.stderr)
         return 78
-    children = [subprocess.Popen(command) for command in to_start]  # noqa: S603 - our own modules
-    signalled = False
+    # process_group=0: Ctrl-C in the terminal reaches this process only; the children stop in order.
+    children = [subprocess.Popen(command, process_group=0) for command in to_start]  # noqa: S603 - our modules
+    stopping = False
 
-    def forward(signum: int, _: FrameType | None) -> None:
-        # One signal per stop: a second one would cut short the graceful shutdown it started.
-        nonlocal signalled
-        if signalled:
-            return
-        signalled = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+    def stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    while all(child.poll() is None for child in children):
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    base = api_base(config.service.host, config.service.port)
+    announced = False
+    while not stopping and all(child.poll() is None for child in children):
+        if not announced and _answers(f"{base}/readiness"):
+            _announce(base)
+            announced = True
         time.sleep(0.2)
-    forward(signal.SIGTERM, None)  # one of them ended on its own: stop the others
-    deadline = time.monotonic() + 30
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+    stop_in_order(children)
     return children[-1].returncode or 0
 
 
