@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +24,26 @@ class Run:
     err: str
 
 
-async def lightspeed(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Run:
+async def lightspeed(*args: str, stdin: str = "", env: dict[str, str] | None = None, typed: str | None = None) -> Run:
+    """The CLI as a process; `typed` is what a person types at a terminal (stdin is then a pseudo-terminal)."""
+    terminal = pty.openpty() if typed is not None else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "lightspeed",
         *args,
-        stdin=asyncio.subprocess.PIPE,
+        stdin=terminal[1] if terminal else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    out, err = await proc.communicate(stdin.encode())
+    if terminal:
+        os.close(terminal[1])
+        os.write(terminal[0], (typed or "").encode())
+        out, err = await proc.communicate()
+        os.close(terminal[0])
+    else:
+        out, err = await proc.communicate(stdin.encode())
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
 
@@ -45,8 +54,8 @@ async def test_an_operator_registers_activates_and_shares_a_model_from_the_comma
     client = await make_client(make_config(telemetry=fast_telemetry(registry.url)))
     url = ["--url", str(client.make_url("")).rstrip("/")]
 
-    declined = await lightspeed("telemetry", "enable", *url, stdin="n\n")
-    enabled = await lightspeed("telemetry", "enable", *url, stdin="y\n")
+    declined = await lightspeed("telemetry", "enable", *url, typed="n\n")
+    enabled = await lightspeed("telemetry", "enable", *url, typed="y\n")
     registered = await lightspeed("models", "register", "all-MiniLM-L6-v2", "--activate", *url)
     listed = await lightspeed("models", "list", *url)
     activated = await lightspeed("models", "activate", "all-MiniLM-L6-v2", *url)
@@ -54,7 +63,7 @@ async def test_an_operator_registers_activates_and_shares_a_model_from_the_comma
     queue = await lightspeed("telemetry", "queue", *url)
     sent = await lightspeed("telemetry", "send", *url)
     disabled = await lightspeed("telemetry", "disable", *url)
-    purged = await lightspeed("telemetry", "purge", "--yes", *url)
+    purged = await lightspeed("telemetry", "purge", *url)
     await client.close()
 
     assert declined.code == 0
@@ -77,8 +86,8 @@ async def test_an_operator_registers_activates_and_shares_a_model_from_the_comma
     assert [e["model_name"] for e in registry.events] == ["all-MiniLM-L6-v2"]
     assert disabled.code == 0
     assert "telemetry disabled" in disabled.out
-    assert purged.code == 0
-    assert "purged 0 events" in purged.out
+    assert purged.code == 0  # with nothing queued it does not even ask
+    assert "nothing queued; nothing to purge" in purged.out
 
 
 async def test_the_command_line_says_why_it_failed(
@@ -130,3 +139,26 @@ def test_serve_with_the_reset_argument_replaces_the_client_id_and_logs_it(tmp_pa
     assert '"event": "telemetry_client_id_reset"' in output
     assert old_id not in output
     assert json.loads((state / "settings.json").read_text())["telemetry"]["client_id"] is None
+
+
+async def test_questions_without_a_terminal_are_refused_naming_yes(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """In a script, a pipe or CI nobody can answer: exit 2 with a line naming --yes, never a traceback."""
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url, first_send_delay_seconds=600)))
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+    enable = await lightspeed("telemetry", "enable", *url)
+    piped = await lightspeed("telemetry", "enable", *url, stdin="y\n")
+    enabled = await lightspeed("telemetry", "enable", "--yes", *url)
+    registered = await lightspeed("models", "register", "all-MiniLM-L6-v2", *url)  # one event queued
+    purge = await lightspeed("telemetry", "purge", *url)
+    deletion = await lightspeed("telemetry", "request-deletion", *url)
+    await client.close()
+
+    for run, command in ((enable, "enable"), (piped, "enable"), (purge, "purge"), (deletion, "request-deletion")):
+        assert run.code == 2, run.err
+        assert f"`lightspeed telemetry {command}` asks for confirmation" in run.err
+        assert "--yes" in run.err
+        assert "Traceback" not in run.err
+    assert enabled.code == 0
+    assert registered.code == 0

@@ -25,6 +25,7 @@ from lightspeed.errors import EXIT_CONFIG, ConfigError
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 69
+EXIT_USAGE = 2  # a confirmation is needed and there is no terminal: add --yes
 ACTIVATION_TIMEOUT_SECONDS = 600.0
 
 
@@ -120,8 +121,22 @@ def _base_url(args: argparse.Namespace, default_config: Path) -> str:
     return f"http://{host}:{service.port}"
 
 
-def run(
-    args: argparse.Namespace, default_config: Path, out: TextIO = sys.stdout, ask: Callable[[str], str] = input
+class NoTerminal(Exception):
+    """A question needs an answer and nobody can give one (a script, a pipe, CI)."""
+
+
+def ask_terminal(question: str) -> str:
+    """The answer typed at the terminal; NoTerminal when stdin is not one, "" (no) at end of input."""
+    if not sys.stdin.isatty():
+        raise NoTerminal
+    try:
+        return input(question)
+    except EOFError:
+        return ""
+
+
+def run(  # noqa: PLR0911 - one exit code per kind of failure, each with its own line
+    args: argparse.Namespace, default_config: Path, out: TextIO = sys.stdout, ask: Callable[[str], str] = ask_terminal
 ) -> int:
     try:
         key = args.api_key_file.read_text(encoding="utf-8").strip() if args.api_key_file else None
@@ -143,6 +158,13 @@ def run(
     except ApiRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except NoTerminal:
+        print(
+            f"`lightspeed {args.command} {args.action}` asks for confirmation and there is no terminal to ask: "
+            "run it with --yes to confirm",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 def _table(rows: Sequence[Sequence[Any]], out: TextIO) -> None:
@@ -308,6 +330,9 @@ def telemetry_send(api: Api, args: argparse.Namespace, out: TextIO, ask: Callabl
 
 
 def telemetry_purge(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
+    if not api.call("GET", "/v1/telemetry")["queue"]["events"]:
+        print("nothing queued; nothing to purge", file=out)
+        return 0
     if not args.yes and ask("Delete every queued telemetry event? [y/N] ").strip().lower() not in ("y", "yes"):
         print("nothing purged", file=out)
         return 0
