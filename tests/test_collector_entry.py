@@ -27,3 +27,20 @@ def test_a_bad_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str
     config.write_text("user_data_collection:\n  data_collector:\n    enabeld: true\n")
     assert main(["--config", str(config)]) == EXIT_CONFIG
     assert "unknown key 'user_data_collection.data_collector.enabeld'" in capsys.readouterr().err
+
+
+def test_help_shows_the_options_an_operator_needs() -> None:
+    """`lightspeed-collector --help` names --config and --once; `make help` shows the real install prefix."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    collector = subprocess.run(
+        [sys.executable, "-m", "collector", "--help"], capture_output=True, text=True, check=True, timeout=60
+    )
+    make = subprocess.run(["make", "-s", "help"], capture_output=True, text=True, check=True, cwd=repo, timeout=60)
+    assert "--config" in collector.stdout
+    assert "--once" in collector.stdout
+    assert "status" in collector.stdout
+    assert "$(" not in make.stdout
+    assert "/opt/lightspeed/venv" in make.stdout

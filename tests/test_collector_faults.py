@@ -61,6 +61,30 @@ async def test_status_reports_pending_and_last_success(
     assert after["last_error"] is None
 
 
+async def test_status_shows_a_batch_waiting_in_claimed_and_outbox(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch the ingress keeps refusing (503) waits in claimed/ and outbox/: status counts its records
+    as pending, by stage, with the oldest age, instead of `pending_records: 0`."""
+    config = make_config()
+    written = write_records(config, feedback=2, transcripts=2)
+    for path in (p for root in roots(config) for p in root.rglob("*.json")):
+        os.utime(path, (time.time() - 300, time.time() - 300))
+    ingress.default = Reply(503)
+    assert await Collector(config, once=True).async_run() is False
+    capsys.readouterr()
+    assert collector_main(["status", "--config", str(config_file(config, tmp_path))]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["pending_records"] == len(written)
+    assert shown["stages"]["new"]["records"] == 0
+    assert shown["stages"]["claimed"]["batches"] == 1
+    assert shown["stages"]["claimed"]["records"] == len(written)
+    assert shown["stages"]["claimed"]["bytes"] == sum(len(b) for b in written.values())
+    assert shown["stages"]["outbox"]["batches"] == 1
+    assert 299 <= shown["oldest_pending_age_seconds"] <= 360
+    assert "503" in shown["last_error"]
+
+
 async def test_sigterm_during_an_upload_finishes_it_and_exits_0(
     ingress: Ingress, make_config: CollectorConfig, tmp_path: Path
 ) -> None:

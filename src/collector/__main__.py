@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from collector.daemon import STATUS_FILE, Collector, spool_dir, storage_roots
-from collector.discovery import scan
+from collector.discovery import is_record_name, scan
 from lightspeed.config import AppConfig, load_config
 from lightspeed.errors import EXIT_CONFIG, ConfigError
 from lightspeed.logs import configure_logging
@@ -26,14 +26,25 @@ from lightspeed.logs import configure_logging
 log = structlog.get_logger("collector")
 
 
+CONFIG_HELP = "YAML config file (default /etc/lightspeed/lightspeed.yaml)"
+ONCE_HELP = "one full pass, then exit: 0 when everything found was delivered, 1 otherwise"
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="lightspeed-collector", description="Ship lightspeed records to ingress.")
+    parser = argparse.ArgumentParser(
+        prog="lightspeed-collector",
+        description="Ship lightspeed records to ingress. Without a command: run.",
+        epilog="`lightspeed-collector status --config FILE` shows what waits, by stage.",
+    )
+    # Shown here for `lightspeed-collector --help`; the command's own options do the parsing.
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+    parser.add_argument("--once", action="store_true", default=argparse.SUPPRESS, help=ONCE_HELP)
     commands = parser.add_subparsers(dest="command")
-    for name, text in (("run", "run the collector (the default)"), ("status", "show what is pending")):
+    for name, text in (("run", "run the collector (the default)"), ("status", "show what waits, by stage")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("--config", type=Path, default=Path("/etc/lightspeed/lightspeed.yaml"))
+        sub.add_argument("--config", type=Path, default=Path("/etc/lightspeed/lightspeed.yaml"), help=CONFIG_HELP)
         if name == "run":
-            sub.add_argument("--once", action="store_true", help="one full pass, then exit")
+            sub.add_argument("--once", action="store_true", help=ONCE_HELP)
     args = list(argv)
     if not args or args[0] not in ("run", "status", "-h", "--help"):
         args.insert(0, "run")
@@ -57,23 +68,54 @@ def _count(folder: Path) -> int:
     return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
+def _stage(files: list[Path], now: float) -> dict[str, Any]:
+    """Count, bytes and oldest age of the files waiting in one stage (files may leave while we look)."""
+    stats = []
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            stats.append(path.stat())
+    oldest = min((s.st_mtime for s in stats), default=None)
+    return {
+        "files": len(stats),
+        "bytes": sum(s.st_size for s in stats),
+        "oldest_age_seconds": round(now - oldest, 1) if oldest is not None else None,
+    }
+
+
 def status(config: AppConfig) -> dict[str, Any]:
+    """What waits, by stage: new records in the storage folders, records claimed into a batch (its
+    archive may be in the outbox, waiting to be accepted), and quarantined batches."""
     spool = spool_dir(config)
     roots = storage_roots(config)
-    records = scan(roots)
-    oldest = None
-    for record in records:
-        with_age = (roots[record.kind] / record.relpath).stat().st_mtime
-        oldest = with_age if oldest is None else min(oldest, with_age)
+    now = time.time()
+    new = _stage([roots[r.kind] / r.relpath for r in scan(roots)], now)
+    claimed_dir = spool / "claimed"
+    claimed = _stage([p for p in claimed_dir.rglob("*.json") if is_record_name(p.name)], now)
+    outbox = _stage(sorted((spool / "outbox").glob("*.tar.gz")), now)
     saved: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         saved = json.loads((spool / STATUS_FILE).read_text())
+    ages = [age for age in (new["oldest_age_seconds"], claimed["oldest_age_seconds"]) if age is not None]
     return {
-        "pending_records": len(records),
-        "pending_bytes": sum(r.size for r in records),
-        "oldest_pending_age_seconds": round(time.time() - oldest, 1) if oldest else None,
-        "claimed_batches": _count(spool / "claimed"),
-        "outbox_batches": len(list((spool / "outbox").glob("*.tar.gz"))),
+        "pending_records": new["files"] + claimed["files"],
+        "pending_bytes": new["bytes"] + claimed["bytes"],
+        "oldest_pending_age_seconds": max(ages, default=None),
+        "stages": {
+            "new": {"records": new["files"], "bytes": new["bytes"], "oldest_age_seconds": new["oldest_age_seconds"]},
+            "claimed": {
+                "batches": _count(claimed_dir),
+                "records": claimed["files"],
+                "bytes": claimed["bytes"],
+                "oldest_age_seconds": claimed["oldest_age_seconds"],
+            },
+            "outbox": {
+                "batches": outbox["files"],
+                "bytes": outbox["bytes"],
+                "oldest_age_seconds": outbox["oldest_age_seconds"],
+            },
+        },
+        "claimed_batches": _count(claimed_dir),
+        "outbox_batches": outbox["files"],
         "quarantined": _count(spool / "quarantine"),
         "last_success": saved.get("last_success"),
         "last_error": saved.get("last_error"),
