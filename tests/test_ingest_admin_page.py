@@ -6,8 +6,10 @@ Screenshots are saved under test-artifacts/admin/.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_headers, records_archive, upload
@@ -150,3 +152,39 @@ async def test_wrong_admin_keys_are_throttled_per_address(make_ingest: Any) -> N
     assert (await blocked.json())["detail"]["response"] == "Too many wrong admin keys"
     page = await client.get("/admin", headers=admin_headers())
     assert page.status == 429
+
+
+# How many lines an element's text takes on screen.
+LINES_OF_TEXT = """el => { const r = document.createRange(); r.selectNodeContents(el);
+                         return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size; }"""
+
+
+@pytest.mark.parametrize("width", [400, 1280])
+async def test_admin_fits_the_screen_with_dates_whole(browser: Browser, make_ingest: IngestFactory, width: int) -> None:
+    """At 400 px and 1280 px: the page does not scroll sideways, every date stays on one line, and the
+    filter box shows its whole placeholder."""
+    client = await make_ingest()
+    await seed(client)
+    assert (await upload(client, records_archive(), "batch-narrow")).status == 202
+    page = await open_admin(
+        browser,
+        client,
+        http_credentials={"username": "admin", "password": ADMIN_KEY},
+        viewport={"width": width, "height": 900},
+    )
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    dates = page.locator("td.when")
+    assert await dates.count() >= 3
+    for index in range(await dates.count()):
+        lines = await dates.nth(index).evaluate(LINES_OF_TEXT)
+        assert lines == 1, await dates.nth(index).inner_text()  # one line, not wrapped mid-value
+    uploaded = await page.locator("#uploads td.when").first.inner_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", uploaded), uploaded
+    fits = await page.locator("#model-filter").evaluate(
+        """input => { const c = document.createElement("canvas").getContext("2d");
+                     const s = getComputedStyle(input); c.font = `${s.fontSize} ${s.fontFamily}`;
+                     const room = input.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+                     return c.measureText(input.placeholder).width <= room; }"""
+    )
+    assert fits
+    await screenshot(page, "admin", f"05-{width}px")

@@ -7,6 +7,7 @@ $LIGHTSPEED_TEST_ARTIFACTS) for a human to look at after a run.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,15 @@ async def test_registration_queue_send_and_purge_work_in_a_browser(
     rows = page.locator("#queue-rows tr")
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("sentence-transformers/all-MiniLM-L6-v2")
-    headers = await page.locator("#queue-columns th").all_inner_texts()
-    assert set(headers) == SPEC_FIELDS | {"will be sent"}
+    fields = await page.locator("#queue-columns th").evaluate_all("ths => ths.map((th) => th.dataset.field)")
+    assert set(fields) == SPEC_FIELDS | {"will_send"}  # every field as sent, each under a header in words
     model_row = page.locator('#models-rows tr[data-model="sentence-transformers/all-MiniLM-L6-v2"]')
     await expect(model_row).to_contain_text("384")
     await expect(model_row).to_contain_text("l2")
     await shot(page, "03-model-and-queue")
 
     await page.get_by_role("button", name="Send now").click()
-    await expect(page.locator("#message")).to_contain_text("Send sent: 1 accepted, 0 rejected, 0 left")
+    await expect(page.locator("#message")).to_contain_text("Sent 1 event: 1 accepted, 0 rejected, 0 left")
     await expect(rows).to_have_count(0)
     assert [e["model_name"] for e in registry.events] == ["sentence-transformers/all-MiniLM-L6-v2"]
     await shot(page, "04-sent")
@@ -235,4 +236,50 @@ async def test_the_registry_can_be_asked_to_delete_this_installations_data(
     await dialog.get_by_role("button", name="Ask for deletion").click()
     await expect(page.locator("#message")).to_have_text("The registry deleted 1 contributions (1 events).")
     assert (await admin_get(ingest, "/api/admin/v1/models"))["models"] == []
+    await client.close()
+
+
+PAGE_WIDTH = "document.documentElement.scrollWidth"
+
+
+@pytest.mark.parametrize("width", [400, 1280])
+async def test_settings_fit_the_screen_and_read_as_words(
+    browser: Browser, make_client: ClientFactory, make_config: ConfigFactory, registry: Registry, width: int
+) -> None:
+    """At 400 px and 1280 px: no sideways scrolling of the page, queue headers in words, timestamps to the
+    second, counts with the right plural, no empty table, and the consent dialog opens at its top."""
+    client = await make_client(make_config(telemetry=fast_telemetry(registry.url, first_send_delay_seconds=600)))
+    await enable(client)
+    base = str(client.make_url("")).rstrip("/")
+    page = await open_settings(browser, base, viewport={"width": width, "height": 900})
+    await expect(page.locator("#queue-table")).to_be_hidden()  # nothing queued: no empty header row
+    await expect(page.locator("#queue-summary")).to_have_text("No events queued.")
+    resp = await client.post(
+        "/v1/embedding-models", json={"model_name": "all-MiniLM-L6-v2", "model_source": "sentence-transformers"}
+    )
+    assert resp.status == 201
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await expect(page.locator("#queue-summary")).to_have_text(re.compile(r"^1 event queued \(\d+ bytes\)\.$"))
+    await expect(page.locator("#queue-table")).to_be_visible()
+    headers = await page.locator("#queue-columns th").all_inner_texts()
+    assert "Model name" in headers
+    assert not [h for h in headers if "_" in h]
+    timestamp = await page.locator("#queue-rows td[data-field='timestamp']").inner_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", timestamp), timestamp
+    assert await page.evaluate(PAGE_WIDTH) <= width
+    await shot(page, f"10-queue-{width}px")
+
+    await page.get_by_role("button", name="Send now").click()
+    await expect(page.locator("#message")).to_have_text("Sent 1 event: 1 accepted, 0 rejected, 0 left.")
+    await expect(page.locator("#queue-table")).to_be_hidden()
+
+    await page.get_by_label("Share anonymized model telemetry", exact=True).click()  # off
+    await page.get_by_label("Share anonymized model telemetry", exact=True).click()  # on again: the dialog
+    dialog = page.get_by_role("dialog", name="Share anonymized model telemetry?")
+    await expect(dialog).to_be_visible()
+    assert await dialog.evaluate("d => d.scrollTop") == 0
+    await expect(page.locator("#consent-heading")).to_be_in_viewport()
+    assert await page.evaluate(PAGE_WIDTH) <= width
+    await shot(page, f"11-consent-{width}px")
     await client.close()

@@ -60,7 +60,9 @@ function renderModels() {
   body.replaceChildren();
   for (const model of shown) {
     const row = document.createElement("tr");
-    for (const [key, , type] of MODEL_COLUMNS) cell(row, model[key], { numeric: type === "number" });
+    for (const [key, , type] of MODEL_COLUMNS) {
+      cell(row, model[key], { numeric: type === "number", className: key.endsWith("_day") ? "when" : "" });
+    }
     body.appendChild(row);
   }
   $("model-count").textContent = `${shown.length} of ${state.models.length} models`;
@@ -92,7 +94,7 @@ async function loadUploads() {
   body.replaceChildren();
   for (const upload of data.uploads) {
     const row = document.createElement("tr");
-    cell(row, upload.received_at);
+    cell(row, when(upload.received_at), { className: "when" });
     cell(row, upload.request_id);
     cell(row, upload.service);
     cell(row, upload.category);
@@ -108,7 +110,7 @@ async function loadDeletions() {
   body.replaceChildren();
   for (const entry of data.deletions) {
     const row = document.createElement("tr");
-    cell(row, entry.requested_at);
+    cell(row, when(entry.requested_at), { className: "when" });
     cell(row, entry.via);
     cell(row, entry.contributions, { numeric: true });
     cell(row, entry.events, { numeric: true });

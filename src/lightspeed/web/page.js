@@ -26,6 +26,25 @@ async function api(method, path, body) {
   return data;
 }
 
+// "2026-11-30T21:10:57.123456+00:00" -> "2026-11-30 21:10:57 UTC": to the second, one zone, no "T".
+function when(iso) {
+  if (!iso) return "-";
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return String(iso);
+  return `${moment.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+// count(1, "event") -> "1 event"; count(3, "event") -> "3 events".
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+// A field name as a column header: "model_name" -> "Model name".
+function label(name) {
+  const words = name.replaceAll("_", " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 function say(text, isError = false) {
   const message = $("message");
   message.textContent = text;
@@ -34,10 +53,10 @@ function say(text, isError = false) {
 
 // Append a table cell showing `value` ("-" when missing, lists joined); `header` makes a column
 // header, `numeric` right-aligns it.
-function cell(row, value, { header = false, numeric = false } = {}) {
+function cell(row, value, { header = false, numeric = false, className = "" } = {}) {
   const element = document.createElement(header ? "th" : "td");
   if (header) element.scope = "col";
-  if (numeric) element.className = "number";
+  element.className = [numeric ? "number" : "", className].filter(Boolean).join(" ");
   element.textContent = value === null || value === undefined ? "-" : Array.isArray(value) ? value.join(", ") : String(value);
   row.appendChild(element);
   return element;

@@ -21,14 +21,14 @@ async function loadTelemetry() {
   toggle.disabled = telemetry.do_not_track || !telemetry.registry_url;
   $("dnt-notice").hidden = !telemetry.do_not_track;
   $("telemetry-state").textContent = telemetry.enabled
-    ? `Enabled since ${telemetry.consented_at}.`
+    ? `Enabled since ${when(telemetry.consented_at)}.`
     : `Disabled: ${telemetry.disabled_reason}.`;
   $("client-id").textContent = telemetry.client_id || "none (made when telemetry is first enabled)";
   $("registry-url").textContent = telemetry.registry_url || "not configured";
-  $("next-send").textContent = telemetry.sender.next_send_at || "-";
+  $("next-send").textContent = when(telemetry.sender.next_send_at);
   const last = telemetry.sender.last_result;
   $("last-send").textContent = last
-    ? `${last.result} at ${last.finished_at}: ${last.accepted} accepted, ${last.rejected} rejected, ${last.remaining} left`
+    ? `${last.result} at ${when(last.finished_at)}: ${last.accepted} accepted, ${last.rejected} rejected, ${last.remaining} left`
       + (last.error ? ` (${last.error})` : "")
     : "never";
   const queued = telemetry.queue.events;
@@ -44,20 +44,37 @@ async function loadQueue() {
   const queue = await api("GET", "/v1/telemetry/queue");
   const columns = $("queue-columns");
   columns.replaceChildren();
-  queue.fields.forEach((name) => cell(columns, name, { header: true }));
-  cell(columns, "will be sent", { header: true });
+  queue.fields.forEach((name) => { cell(columns, label(name), { header: true }).dataset.field = name; });
+  cell(columns, "Will be sent", { header: true }).dataset.field = "will_send";
   const rows = $("queue-rows");
   rows.replaceChildren(...queue.events.map(({ event, will_send }) => {
     const row = document.createElement("tr");
-    queue.fields.forEach((name) => cell(row, event[name]));
+    queue.fields.forEach((name) => {
+      const value = name === "timestamp" ? when(event[name]) : event[name];
+      cell(row, value, { className: name === "timestamp" ? "when" : "" }).dataset.field = name;
+    });
     cell(row, will_send ? "yes" : "no (dated before consent)");
     return row;
   }));
+  $("queue-table").hidden = queue.events.length === 0;
   $("queue-summary").textContent = queue.events.length
-    ? `${queue.events.length} events queued (${queue.bytes} bytes).`
+    ? `${count(queue.events.length, "event")} queued (${queue.bytes} bytes).`
     : "No events queued.";
   $("purge").disabled = queue.events.length === 0;
   $("purge-dialog-count").textContent = queue.events.length;
+}
+
+function sendMessage(outcome) {
+  const tally = `${outcome.accepted} accepted, ${outcome.rejected} rejected, ${outcome.remaining} left.`;
+  const why = outcome.error ? ` ${outcome.error}` : "";
+  switch (outcome.result) {
+    case "sending": return "Sending in the background.";
+    case "sent": return `Sent ${count(outcome.sent, "event")}: ${tally}${why}`;
+    case "nothing_to_send": return "Nothing to send.";
+    case "failed": return `Sending failed: ${tally}${why}`;
+    case "deferred": return `Sending deferred: the registry asked to wait.${why}`;
+    default: return `Not sent (${outcome.result}).${why}`;
+  }
 }
 
 async function loadConsent() {
@@ -163,10 +180,7 @@ function wire() {
   $("send-now").addEventListener("click", async () => {
     say("Sending...");
     const outcome = await api("POST", "/v1/telemetry/send?wait=10");
-    say(outcome.result === "sending"
-      ? "Sending in the background."
-      : `Send ${outcome.result}: ${outcome.accepted} accepted, ${outcome.rejected} rejected, ${outcome.remaining} left.`
-        + (outcome.error ? ` ${outcome.error}` : ""), outcome.result === "failed");
+    say(sendMessage(outcome), outcome.result === "failed");
     await refresh();
   });
   $("purge").addEventListener("click", () => $("purge-dialog").showModal());
