@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -72,9 +72,16 @@ class Attachment(Body):
     content: str
 
 
+UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+ConversationId = Annotated[str, Field(json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})]
+
+
 class QueryRequest(Body):
+    # The document states the provider+model rule too: either both or neither.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"provider": ["model"], "model": ["provider"]}})
+
     query: str = Field(min_length=1)
-    conversation_id: str | None = None
+    conversation_id: ConversationId | None = None
     provider: str | None = None
     model: str | None = None
     system_prompt: str | None = None
@@ -91,6 +98,21 @@ class QueryRequest(Body):
         if (self.provider is None) != (self.model is None):
             raise ValueError("Provider and model must be specified together or not at all")
         return self
+
+
+class StreamFrame(BaseModel):
+    """One server-sent event of /v1/streaming_query: a line `data: <this object as JSON>`, then a blank line.
+
+    `start` carries conversation_id and request_id; `token` id and token; `turn_complete` the whole text;
+    `end` referenced_documents, truncated and the token counts (with available_quotas beside data);
+    `error` response and cause. With media_type text/plain the answer streams as plain text instead.
+    """
+
+    media_type: ClassVar[str] = "text/event-stream"
+
+    event: Literal["start", "token", "turn_complete", "end", "error"]
+    data: dict[str, Any]
+    available_quotas: dict[str, Any] | None = None
 
 
 class RagChunk(BaseModel):
@@ -127,7 +149,7 @@ class FeedbackCategory(StrEnum):
 
 
 class FeedbackRequest(Body):
-    conversation_id: str
+    conversation_id: ConversationId
     user_question: str
     llm_response: str
     sentiment: StrictInt | None = None

@@ -12,6 +12,8 @@ from lightspeed import payloads as p
 from lightspeed import settings_payloads as sp
 from lightspeed.handlers import feedback, models, query, service, settings_page, telemetry
 
+ResponseBody = type[BaseModel] | str | tuple[str, ...] | None
+
 
 @dataclass(frozen=True)
 class Route:
@@ -20,16 +22,17 @@ class Route:
     handler: Handler
     summary: str
     body: type[BaseModel] | None = None
-    responses: dict[int, type[BaseModel] | str] = field(default_factory=dict)
+    # A status's body: a model (JSON), media types (text), or None (no body, e.g. 204).
+    responses: dict[int, ResponseBody] = field(default_factory=dict)
     authenticated: bool = True
 
 
-_ERRORS: dict[int, type[BaseModel] | str] = {
+_ERRORS: dict[int, ResponseBody] = {
     401: p.ErrorResponse,
     403: p.ErrorResponse,
     422: p.ValidationErrorResponse,
 }
-_ANSWER_ERRORS: dict[int, type[BaseModel] | str] = {
+_ANSWER_ERRORS: dict[int, ResponseBody] = {
     **_ERRORS,
     404: p.ErrorResponse,
     413: p.ErrorResponse,
@@ -52,7 +55,7 @@ ROUTES: tuple[Route, ...] = (
         query.streaming_query,
         "Answer a question as server-sent events (start, token, turn_complete, end, error)",
         p.QueryRequest,
-        {200: "text/event-stream", **_ANSWER_ERRORS},
+        {200: p.StreamFrame, **_ANSWER_ERRORS},
     ),
     Route(
         "POST",
@@ -105,7 +108,7 @@ ROUTES: tuple[Route, ...] = (
         models.register_model,
         "Register an embedding model: load it, run a test inference, store its metadata (admin)",
         sp.EmbeddingModelRegistration,
-        {201: sp.EmbeddingModelRegistered, **_ERRORS, 413: p.ErrorResponse},
+        {201: sp.EmbeddingModelRegistered, **_ERRORS, 413: p.ErrorResponse, 422: sp.RegistrationRefused},
     ),
     Route(
         "PUT",
@@ -117,10 +120,11 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "DELETE",
-        "/v1/embedding-models/{model_name:.+}",
+        # Not `active`: DELETE /v1/embedding-models/active is 405 (that resource takes PUT), not "no such model".
+        "/v1/embedding-models/{model_name:(?!active$).+}",
         models.delete_model,
         "Forget a registered model that is not active (admin)",
-        responses={204: "text/plain", **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+        responses={204: None, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
     ),
     Route(
         "GET",
@@ -156,7 +160,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/telemetry/queue",
         telemetry.purge_queue,
         "Delete every queued event (admin)",
-        responses={200: "application/json", **_ERRORS},
+        responses={200: sp.PurgeResult, **_ERRORS},
     ),
     Route(
         "POST",
@@ -183,14 +187,14 @@ ROUTES: tuple[Route, ...] = (
         "/settings",
         settings_page.settings_page,
         "The settings page (HTML; Basic auth with an admin key as the password)",
-        responses={200: "text/html", 401: "text/html"},
+        responses={200: "text/html", 401: "text/html", 403: p.ErrorResponse},
     ),
     Route(
         "GET",
         "/settings/{asset}",
         settings_page.settings_page,
         "The settings page's script and style sheet",
-        responses={200: "text/plain", 401: "text/html", 404: p.ErrorResponse},
+        responses={200: ("text/javascript", "text/css"), 401: "text/html", 403: p.ErrorResponse, 404: p.ErrorResponse},
     ),
     Route(
         "GET",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator, model_validator
 
 from lightspeed.model_sources import LOADABLE_SOURCES
-from lightspeed.payloads import Body
-from lightspeed.telemetry.schema import ModelSource, check_model_name
+from lightspeed.payloads import Body, ErrorDetail, ValidationErrorResponse
+from lightspeed.telemetry.schema import MODEL_NAME, ModelSource, check_model_name
 
 
 class EmbeddingModelRegistration(Body):
-    model_name: str = Field(description="Public identifier: a Hugging Face id or a short name; never a path.")
+    model_name: str = Field(
+        description="Public identifier: a Hugging Face id or a short name; never a path.",
+        json_schema_extra={"pattern": f"^{MODEL_NAME.pattern}$", "maxLength": 193},
+    )
     model_source: ModelSource
     local_path: str | None = Field(default=None, max_length=4096, description="For local_path models: a directory.")
     activate: StrictBool = False
@@ -41,6 +44,10 @@ class EmbeddingModelRegistration(Body):
 
 class EmbeddingModelActivation(Body):
     model_name: str = Field(min_length=1, max_length=200)
+
+
+class PurgeResult(BaseModel):
+    purged: int = Field(description="How many queued events were deleted.")
 
 
 class TelemetryUpdate(Body):
@@ -81,6 +88,17 @@ class EmbeddingModelRegistered(Loose):
     model: EmbeddingModelInfo
     telemetry: dict[str, Any]
     activation: dict[str, Any] | None
+
+
+class EmbeddingModelUnusable(EmbeddingModelRegistered):
+    """422: the model was registered as failed; why, and what was stored."""
+
+    detail: ErrorDetail
+    error_code: str
+
+
+class RegistrationRefused(RootModel[ValidationErrorResponse | EmbeddingModelUnusable]):
+    """422: a malformed request (a list of problems), or a model that cannot be used."""
 
 
 class ActivationStarted(Loose):
