@@ -48,9 +48,9 @@ async def test_the_cli_asks_first_and_reports_what_was_deleted(
     await queue_failed_registration(client)
     await client.post("/v1/telemetry/send?wait=10")
     url = ["--url", str(client.make_url("")).rstrip("/")]
-    declined = await lightspeed("telemetry", "request-deletion", *url, stdin="n\n")
+    declined = await lightspeed("telemetry", "request-deletion", *url, typed="n\n")
     still_there = await models(ingest)
-    done = await lightspeed("telemetry", "request-deletion", *url, stdin="y\n")
+    done = await lightspeed("telemetry", "request-deletion", *url, typed="y\n")
     await client.close()
 
     assert declined.code == 0
