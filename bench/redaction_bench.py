@@ -1,7 +1,7 @@
 """Redaction on hostile input: every default rule on 1 MiB adversarial texts.
 
 Baseline, same run: one pass of `str.count` over the same text (the cost of
-reading 1 MiB once). Target: every rule linear, the worst rule under 0.5 s
+reading 1 MiB once). Target: every rule linear, the worst rule under 0.75 s
 on 1 MiB (the old rules took 8 s to minutes on such inputs). A rule holds the
 GIL while it scans, so the worst rule is also the longest pause a huge request
 can cause other requests (tests/test_redaction.py checks /liveness < 100 ms).
@@ -24,7 +24,7 @@ INPUTS = {
     **ADVERSARIAL,
     "prose": ("Reach me at jane@example.com from 10.0.0.1, password=hunter2. " * 20000)[: 1024 * 1024],
 }
-TARGET_SECONDS = 0.5
+TARGET_SECONDS = 0.75
 
 
 def _timed(call: object, *args: object) -> float:
