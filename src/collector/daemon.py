@@ -46,6 +46,7 @@ FAULT_ENV = "LIGHTSPEED_COLLECTOR_FAULT"
 FAULT_EXIT = 99
 STATUS_FILE = "status.json"
 WATCH_SETUP_SECONDS = 10.0  # READY waits this long at most for the file watches
+FOLDER_POLL_SECONDS = 1.0  # how often a storage folder that does not exist yet is looked for
 
 
 def storage_roots(config: AppConfig) -> dict[str, Path]:
@@ -91,7 +92,7 @@ class Collector:
         self._status_sent = 0.0
         self._status_task: asyncio.Task[None] | None = None
         self._watching = asyncio.Event()
-        # Set once the first flush is done and the watch is in place (READY=1 for systemd).
+        # Set when the watch is in place and systemd is told READY=1 (the first flush follows).
         self.ready = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------
@@ -185,45 +186,57 @@ class Collector:
         """Watch events only hint that a flush may be due early; the rescan is the truth.
 
         A storage folder that does not exist yet (the server creates it at its
-        own start) is waited for through its nearest existing parent; once it
-        appears, the watch restarts on it and counts what it already holds.
+        own start) is looked for every FOLDER_POLL_SECONDS (not watched through
+        its parent, which could be a large tree such as /var/lib); once it
+        appears, the watch restarts with it and counts what it already holds.
         """
         pending_bytes = 0
         limit = self.config.collector.max_batch_bytes
+        wanted = list(self.spool.roots.values())
         while not self._stop.is_set():
-            roots, missing, parents = await asyncio.to_thread(_watch_targets, list(self.spool.roots.values()))
-            if not roots and not parents:
-                self._watching.set()
+            roots = await asyncio.to_thread(_existing, wanted)
+            missing = [p for p in wanted if p not in roots]
+            if not missing:
+                await self._watch_roots(roots, pending_bytes, limit, self._stop)
                 return
-            appeared = await self._watch_until_a_root_appears(roots, missing, parents, pending_bytes, limit)
-            if appeared is None:
-                return
-            pending_bytes = appeared + await asyncio.to_thread(_records_size, missing)
-            log.info("storage_folder_appeared", watching=[str(p) for p in missing if p.is_dir()])
-            if pending_bytes >= limit:
-                pending_bytes = 0
-                self._flush_now.set()
+            appeared = asyncio.Event()
+            poller = asyncio.create_task(self._wait_for_folders(missing, appeared))
+            try:
+                if roots:
+                    pending_bytes = await self._watch_roots(roots, pending_bytes, limit, appeared)
+                else:
+                    self._watching.set()
+                    await appeared.wait()
+            finally:
+                poller.cancel()
+            now_there = set(await asyncio.to_thread(_existing, missing))
+            if now_there:
+                log.info("storage_folder_appeared", watching=sorted(str(p) for p in now_there))
+                pending_bytes += await asyncio.to_thread(_records_size, now_there)
+                if pending_bytes >= limit:
+                    pending_bytes = 0
+                    self._flush_now.set()
 
-    async def _watch_until_a_root_appears(
-        self, roots: list[Path], missing: set[Path], parents: list[Path], pending_bytes: int, limit: int
-    ) -> int | None:
-        """Count new records' bytes (flushing early past `limit`) until a missing root appears: the
-        bytes then pending; None when stopped."""
+    async def _wait_for_folders(self, missing: list[Path], appeared: asyncio.Event) -> None:
+        """Set `appeared` when one of the missing folders exists, or when the collector stops."""
+        while not self._stop.is_set():
+            if await asyncio.to_thread(_existing, missing):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), FOLDER_POLL_SECONDS)
+        appeared.set()
 
-        def wanted(change: Change, path: str) -> bool:
-            candidate = Path(path)
-            if candidate in missing:
-                return change is Change.added
-            if change is Change.deleted or not is_record_name(candidate.name):
-                return False
-            return any(root in candidate.parents for root in roots)
+    async def _watch_roots(self, roots: list[Path], pending_bytes: int, limit: int, until: asyncio.Event) -> int:
+        """Count new records' bytes below `roots`, flushing early past `limit`, until `until` is set."""
+
+        def finished_record(change: Change, path: str) -> bool:
+            return change is not Change.deleted and is_record_name(Path(path).name)
 
         # yield_on_timeout: the first (possibly empty) yield says the watches are in place.
         watching = awatch(
             *roots,
-            *parents,
-            watch_filter=wanted,
-            stop_event=self._stop,
+            watch_filter=finished_record,
+            stop_event=until,
             recursive=True,
             rust_timeout=1000,
             yield_on_timeout=True,
@@ -232,8 +245,6 @@ class Collector:
             self._watching.set()
             if not changes:
                 continue
-            if any(Path(path) in missing for _, path in changes):
-                return pending_bytes
             # A record arrives by rename, which the watcher may report as added or modified.
             self._seen += len({path for _, path in changes})
             self._status_changed()
@@ -241,7 +252,7 @@ class Collector:
             if pending_bytes >= limit:
                 pending_bytes = 0
                 self._flush_now.set()
-        return None
+        return pending_bytes
 
     # -- the protocol ------------------------------------------------------
 
@@ -486,18 +497,9 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
-def _watch_targets(wanted: list[Path]) -> tuple[list[Path], set[Path], list[Path]]:
-    """The roots that exist, those that do not, and the nearest existing parents of the latter (blocking)."""
-    roots = [p for p in wanted if p.is_dir()]
-    missing = {p for p in wanted if not p.is_dir()}
-    parents: set[Path] = set()
-    for path in missing:
-        parent = path.parent
-        while not parent.is_dir() and parent != parent.parent:
-            parent = parent.parent
-        parents.add(parent)
-    # A parent that is inside a watched root is watched already.
-    return roots, missing, sorted(p for p in parents if not any(r == p or r in p.parents for r in roots))
+def _existing(folders: list[Path]) -> list[Path]:
+    """The folders that exist (blocking)."""
+    return [p for p in folders if p.is_dir()]
 
 
 def _records_size(roots: set[Path]) -> int:
