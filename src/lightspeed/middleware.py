@@ -55,7 +55,7 @@ def check_host(request: web.Request) -> None:
     same-origin with a daemon on loopback, Origin check included; only the
     Host header still says evil.example.
     """
-    allowed = request.app.get(ALLOWED_HOSTS, frozenset("*"))
+    allowed = request.app[ALLOWED_HOSTS]
     if "*" in allowed:
         return
     name = (urlsplit(f"//{request.host}").hostname or "").lower()
@@ -91,7 +91,7 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
-    pause = request.app.get(BODY_TIMEOUT, 30.0)
+    pause = request.app[BODY_TIMEOUT]
     while True:
         try:
             async with asyncio.timeout(pause):
