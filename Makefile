@@ -8,7 +8,7 @@ CONFIG ?= config/lightspeed.yaml
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install install-service uninstall run run-server run-data-collector run-ingest test lint format typecheck check bench clean
+.PHONY: help install install-service uninstall run run-server run-data-collector run-ingest test lint format typecheck imports check bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(PREFIX)|$(PREFIX)|g' \
@@ -30,7 +30,7 @@ uninstall: ## Remove the systemd services and $(PREFIX)/venv; config and data st
 	packaging/uninstall.sh --prefix $(PREFIX)
 
 run: install ## Run the whole pipeline locally: server, collector, lightspeed-ingest (Ctrl-C stops)
-	$(PY) -m lightspeed.devrun --config $(CONFIG)
+	$(PY) -m lightspeed_common.devrun --config $(CONFIG)
 
 run-server: install ## Run only the API server
 	$(VENV)/bin/lightspeed serve --config $(CONFIG)
@@ -55,7 +55,10 @@ format: install ## Apply ruff formatting and safe fixes
 typecheck: install ## mypy in strict mode
 	$(VENV)/bin/mypy
 
-check: lint typecheck ## Lint and type-check (ruff + mypy strict)
+imports: install ## The architecture's import contracts (import-linter; see [tool.importlinter] in pyproject.toml)
+	$(VENV)/bin/lint-imports
+
+check: lint typecheck imports ## Lint, type-check (ruff + mypy strict) and the import contracts
 
 bench: install ## Run the benchmarks (prints figures beside same-run baselines)
 	$(PY) bench/run.py

@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from ingest.app import create_app as create_ingest_app
-from lightspeed.app import create_app
-from lightspeed.config import AppConfig, config_from_mapping
-from lightspeed.embedding import SentenceTransformerEmbedder, load_embedder
-from lightspeed.providers.base import AnswerProvider
+from lightspeed.answers.providers.base import AnswerProvider
+from lightspeed.api.app import create_app
+from lightspeed.models.embedding import SentenceTransformerEmbedder, load_embedder
+from lightspeed_common.config import AppConfig, config_from_mapping
 from tests.ingest_support import IngestFactory, ingest_config
 from tests.registry import Registry
 from tests.support import deep_merge

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from lightspeed.config import AppConfig, config_from_mapping
+from lightspeed_common.config import AppConfig, config_from_mapping
 from tests.support import deep_merge
 
 Client = TestClient[web.Request, web.Application]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import sys
 import tarfile
 import time
@@ -16,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from collector.daemon import FAULT_ENV
-from lightspeed.config import AppConfig
+from lightspeed_common.config import AppConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Ingress:
 
 def write_record(root: Path, relpath: str, record: dict[str, Any]) -> Path:
     """A record as the server writes it (atomically)."""
-    from lightspeed.atomic import ensure_dir, write_atomic
+    from lightspeed_common.atomic import ensure_dir, write_atomic
 
     path = root / relpath
     ensure_dir(path.parent)
@@ -127,18 +127,16 @@ def config_file(config: AppConfig, tmp_path: Path) -> Path:
 
 
 async def start_process(config: AppConfig, tmp_path: Path, *args: str, fault: str | None = None) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault:
-        env[FAULT_ENV] = fault
+    """`lightspeed-collector run ARGS` as a process; with `fault`, one that ends itself at that step."""
+    command = ["tests.crashing_collector", fault] if fault else ["collector", "run"]
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "collector",
-        "run",
+        *command,
         *args,
         "--config",
         str(config_file(config, tmp_path)),
-        env=env,
+        cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -43,7 +43,7 @@ def fill_up(folder: Path) -> None:
 
 def link_model(target: Path, *, normalize: bool = True, weights: bytes | None = None) -> Path:
     """A model directory made of the packaged MiniLM's files (linked), optionally altered."""
-    from lightspeed.embedding import default_model_path
+    from lightspeed.models.embedding import default_model_path
 
     source = default_model_path()
     target.mkdir(parents=True)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from lightspeed.telemetry.schema import utc_timestamp
+from lightspeed_common.telemetry_schema import utc_timestamp
 
 # The spec's model_registration fields, written out here on purpose (not imported):
 # if the schema ever grows a field, the privacy tests fail.
@@ -80,7 +80,7 @@ def seed_state(
     sender: dict[str, Any] | None = None,
 ) -> None:
     """Telemetry enabled at `consented_at` with `events` already queued, as a previous run left it."""
-    from lightspeed.telemetry.schema import CONSENT_VERSION
+    from lightspeed_common.telemetry_schema import CONSENT_VERSION
 
     state_dir.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lightspeed.errors import ConfigError
+from lightspeed_common.errors import ConfigError
 from tests.conftest import ClientFactory, StartupFailure
 
 KEYS = [

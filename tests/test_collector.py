@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from collector.daemon import FAULT_EXIT, Collector
-from lightspeed import __version__
-from lightspeed.backoff import parse_retry_after
-from lightspeed.config import AppConfig, config_from_mapping
-from lightspeed.identity import installation_id
+from collector.daemon import Collector
+from lightspeed_common.backoff import parse_retry_after
+from lightspeed_common.config import AppConfig, config_from_mapping
+from lightspeed_common.identity import installation_id
+from lightspeed_common.version import VERSION
+from tests.crashing_collector import FAULT_EXIT
 from tests.ingress import Ingress, Reply, start_process, write_record
 from tests.support import deep_merge
 
@@ -103,7 +104,7 @@ async def test_once_delivers_everything_exactly_and_cleans_up(ingress: Ingress, 
     assert received.content_type == "application/vnd.redhat.lightspeed.periodic+tar"
     assert received.headers["Authorization"] == f"Bearer {TOKEN}"
     identity = installation_id(config.service.state_dir)
-    assert received.headers["User-Agent"] == f"lightspeed-collector/{__version__} (installation {identity})"
+    assert received.headers["User-Agent"] == f"lightspeed-collector/{VERSION} (installation {identity})"
     assert remaining(config) == []
     feedback_dir, transcripts_dir = roots(config)
     assert feedback_dir.is_dir()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collector.__main__ import main
-from lightspeed.errors import EXIT_CONFIG
+from lightspeed_common.errors import EXIT_CONFIG
 
 
 def test_disabled_collection_says_so_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from collector.__main__ import main as collector_main
-from collector.daemon import FAULT_EXIT, Collector
+from collector.daemon import Collector
+from tests.crashing_collector import FAULT_EXIT
 from tests.ingress import Ingress, Reply, config_file, start_process, write_record
 from tests.support import fill_up
 from tests.test_collector import CollectorConfig, ingress, make_config, remaining, roots, write_records

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lightspeed.config import AppConfig, load_config
-from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from lightspeed_common.config import AppConfig, load_config
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
 from tests.conftest import ConfigFactory, StartupFailure
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig
+from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.support import link_model, liveness_latencies_during
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig
+from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.support import fill_up, json_files
 

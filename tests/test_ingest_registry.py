@@ -13,7 +13,7 @@ from aiohttp import web
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.storage import contributor_hash
-from lightspeed.telemetry.schema import utc_timestamp
+from lightspeed_common.telemetry_schema import utc_timestamp
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_get, admin_headers, records_archive, upload
 from tests.telemetry_support import CLIENT_ID, ago, event, now
 
@@ -336,7 +336,7 @@ async def test_stored_events_per_model_and_day_are_capped(make_ingest: IngestFac
 
 async def test_require_api_key_refuses_to_start_without_a_key(tmp_path: Path, make_ingest: IngestFactory) -> None:
     from ingest.app import create_app
-    from lightspeed.errors import ConfigError
+    from lightspeed_common.errors import ConfigError
     from tests.ingest_support import ingest_config
 
     config = ingest_config(tmp_path / "ingest", telemetry={"require_api_key": True})

@@ -319,21 +319,19 @@ async def test_an_oversized_metadata_part_is_413(make_ingest: IngestFactory, tmp
     assert list((tmp_path / "ingest" / "incoming").iterdir()) == []
 
 
-async def test_uploads_beyond_the_concurrency_limit_are_told_to_retry(make_ingest: IngestFactory) -> None:
-    client = await make_ingest(uploads={"max_concurrent": 1})
-    ingest = client.app[INGEST]
-    boundary = "test-boundary"
+async def held_upload(client: Any, archive: bytes, request_id: str, gate: asyncio.Event) -> aiohttp.ClientResponse:
+    """An upload whose body stops after 200 bytes until `gate` is set."""
+    boundary = "held-boundary"
     body = (
         (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.tar.gz"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="held.tar.gz"\r\n'
             "Content-Type: application/vnd.redhat.lightspeed.periodic+tar\r\n\r\n"
         ).encode()
-        + records_archive("slow")
+        + archive
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    gate = asyncio.Event()
 
-    async def slowly() -> AsyncIterator[bytes]:
+    async def held() -> AsyncIterator[bytes]:
         yield body[:200]
         await gate.wait()
         yield body[200:]
@@ -341,18 +339,54 @@ async def test_uploads_beyond_the_concurrency_limit_are_told_to_retry(make_inges
     headers = {
         "Authorization": "Bearer collector-token",
         "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "x-rh-insights-request-id": "slow",
+        "x-rh-insights-request-id": request_id,
     }
-    slow = asyncio.create_task(client.post("/api/ingress/v1/upload", data=slowly(), headers=headers))
-    for _ in range(500):  # the handler has started once it counts the upload
-        if ingest.uploads_in_flight:
+    response: aiohttp.ClientResponse = await client.post("/api/ingress/v1/upload", data=held(), headers=headers)
+    return response
+
+
+async def test_uploads_beyond_the_concurrency_limit_are_told_to_retry(make_ingest: IngestFactory) -> None:
+    client = await make_ingest(uploads={"max_concurrent": 1})
+    ingest = client.app[INGEST]
+    gate = asyncio.Event()
+    slow = asyncio.create_task(held_upload(client, records_archive("slow"), "slow", gate))
+    for _ in range(500):  # the handler has started once it holds the only upload slot
+        if ingest.upload_slots.locked():
             break
         await asyncio.sleep(0.01)
-    assert ingest.uploads_in_flight == 1
+    assert ingest.upload_slots.locked()
     busy = await upload(client, records_archive("other"), "busy")
     assert busy.status == 503
     assert busy.headers["Retry-After"] == "5"
     gate.set()
     assert (await slow).status == 202
-    assert ingest.uploads_in_flight == 0
+    assert not ingest.upload_slots.locked()
     assert (await upload(client, records_archive("other"), "busy")).status == 202
+
+
+async def test_the_same_batch_arriving_twice_at_once_is_stored_and_counted_once(
+    make_ingest: IngestFactory, tmp_path: Path
+) -> None:
+    """Both copies pass the "already stored?" check before either is stored; the second to commit
+    hears the storage's DuplicateUpload and answers 202 for the copy that was kept."""
+    client = await make_ingest()
+    archive = records_archive("twice")
+    gate = asyncio.Event()
+    first = asyncio.create_task(held_upload(client, archive, "twice", gate))
+    incoming = tmp_path / "ingest" / "incoming"
+    for _ in range(500):  # the first copy is past the check once its archive is being received
+        if any(incoming.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    assert any(incoming.iterdir())
+    second = await upload(client, archive, "twice")
+    assert second.status == 202
+    assert (await second.json())["upload"]["new_records"] == 2
+    gate.set()
+    late = await first
+    assert late.status == 202, await late.text()
+    assert (await late.json())["upload"]["duplicate_request"] is True
+    totals = (await admin_get(client, "/api/admin/v1/uploads"))["totals"]
+    assert (totals["uploads"], totals["records"]) == (1, 2)
+    assert len(stored_archives(tmp_path / "ingest")) == 1
+    assert list(incoming.iterdir()) == []

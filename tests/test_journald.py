@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROGRAM = """
 import io, sys, structlog
-from lightspeed.logs import configure_logging
+from lightspeed_common.logs import configure_logging
 writer = configure_logging("info", "auto", stream=io.StringIO(), journal_socket=sys.argv[1], identifier="lightspeed")
 log = structlog.get_logger("t")
 log.info("request_handled", request_id="r-1", route="/v1/query", status=200, duration_ms=1.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightspeed.notify import Notifier
+from lightspeed_common.notify import Notifier
 from tests.test_openai_provider import free_port
 from tests.test_process import call, process_config
 

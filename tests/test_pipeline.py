@@ -56,7 +56,7 @@ def pipeline_config(tmp_path: Path, docs_dir: Path, api: int, ingress_port: int,
 def start_devrun(path: Path) -> subprocess.Popen[str]:
     """`make run`'s process, in a session of its own so a test can Ctrl-C its group as a terminal would."""
     return subprocess.Popen(
-        [sys.executable, "-m", "lightspeed.devrun", "--config", str(path)],
+        [sys.executable, "-m", "lightspeed_common.devrun", "--config", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG
 from tests.support import json_files
 from tests.test_openai_provider import free_port
 

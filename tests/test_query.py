@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig
-from lightspeed.errors import ServiceUnavailable
-from lightspeed.providers.base import Completion, Question
+from lightspeed.answers.providers.base import Completion, Question
+from lightspeed_common.config import AppConfig
+from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
 from tests.support import json_files
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lightspeed.atomic import write_atomic
-from lightspeed.errors import RecordWriteError, StorageError
 from lightspeed.identity import UserHasher
-from lightspeed.records import Feedback, RecordWriter, prepare_storage
+from lightspeed.records.formats import Feedback
+from lightspeed.records.writer import RecordWriter, prepare_storage
+from lightspeed_common.atomic import write_atomic
+from lightspeed_common.errors import RecordWriteError, StorageError
 from tests.support import fill_up, json_files
 
 
@@ -152,3 +153,16 @@ def test_user_hash_is_keyed_stable_and_not_the_plain_sha(tmp_path: Path) -> None
 def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         UserHasher(b"short")
+
+
+def test_every_record_kind_names_a_config_key_an_archive_folder_and_a_layout_of_its_depth() -> None:
+    """The on-disk contract's table: what the writer, the collector and the ingest all read."""
+    from lightspeed_common.config import UserDataCollectionConfig
+    from lightspeed_common.records import BY_FOLDER, RECORD_KINDS
+
+    fields = UserDataCollectionConfig.model_fields
+    for kind in RECORD_KINDS:
+        assert kind.storage_key in fields
+        assert kind.layout.count("/") == kind.depth
+        assert BY_FOLDER[kind.folder] is kind
+    assert sorted(BY_FOLDER) == ["feedback", "transcripts"]  # lightspeed-stack's archive folders

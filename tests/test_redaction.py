@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig, RedactionConfig, RedactionPattern
-from lightspeed.redaction import Redactor
+from lightspeed.answers.redaction import Redactor
+from lightspeed_common.config import AppConfig, RedactionConfig, RedactionPattern
 from tests.conftest import ClientFactory
 from tests.support import json_files, liveness_latencies_during
 

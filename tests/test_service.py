@@ -8,9 +8,9 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from lightspeed.config import AppConfig
-from lightspeed.providers.base import Completion, Question
-from lightspeed.routes import ROUTES
+from lightspeed.answers.providers.base import Completion, Question
+from lightspeed.api.routes import ROUTES
+from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from lightspeed.embedding import default_model_path
+from lightspeed.models.embedding import default_model_path
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.ingest_support import IngestFactory, admin_get
 from tests.registry import Registry, fast_telemetry

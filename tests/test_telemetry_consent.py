@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig
-from lightspeed.errors import ConfigError
-from lightspeed.telemetry.schema import CONSENT_VERSION
 from lightspeed.telemetry.sender import ssl_context
+from lightspeed_common.config import AppConfig
+from lightspeed_common.errors import ConfigError
+from lightspeed_common.telemetry_schema import CONSENT_VERSION
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.registry import Registry, fast_telemetry
 from tests.support import link_model
@@ -186,7 +186,7 @@ async def test_disabling_sends_nothing_keeps_the_queue_and_purge_deletes_it(
 async def test_the_client_id_survives_disabling_and_changes_only_with_the_reset_argument(
     make_client: ClientFactory, telemetry_config: AppConfig, embedder: Any, aiohttp_client: Any
 ) -> None:
-    from lightspeed.app import create_app
+    from lightspeed.api.app import create_app
 
     client = await make_client(telemetry_config)
     first = (await enable(client))["client_id"]

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from lightspeed.telemetry.queue import QUEUE_FILE, QueueBounds, TelemetryQueue
-from lightspeed.telemetry.schema import ModelRegistrationEvent
+from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 from tests.telemetry_support import ago, event, now
 
 BOUNDS = QueueBounds(max_events=100, max_bytes=1024 * 1024, max_age=timedelta(days=21))

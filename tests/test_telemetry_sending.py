@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from lightspeed.config import AppConfig
-from lightspeed.keys import SENDER
+from lightspeed.api.keys import SENDER
+from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.registry import Answer, Registry, fast_telemetry
 from tests.telemetry_support import ago, event, now, seed_state

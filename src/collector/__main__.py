@@ -17,11 +17,13 @@ from typing import Any
 
 import structlog
 
-from collector.daemon import STATUS_FILE, Collector, spool_dir, storage_roots
-from collector.discovery import is_record_name, scan
-from lightspeed.config import AppConfig, load_config
-from lightspeed.errors import EXIT_CONFIG, ConfigError
-from lightspeed.logs import configure_logging
+from collector.daemon import Collector
+from collector.discovery import scan
+from collector.spool import Spool, spool_dir
+from lightspeed_common.config import AppConfig, load_config
+from lightspeed_common.errors import EXIT_CONFIG, ConfigError
+from lightspeed_common.logs import configure_logging
+from lightspeed_common.records import RECORD_KINDS, is_record_name, storage_roots
 
 log = structlog.get_logger("collector")
 
@@ -55,7 +57,7 @@ def check_layout(config: AppConfig) -> str | None:
     """Why the directories cannot work (claiming is a rename), or None."""
     roots = storage_roots(config)
     if not roots:
-        return "neither feedback_storage nor transcripts_storage is configured"
+        return f"none of {', '.join(kind.storage_key for kind in RECORD_KINDS)} is configured"
     spool = spool_dir(config)
     spool.mkdir(parents=True, exist_ok=True)
     devices = {spool.stat().st_dev} | {p.stat().st_dev for p in roots.values() if p.exists()}
@@ -85,16 +87,14 @@ def _stage(files: list[Path], now: float) -> dict[str, Any]:
 def status(config: AppConfig) -> dict[str, Any]:
     """What waits, by stage: new records in the storage folders, records claimed into a batch (its
     archive may be in the outbox, waiting to be accepted), and quarantined batches."""
-    spool = spool_dir(config)
-    roots = storage_roots(config)
+    spool = Spool.for_config(config)
+    roots = spool.roots
     now = time.time()
     new = _stage([roots[r.kind] / r.relpath for r in scan(roots)], now)
-    claimed_dir = spool / "claimed"
+    claimed_dir = spool.claimed
     claimed = _stage([p for p in claimed_dir.rglob("*.json") if is_record_name(p.name)], now)
-    outbox = _stage(sorted((spool / "outbox").glob("*.tar.gz")), now)
-    saved: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads((spool / STATUS_FILE).read_text())
+    outbox = _stage(sorted(spool.outbox.glob("*.tar.gz")), now)
+    saved = spool.load_status()
     ages = [age for age in (new["oldest_age_seconds"], claimed["oldest_age_seconds"]) if age is not None]
     return {
         "pending_records": new["files"] + claimed["files"],
@@ -116,7 +116,7 @@ def status(config: AppConfig) -> dict[str, Any]:
         },
         "claimed_batches": _count(claimed_dir),
         "outbox_batches": outbox["files"],
-        "quarantined": _count(spool / "quarantine"),
+        "quarantined": _count(spool.quarantine_dir),
         "last_success": saved.get("last_success"),
         "last_error": saved.get("last_error"),
     }

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightspeed_common.records import is_record_name
+
 TAR_BLOCK = 512
 
 
 @dataclass(frozen=True, slots=True)
 class RecordFile:
-    kind: str  # "feedback" or "transcripts": the archive's top-level folder
+    kind: str  # the record kind's archive folder (lightspeed_common.records)
     relpath: str  # below the storage directory, with "/" separators
     size: int
 
@@ -29,10 +31,6 @@ class RecordFile:
     def tar_bytes(self) -> int:
         """Bytes this record takes in an uncompressed tar: header plus padded content."""
         return TAR_BLOCK + -(-self.size // TAR_BLOCK) * TAR_BLOCK
-
-
-def is_record_name(name: str) -> bool:
-    return name.endswith(".json") and not name.startswith(".")
 
 
 def _walk(root: Path | str, prefix: str = "") -> Iterator[tuple[str, int]]:

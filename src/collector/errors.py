@@ -32,3 +32,13 @@ class BatchTooLarge(IngressError):
 
 class IngressRejected(IngressError):
     """Permanent (400, 403, 415, other 4xx): quarantine the batch with the response."""
+
+
+class SpoolTrouble(CollectorError):
+    """The spool's disk said no (full, read-only, I/O error): the flush stops, nothing claimed is lost."""
+
+    def __init__(self, step: str, batch_id: str, error: OSError) -> None:
+        self.step = step
+        self.batch_id = batch_id
+        self.error = error
+        super().__init__(f"{step}: {error.strerror}")

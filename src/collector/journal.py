@@ -10,11 +10,10 @@ then counts as not yet accepted and is uploaded again under the same id.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from lightspeed.atomic import write_atomic
+from lightspeed_common.atomic import append_lines, write_atomic
 
 
 class Journal:
@@ -22,13 +21,8 @@ class Journal:
         self.path = path
 
     def append(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """One entry, durable before this returns."""
+        append_lines(self.path, [json.dumps(entry, separators=(",", ":"))], mode=0o640)
 
     def entries(self) -> list[dict[str, Any]]:
         try:

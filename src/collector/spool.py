@@ -5,6 +5,7 @@
     spool/sent/<batch_id>/...                             kept records (cleanup_after_send: false)
     spool/quarantine/<name>/                              refused or unusable records, with reason.json
     spool/journal                                         see journal.py
+    spool/status.json                                     the last flush's outcome, for `status`
 
 All of it lives on the storage directories' file system, so claiming is a
 rename. Blocking: call through a thread.
@@ -17,14 +18,27 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.discovery import RecordFile, is_record_name
+from collector.discovery import RecordFile
 from collector.tarstream import TarGzWriter
-from lightspeed.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
+from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
+from lightspeed_common.config import AppConfig
+from lightspeed_common.records import is_record_name, storage_roots
+
+STATUS_FILE = "status.json"
+# Why a claimed file cannot be shipped (it goes to quarantine), or None.
+Problem = Callable[[bytes], str | None]
+
+
+def spool_dir(config: AppConfig) -> Path:
+    if config.collector.spool_dir is not None:
+        return config.collector.spool_dir
+    first = next(iter(storage_roots(config).values()), config.service.state_dir)
+    return first.parent / "spool"
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class Spool:
         self.sent = root / "sent"
         self.quarantine_dir = root / "quarantine"
         self.journal_path = root / "journal"
+        self.status_path = root / STATUS_FILE
+
+    @classmethod
+    def for_config(cls, config: AppConfig) -> Spool:
+        return cls(spool_dir(config), storage_roots(config))
 
     def prepare(self) -> None:
         for directory in (self.claimed, self.outbox, self.sent, self.quarantine_dir):
@@ -92,11 +111,11 @@ class Spool:
                     found.append(name if prefix == "." else f"{prefix}/{name}")
         return sorted(found)
 
-    def package(self, batch_id: str) -> Package | None:
+    def package(self, batch_id: str, problem: Problem = lambda data: None) -> Package | None:
         """Stream the claimed files into outbox/<batch_id>.tar.gz (None if nothing is left).
 
-        Members are `feedback/...` and `transcripts/...`, bytes identical to
-        the files. Files that are not valid JSON are quarantined first.
+        Members are `<kind folder>/...` (`feedback/...`, `transcripts/...`), bytes
+        identical to the files. Files `problem` finds fault with are quarantined instead.
         """
         base = self.claimed / batch_id
         final = self.outbox / f"{batch_id}.tar.gz"
@@ -108,10 +127,8 @@ class Spool:
             for member in self.members(batch_id):
                 with open(f"{base}/{member}", "rb") as handle:  # noqa: PTH123 - hot loop, plain str paths
                     data = handle.read()
-                try:
-                    json.loads(data)
-                except ValueError as exc:
-                    self._quarantine_file(batch_id, member, f"not valid JSON: {exc}")
+                if (reason := problem(data)) is not None:
+                    self._quarantine_file(batch_id, member, reason)
                     continue
                 archive.add(member, data)
                 members.append(member)
@@ -196,3 +213,16 @@ class Spool:
         shutil.rmtree(base)
         syncfs(self.root)
         return list(new_ids)
+
+    def save_status(self, status: dict[str, Any]) -> None:
+        """Best effort: `status` shows the last flush's outcome; a full disk must not stop a flush."""
+        with contextlib.suppress(OSError):
+            write_atomic(self.status_path, json.dumps(status).encode())
+
+    def load_status(self) -> dict[str, Any]:
+        """What the last flush saved; empty when there is none or it is unreadable."""
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(self.status_path.read_text())
+            if isinstance(saved, dict):
+                return saved
+        return {}

@@ -21,8 +21,11 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from collector.errors import BatchTooLarge, IngressRejected, IngressUnavailable, TokenRejected
-from lightspeed.backoff import RetryAfterOrBackoff, parse_retry_after
-from lightspeed.config import RetryConfig
+from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after
+from lightspeed_common.config import AppConfig, RetryConfig
+from lightspeed_common.credentials import read_secret
+from lightspeed_common.identity import installation_id
+from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
 
@@ -144,4 +147,29 @@ def _log_retry(state: RetryCallState) -> None:
         attempt=state.attempt_number,
         wait_seconds=round(state.next_action.sleep, 2) if state.next_action else None,
         error=str(exc),
+    )
+
+
+async def build_uploader(config: AppConfig, session: aiohttp.ClientSession) -> Uploader:
+    """The uploader the config describes; the token is read at each upload (it may rotate)."""
+    dc = config.user_data_collection.data_collector
+    try:
+        identity = await asyncio.to_thread(installation_id, config.service.state_dir)
+    except OSError as exc:
+        # The server creates it; a collector that may not write the server's state says so.
+        log.warning("installation_id_unavailable", state_dir=str(config.service.state_dir), error=exc.strerror)
+        identity = "unknown"
+    cfg = config.collector
+
+    def token() -> str | None:
+        return read_secret(dc.ingress_server_auth_token, cfg.ingress_token_file, cfg.ingress_token_credential)
+
+    return Uploader(
+        session,
+        url=str(dc.ingress_server_url),
+        service=dc.ingress_content_service_name or "lightspeed",
+        token=token,
+        user_agent=f"lightspeed-collector/{VERSION} (installation {identity})",
+        retry=cfg.retry,
+        timeout_seconds=float(dc.connection_timeout_seconds),
     )

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import structlog
 
-from lightspeed import __version__
-from lightspeed.__main__ import check_config
-from lightspeed.config import AppConfig
-from lightspeed.errors import EXIT_CONFIG, ConfigError
-from lightspeed.notify import Notifier
-from lightspeed.serving import run_service, run_with_config
+from lightspeed_common.checks import check_config
+from lightspeed_common.config import AppConfig
+from lightspeed_common.errors import EXIT_CONFIG, ConfigError
+from lightspeed_common.http.serving import run_service, run_with_config
+from lightspeed_common.notify import Notifier
+from lightspeed_common.version import VERSION
 
 DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_INGEST_CONFIG", "/etc/lightspeed-ingest/ingest.yaml"))
 IDENTIFIER = "lightspeed-ingest"
@@ -30,7 +30,7 @@ log = structlog.get_logger("ingest")
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=IDENTIFIER, description="Receives uploads and model telemetry.")
-    parser.add_argument("--version", action="version", version=f"{IDENTIFIER} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{IDENTIFIER} {VERSION}")
     commands = parser.add_subparsers(dest="command")
     for name, text in (("serve", "run the ingest service (the default)"), ("check-config", "validate a config file")):
         sub = commands.add_parser(name, help=text)
@@ -45,7 +45,7 @@ def serve(config: AppConfig) -> int:
     from ingest.app import create_app, tls_context  # noqa: PLC0415 - check-config stays light
 
     settings = config.ingest
-    log.info("ingest_starting", version=__version__, host=settings.host, port=settings.port)
+    log.info("ingest_starting", version=VERSION, host=settings.host, port=settings.port)
     notifier = Notifier.from_environment()
     try:
         tls = tls_context(settings)

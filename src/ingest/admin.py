@@ -16,9 +16,9 @@ from aiohttp import web
 from ingest.context import INGEST
 from ingest.ratelimit import retry_after
 from ingest.registry import delete_client, parse_client_id, source_address
-from lightspeed.errors import BadRequest, Forbidden, TooManyRequests
-from lightspeed.middleware import read_body
-from lightspeed.webpage import static_page
+from lightspeed_common.errors import BadRequest, Forbidden, TooManyRequests
+from lightspeed_common.http.middleware import read_body
+from lightspeed_common.http.pages import static_page
 
 log = structlog.get_logger("ingest")
 

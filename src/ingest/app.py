@@ -10,29 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sqlite3
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from ingest import admin, registry, uploads
+from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
-from ingest.storage import Database, SQLiteStorage
-from lightspeed.atomic import ensure_dir
-from lightspeed.config import AppConfig, IngestConfig, effective_allowed_hosts
-from lightspeed.credentials import read_secret
-from lightspeed.errors import ConfigError, StorageError
-from lightspeed.identity import RequestIds
-from lightspeed.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
-from lightspeed.middleware import observe
-from lightspeed.preflight import Check, run_checks, writable_directory
+from ingest.sqlite_storage import SQLiteStorage
+from ingest.storage import Database, StorageFailure
+from lightspeed_common.atomic import ensure_dir
+from lightspeed_common.checks import Check, run_checks, writable_directory
+from lightspeed_common.config import AppConfig
+from lightspeed_common.config_base import effective_allowed_hosts
+from lightspeed_common.config_ingest import IngestConfig
+from lightspeed_common.credentials import read_secret
+from lightspeed_common.errors import ConfigError, StorageError
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
+from lightspeed_common.http.middleware import observe
+from lightspeed_common.identity import RequestIds
 
 log = structlog.get_logger("ingest")
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 def _keys(config: IngestConfig) -> tuple[KeyRing, KeyRing, KeyRing]:
@@ -80,45 +82,21 @@ def ingest_checks(config: AppConfig) -> list[Check]:
     ]
 
 
-def _open_storage(config: IngestConfig) -> tuple[SQLiteStorage, Path, Path]:
+def _open_storage(config: IngestConfig) -> tuple[SQLiteStorage, ArchiveStore]:
     state = config.state_dir
+    archives = archive_store(config)
     try:
-        for directory in (state, state / "archives", state / "incoming"):
-            ensure_dir(directory)
-        probe = state / "incoming" / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_dir(state)
+        archives.open()
         storage = SQLiteStorage(state / "ingest.sqlite3")
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StorageFailure) as exc:
         raise StorageError("ingest state", state, str(exc)) from None
-    return storage, state / "archives", state / "incoming"
+    return storage, archives
 
 
-def recover(storage: SQLiteStorage, archives: Path, incoming: Path) -> int:
-    """Remove temporary files and archives no committed upload names; how many (blocking)."""
-    removed = 0
-    for tmp in incoming.iterdir():
-        tmp.unlink()
-        removed += 1
-    known = storage.known_archives()
-    for path in archives.rglob("*"):
-        if path.is_file() and path.relative_to(archives).as_posix() not in known:
-            path.unlink()
-            removed += 1
-    return removed
-
-
-def _delete_archives(archives: Path, names: list[str]) -> None:
-    """Delete the archives, then the day folders they leave empty (blocking)."""
-    folders: set[Path] = set()
-    for name in names:
-        path = archives / name
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        folders.update(parent for parent in path.parents if archives in parent.parents)
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):  # not empty, or already gone
-            folder.rmdir()
+def recover(storage: SQLiteStorage, archives: ArchiveStore) -> int:
+    """Remove unfinished receptions and archives no committed upload names; how many (blocking)."""
+    return archives.recover(storage.known_archives())
 
 
 async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict[str, int]:
@@ -129,7 +107,7 @@ async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict
     storage = ingest.db.storage
     expired = await ingest.db.run(storage.expired_archives, uploads_before)
     if expired:
-        await asyncio.to_thread(_delete_archives, ingest.archives, expired)
+        await asyncio.to_thread(ingest.archives.delete, expired)
     result = await ingest.db.run(
         storage.enforce_retention,
         uploads_before,
@@ -166,25 +144,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-def create_app(config: AppConfig) -> web.Application:
+def _state(config: AppConfig, ingest_metrics: IngestMetrics) -> CleanupContext:
+    """Start-up and shutdown of the ingest's state: checks, keys, storage, recovery, the retention task."""
     settings = config.ingest
-    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
-    app[REQUEST_IDS] = RequestIds()
-    app[BODY_TIMEOUT] = settings.timeouts.body_timeout_seconds
-    app[ALLOWED_HOSTS] = effective_allowed_hosts(settings.host, settings.allowed_hosts)
-    ingest_metrics = IngestMetrics()
-    app[HTTP_METRICS] = ingest_metrics
 
-    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def state(app: web.Application) -> AsyncIterator[None]:
         if problems := await asyncio.to_thread(run_checks, ingest_checks(config)):
             raise problems[0]
         upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
-        storage, archives, incoming = await asyncio.to_thread(_open_storage, settings)
+        storage, archives = await asyncio.to_thread(_open_storage, settings)
         db = Database(storage)
-        removed = await db.run(recover, storage, archives, incoming)
+        removed = await db.run(recover, storage, archives)
         if removed:
             log.warning("ingest_recovered", removed_unfinished_files=removed)
-        ingest = Ingest(settings, db, archives, incoming, upload_keys, telemetry_keys, admin_keys, ingest_metrics)
+        ingest = Ingest(settings, db, archives, upload_keys, telemetry_keys, admin_keys, ingest_metrics)
         app[INGEST] = ingest
         if not upload_keys.keys:
             log.warning(
@@ -204,7 +177,18 @@ def create_app(config: AppConfig) -> web.Application:
             await retention
         await db.close()
 
-    app.cleanup_ctx.append(state_ctx)
+    return state
+
+
+def create_app(config: AppConfig) -> web.Application:
+    settings = config.ingest
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app[REQUEST_IDS] = RequestIds()
+    app[BODY_TIMEOUT] = settings.timeouts.body_timeout_seconds
+    app[ALLOWED_HOSTS] = effective_allowed_hosts(settings.host, settings.allowed_hosts)
+    ingest_metrics = IngestMetrics()
+    app[HTTP_METRICS] = ingest_metrics
+    app.cleanup_ctx.append(_state(config, ingest_metrics))
     app.router.add_post("/api/ingress/v1/upload", uploads.upload)
     app.router.add_post("/api/v1/telemetry", registry.telemetry)
     app.router.add_delete("/api/v1/telemetry/clients/{client_id}", registry.client_deletion)

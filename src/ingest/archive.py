@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingest.storage import RecordInfo
+from lightspeed_common.records import BY_FOLDER
 
-KINDS = ("feedback", "transcripts")
+KINDS = tuple(BY_FOLDER)
 
 
 class ArchiveRejected(Exception):
@@ -109,8 +110,7 @@ def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
         raise ArchiveRejected(f"member {name!r}: not valid JSON") from None
     if not isinstance(record, dict):
         raise ArchiveRejected(f"member {name!r}: not a JSON object")
-    source = record.get("metadata") if kind == "transcripts" else record
-    fields = source if isinstance(source, dict) else {}
+    fields = BY_FOLDER[kind].identity_fields(record)
     conversation = fields.get("conversation_id")
     timestamp = fields.get("timestamp")
     return RecordInfo(

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import Counter
 
+from ingest.archive_store import ArchiveStore
 from ingest.ratelimit import TokenBuckets
 from ingest.storage import Database
-from lightspeed.auth import NO_CREDENTIALS, bearer_token
-from lightspeed.config import IngestConfig
-from lightspeed.errors import Forbidden
-from lightspeed.metrics import HttpMetrics
+from lightspeed_common.config_ingest import IngestConfig
+from lightspeed_common.errors import Forbidden
+from lightspeed_common.http.bearer import NO_CREDENTIALS, bearer_token
+from lightspeed_common.http.metrics import HttpMetrics
 
 
 class IngestMetrics(HttpMetrics):
@@ -98,8 +99,7 @@ def parse_keys(text: str | None) -> list[str]:
 class Ingest:
     config: IngestConfig
     db: Database
-    archives: Path
-    incoming: Path
+    archives: ArchiveStore
     upload_keys: KeyRing
     telemetry_keys: KeyRing
     admin_keys: KeyRing
@@ -109,9 +109,11 @@ class Ingest:
     new_clients_by_address: TokenBuckets = field(init=False)
     # Wrong admin keys per source address: a few tries, then one a minute.
     admin_failures: TokenBuckets = field(init=False)
-    uploads_in_flight: int = 0
+    # Uploads received at once (uploads.max_concurrent); past it, 503 with Retry-After.
+    upload_slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.upload_slots = asyncio.Semaphore(self.config.uploads.max_concurrent)
         limits = self.config.telemetry.rate_limit
         self.by_address = TokenBuckets(limits.per_address_burst_requests, limits.per_address_requests_per_minute / 60)
         self.by_client = TokenBuckets(limits.per_client_burst_events, limits.per_client_events_per_hour / 3600)

@@ -28,9 +28,9 @@ from aiohttp import web
 from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
 from ingest.storage import contributor_hash
-from lightspeed.errors import BadRequest, PayloadTooLarge
-from lightspeed.middleware import error_body, read_body
-from lightspeed.telemetry.schema import ModelRegistrationEvent, check_client_id, parse_event
+from lightspeed_common.errors import BadRequest, PayloadTooLarge
+from lightspeed_common.http.middleware import error_body, read_body
+from lightspeed_common.telemetry_schema import ModelRegistrationEvent, check_client_id, parse_event
 
 log = structlog.get_logger("ingest.registry")
 

@@ -17,7 +17,6 @@ import errno
 import hashlib
 import os
 import re
-import sqlite3
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +27,8 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from ingest.archive import ArchiveRejected, Limits, inspect_archive
 from ingest.context import INGEST, Ingest
-from ingest.storage import StoredUpload, UploadInfo
-from lightspeed.atomic import ensure_dir, fsync_dir
-from lightspeed.errors import (
+from ingest.storage import DuplicateUpload, StoredUpload, UploadInfo
+from lightspeed_common.errors import (
     ApiError,
     BadRequest,
     InsufficientStorage,
@@ -38,7 +36,7 @@ from lightspeed.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from lightspeed.middleware import error_body
+from lightspeed_common.http.middleware import error_body
 
 log = structlog.get_logger("ingest.uploads")
 
@@ -143,7 +141,7 @@ class _Pace:
 
 async def _spool(part: BodyPartReader, ingest: Ingest, pace: _Pace) -> _Spooled:
     limit = ingest.config.uploads.max_upload_bytes
-    spooled = await asyncio.to_thread(_Spooled, ingest.incoming / f"{uuid.uuid4().hex}.tmp")
+    spooled = await asyncio.to_thread(_Spooled, ingest.archives.incoming())
     try:
         pending: list[bytes] = []
         pending_bytes = 0
@@ -231,12 +229,6 @@ async def _read_each_part(reader: MultipartReader, ingest: Ingest, pace: _Pace) 
     return found
 
 
-def _publish(spooled: _Spooled, target: Path) -> None:
-    ensure_dir(target.parent)
-    spooled.path.replace(target)
-    fsync_dir(target.parent)
-
-
 def _limits(ingest: Ingest) -> Limits:
     uploads = ingest.config.uploads
     return Limits(uploads.max_uncompressed_bytes, uploads.max_records, uploads.max_record_bytes)
@@ -250,15 +242,12 @@ async def upload(request: web.Request) -> web.Response:
     except ApiError:
         metrics.uploads.labels("unauthorized").inc()
         raise
-    if ingest.uploads_in_flight >= ingest.config.uploads.max_concurrent:
+    if ingest.upload_slots.locked():
         metrics.uploads.labels("busy").inc()
         body = error_body("Too many uploads at once", "this ingest is receiving its maximum of uploads; retry shortly")
         return web.json_response(body, status=503, headers={"Retry-After": BUSY_RETRY_AFTER})
-    ingest.uploads_in_flight += 1
-    try:
+    async with ingest.upload_slots:
         return await _receive(request, ingest)
-    finally:
-        ingest.uploads_in_flight -= 1
 
 
 async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
@@ -303,10 +292,11 @@ async def _store(ingest: Ingest, request_id: str, spooled: _Spooled, service: st
     now = datetime.now(UTC)
     relative = f"{now:%Y/%m/%d}/{request_id}.tar.gz"
     info = UploadInfo(request_id, now, service, category, relative, spooled.size, spooled.digest.hexdigest())
-    target = ingest.archives / relative
     try:
-        stored = await ingest.db.run(ingest.db.storage.add_upload, info, records, lambda: _publish(spooled, target))
-    except sqlite3.IntegrityError:
+        stored = await ingest.db.run(
+            ingest.db.storage.add_upload, info, records, lambda: ingest.archives.publish(spooled.path, relative)
+        )
+    except DuplicateUpload:
         # The same request id arrived twice at once; the other one was stored.
         known = await ingest.db.run(ingest.db.storage.find_upload, request_id)
         if known is None:

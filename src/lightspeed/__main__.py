@@ -11,18 +11,20 @@ import argparse
 import os
 import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
-from lightspeed import __version__, cli
+from lightspeed import cli
 from lightspeed.auth import API_KEY_PREFIX
-from lightspeed.config import AppConfig, is_loopback, load_config
-from lightspeed.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError
-from lightspeed.notify import Notifier
-from lightspeed.preflight import Check, run_checks, server_checks
-from lightspeed.serving import run_service, run_with_config
+from lightspeed.preflight import server_checks
+from lightspeed_common.checks import check_config
+from lightspeed_common.config import AppConfig
+from lightspeed_common.config_base import is_loopback
+from lightspeed_common.http.serving import run_service, run_with_config
+from lightspeed_common.notify import Notifier
+from lightspeed_common.version import VERSION
 
 DEFAULT_CONFIG = Path(os.environ.get("LIGHTSPEED_CONFIG", "/etc/lightspeed/lightspeed.yaml"))
 log = structlog.get_logger("lightspeed")
@@ -30,7 +32,7 @@ log = structlog.get_logger("lightspeed")
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lightspeed", description="The lightspeed assistant API server.")
-    parser.add_argument("--version", action="version", version=f"lightspeed {__version__}")
+    parser.add_argument("--version", action="version", version=f"lightspeed {VERSION}")
     commands = parser.add_subparsers(dest="command")
     for name, text in (
         ("serve", "run the API server (the default)"),
@@ -59,36 +61,6 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def check_config(path: Path, checks: Callable[[AppConfig], list[Check]] | None = None) -> int:
-    """Validate the file, then run every start-up check on this machine (`checks`: the server's by default).
-
-    78 for a configuration problem, 73 for a storage directory only, each problem on its own line.
-    """
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _print_config_error(exc)
-        return EXIT_CONFIG
-    problems = run_checks((checks or server_checks)(config))
-    for problem in problems:
-        if isinstance(problem, ConfigError):
-            _print_config_error(problem)
-        else:
-            print(f"{problem.what}: {problem}", file=sys.stderr)
-    for warning in config_warnings(config):
-        print(f"warning: {warning}", file=sys.stderr)
-    if problems:
-        return EXIT_CONFIG if any(isinstance(p, ConfigError) for p in problems) else EXIT_CANTCREAT
-    print(f"{path}: OK")
-    return 0
-
-
-def _print_config_error(exc: ConfigError) -> None:
-    print(f"{exc.source}: invalid configuration", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  - {problem}", file=sys.stderr)
-
-
 def config_warnings(config: AppConfig) -> list[str]:
     """Valid but risky settings, said by check-config and logged at start-up."""
     warnings = []
@@ -102,12 +74,12 @@ def config_warnings(config: AppConfig) -> list[str]:
 
 
 def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
-    from lightspeed.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
+    from lightspeed.api.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
 
     service = config.service
     log.info(
         "service_starting",
-        version=__version__,
+        version=VERSION,
         host=service.host,
         port=service.port,
         provider=config.answers.provider,
@@ -128,7 +100,7 @@ def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
-        return check_config(args.config)
+        return check_config(args.config, server_checks, config_warnings)
     if args.command == "new-api-key":
         print(new_api_key())
         return 0

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +18,14 @@ from typing import Literal, Protocol
 import yaml
 from aiohttp import web
 
-from lightspeed.config import AuthenticationConfig
-from lightspeed.credentials import read_secret
-from lightspeed.errors import ConfigError, Forbidden, Unauthorized
+from lightspeed_common.config import AuthenticationConfig
+from lightspeed_common.credentials import read_secret
+from lightspeed_common.errors import ConfigError, Forbidden, Unauthorized
+from lightspeed_common.http.bearer import NO_CREDENTIALS, bearer_token
 
 Role = Literal["user", "admin"]
 # `lightspeed new-api-key` makes keys with this prefix; redaction recognises them in user text.
 API_KEY_PREFIX = "lsk_"
-NO_CREDENTIALS = "Missing or invalid credentials provided by client"
 
 
 @dataclass(frozen=True)
@@ -38,33 +37,6 @@ class User:
 
 class Authenticator(Protocol):
     def __call__(self, request: web.Request) -> User: ...
-
-
-def bearer_token(request: web.Request) -> str:
-    """The API key from `Authorization: Bearer <key>`, or from Basic auth's password.
-
-    Basic is what a browser can send for the /settings page: any user name,
-    the key as the password.
-    """
-    header = request.headers.get("Authorization")
-    if not header:
-        raise Unauthorized(NO_CREDENTIALS, "No Authorization header found")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "basic":
-        token = _basic_password(token)
-    elif scheme.lower() != "bearer":
-        token = ""
-    if not token.strip():
-        raise Unauthorized(NO_CREDENTIALS, "No token found in Authorization header")
-    return token.strip()
-
-
-def _basic_password(value: str) -> str:
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    return decoded.partition(":")[2]
 
 
 @dataclass(frozen=True)

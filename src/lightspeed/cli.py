@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from lightspeed.config import load_config
-from lightspeed.errors import EXIT_CONFIG, ConfigError
+from lightspeed_common.config import load_config
+from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 69

@@ -1,37 +1,11 @@
-"""Prometheus metrics, one registry per application (no global state)."""
+"""The server's Prometheus metrics: HTTP (shared with the ingest), records, telemetry, models."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Counter
 
-from lightspeed.records import RecordKind
-
-
-class HttpMetrics:
-    """Request counts and latency under `<prefix>_http_...`; what the shared middleware records."""
-
-    def __init__(self, prefix: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            f"{prefix}_http_requests",
-            "HTTP requests by route, method and status",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            f"{prefix}_http_request_duration_seconds",
-            "HTTP request latency by route",
-            ["route", "method"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+from lightspeed_common.http.metrics import HttpMetrics
+from lightspeed_common.records import RECORD_KINDS, KindName
 
 
 class Metrics(HttpMetrics):
@@ -68,11 +42,11 @@ class Metrics(HttpMetrics):
             ["status"],
             registry=self.registry,
         )
-        for kind in ("feedback", "transcript"):
-            self.records_written.labels(kind)
-            self.records_failed.labels(kind)
+        for kind in RECORD_KINDS:
+            self.records_written.labels(kind.name)
+            self.records_failed.labels(kind.name)
 
-    def record_result(self, kind: RecordKind, ok: bool) -> None:
+    def record_result(self, kind: KindName, ok: bool) -> None:
         (self.records_written if ok else self.records_failed).labels(kind).inc()
 
     def telemetry_drop(self, reason: str, count: int) -> None:

@@ -1,4 +1,4 @@
-"""Start-up checks that need the machine, not just the file: directories, key files, documents.
+"""The server's start-up checks that need the machine, not just the file: directories, key files, documents.
 
 Start-up calls these very functions, and `check-config` runs them all without
 starting anything (nothing is created or written), so a config that passes
@@ -7,18 +7,15 @@ starting anything (nothing is created or written), so a config that passes
 
 from __future__ import annotations
 
-import errno
 import functools
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 from lightspeed.auth import Authenticator, build_authenticator, read_api_keys
-from lightspeed.config import AppConfig
-from lightspeed.credentials import read_secret
-from lightspeed.errors import ConfigError, StorageError
-
-Check = Callable[[], object]
+from lightspeed_common.checks import Check, writable_directory
+from lightspeed_common.config import AppConfig
+from lightspeed_common.credentials import read_secret
+from lightspeed_common.errors import ConfigError
+from lightspeed_common.records import RECORD_KINDS
 
 
 def documents_dir(config: AppConfig) -> Path:
@@ -53,47 +50,20 @@ def embedding_model_path(config: AppConfig) -> None:
         raise ConfigError("answers.local.embedding_model_path", [f"{path} is not a directory"])
 
 
-def writable_directory(what: str, path: Path) -> None:
-    """The directory exists and is writable, or could be created: without creating anything."""
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise StorageError(what, path, f"{existing} is not a directory")
-    if os.statvfs(existing).f_flag & os.ST_RDONLY:
-        raise StorageError(what, path, os.strerror(errno.EROFS))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise StorageError(what, path, f"{existing} is not writable by this user")
-
-
 def server_checks(config: AppConfig) -> list[Check]:
     from lightspeed.telemetry.wiring import registry_token  # noqa: PLC0415 - only when checking
 
-    udc = config.user_data_collection
     checks: list[Check] = [
         lambda: writable_directory("state", config.service.state_dir),
         lambda: authenticator(config),
         lambda: documents_dir(config),
         lambda: embedding_model_path(config),
     ]
-    for what, path in (("feedback_storage", udc.feedback_storage), ("transcripts_storage", udc.transcripts_storage)):
-        if path is not None:
-            checks.append(functools.partial(writable_directory, what, path))
+    for kind in RECORD_KINDS:
+        if (path := kind.storage(config)) is not None:
+            checks.append(functools.partial(writable_directory, kind.storage_key, path))
     if config.answers.provider == "openai":
         checks.append(lambda: openai_key(config))
     if config.telemetry.registry_url is not None:
         checks.append(lambda: registry_token(config.telemetry))
     return checks
-
-
-def run_checks(checks: list[Check]) -> list[ConfigError | StorageError]:
-    """Every check, not just up to the first failure: an operator fixes them all at once."""
-    problems: list[ConfigError | StorageError] = []
-    for check in checks:
-        try:
-            check()
-        except (ConfigError, StorageError) as exc:
-            problems.append(exc)
-    return problems

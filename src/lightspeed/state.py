@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from lightspeed.atomic import append_lines, read_lines, write_private
-from lightspeed.records import utc_now
+from lightspeed.records.formats import utc_now
+from lightspeed_common.atomic import append_lines, read_lines, write_private
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import structlog
 
-from lightspeed.atomic import append_lines, read_lines, write_private
-from lightspeed.telemetry.schema import ModelRegistrationEvent
+from lightspeed_common.atomic import append_lines, read_lines, write_private
+from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 log = structlog.get_logger(__name__)
 QUEUE_FILE = "telemetry_queue.jsonl"

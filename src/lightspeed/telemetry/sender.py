@@ -36,12 +36,12 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from lightspeed import __version__
-from lightspeed.backoff import RetryAfterOrBackoff, parse_retry_after, retry_after_of
-from lightspeed.config import TelemetryConfig
 from lightspeed.state import RuntimeSettings
 from lightspeed.telemetry.queue import QueuedEvent
 from lightspeed.telemetry.service import TelemetryService
+from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after, retry_after_of
+from lightspeed_common.config import TelemetryConfig
+from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
 SECTION = "telemetry_sender"
@@ -103,7 +103,7 @@ class RegistryClient:
         self._url = str(config.registry_url)
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
         # No installation id or host name here: the User-Agent must not identify the machine.
-        self._headers = {"Content-Type": "application/json", "User-Agent": f"lightspeed/{__version__}"}
+        self._headers = {"Content-Type": "application/json", "User-Agent": f"lightspeed/{VERSION}"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
 

@@ -26,11 +26,11 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from lightspeed.config import TelemetryConfig
-from lightspeed.errors import Conflict
 from lightspeed.state import RuntimeSettings
 from lightspeed.telemetry.queue import TelemetryQueue
-from lightspeed.telemetry.schema import (
+from lightspeed_common.config import TelemetryConfig
+from lightspeed_common.errors import Conflict
+from lightspeed_common.telemetry_schema import (
     CONSENT_VERSION,
     EVENT_TYPE,
     NEVER_SENT,

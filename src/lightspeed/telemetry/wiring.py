@@ -10,14 +10,14 @@ from datetime import timedelta
 import aiohttp
 import structlog
 
-from lightspeed.config import AppConfig, TelemetryConfig
-from lightspeed.credentials import read_secret
-from lightspeed.errors import ConfigError
 from lightspeed.metrics import Metrics
 from lightspeed.state import RuntimeSettings
 from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
 from lightspeed.telemetry.sender import RegistryClient, TelemetrySender, ssl_context
 from lightspeed.telemetry.service import TelemetryService
+from lightspeed_common.config import AppConfig, TelemetryConfig
+from lightspeed_common.credentials import read_secret
+from lightspeed_common.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 

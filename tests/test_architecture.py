@@ -1,0 +1,110 @@
+"""The architecture holds: three daemons side by side on one foundation, and small modules.
+
+The import contracts themselves are in pyproject.toml ([tool.importlinter]) and
+`make check` runs them; these tests prove the contracts catch what they are for,
+and that the daemons that do not answer queries never load the embedding stack.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+HEAVY = ("torch", "sentence_transformers", "transformers")
+
+
+def loaded_modules(module: str, then: str = "pass") -> set[str]:
+    """`sys.modules` of a fresh interpreter after `import <module>` (and the statement `then`)."""
+    code = f"import json, sys, {module}; {then}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return set(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("entry", ["collector.__main__", "ingest.__main__"])
+def test_the_collector_and_the_ingest_load_neither_torch_nor_the_server(entry: str) -> None:
+    modules = loaded_modules(entry)
+    assert entry in modules
+    assert any(name.startswith("lightspeed_common.") for name in modules)
+    assert not [name for name in modules if name.split(".")[0] in HEAVY]
+    assert not [name for name in modules if name == "lightspeed" or name.startswith("lightspeed.")]
+
+
+def test_the_server_loads_the_embedding_stack_when_it_loads_a_model() -> None:
+    """The check above can fail: the server does load torch, once it loads a model."""
+    modules = loaded_modules(
+        "lightspeed.models.embedding",
+        then="lightspeed.models.embedding.load_sentence_transformer(lightspeed.models.embedding.default_model_path())",
+    )
+    assert {"torch", "sentence_transformers"} <= modules
+
+
+def _lint_imports_on_a_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """lint-imports over a copy of src/ with `extra` lines appended to the named modules."""
+    copy = tmp_path / "repo"
+    shutil.copytree(SRC, copy / "src", ignore=shutil.ignore_patterns("__pycache__", "web"))
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    for relpath, line in extra.items():
+        with (copy / "src" / relpath).open("a", encoding="utf-8") as module:
+            module.write(f"\n{line}\n")
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        env={"PYTHONPATH": str(copy / "src"), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("collector/daemon.py", "import ingest.app  # noqa", "none imports another"),
+        ("ingest/storage.py", "from lightspeed.api import keys  # noqa", "none imports another"),
+        ("lightspeed/state.py", "import collector.spool  # noqa", "none imports another"),
+        ("lightspeed_common/atomic.py", "import lightspeed.metrics  # noqa", "foundation imports no daemon"),
+        ("ingest/archive.py", "import sentence_transformers  # noqa", "loads the embedding stack"),
+    ],
+)
+def test_the_import_contracts_fail_when_a_daemon_reaches_into_another(
+    tmp_path: Path, module: str, line: str, contract: str
+) -> None:
+    result = _lint_imports_on_a_copy(tmp_path, {module: line})
+    assert result.returncode != 0
+    broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
+    assert any(contract in row for row in broken), result.stdout
+
+
+def test_the_import_contracts_hold_on_the_tree_as_it_is(tmp_path: Path) -> None:
+    result = _lint_imports_on_a_copy(tmp_path, {})
+    assert result.returncode == 0, result.stdout
+    assert "0 broken" in result.stdout
+
+
+def _python_files() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_is_under_400_lines() -> None:
+    long = {str(p.relative_to(SRC)): n for p in _python_files() if (n := len(p.read_text().splitlines())) >= 400}
+    assert long == {}
+
+
+def test_no_function_is_over_50_lines() -> None:
+    long = {}
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 50:
+                    long[f"{path.relative_to(SRC)}:{node.name}"] = lines
+    assert long == {}
