@@ -25,7 +25,7 @@ def plain_load_and_encode() -> float:
     """The baseline: what registering fundamentally costs, in this process, in ms."""
     from sentence_transformers import SentenceTransformer
 
-    from lightspeed.embedding import default_model_path
+    from lightspeed.models.embedding import default_model_path
 
     started = time.perf_counter()
     model = SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True)

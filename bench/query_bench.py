@@ -105,8 +105,8 @@ def raw_pipeline(docs: Path) -> list[float]:
     """The same model and passages, in-process: encode the question, dot product, top 3."""
     import numpy as np
 
-    from lightspeed.embedding import load_embedder
-    from lightspeed.retrieval import PassageIndex, read_documents
+    from lightspeed.answers.retrieval import PassageIndex, read_documents
+    from lightspeed.models.embedding import load_embedder
 
     index = PassageIndex.build(load_embedder(None), read_documents(docs, 700))
     print(f"  corpus: {len(index.passages)} passages")

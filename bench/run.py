@@ -13,10 +13,12 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import collector_bench
 import feedback_bench
+import handmade_bench
 import ingest_bench
 import models_bench
 import query_bench
 import redaction_bench
+import startup_bench
 import telemetry_bench
 
 if os.geteuid() != 0:
@@ -24,6 +26,7 @@ if os.geteuid() != 0:
 # The collector bench measures its child's peak memory: run it before the query bench loads
 # torch into this process (a forked child's peak counts the parent's pages until exec).
 results = {
+    "startup": startup_bench.main(),
     "redaction": redaction_bench.main(),
     "feedback": feedback_bench.main(),
     "collector": collector_bench.main(),
@@ -31,5 +34,6 @@ results = {
     "query": query_bench.main(),
     "models": models_bench.main(),
     "ingest": ingest_bench.main(),
+    "hand-made parts": handmade_bench.main(),
 }
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))

@@ -22,9 +22,9 @@ from pathlib import Path
 import structlog
 from aiohttp import BodyPartReader, web
 
-from lightspeed.atomic import append_lines, ensure_dir, write_atomic
-from lightspeed.logs import configure_logging
-from lightspeed.telemetry.schema import parse_event
+from lightspeed_common.atomic import append_lines, ensure_dir, write_atomic
+from lightspeed_common.logs import configure_logging
+from lightspeed_common.telemetry_schema import parse_event
 
 log = structlog.get_logger("sink_ingress")
 STORE = web.AppKey("store", Path)

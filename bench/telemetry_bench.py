@@ -23,12 +23,12 @@ from pathlib import Path
 import aiohttp
 
 from common import REPO, free_port, stop, wait_ready
-from lightspeed.config import TelemetryConfig
 from lightspeed.state import RuntimeSettings
 from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
-from lightspeed.telemetry.schema import CONSENT_VERSION
 from lightspeed.telemetry.sender import RegistryClient, TelemetrySender
 from lightspeed.telemetry.service import ModelFacts, TelemetryService
+from lightspeed_common.config import TelemetryConfig
+from lightspeed_common.telemetry_schema import CONSENT_VERSION
 
 EVENTS = 10_000
 BATCH = 100
