@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +64,37 @@ def start_devrun(path: Path) -> subprocess.Popen[str]:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         start_new_session=True,
     )
+
+
+class Output:
+    """A process's output, read as it comes (so the pipe never fills), with a wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._reader.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 90) -> None:
+        with self._changed:
+            found = self._changed.wait_for(lambda: any(text in line for line in self._lines), timeout)
+        assert found, f"no line with {text!r} in {timeout} s:\n" + self.text()[-3000:]
+
+    def text(self, timeout: float = 60) -> str:
+        """Everything, once the process has closed its output."""
+        self._reader.join(timeout)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+        with self._changed:
+            return "".join(self._lines)
 
 
 def archived_members(received: Path) -> dict[str, bytes]:
@@ -126,20 +158,22 @@ def test_ctrl_c_delivers_waiting_records_before_the_ingest_stops(tmp_path: Path,
     the server stops, the collector's final flush reaches the ingest, then the ingest stops; quickly."""
     api, ingress_port = free_port(), free_port()
     proc = start_devrun(pipeline_config(tmp_path, docs_dir, api, ingress_port, interval=3600))
+    output = Output(proc)
     try:
-        wait_ready(api, proc)
+        # What a user waits for: the ready line (devrun prints it once it sees /readiness answer).
+        output.wait_for(f"lightspeed is ready: http://127.0.0.1:{api}")
         answer = call(api, "POST", "/v1/query", {"query": "How do I start the server?"})
         feedback = {"conversation_id": answer["conversation_id"], "user_question": "q", "llm_response": "r"}
         call(api, "POST", "/v1/feedback", feedback | {"sentiment": 1})
     finally:
         stopped_at = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     took = time.monotonic() - stopped_at
+    text = output.text()
     members = archived_members(tmp_path / "ingest" / "archives")
-    assert proc.returncode == 0, output
-    assert sorted(name.split("/")[0] for name in members) == ["feedback", "transcripts"], output[-3000:]
-    assert "flush_abandoned_on_stop" not in output
-    assert took < 15, output[-3000:]
-    assert f"lightspeed is ready: http://127.0.0.1:{api}" in output
-    assert f"curl -s http://127.0.0.1:{api}/v1/query" in output
+    assert proc.returncode == 0, text
+    assert sorted(name.split("/")[0] for name in members) == ["feedback", "transcripts"], text[-3000:]
+    assert "flush_abandoned_on_stop" not in text
+    assert took < 15, text[-3000:]
+    assert f"curl -s http://127.0.0.1:{api}/v1/query" in text
