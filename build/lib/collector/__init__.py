@@ -1,0 +1,1 @@
+"""lightspeed-collector: ships the server's records to an insights-style ingress."""

@@ -1,0 +1,150 @@
+"""`lightspeed-collector [run] --config FILE [--once]` and `lightspeed-collector status --config FILE`.
+
+Exit codes: 0 done (with --once: everything found was delivered), 1 something
+was left undelivered or quarantined, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from collector.daemon import Collector
+from collector.discovery import scan
+from collector.spool import Spool, spool_dir
+from lightspeed_common.config import AppConfig, load_config
+from lightspeed_common.errors import EXIT_CONFIG, ConfigError
+from lightspeed_common.logs import configure_logging
+from lightspeed_common.records import RECORD_KINDS, is_record_name, storage_roots
+
+log = structlog.get_logger("collector")
+
+
+CONFIG_HELP = "YAML config file (default /etc/lightspeed/lightspeed.yaml)"
+ONCE_HELP = "one full pass, then exit: 0 when everything found was delivered, 1 otherwise"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="lightspeed-collector",
+        description="Ship lightspeed records to ingress. Without a command: run.",
+        epilog="`lightspeed-collector status --config FILE` shows what waits, by stage.",
+    )
+    # Shown here for `lightspeed-collector --help`; the command's own options do the parsing.
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+    parser.add_argument("--once", action="store_true", default=argparse.SUPPRESS, help=ONCE_HELP)
+    commands = parser.add_subparsers(dest="command")
+    for name, text in (("run", "run the collector (the default)"), ("status", "show what waits, by stage")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, default=Path("/etc/lightspeed/lightspeed.yaml"), help=CONFIG_HELP)
+        if name == "run":
+            sub.add_argument("--once", action="store_true", help=ONCE_HELP)
+    args = list(argv)
+    if not args or args[0] not in ("run", "status", "-h", "--help"):
+        args.insert(0, "run")
+    return parser.parse_args(args)
+
+
+def check_layout(config: AppConfig) -> str | None:
+    """Why the directories cannot work (claiming is a rename), or None."""
+    roots = storage_roots(config)
+    if not roots:
+        return f"none of {', '.join(kind.storage_key for kind in RECORD_KINDS)} is configured"
+    spool = spool_dir(config)
+    spool.mkdir(parents=True, exist_ok=True)
+    devices = {spool.stat().st_dev} | {p.stat().st_dev for p in roots.values() if p.exists()}
+    if len(devices) > 1:
+        return f"the spool {spool} and the storage directories must be on one file system"
+    return None
+
+
+def _count(folder: Path) -> int:
+    return len(list(folder.iterdir())) if folder.is_dir() else 0
+
+
+def _stage(files: list[Path], now: float) -> dict[str, Any]:
+    """Count, bytes and oldest age of the files waiting in one stage (files may leave while we look)."""
+    stats = []
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            stats.append(path.stat())
+    oldest = min((s.st_mtime for s in stats), default=None)
+    return {
+        "files": len(stats),
+        "bytes": sum(s.st_size for s in stats),
+        "oldest_age_seconds": round(now - oldest, 1) if oldest is not None else None,
+    }
+
+
+def status(config: AppConfig) -> dict[str, Any]:
+    """What waits, by stage: new records in the storage folders, records claimed into a batch (its
+    archive may be in the outbox, waiting to be accepted), and quarantined batches."""
+    spool = Spool.for_config(config)
+    roots = spool.roots
+    now = time.time()
+    new = _stage([roots[r.kind] / r.relpath for r in scan(roots)], now)
+    claimed_dir = spool.claimed
+    claimed = _stage([p for p in claimed_dir.rglob("*.json") if is_record_name(p.name)], now)
+    outbox = _stage(sorted(spool.outbox.glob("*.tar.gz")), now)
+    saved = spool.load_status()
+    ages = [age for age in (new["oldest_age_seconds"], claimed["oldest_age_seconds"]) if age is not None]
+    return {
+        "pending_records": new["files"] + claimed["files"],
+        "pending_bytes": new["bytes"] + claimed["bytes"],
+        "oldest_pending_age_seconds": max(ages, default=None),
+        "stages": {
+            "new": {"records": new["files"], "bytes": new["bytes"], "oldest_age_seconds": new["oldest_age_seconds"]},
+            "claimed": {
+                "batches": _count(claimed_dir),
+                "records": claimed["files"],
+                "bytes": claimed["bytes"],
+                "oldest_age_seconds": claimed["oldest_age_seconds"],
+            },
+            "outbox": {
+                "batches": outbox["files"],
+                "bytes": outbox["bytes"],
+                "oldest_age_seconds": outbox["oldest_age_seconds"],
+            },
+        },
+        "claimed_batches": _count(claimed_dir),
+        "outbox_batches": outbox["files"],
+        "quarantined": _count(spool.quarantine_dir),
+        "last_success": saved.get("last_success"),
+        "last_error": saved.get("last_error"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"lightspeed-collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "status":
+        print(json.dumps(status(config), indent=2))
+        return 0
+    if not config.user_data_collection.data_collector.enabled:
+        print("lightspeed-collector: data_collector.enabled is false in the config; nothing to do")
+        return 0
+    problem = check_layout(config)
+    if problem:
+        print(f"lightspeed-collector: {args.config}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    writer = configure_logging(config.logging.level, config.logging.format, identifier="lightspeed-collector")
+    try:
+        return Collector(config, once=args.once).run()
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

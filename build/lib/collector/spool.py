@@ -1,0 +1,228 @@
+"""The spool: claimed batches, their archives, what was sent and what was refused.
+
+    spool/claimed/<batch_id>/{feedback,transcripts}/...   files moved out of the storage dirs
+    spool/outbox/<batch_id>.tar.gz                        the archive being uploaded
+    spool/sent/<batch_id>/...                             kept records (cleanup_after_send: false)
+    spool/quarantine/<name>/                              refused or unusable records, with reason.json
+    spool/journal                                         see journal.py
+    spool/status.json                                     the last flush's outcome, for `status`
+
+All of it lives on the storage directories' file system, so claiming is a
+rename. Blocking: call through a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collector.discovery import RecordFile
+from collector.tarstream import TarGzWriter
+from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
+from lightspeed_common.config import AppConfig
+from lightspeed_common.records import is_record_name, storage_roots
+
+STATUS_FILE = "status.json"
+# Why a claimed file cannot be shipped (it goes to quarantine), or None.
+Problem = Callable[[bytes], str | None]
+
+
+def spool_dir(config: AppConfig) -> Path:
+    if config.collector.spool_dir is not None:
+        return config.collector.spool_dir
+    first = next(iter(storage_roots(config).values()), config.service.state_dir)
+    return first.parent / "spool"
+
+
+@dataclass(frozen=True)
+class Package:
+    batch_id: str
+    path: Path
+    members: list[str]
+    size: int
+
+
+class Spool:
+    def __init__(self, root: Path, roots: Mapping[str, Path]) -> None:
+        self.root = root
+        self.roots = dict(roots)  # kind -> storage directory
+        self.claimed = root / "claimed"
+        self.outbox = root / "outbox"
+        self.sent = root / "sent"
+        self.quarantine_dir = root / "quarantine"
+        self.journal_path = root / "journal"
+        self.status_path = root / STATUS_FILE
+
+    @classmethod
+    def for_config(cls, config: AppConfig) -> Spool:
+        return cls(spool_dir(config), storage_roots(config))
+
+    def prepare(self) -> None:
+        for directory in (self.claimed, self.outbox, self.sent, self.quarantine_dir):
+            ensure_dir(directory)
+
+    def pending(self) -> list[str]:
+        """Batch ids claimed and not yet finished, oldest first."""
+        entries = sorted(self.claimed.iterdir(), key=lambda p: p.stat().st_mtime)
+        return [p.name for p in entries if p.is_dir()]
+
+    def claim(self, batch_id: str, records: Iterable[RecordFile]) -> list[str]:
+        """Move records into claimed/<batch_id>; returns the members actually moved.
+
+        A record that vanished meanwhile is skipped. The renames are durable
+        (one syncfs) before returning.
+        """
+        target = self.claimed / batch_id
+        roots = {kind: str(root) for kind, root in self.roots.items()}
+        made: set[str] = set()
+        moved: list[str] = []
+        for record in records:
+            destination = f"{target}/{record.member}"
+            folder = destination.rsplit("/", 1)[0]
+            if folder not in made:
+                # No fsync per folder: the syncfs below covers every folder and rename at once.
+                os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - hot loop, plain str paths
+                made.add(folder)
+            try:
+                os.rename(f"{roots[record.kind]}/{record.relpath}", destination)  # noqa: PTH104
+            except FileNotFoundError:
+                continue
+            moved.append(record.member)
+        syncfs(self.root)
+        if not moved and target.exists():
+            shutil.rmtree(target)
+        return moved
+
+    def members(self, batch_id: str) -> list[str]:
+        """The batch's record files, as archive member names (no symlinks, no dot-files)."""
+        base = str(self.claimed / batch_id)
+        found = []
+        for folder, _, files in os.walk(base):
+            prefix = os.path.relpath(folder, base)
+            for name in files:
+                if is_record_name(name) and not os.path.islink(f"{folder}/{name}"):  # noqa: PTH114
+                    found.append(name if prefix == "." else f"{prefix}/{name}")
+        return sorted(found)
+
+    def package(self, batch_id: str, problem: Problem = lambda data: None) -> Package | None:
+        """Stream the claimed files into outbox/<batch_id>.tar.gz (None if nothing is left).
+
+        Members are `<kind folder>/...` (`feedback/...`, `transcripts/...`), bytes
+        identical to the files. Files `problem` finds fault with are quarantined instead.
+        """
+        base = self.claimed / batch_id
+        final = self.outbox / f"{batch_id}.tar.gz"
+        tmp = self.outbox / f".{batch_id}.tar.gz.tmp"
+        members = []
+        now = int(time.time())
+        # Each file is read once: checked as JSON, then written from the same bytes.
+        with tmp.open("wb") as out, TarGzWriter(out, mtime=now) as archive:
+            for member in self.members(batch_id):
+                with open(f"{base}/{member}", "rb") as handle:  # noqa: PTH123 - hot loop, plain str paths
+                    data = handle.read()
+                if (reason := problem(data)) is not None:
+                    self._quarantine_file(batch_id, member, reason)
+                    continue
+                archive.add(member, data)
+                members.append(member)
+        if not members:
+            tmp.unlink()
+            shutil.rmtree(base, ignore_errors=True)
+            return None
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(final)
+        fsync_dir(self.outbox)
+        return Package(batch_id, final, members, final.stat().st_size)
+
+    def finish(self, batch_id: str, keep: bool, members: Iterable[str] = ()) -> None:
+        """After acceptance: remove the batch (or keep it under sent/), prune the folders it emptied."""
+        base = self.claimed / batch_id
+        if keep and base.exists():
+            base.rename(self.sent / batch_id)
+        elif base.exists():
+            shutil.rmtree(base)
+        (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
+        self.prune_sources(members)
+        # Durable before the journal says `done`: a crash must never bring accepted files back.
+        syncfs(self.root)
+
+    def prune_sources(self, members: Iterable[str]) -> None:
+        """Remove user/conversation folders the batch emptied; never a storage directory itself."""
+        folders: set[str] = set()
+        for member in members:
+            kind, _, relpath = member.partition("/")
+            parts = relpath.split("/")[:-1]
+            if kind in self.roots:
+                # Every ancestor below the storage directory, not the directory itself.
+                folders.update(f"{self.roots[kind]}/{'/'.join(parts[:depth])}" for depth in range(1, len(parts) + 1))
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (a new record arrived) or already gone
+                os.rmdir(folder)  # noqa: PTH106 - plain str paths, many of them
+
+    def quarantine(self, batch_id: str, reason: dict[str, Any]) -> Path:
+        """Move a refused batch, with its archive and the reason, out of the way. Nothing is deleted."""
+        target = self.quarantine_dir / batch_id
+        ensure_dir(target)
+        base = self.claimed / batch_id
+        if base.exists():
+            base.rename(target / "records")
+        archive = self.outbox / f"{batch_id}.tar.gz"
+        if archive.exists():
+            archive.rename(target / archive.name)
+        write_atomic(target / "reason.json", json.dumps(reason, indent=2).encode())
+        fsync_dir(self.quarantine_dir)
+        return target
+
+    def quarantine_record(self, record: RecordFile, reason: str) -> Path:
+        """Move one record (too large for any batch) straight from its storage directory."""
+        target = self.quarantine_dir / f"record-{record.member.replace('/', '_')}"
+        ensure_dir(target)
+        (self.roots[record.kind] / record.relpath).rename(target / Path(record.relpath).name)
+        write_atomic(target / "reason.json", json.dumps({"member": record.member, "reason": reason}).encode())
+        return target
+
+    def _quarantine_file(self, batch_id: str, member: str, reason: str) -> None:
+        target = self.quarantine_dir / f"invalid-{batch_id}"
+        destination = target / member
+        ensure_dir(destination.parent)
+        (self.claimed / batch_id / member).rename(destination)
+        write_atomic(destination.with_name(destination.name + ".reason.txt"), reason.encode())
+
+    def split(self, batch_id: str, new_ids: tuple[str, str]) -> list[str]:
+        """Halve a batch (after a 413) into two new claimed batches; returns their ids."""
+        members = self.members(batch_id)
+        half = len(members) // 2
+        base = self.claimed / batch_id
+        for new_id, part in zip(new_ids, (members[:half], members[half:]), strict=True):
+            for member in part:
+                destination = self.claimed / new_id / member
+                ensure_dir(destination.parent)
+                (base / member).rename(destination)
+        (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
+        shutil.rmtree(base)
+        syncfs(self.root)
+        return list(new_ids)
+
+    def save_status(self, status: dict[str, Any]) -> None:
+        """Best effort: `status` shows the last flush's outcome; a full disk must not stop a flush."""
+        with contextlib.suppress(OSError):
+            write_atomic(self.status_path, json.dumps(status).encode())
+
+    def load_status(self) -> dict[str, Any]:
+        """What the last flush saved; empty when there is none or it is unreadable."""
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(self.status_path.read_text())
+            if isinstance(saved, dict):
+                return saved
+        return {}

@@ -1,0 +1,95 @@
+"""/admin and its JSON API, behind the admin key (Bearer, or Basic auth's password in a browser).
+
+- `GET /api/admin/v1/models`: aggregated counts per model.
+- `GET /api/admin/v1/uploads?limit=N`: recent uploads with record and duplicate counts, and totals.
+- `POST /api/admin/v1/deletions` `{"client_id": ...}`: remove that client's contributions.
+- `GET /api/admin/v1/deletions`: what past deletion requests removed (nothing identifies the client).
+"""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from aiohttp import web
+
+from ingest.context import INGEST
+from ingest.ratelimit import retry_after
+from ingest.registry import delete_client, parse_client_id, source_address
+from lightspeed_common.errors import BadRequest, Forbidden, TooManyRequests
+from lightspeed_common.http.middleware import read_body
+from lightspeed_common.http.pages import static_page
+
+log = structlog.get_logger("ingest")
+
+
+async def models(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    check_admin(request)
+    rows = await ingest.db.run(ingest.db.storage.model_counts)
+    return web.json_response(
+        {"models": rows, "retention_days": ingest.config.telemetry.retention_days},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def uploads(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    check_admin(request)
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("Invalid limit", "limit must be a whole number from 1 to 1000") from None
+    if not 1 <= limit <= 1000:
+        raise BadRequest("Invalid limit", "limit must be a whole number from 1 to 1000")
+    storage = ingest.db.storage
+    recent = await ingest.db.run(storage.recent_uploads, limit)
+    totals = await ingest.db.run(storage.upload_totals)
+    return web.json_response(
+        {"uploads": recent, "totals": totals, "retention_days": ingest.config.uploads.retention_days},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def check_admin(request: web.Request) -> None:
+    """The admin key, with wrong guesses throttled per source address (429 with Retry-After).
+
+    Only wrong keys count (403), not a missing one (a browser's first request).
+    """
+    ingest = request.app[INGEST]
+    address = source_address(request, ingest.config.telemetry.rate_limit.trusted_proxies)
+    if wait := ingest.admin_failures.wait_seconds({address: 1}):
+        raise TooManyRequests(
+            "Too many wrong admin keys",
+            "too many wrong admin keys from this address; retry after the Retry-After delay",
+            {"Retry-After": retry_after(wait)},
+        )
+    try:
+        ingest.admin_keys.check(request)
+    except Forbidden:
+        ingest.admin_failures.take({address: 1})
+        log.warning("admin_key_refused")
+        raise
+
+
+async def deletions(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    check_admin(request)
+    log_rows = await ingest.db.run(ingest.db.storage.deletion_log, 50)
+    return web.json_response({"deletions": log_rows}, headers={"Cache-Control": "no-store"})
+
+
+async def request_deletion(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    check_admin(request)
+    try:
+        body = json.loads(await read_body(request))
+    except ValueError:
+        raise BadRequest("Invalid JSON", 'send {"client_id": "<uuid>"}') from None
+    if not isinstance(body, dict):
+        raise BadRequest("Invalid body", 'send {"client_id": "<uuid>"}')
+    client_id = parse_client_id(body.get("client_id"))
+    return web.json_response({"deleted": await delete_client(ingest, client_id, "admin")})
+
+
+admin_page = static_page("ingest.web", "admin", "lightspeed-ingest", "the ingest's admin key", check_admin)

@@ -1,0 +1,93 @@
+"""Where accepted upload archives are kept: the `ArchiveStore` seam, and the filesystem store.
+
+An archive's name is `YYYY/MM/DD/<request_id>.tar.gz`; the storage indexes it
+under that name. An upload is received into a temporary file the store hands
+out (`incoming()`), checked, then `publish`ed under its name inside the
+index's transaction: a crash in between leaves an archive no committed
+upload names, which `recover` removes at the next start. Blocking methods:
+call them through a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol, assert_never
+
+from lightspeed_common.atomic import ensure_dir, fsync_dir
+from lightspeed_common.config_ingest import IngestConfig
+
+
+class ArchiveStore(Protocol):
+    def open(self) -> None:
+        """Create what the store needs and prove it writable; raises OSError naming the problem."""
+
+    def incoming(self) -> Path:
+        """A fresh path, on the store's file system, to receive one upload into."""
+
+    def publish(self, received: Path, name: str) -> None:
+        """Move a received archive in place under `name`; durable once this returns."""
+
+    def delete(self, names: list[str]) -> None:
+        """Delete these archives (those already gone are fine)."""
+
+    def recover(self, known: set[str]) -> int:
+        """Remove unfinished receptions and archives no committed upload names; how many."""
+
+
+class FilesystemArchiveStore:
+    """Archives under `<state_dir>/archives/`, uploads received into `<state_dir>/incoming/` (one file system)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.archives = state_dir / "archives"
+        self.incoming_dir = state_dir / "incoming"
+
+    def open(self) -> None:
+        for directory in (self.archives, self.incoming_dir):
+            ensure_dir(directory)
+        probe = self.incoming_dir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+    def incoming(self) -> Path:
+        return self.incoming_dir / f"{uuid.uuid4().hex}.tmp"
+
+    def publish(self, received: Path, name: str) -> None:
+        target = self.archives / name
+        ensure_dir(target.parent)
+        received.replace(target)
+        fsync_dir(target.parent)
+
+    def delete(self, names: list[str]) -> None:
+        """Delete the archives, then the day folders they leave empty."""
+        folders: set[Path] = set()
+        for name in names:
+            path = self.archives / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            folders.update(parent for parent in path.parents if self.archives in parent.parents)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                folder.rmdir()
+
+    def recover(self, known: set[str]) -> int:
+        removed = 0
+        for tmp in self.incoming_dir.iterdir():
+            tmp.unlink()
+            removed += 1
+        for path in self.archives.rglob("*"):
+            if path.is_file() and path.relative_to(self.archives).as_posix() not in known:
+                path.unlink()
+                removed += 1
+        return removed
+
+
+def archive_store(config: IngestConfig) -> ArchiveStore:
+    """The store `ingest.archive.store` names."""
+    match config.archive.store:
+        case "filesystem":
+            return FilesystemArchiveStore(config.state_dir)
+        case other:
+            assert_never(other)

@@ -1,0 +1,1 @@
+"""The API server: queries, feedback, embedding models, telemetry; writes the records the collector ships."""

@@ -1,0 +1,233 @@
+"""The application factory. Every resource is a cleanup_ctx pair, opened off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from lightspeed import preflight
+from lightspeed.answers.answering import Answerer
+from lightspeed.answers.providers.base import AnswerProvider
+from lightspeed.answers.providers.local import LocalProvider
+from lightspeed.answers.providers.openai import OpenAIProvider
+from lightspeed.answers.redaction import Redactor
+from lightspeed.answers.retrieval import Passage, PassageIndex, read_documents
+from lightspeed.api.keys import (
+    ANSWERS,
+    AUTH,
+    CONFIG,
+    CONVERSATIONS,
+    HASHER,
+    METRICS,
+    MODELS,
+    OPENAPI,
+    RECORDS,
+    REDACTOR,
+    SENDER,
+    SETTINGS,
+    TELEMETRY,
+)
+from lightspeed.api.openapi import build_openapi
+from lightspeed.api.routes import ROUTES, add_routes
+from lightspeed.identity import UserHasher
+from lightspeed.metrics import Metrics
+from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
+from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
+from lightspeed.records.writer import RecordWriter, prepare_storage
+from lightspeed.state import ConversationStore, RuntimeSettings
+from lightspeed.telemetry.wiring import open_telemetry
+from lightspeed_common.checks import run_checks
+from lightspeed_common.config import AppConfig
+from lightspeed_common.config_base import effective_allowed_hosts
+from lightspeed_common.errors import ConfigError
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
+from lightspeed_common.http.middleware import observe
+from lightspeed_common.identity import RequestIds, installation_id
+from lightspeed_common.records import FEEDBACK, RECORD_KINDS, TRANSCRIPT
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OpenedState:
+    hasher: UserHasher
+    conversations: ConversationStore
+    settings: RuntimeSettings
+
+
+def open_state(config: AppConfig) -> OpenedState:
+    """Prepare the storage and state directories and load the persisted state (blocking).
+
+    Raises StorageError for a directory that cannot be created or written.
+    """
+    prepare_storage("state", config.service.state_dir)
+    for kind in RECORD_KINDS:
+        if (path := kind.storage(config)) is not None:
+            prepare_storage(kind.storage_key, path)
+    state_dir = config.service.state_dir
+    installation_id(state_dir)  # made here, read by the collector (which may not write this directory)
+    return OpenedState(
+        UserHasher.from_state_dir(state_dir),
+        ConversationStore.load(state_dir),
+        RuntimeSettings.load(state_dir, config.user_data_collection.feedback_enabled),
+    )
+
+
+def _documents(config: AppConfig) -> list[Passage]:
+    return read_documents(preflight.documents_dir(config), config.answers.local.passage_chars)
+
+
+def models_dir(config: AppConfig) -> Path:
+    return config.embedding.models_dir or config.service.state_dir / "models"
+
+
+async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvider:
+    if config.answers.provider == "local":
+        return LocalProvider(len(index.passages))
+    cfg = config.answers.openai
+    if cfg.base_url is None or cfg.model is None:  # the config validator prevents this
+        raise ConfigError("answers.openai", ["base_url and model are required"])
+    key = await asyncio.to_thread(preflight.openai_key, config)
+    return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens)
+
+
+async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
+    """Move everything start-up made (torch, the model, the index) out of the collector's reach.
+
+    Otherwise every full collection walks millions of long-lived objects and
+    stalls the event loop for tens of milliseconds under load.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+async def _redactor_worker(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[REDACTOR].close()
+
+
+async def _start_background(app: web.Application) -> AsyncIterator[None]:
+    """Background work begins only once every resource is open: nothing runs during start-up."""
+    app[SENDER].start()
+    yield
+
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _state(config: AppConfig) -> CleanupContext:
+    """The start-up checks, the directories, the persisted state, the record writer."""
+
+    async def state(app: web.Application) -> AsyncIterator[None]:
+        # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
+        if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
+            raise problems[0]
+        opened = await asyncio.to_thread(open_state, config)
+        app[AUTH] = await asyncio.to_thread(preflight.authenticator, config)
+        app[HASHER] = opened.hasher
+        app[CONVERSATIONS] = opened.conversations
+        app[SETTINGS] = opened.settings
+        writer = RecordWriter(
+            FEEDBACK.storage(config),
+            TRANSCRIPT.storage(config),
+            config.service.record_writer_threads,
+            on_result=app[METRICS].record_result,
+        )
+        app[RECORDS] = writer
+        yield
+        await writer.close()
+
+    return state
+
+
+def _telemetry(config: AppConfig, reset_client_id: bool) -> CleanupContext:
+    """The opt-in telemetry service and its sender (started last, by _start_background)."""
+
+    async def telemetry(app: web.Application) -> AsyncIterator[None]:
+        opened = await open_telemetry(config, app[SETTINGS], app[METRICS], reset_client_id)
+        app[TELEMETRY], app[SENDER] = opened.service, opened.sender
+        yield
+        await opened.close()
+
+    return telemetry
+
+
+def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvider | None) -> CleanupContext:
+    """The embedding model, the passage index over the documents, the answer provider, the model manager."""
+    local = config.answers.local
+    default_name = local.embedding_model_path.name if local.embedding_model_path else DEFAULT_MODEL_NAME
+
+    def load_default() -> Embedder:
+        return embedder if embedder is not None else load_embedder(local.embedding_model_path, default_name)
+
+    async def answers(app: web.Application) -> AsyncIterator[None]:
+        catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
+        passages = await asyncio.to_thread(_documents, config)
+        model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
+        index = await asyncio.to_thread(PassageIndex.build, model, passages)
+        answerer = provider or await _build_provider(config, index)
+        app[ANSWERS] = Answerer(index, answerer, local)
+        manager = ModelManager(
+            catalog,
+            app[ANSWERS],
+            app[TELEMETRY],
+            models_dir=models_dir(config),
+            default_name=default_name,
+            load_default=load_default,
+        )
+        app[MODELS] = manager
+        log.info(
+            "answers_ready", provider=answerer.name, passages=len(index.passages), embedding_model=index.embedder.name
+        )
+        yield
+        await manager.close()
+        await answerer.close()
+
+    return answers
+
+
+def create_app(
+    config: AppConfig,
+    *,
+    embedder: Embedder | None = None,
+    provider: AnswerProvider | None = None,
+    reset_telemetry_client_id: bool = False,
+) -> web.Application:
+    """The lightspeed application for `config`.
+
+    `embedder` replaces loading the configured default model (tests share one
+    loaded model); a registered model made active is still loaded.
+    `provider` replaces the configured answer provider.
+    `reset_telemetry_client_id` is `serve --reset-telemetry-client-id`. Start-up fails
+    with StorageError or ConfigError when a directory or a referenced file is
+    not usable, before the first request is served.
+    """
+    app = web.Application(middlewares=[observe], client_max_size=config.service.max_request_bytes)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[HTTP_METRICS] = app[METRICS]
+    app[REDACTOR] = Redactor.from_config(config.redaction)
+    app[OPENAPI] = build_openapi(ROUTES)
+    app[REQUEST_IDS] = RequestIds()
+    app[BODY_TIMEOUT] = config.service.timeouts.body_timeout_seconds
+    app[ALLOWED_HOSTS] = effective_allowed_hosts(config.service.host, config.service.allowed_hosts)
+    app.cleanup_ctx.extend(
+        [
+            _redactor_worker,
+            _state(config),
+            _telemetry(config, reset_telemetry_client_id),
+            _answers(config, embedder, provider),
+            _freeze_startup_heap,
+            _start_background,
+        ]
+    )
+    add_routes(app)
+    return app

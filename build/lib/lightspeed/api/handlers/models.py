@@ -1,0 +1,52 @@
+"""The embedding model API: register, list, activate, delete (admin)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aiohttp import web
+
+from lightspeed.api.keys import AUTH, METRICS, MODELS
+from lightspeed.api.payloads import parse_body
+from lightspeed.api.settings_payloads import EmbeddingModelActivation, EmbeddingModelRegistration
+from lightspeed.auth import require_admin
+from lightspeed_common.http.middleware import read_body
+
+
+def _admin(request: web.Request) -> None:
+    require_admin(request.app[AUTH](request))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    _admin(request)
+    return web.json_response(request.app[MODELS].listing())
+
+
+async def register_model(request: web.Request) -> web.Response:
+    """201 with the measured metadata; 422 with the reason (and the stored failure) when unusable."""
+    _admin(request)
+    body = parse_body(EmbeddingModelRegistration, await read_body(request))
+    result = await request.app[MODELS].register(body.model_name, body.model_source, body.local_path, body.activate)
+    model = result["model"]
+    metrics = request.app[METRICS]
+    metrics.model_registrations.labels(model["status"]).inc()
+    if result["telemetry"]["queued"]:
+        metrics.telemetry_queued.inc()
+    if model["status"] == "ready":
+        return web.json_response(result, status=201)
+    detail = {"response": "The embedding model cannot be used", "cause": model["error"]["reason"]}
+    return web.json_response({"detail": detail, "error_code": model["error"]["code"], **result}, status=422)
+
+
+async def activate_model(request: web.Request) -> web.Response:
+    """202: the index is rebuilt in the background; GET /v1/embedding-models shows the progress."""
+    _admin(request)
+    body = parse_body(EmbeddingModelActivation, await read_body(request))
+    activation = await request.app[MODELS].activate(body.model_name)
+    return web.json_response({"activation": asdict(activation)}, status=202)
+
+
+async def delete_model(request: web.Request) -> web.Response:
+    _admin(request)
+    await request.app[MODELS].delete(request.match_info["model_name"])
+    return web.Response(status=204)

@@ -1,0 +1,214 @@
+"""POST /v1/query and POST /v1/streaming_query."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from lightspeed.answers.answering import ModelChoice
+from lightspeed.answers.providers.base import Attachment, Question, count_tokens, input_tokens
+from lightspeed.answers.retrieval import Hit
+from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR
+from lightspeed.api.payloads import QueryRequest, parse_body
+from lightspeed.auth import User
+from lightspeed.records.formats import Transcript
+from lightspeed.state import ConversationStore
+from lightspeed_common.errors import ApiError, Forbidden, NotFound, RecordWriteError
+from lightspeed_common.http.keys import REQUEST_ID
+from lightspeed_common.http.middleware import read_body
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    user: User
+    user_hash: str
+    body: QueryRequest
+    choice: ModelChoice
+    conversation_id: str
+    is_new: bool
+    question: Question
+
+
+def check_conversation_owner(store: ConversationStore, conversation_id: str, user_hash: str) -> None:
+    """404 for an unknown conversation, 403 for someone else's."""
+    owner = store.owner(conversation_id)
+    if owner is None:
+        raise NotFound("Conversation not found", f"Conversation {conversation_id} could not be retrieved.")
+    if owner != user_hash:
+        raise Forbidden("Access denied", f"You do not have permission to access conversation {conversation_id}.")
+
+
+async def prepare_query(request: web.Request) -> PreparedQuery:
+    app = request.app
+    user = app[AUTH](request)
+    body = parse_body(QueryRequest, await read_body(request))
+    choice = app[ANSWERS].choose_model(body.provider, body.model)
+    user_hash = app[HASHER](user.user_id)
+    if body.conversation_id is not None:
+        check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
+    conversation_id = body.conversation_id or str(uuid.uuid4())
+    hits = await app[ANSWERS].retrieve(body.query)
+    attachments = [Attachment(a.attachment_type, a.content_type, a.content) for a in body.attachments or ()]
+    question = Question(body.query, choice.model, body.system_prompt, attachments, hits)
+    return PreparedQuery(user, user_hash, body, choice, conversation_id, body.conversation_id is None, question)
+
+
+def rag_chunks(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    return [{"content": h.passage.text, "source": h.passage.source, "score": round(h.score, 4)} for h in hits]
+
+
+def referenced_documents(hits: Sequence[Hit]) -> list[dict[str, str]]:
+    seen: dict[str, str] = {}
+    for hit in hits:
+        seen.setdefault(hit.passage.source, hit.passage.title)
+    return [{"doc_url": source, "doc_title": title} for source, title in seen.items()]
+
+
+async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str, truncated: bool) -> None:
+    """Remember a new conversation and write the transcript.
+
+    A transcript that cannot be written is logged and counted; it never turns
+    an answer the user already has into an error.
+    """
+    if prepared.is_new:
+        await app[CONVERSATIONS].add(prepared.conversation_id, prepared.user_hash)
+    if not app[CONFIG].user_data_collection.transcripts_enabled:
+        return
+    redactor = app[REDACTOR]
+    transcript = Transcript(
+        user_hash=prepared.user_hash,
+        conversation_id=prepared.conversation_id,
+        provider=prepared.choice.provider,
+        model=prepared.choice.model,
+        query_provider=prepared.body.provider,
+        query_model=prepared.body.model,
+        redacted_query=await redactor.redact(prepared.body.query),
+        llm_response=answer,
+        rag_chunks=rag_chunks(prepared.question.hits),
+        truncated=truncated,
+        attachments=[
+            {
+                "attachment_type": a.attachment_type,
+                "content_type": a.content_type,
+                "content": await redactor.redact(a.content),
+            }
+            for a in prepared.question.attachments
+        ],
+    )
+    try:
+        path = await app[RECORDS].write_transcript(transcript)
+    except RecordWriteError as exc:
+        log.error("transcript_write_failed", reason=exc.reason)
+    else:
+        log.debug("record_written", kind="transcript", file=path.name)
+
+
+async def query(request: web.Request) -> web.Response:
+    prepared = await prepare_query(request)
+    completion = await request.app[ANSWERS].provider.complete(prepared.question)
+    await finish_turn(request.app, prepared, completion.text, truncated=False)
+    return web.json_response(
+        {
+            "conversation_id": prepared.conversation_id,
+            "response": completion.text,
+            "rag_chunks": rag_chunks(prepared.question.hits),
+            "referenced_documents": referenced_documents(prepared.question.hits),
+            "truncated": False,
+            "input_tokens": completion.input_tokens,
+            "output_tokens": completion.output_tokens,
+            "available_quotas": {},
+            "tool_calls": [],
+            "tool_results": [],
+        }
+    )
+
+
+def sse_frame(event: str, data: dict[str, Any], **extra: Any) -> bytes:
+    return f"data: {json.dumps({'event': event, 'data': data, **extra})}\n\n".encode()
+
+
+async def _first_piece(pieces: AsyncGenerator[str, None]) -> str | None:
+    """Pull the first piece before the response starts, so early failures are plain HTTP errors."""
+    try:
+        return await anext(pieces)
+    except StopAsyncIteration:
+        return None
+
+
+class AnswerStream:
+    """Writes one answer to the client, as SSE frames or, for media_type text/plain, as raw text."""
+
+    def __init__(self, response: web.StreamResponse, as_text: bool) -> None:
+        self.response = response
+        self.as_text = as_text
+        self.parts: list[str] = []
+
+    async def event(self, event: str, data: dict[str, Any], **extra: Any) -> None:
+        if not self.as_text:
+            await self.response.write(sse_frame(event, data, **extra))
+
+    async def token(self, piece: str) -> None:
+        frame = piece.encode() if self.as_text else sse_frame("token", {"id": len(self.parts), "token": piece})
+        self.parts.append(piece)
+        await self.response.write(frame)
+
+    async def run(self, prepared: PreparedQuery, first: str | None, pieces: AsyncGenerator[str, None]) -> None:
+        request_id = self.response.headers["X-Request-ID"]
+        await self.event("start", {"conversation_id": prepared.conversation_id, "request_id": request_id})
+        if first is not None:
+            await self.token(first)
+        async for piece in pieces:
+            await self.token(piece)
+        text = "".join(self.parts)
+        await self.event("turn_complete", {"id": len(self.parts), "token": text})
+        end = {
+            "referenced_documents": referenced_documents(prepared.question.hits),
+            "truncated": False,
+            "input_tokens": input_tokens(prepared.question),
+            "output_tokens": count_tokens(text),
+        }
+        await self.event("end", end, available_quotas={})
+
+
+async def streaming_query(request: web.Request) -> web.StreamResponse:
+    prepared = await prepare_query(request)
+    pieces = request.app[ANSWERS].provider.stream(prepared.question)
+    first = await _first_piece(pieces)
+    as_text = prepared.body.media_type == "text/plain"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/plain; charset=utf-8" if as_text else "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Request-ID": request[REQUEST_ID],
+        }
+    )
+    await response.prepare(request)
+    stream = AnswerStream(response, as_text)
+    completed = False
+    try:
+        await stream.run(prepared, first, pieces)
+        completed = True
+    except ApiError as exc:
+        log.warning("stream_failed", status=exc.status, response=exc.response)
+        with contextlib.suppress(ConnectionError):
+            await stream.event("error", {"response": exc.response, "cause": exc.cause})
+    except ConnectionError:
+        log.info("stream_interrupted", tokens=len(stream.parts))
+    finally:
+        await pieces.aclose()
+        # Shielded: the transcript is written even when the handler is being cancelled.
+        answer = "".join(stream.parts)
+        await asyncio.shield(finish_turn(request.app, prepared, answer, truncated=not completed))
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response

@@ -1,0 +1,37 @@
+"""Typed application state keys: how the server's handlers reach the resources create_app made.
+
+The keys the shared middleware reads are `lightspeed_common.http.keys`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from lightspeed.answers.answering import Answerer
+from lightspeed.answers.redaction import Redactor
+from lightspeed.auth import Authenticator
+from lightspeed.identity import UserHasher
+from lightspeed.metrics import Metrics
+from lightspeed.models.catalog import ModelManager
+from lightspeed.records.writer import RecordWriter
+from lightspeed.state import ConversationStore, RuntimeSettings
+from lightspeed.telemetry.sender import TelemetrySender
+from lightspeed.telemetry.service import TelemetryService
+from lightspeed_common.config import AppConfig
+
+CONFIG = web.AppKey("config", AppConfig)
+METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", Authenticator)
+REDACTOR = web.AppKey("redactor", Redactor)
+RECORDS = web.AppKey("records", RecordWriter)
+HASHER = web.AppKey("hasher", UserHasher)
+CONVERSATIONS = web.AppKey("conversations", ConversationStore)
+SETTINGS = web.AppKey("settings", RuntimeSettings)
+TELEMETRY = web.AppKey("telemetry", TelemetryService)
+SENDER = web.AppKey("telemetry_sender", TelemetrySender)
+MODELS = web.AppKey("embedding_models", ModelManager)
+
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+ANSWERS = web.AppKey("answers", Answerer)

@@ -1,0 +1,246 @@
+"""Request and response bodies of the HTTP API (lightspeed-stack compatible).
+
+One pydantic model per body: it validates requests, documents them in
+/openapi.json, and its errors become 422 lists of {type, loc, msg, input}.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lightspeed_common.errors import RequestInvalid
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def parse_body(model: type[T], raw: bytes) -> T:
+    """Validate raw JSON bytes against `model`, raising RequestInvalid with body-rooted locs."""
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False, include_context=False):
+            loc = ["body", *err["loc"]]
+            bad_json = err["type"] == "json_invalid"
+            errors.append(
+                {
+                    "type": err["type"],
+                    "loc": loc,
+                    "msg": err["msg"],
+                    # Echoing the raw text of a malformed body helps nobody and may be large.
+                    "input": {} if bad_json else err["input"],
+                }
+            )
+        raise RequestInvalid(errors) from None
+
+
+def _valid_uuid(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"Improper conversation ID '{value}'") from None
+    return value
+
+
+class Attachment(Body):
+    attachment_type: Literal["alert", "api object", "configuration", "error message", "event", "log", "stack trace"]
+    content_type: Literal["text/plain", "application/json", "application/yaml", "application/xml"]
+    content: str
+
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+ConversationId = Annotated[str, Field(json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})]
+
+
+class QueryRequest(Body):
+    # The document states the provider+model rule too: either both or neither.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"provider": ["model"], "model": ["provider"]}})
+
+    query: str = Field(min_length=1)
+    conversation_id: ConversationId | None = None
+    provider: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    attachments: list[Attachment] | None = None
+    media_type: Literal["text/plain", "application/json"] | None = None
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _conversation_id(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_uuid(value)
+
+    @model_validator(mode="after")
+    def _provider_with_model(self) -> Self:
+        if (self.provider is None) != (self.model is None):
+            raise ValueError("Provider and model must be specified together or not at all")
+        return self
+
+
+class StreamFrame(BaseModel):
+    """One server-sent event of /v1/streaming_query: a line `data: <this object as JSON>`, then a blank line.
+
+    `start` carries conversation_id and request_id; `token` id and token; `turn_complete` the whole text;
+    `end` referenced_documents, truncated and the token counts (with available_quotas beside data);
+    `error` response and cause. With media_type text/plain the answer streams as plain text instead.
+    """
+
+    media_type: ClassVar[str] = "text/event-stream"
+
+    event: Literal["start", "token", "turn_complete", "end", "error"]
+    data: dict[str, Any]
+    available_quotas: dict[str, Any] | None = None
+
+
+class RagChunk(BaseModel):
+    content: str
+    source: str | None = None
+    score: float | None = None
+
+
+class ReferencedDocument(BaseModel):
+    doc_url: str
+    doc_title: str
+
+
+class QueryResponse(BaseModel):
+    conversation_id: str
+    response: str
+    rag_chunks: list[RagChunk]
+    referenced_documents: list[ReferencedDocument]
+    truncated: bool
+    input_tokens: int
+    output_tokens: int
+    available_quotas: dict[str, int]
+    tool_calls: list[dict[str, Any]]
+    tool_results: list[dict[str, Any]]
+
+
+class FeedbackCategory(StrEnum):
+    INCORRECT = "incorrect"
+    NOT_RELEVANT = "not_relevant"
+    INCOMPLETE = "incomplete"
+    OUTDATED_INFORMATION = "outdated_information"
+    UNSAFE = "unsafe"
+    OTHER = "other"
+
+
+class FeedbackRequest(Body):
+    conversation_id: ConversationId
+    user_question: str
+    llm_response: str
+    sentiment: StrictInt | None = None
+    user_feedback: str | None = Field(default=None, max_length=4096)
+    categories: list[FeedbackCategory] | None = None
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _conversation_id(cls, value: str) -> str:
+        return _valid_uuid(value)
+
+    @field_validator("sentiment")
+    @classmethod
+    def _sentiment(cls, value: int | None) -> int | None:
+        if value not in (None, -1, 1):
+            raise ValueError(f"Improper sentiment value of {value}, needs to be -1 or 1")
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: list[FeedbackCategory] | None) -> list[FeedbackCategory] | None:
+        if not value:
+            return None
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _some_feedback(self) -> Self:
+        has_text = bool(self.user_feedback and self.user_feedback.strip())
+        if self.sentiment is None and not has_text and not self.categories:
+            raise ValueError(
+                "At least one form of feedback must be provided: 'sentiment', 'user_feedback', or 'categories'"
+            )
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    response: str
+
+
+class FeedbackStatusUpdate(Body):
+    status: StrictBool
+
+
+class FeedbackStatus(BaseModel):
+    functionality: str
+    status: dict[str, bool]
+
+
+class FeedbackStatusChange(BaseModel):
+    previous_status: bool
+    updated_status: bool
+    updated_by: str
+    timestamp: str
+
+
+class FeedbackStatusUpdateResponse(BaseModel):
+    status: FeedbackStatusChange
+
+
+class ErrorDetail(BaseModel):
+    response: str
+    cause: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
+
+
+class ValidationErrorItem(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationErrorItem]
+
+
+class LivenessResponse(BaseModel):
+    alive: bool
+
+
+class ReadinessResponse(BaseModel):
+    ready: bool
+    reason: str
+    providers: list[str]
+
+
+class ModelInfo(BaseModel):
+    identifier: str
+    metadata: dict[str, Any]
+    api_model_type: str
+    provider_id: str
+    type: str
+    provider_resource_id: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]

@@ -1,0 +1,236 @@
+"""The route table: one entry per route drives both the router and /openapi.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+
+from lightspeed.api import payloads as p
+from lightspeed.api import settings_payloads as sp
+from lightspeed.api.handlers import feedback, models, query, service, settings_page, telemetry
+
+ResponseBody = type[BaseModel] | str | tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    # A status's body: a model (JSON), media types (text), or None (no body, e.g. 204).
+    responses: dict[int, ResponseBody] = field(default_factory=dict)
+    authenticated: bool = True
+
+
+_ERRORS: dict[int, ResponseBody] = {
+    401: p.ErrorResponse,
+    403: p.ErrorResponse,
+    422: p.ValidationErrorResponse,
+}
+_ANSWER_ERRORS: dict[int, ResponseBody] = {
+    **_ERRORS,
+    404: p.ErrorResponse,
+    413: p.ErrorResponse,
+    502: p.ErrorResponse,
+    503: p.ErrorResponse,
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/query",
+        query.query,
+        "Answer a question",
+        p.QueryRequest,
+        {200: p.QueryResponse, **_ANSWER_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/streaming_query",
+        query.streaming_query,
+        "Answer a question as server-sent events (start, token, turn_complete, end, error)",
+        p.QueryRequest,
+        {200: p.StreamFrame, **_ANSWER_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/feedback",
+        feedback.post_feedback,
+        "Store feedback on an answer",
+        p.FeedbackRequest,
+        {
+            200: p.FeedbackResponse,
+            **_ERRORS,
+            404: p.ErrorResponse,
+            413: p.ErrorResponse,
+            500: p.ErrorResponse,
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/feedback/status",
+        feedback.get_feedback_status,
+        "Whether feedback is stored",
+        responses={200: p.FeedbackStatus},
+        authenticated=False,
+    ),
+    Route(
+        "PUT",
+        "/v1/feedback/status",
+        feedback.put_feedback_status,
+        "Turn storing feedback on or off (admin); persists across restarts",
+        p.FeedbackStatusUpdate,
+        {200: p.FeedbackStatusUpdateResponse, **_ERRORS, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        service.models,
+        "The answer models this server offers",
+        responses={200: p.ModelsResponse},
+        authenticated=False,
+    ),
+    Route(
+        "GET",
+        "/v1/embedding-models",
+        models.list_models,
+        "Registered embedding models, the active one and any activation in progress (admin)",
+        responses={200: sp.EmbeddingModelList, **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/embedding-models",
+        models.register_model,
+        "Register an embedding model: load it, run a test inference, store its metadata (admin)",
+        sp.EmbeddingModelRegistration,
+        {201: sp.EmbeddingModelRegistered, **_ERRORS, 413: p.ErrorResponse, 422: sp.RegistrationRefused},
+    ),
+    Route(
+        "PUT",
+        "/v1/embedding-models/active",
+        models.activate_model,
+        "Switch retrieval to a registered model; the index is rebuilt in the background (admin)",
+        sp.EmbeddingModelActivation,
+        {202: sp.ActivationStarted, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+    ),
+    Route(
+        "DELETE",
+        # Not `active`: DELETE /v1/embedding-models/active is 405 (that resource takes PUT), not "no such model".
+        "/v1/embedding-models/{model_name:(?!active$).+}",
+        models.delete_model,
+        "Forget a registered model that is not active (admin)",
+        responses={204: None, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry",
+        telemetry.get_status,
+        "Telemetry settings: enabled, why not, client id, queue size, next send (admin)",
+        responses={200: sp.TelemetryStatus, **_ERRORS},
+    ),
+    Route(
+        "PUT",
+        "/v1/telemetry",
+        telemetry.put_status,
+        "Enable (with the consent version) or disable telemetry (admin)",
+        sp.TelemetryUpdate,
+        {200: sp.TelemetryStatus, **_ERRORS, 409: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry/consent",
+        telemetry.get_consent,
+        "Exactly what enabling telemetry agrees to: every field, what is never sent, where it goes",
+        responses={200: sp.ConsentDocument, 401: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/telemetry/queue",
+        telemetry.get_queue,
+        "The queued events, exactly as they would be sent (admin)",
+        responses={200: sp.TelemetryQueueView, **_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/v1/telemetry/queue",
+        telemetry.purge_queue,
+        "Delete every queued event (admin)",
+        responses={200: sp.PurgeResult, **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/telemetry/send",
+        telemetry.send_now,
+        "Send the queue now; ?wait=N waits up to N seconds (max 30) for the outcome (admin)",
+        responses={200: sp.SendResult, 202: sp.SendResult, **_ERRORS, 409: p.ErrorResponse},
+    ),
+    Route(
+        "POST",
+        "/v1/telemetry/deletion-request",
+        telemetry.request_deletion,
+        "Ask the registry to delete every contribution of this installation's client id (admin)",
+        responses={
+            200: "application/json",
+            **_ERRORS,
+            409: p.ErrorResponse,
+            502: p.ErrorResponse,
+            503: p.ErrorResponse,
+        },
+    ),
+    Route(
+        "GET",
+        "/settings",
+        settings_page.settings_page,
+        "The settings page (HTML; Basic auth with an admin key as the password)",
+        responses={200: "text/html", 401: "text/html", 403: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/settings/{asset}",
+        settings_page.settings_page,
+        "The settings page's script and style sheet",
+        responses={200: ("text/javascript", "text/css"), 401: "text/html", 403: p.ErrorResponse, 404: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/liveness",
+        service.liveness,
+        "The process is alive",
+        responses={200: p.LivenessResponse},
+        authenticated=False,
+    ),
+    Route(
+        "GET",
+        "/readiness",
+        service.readiness,
+        "The service can answer and store records",
+        responses={200: p.ReadinessResponse, 503: p.ReadinessResponse},
+        authenticated=False,
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        service.metrics,
+        "Prometheus metrics",
+        responses={200: "text/plain"},
+        authenticated=False,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        service.openapi,
+        "This document",
+        responses={200: "application/json"},
+        authenticated=False,
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)

@@ -1,0 +1,175 @@
+"""Crash-safe file writes. Synchronous: call only through a thread.
+
+The write protocol is the server → collector contract: a reader that ignores
+dot-files sees either no file or the whole file, never a part of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory entry (a rename or a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create `path` and missing parents, fsyncing each parent that gained an entry."""
+    if path.is_dir():
+        return
+    ensure_dir(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush everything pending on the file system holding `path` (Linux syncfs(2)).
+
+    For batch operations (the collector moving thousands of records across
+    thousands of folders): one flush instead of an fsync per directory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+class GroupDirSync:
+    """Directory fsyncs shared by concurrent writers (group commit).
+
+    `sync(d)` returns once an fsync of `d` that began after the call has
+    finished, so the caller's rename is durable. While one thread syncs, the
+    threads that arrive queue behind it and are all covered by the next sync:
+    under load one fsync serves many renames, and the threads make fewer
+    syscalls (each one a GIL hand-off the event loop pays for).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._requested: dict[Path, int] = defaultdict(int)
+        self._done: dict[Path, int] = defaultdict(int)
+        self._waiting: dict[Path, int] = defaultdict(int)
+        self._busy: set[Path] = set()
+
+    def sync(self, directory: Path) -> None:
+        with self._cond:
+            self._requested[directory] += 1
+            self._waiting[directory] += 1
+            ticket = self._requested[directory]
+            try:
+                self._wait_for(directory, ticket)
+            finally:
+                self._waiting[directory] -= 1
+                if not self._waiting[directory]:
+                    # Nobody waits on this directory: forget it, so per-conversation folders don't pile up.
+                    del self._waiting[directory], self._requested[directory], self._done[directory]
+
+    def _wait_for(self, directory: Path, ticket: int) -> None:
+        while self._done[directory] < ticket:
+            if directory in self._busy:
+                self._cond.wait()
+                continue
+            self._busy.add(directory)
+            covered = self._requested[directory]
+            self._cond.release()
+            try:
+                with contextlib.suppress(FileNotFoundError):  # claimed and pruned meanwhile: see write_atomic
+                    fsync_dir(directory)
+            finally:
+                self._cond.acquire()
+                self._busy.discard(directory)
+                self._cond.notify_all()
+            self._done[directory] = max(self._done[directory], covered)
+
+
+def _open_new(tmp: Path, mode: int) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        return os.open(tmp, flags, mode)
+    except FileNotFoundError:
+        # The first record of a new conversation: create its folders, then try again.
+        ensure_dir(tmp.parent)
+        return os.open(tmp, flags, mode)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirSync | None = None) -> None:
+    """Write `data` to `path` so that it appears whole or not at all.
+
+    Writes `.<name>.tmp` beside the target (creating missing folders), fsyncs
+    it, renames it over the target and fsyncs the directory, through `dir_sync`
+    when given so concurrent writers share that fsync. On any failure the
+    temporary file is removed and the OSError propagates; the target is never
+    half-written.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = _open_new(tmp, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    # The folder may be gone already: the collector claimed the record and pruned
+    # the emptied folder, after making the rename durable itself (syncfs).
+    with contextlib.suppress(FileNotFoundError):
+        if dir_sync is None:
+            fsync_dir(path.parent)
+        else:
+            dir_sync.sync(path.parent)
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Atomically replace a small state file, by default readable by the service only (blocking)."""
+    ensure_dir(path.parent)
+    write_atomic(path, data, mode=mode)
+
+
+def read_lines(path: Path) -> list[str]:
+    """A text file's lines; none when it does not exist (blocking)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def append_lines(path: Path, lines: list[str], mode: int = 0o600) -> None:
+    """Append whole lines with one write and one fdatasync (blocking).
+
+    A crash mid-write can leave a torn last line; readers skip it.
+    """
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        data = memoryview("".join(line + "\n" for line in lines).encode("utf-8"))
+        while data:  # a short write happens only when the disk fills; the rest raises next
+            data = data[os.write(fd, data) :]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,40 @@
+"""What every config section is, and the settings both HTTP daemons share (timeouts, allowed hosts)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, nothing changes after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpTimeoutsConfig(Section):
+    """How long a client may take: slow or silent clients must not hold connections (and descriptors) forever."""
+
+    # From a connection's opening to its first complete request head (request line and headers).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The longest pause while a request body is read; past it, 408 and the connection closes.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # An idle kept-alive connection is closed after this long; so is one whose next request head stalls.
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_NAMES or host.startswith("127.")
+
+
+def effective_allowed_hosts(host: str, allowed_hosts: tuple[str, ...] | None) -> frozenset[str]:
+    """The Host names a daemon bound to `host` answers; `*` among them: any.
+
+    Not configured: the loopback names when bound to loopback (a web page on another site
+    that resolves to 127.0.0.1, DNS rebinding, must not reach a local admin API), any otherwise.
+    """
+    if allowed_hosts is None:
+        return frozenset(LOOPBACK_NAMES if is_loopback(host) else ("*",))
+    return frozenset(name.lower() for name in allowed_hosts)

@@ -1,0 +1,153 @@
+"""The one middleware: request id, errors as JSON, one log line and metrics per request.
+
+Only here do errors become HTTP responses. The log line carries the route
+template, never the URL (query strings hold user ids), nor any body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from lightspeed_common.errors import ApiError, Forbidden, MisdirectedRequest, RequestInvalid, RequestTimeout
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
+
+log = structlog.get_logger(__name__)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+GENERIC_500 = {
+    "response": "Internal server error",
+    "cause": "An unexpected error occurred; see the server log",
+}
+
+
+def error_body(response: str, cause: str) -> dict[str, Any]:
+    return {"detail": {"response": response, "cause": cause}}
+
+
+def _http_exception_response(exc: web.HTTPException) -> web.Response:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        cause = "The request body is larger than this server accepts"
+    elif isinstance(exc, web.HTTPNotFound):
+        cause = "No such route"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        cause = f"Allowed methods: {', '.join(sorted(exc.allowed_methods))}"
+    else:
+        cause = exc.text or exc.reason
+    response = web.json_response(error_body(exc.reason, cause), status=exc.status)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+    return response
+
+
+def check_host(request: web.Request) -> None:
+    """Refuse a request whose Host is not one of ours (421).
+
+    DNS rebinding: a page on evil.example that re-resolves to 127.0.0.1 is
+    same-origin with a daemon on loopback, Origin check included; only the
+    Host header still says evil.example.
+    """
+    allowed = request.app[ALLOWED_HOSTS]
+    if "*" in allowed:
+        return
+    name = (urlsplit(f"//{request.host}").hostname or "").lower()
+    if name not in allowed:
+        raise MisdirectedRequest(
+            "Host not allowed", f"this server does not answer for host {name!r}; see service.allowed_hosts"
+        )
+
+
+def check_same_origin(request: web.Request) -> None:
+    """Refuse a state-changing request a browser sent from another site (CSRF).
+
+    Browsers always send Origin on cross-origin POST/PUT/DELETE; curl and
+    other API clients send none, and are unaffected.
+    """
+    origin = request.headers.get("Origin")
+    if request.method in SAFE_METHODS or origin is None:
+        return
+    if urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Forbidden("Cross-origin request refused", f"Requests from {origin} are not accepted")
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body, however many network reads it takes; every handler reads its body here.
+
+    413 past `limit` bytes (the app's client_max_size by default); 408 when
+    the client pauses longer than the app's BODY_TIMEOUT, so a client that
+    stops sending does not hold the connection. `request.content.read(n)`
+    returns only what has arrived so far: a body sent in two TCP segments
+    would be cut in half.
+    """
+    limit = request.client_max_size if limit is None else limit
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = bytearray()
+    pause = request.app[BODY_TIMEOUT]
+    while True:
+        try:
+            async with asyncio.timeout(pause):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise RequestTimeout(
+                "Request timeout", f"no part of the request body arrived for {pause:g} seconds"
+            ) from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+
+
+def route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else request.app[REQUEST_IDS]()
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        check_host(request)
+        check_same_origin(request)
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = _http_exception_response(exc)
+    except RequestInvalid as exc:
+        response = web.json_response({"detail": exc.errors}, status=422)
+    except ApiError as exc:
+        response = web.json_response(error_body(exc.response, exc.cause), status=exc.status, headers=exc.headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a stalled body must not be read as the next request
+    except Exception:
+        log.exception("request_failed", route=route_name(request), method=request.method)
+        response = web.json_response({"detail": GENERIC_500}, status=500)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    seconds = time.perf_counter() - started
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    route = route_name(request)
+    request.app[HTTP_METRICS].observe_request(route, request.method, response.status, seconds)
+    log.info(
+        "request_handled",
+        request_id=request_id,
+        route=route,
+        method=request.method,
+        status=response.status,
+        duration_ms=round(seconds * 1000, 2),
+    )
+    return response

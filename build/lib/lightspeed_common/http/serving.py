@@ -1,0 +1,158 @@
+"""Running the app as a daemon: listen, tell systemd when ready, stop gracefully on SIGTERM.
+
+Ready means serving: READY=1 is sent only after every start-up resource is
+open (models, index, record writer) and the socket is listening. On SIGTERM
+or SIGINT: STOPPING=1, the listening socket closes, in-flight requests and
+streams get `service.shutdown_timeout_seconds` to finish, then the app's
+resources close (telemetry's last send is bounded to 2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from lightspeed_common.config import AppConfig, load_config
+from lightspeed_common.config_base import HttpTimeoutsConfig
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from lightspeed_common.logs import configure_logging
+from lightspeed_common.notify import Notifier, watchdog_running
+
+log = structlog.get_logger(__name__)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site that closes a connection whose first request head is not complete in time.
+
+    aiohttp has no such timeout: a client that opens connections and never
+    finishes a request line holds a file descriptor each until the process
+    runs out (then accept() fails for everyone). After the first request,
+    the keep-alive timeout bounds the wait for the next head.
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._header_timeout = header_timeout
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        server = self._runner.server
+        assert server is not None  # the runner is set up before a site starts
+        handler = server()
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._header_timeout, _close_if_no_request, handler)
+        return handler
+
+    async def start(self) -> None:
+        # TCPSite.start with our protocol factory; the same arguments, read back from the site.
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._connection,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+
+def _close_if_no_request(handler: RequestHandler) -> None:
+    # _request_count is aiohttp's count of request heads parsed on this connection.
+    if handler.transport is not None and not handler._request_count:
+        log.info("connection_closed_header_timeout")
+        handler.force_close()  # closes the transport too
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    notifier: Notifier,
+    *,
+    timeouts: HttpTimeoutsConfig,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=timeouts.keepalive_timeout_seconds,
+        # After an early reply (413, 408), the rest of the body is drained for at most this long.
+        lingering_time=timeouts.body_timeout_seconds,
+    )
+    await runner.setup()
+    try:
+        site = GuardedSite(
+            runner,
+            host,
+            port,
+            timeouts.header_timeout_seconds,
+            shutdown_timeout=shutdown_timeout,
+            ssl_context=ssl_context,
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        log.info("service_listening", host=host, port=port, tls=ssl_context is not None)
+        notifier.ready(f"serving on {host}:{port}")
+        async with watchdog_running(notifier):
+            await stop.wait()
+        notifier.stopping("finishing in-flight requests")
+        log.info("service_stopping", grace_seconds=shutdown_timeout)
+    finally:
+        await runner.cleanup()
+
+
+def run_service(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    notifier: Notifier,
+    *,
+    timeouts: HttpTimeoutsConfig,
+    ssl_context: ssl.SSLContext | None = None,
+) -> int:
+    """Serve until stopped; the exit code: 0, 78 for a configuration error, 73 for unusable storage."""
+    try:
+        asyncio.run(serve_app(app, host, port, shutdown_timeout, notifier, timeouts=timeouts, ssl_context=ssl_context))
+    except ConfigError as exc:
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        notifier.status(f"failed: invalid configuration in {exc.source}")
+        return EXIT_CONFIG
+    except StorageError as exc:
+        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
+        notifier.status(f"failed: {exc}")
+        return EXIT_CANTCREAT
+    return 0
+
+
+def run_with_config(path: Path, identifier: str, run: Callable[[AppConfig], int]) -> int:
+    """Load the config (78 and a log line naming the problem if it is invalid), set up logging, run."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        writer = configure_logging(identifier=identifier)
+        log.error("config_invalid", source=exc.source, problems=exc.problems)
+        writer.close()
+        return EXIT_CONFIG
+    writer = configure_logging(config.logging.level, config.logging.format, identifier=identifier)
+    try:
+        return run(config)
+    finally:
+        writer.close()
