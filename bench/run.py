@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import collector_bench
+import conversations_bench
 import feedback_bench
 import handmade_bench
 import ingest_bench
@@ -34,6 +35,7 @@ results = {
     "query": query_bench.main(),
     "models": models_bench.main(),
     "ingest": ingest_bench.main(),
+    "conversations": conversations_bench.main(),
     "hand-made parts": handmade_bench.main(),
 }
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))

@@ -104,3 +104,12 @@ def now() -> datetime:
 
 def ago(**delta: float) -> datetime:
     return now() - timedelta(**delta)
+
+
+def ago_within_one_day(**delta: float) -> datetime:
+    """As ago(), but counted back from a moment at least 6 hours into its UTC day, so events seeded
+    up to 6 hours apart fall on one day (contributions are counted per day) whenever the test runs."""
+    moment = now()
+    start_of_day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    anchor = moment if moment - start_of_day >= timedelta(hours=6) else start_of_day - timedelta(minutes=1)
+    return anchor - timedelta(**delta)

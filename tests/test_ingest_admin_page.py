@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_headers, records_archive, upload
 from tests.support import screenshot
-from tests.telemetry_support import CLIENT_ID, ago, event
+from tests.telemetry_support import CLIENT_ID, ago_within_one_day, event
 
 OTHER = "6d1c2a9e-3b7f-4c1a-8e2d-9f0a1b2c3d4e"
 THIRD = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -22,13 +22,14 @@ THIRD = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 async def seed(client: Client) -> None:
     events = [
-        event(ago(hours=5), "all-MiniLM-L6-v2"),
-        event(ago(hours=4), "all-MiniLM-L6-v2", client_id=OTHER),
-        event(ago(hours=3), "all-MiniLM-L6-v2", client_id=THIRD),
-        event(ago(hours=2), "BAAI/bge-small-en-v1.5") | {"embedding_dimension": 512},
-        event(ago(hours=1), "BAAI/bge-small-en-v1.5"),
-        event(ago(hours=1), "BAAI/bge-small-en-v1.5") | {"timestamp": event(ago(minutes=30))["timestamp"]},
-        event(ago(minutes=5), "intfloat/e5-small", client_id=THIRD) | {"device_type": "gpu"},
+        event(ago_within_one_day(hours=5), "all-MiniLM-L6-v2"),
+        event(ago_within_one_day(hours=4), "all-MiniLM-L6-v2", client_id=OTHER),
+        event(ago_within_one_day(hours=3), "all-MiniLM-L6-v2", client_id=THIRD),
+        event(ago_within_one_day(hours=2), "BAAI/bge-small-en-v1.5") | {"embedding_dimension": 512},
+        event(ago_within_one_day(hours=1), "BAAI/bge-small-en-v1.5"),
+        event(ago_within_one_day(hours=1), "BAAI/bge-small-en-v1.5")
+        | {"timestamp": event(ago_within_one_day(minutes=30))["timestamp"]},
+        event(ago_within_one_day(minutes=5), "intfloat/e5-small", client_id=THIRD) | {"device_type": "gpu"},
     ]
     resp = await client.post("/api/v1/telemetry", json=events)
     assert (await resp.json())["accepted"] == 7

@@ -82,6 +82,18 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("GET", "/settings", "user", None),
     ("GET", "/settings/settings.js", "basic", None),
     ("GET", "/settings/no-such-asset.js", "basic", None),
+    ("GET", "/v1/conversations", "user", None),
+    ("GET", "/v2/conversations", "user", None),
+    ("GET", "/v1/conversations/{CID}", "user", None),
+    ("GET", "/v2/conversations/{CID}", "admin", None),
+    ("GET", "/v1/conversations/{CID}", None, None),
+    ("GET", "/v1/conversations/not-a-uuid", "user", None),
+    ("GET", "/v2/conversations/0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10", "user", None),
+    ("PUT", "/v1/conversations/{CID}", "user", {"topic_summary": "Greetings"}),
+    ("PUT", "/v2/conversations/{CID}", "user", {"topic_summary": ""}),
+    ("PUT", "/v2/conversations/0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10", "user", {"topic_summary": "x"}),
+    ("DELETE", "/v2/conversations/0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10", "user", None),
+    ("DELETE", "/v1/conversations/{CID}", "user", None),
 ]
 
 
@@ -149,9 +161,10 @@ async def test_live_responses_agree_with_the_openapi_document(live: Any) -> None
     }
     problems: list[str] = []
     seen: set[tuple[str, str, int]] = set()
-    for method, path, who, body in SCENARIOS:
+    for method, template_path, who, body in SCENARIOS:
         headers = basic(ADMIN) if who == "basic" else bearer({"user": USER, "admin": ADMIN}.get(who or ""))
         payload = special.get(body, body) if isinstance(body, str) else body
+        path = template_path.replace("{CID}", conversation)
         resp = await live.request(method, path, json=payload, headers=headers)
         raw = await resp.read()
         content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()

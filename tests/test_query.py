@@ -185,14 +185,19 @@ async def test_conversations_belong_to_their_user(client: Any) -> None:
     assert (await again.json())["conversation_id"] == conversation_id
     other = await client.post("/v1/query?user_id=mallory", json={"query": "x", "conversation_id": conversation_id})
     assert other.status == 403
-    assert (await other.json())["detail"]["response"] == "Access denied"
+    assert await other.json() == {
+        "detail": {
+            "response": "User does not have permission to perform this action",
+            "cause": f"User mallory does not have permission to read conversation with ID {conversation_id}",
+        }
+    }
     unknown_id = str(uuid.uuid4())
     unknown = await client.post("/v1/query?user_id=alice", json={"query": "x", "conversation_id": unknown_id})
     assert unknown.status == 404
     assert await unknown.json() == {
         "detail": {
             "response": "Conversation not found",
-            "cause": f"Conversation {unknown_id} could not be retrieved.",
+            "cause": f"Conversation with ID {unknown_id} does not exist",
         }
     }
 

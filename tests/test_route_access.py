@@ -44,6 +44,14 @@ SERVER_ROUTES = {
     ("GET", "/readiness"): "public",
     ("GET", "/metrics"): "public",
     ("GET", "/openapi.json"): "public",
+    ("GET", "/v1/conversations"): "user",
+    ("GET", "/v1/conversations/{conversation_id}"): "user",
+    ("PUT", "/v1/conversations/{conversation_id}"): "user",
+    ("DELETE", "/v1/conversations/{conversation_id}"): "user",
+    ("GET", "/v2/conversations"): "user",
+    ("GET", "/v2/conversations/{conversation_id}"): "user",
+    ("PUT", "/v2/conversations/{conversation_id}"): "user",
+    ("DELETE", "/v2/conversations/{conversation_id}"): "user",
 }
 
 # For the ingest, "user" is a collector's upload token; "user_only": the admin key is not one.
@@ -62,7 +70,12 @@ INGEST_ROUTES = {
     ("GET", "/metrics"): "public",
 }
 
-SAMPLE = {"{model_name}": "some-model", "{asset}": "page.js", "{client_id}": "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10"}
+SAMPLE = {
+    "{conversation_id}": "9d5c7e0c-1a51-4e0e-9c39-5d1f8e7a2b10",
+    "{model_name}": "some-model",
+    "{asset}": "page.js",
+    "{client_id}": "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10",
+}
 
 
 def routes_of(app: web.Application) -> set[tuple[str, str]]:

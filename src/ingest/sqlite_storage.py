@@ -25,6 +25,7 @@ from ingest.storage import (
     event_key,
     iso,
 )
+from lightspeed_common.sqlite import immediate_transaction
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 SCHEMA_VERSION = 1
@@ -123,13 +124,8 @@ class SQLiteStorage:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; a SQLite error inside becomes StorageFailure (others pass unchanged)."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with immediate_transaction(self._db) as db:
+                yield db
         except sqlite3.Error as exc:
             raise StorageFailure(f"{self.path}: {exc}") from exc
 

@@ -1,10 +1,9 @@
 """Small persisted runtime state in the state directory.
 
-`ConversationStore`: who owns which conversation, so a conversation id from
-another user is refused, also after a restart. `RuntimeSettings`: settings an
-admin changes at run time (the feedback toggle, telemetry consent and the
-telemetry sender's schedule), kept out of the frozen config.
-Both hold their data in memory and do their file I/O on a thread.
+`RuntimeSettings`: settings an admin changes at run time (the feedback
+toggle, telemetry consent and the telemetry sender's schedule), kept out of
+the frozen config; in memory, file I/O on a thread. Conversations are in
+`conversations`.
 """
 
 from __future__ import annotations
@@ -19,49 +18,11 @@ from typing import Any
 import structlog
 
 from lightspeed.records.formats import utc_now
-from lightspeed_common.atomic import append_lines, read_lines, write_private
+from lightspeed_common.atomic import write_private
 
 log = structlog.get_logger(__name__)
 
-CONVERSATIONS_FILE = "conversations.jsonl"
 SETTINGS_FILE = "settings.json"
-
-
-class ConversationStore:
-    """Conversation id → owner's user hash, appended to a JSON-lines file.
-
-    A torn last line (a crash mid-append) is skipped on load: the conversation
-    it named is then unknown, which costs the user a new conversation, nothing more.
-    """
-
-    def __init__(self, path: Path, owners: dict[str, str]) -> None:
-        self._path = path
-        self._owners = owners
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    def load(cls, state_dir: Path) -> ConversationStore:
-        """Read the store (blocking; run on a thread at start-up)."""
-        path = state_dir / CONVERSATIONS_FILE
-        owners: dict[str, str] = {}
-        for number, line in enumerate(read_lines(path), 1):
-            try:
-                entry = json.loads(line)
-                owners[entry["conversation_id"]] = entry["user_hash"]
-            except (ValueError, KeyError, TypeError):
-                log.warning("conversation_line_skipped", file=str(path), line=number)
-        return cls(path, owners)
-
-    def owner(self, conversation_id: str) -> str | None:
-        return self._owners.get(conversation_id)
-
-    async def add(self, conversation_id: str, user_hash: str) -> None:
-        line = json.dumps(
-            {"conversation_id": conversation_id, "user_hash": user_hash, "created": utc_now().isoformat()}
-        )
-        async with self._lock:
-            await asyncio.to_thread(append_lines, self._path, [line])
-            self._owners[conversation_id] = user_hash
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,9 @@ class OpenAIProviderConfig(Section):
 
 class AnswersConfig(Section):
     provider: Literal["local", "openai"] = "local"
+    # The earlier turns a follow-up question carries to the provider, most recent first, up to this many
+    # characters of questions and answers (the OpenAI-compatible provider sends them as messages).
+    history_max_chars: int = Field(default=16_000, ge=0)
     local: LocalProviderConfig = LocalProviderConfig()
     openai: OpenAIProviderConfig = OpenAIProviderConfig()
 

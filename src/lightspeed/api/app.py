@@ -35,12 +35,13 @@ from lightspeed.api.keys import (
 )
 from lightspeed.api.openapi import build_openapi
 from lightspeed.api.routes import ROUTES, add_routes
+from lightspeed.conversations import ConversationStore, SQLiteConversationStore
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.records.writer import RecordWriter, prepare_storage
-from lightspeed.state import ConversationStore, RuntimeSettings
+from lightspeed.state import RuntimeSettings
 from lightspeed.telemetry.wiring import open_telemetry
 from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
@@ -74,7 +75,7 @@ def open_state(config: AppConfig) -> OpenedState:
     installation_id(state_dir)  # made here, read by the collector (which may not write this directory)
     return OpenedState(
         UserHasher.from_state_dir(state_dir),
-        ConversationStore.load(state_dir),
+        SQLiteConversationStore.open(state_dir),
         RuntimeSettings.load(state_dir, config.user_data_collection.feedback_enabled),
     )
 
@@ -144,6 +145,7 @@ def _state(config: AppConfig) -> CleanupContext:
         app[RECORDS] = writer
         yield
         await writer.close()
+        await opened.conversations.close()
 
     return state
 

@@ -8,9 +8,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from lightspeed.api import conversation_payloads as cp
 from lightspeed.api import payloads as p
 from lightspeed.api import settings_payloads as sp
-from lightspeed.api.handlers import feedback, models, query, service, settings_page, telemetry
+from lightspeed.api.handlers import conversations, feedback, models, query, service, settings_page, telemetry
 
 ResponseBody = type[BaseModel] | str | tuple[str, ...] | None
 
@@ -40,7 +41,67 @@ _ANSWER_ERRORS: dict[int, ResponseBody] = {
     503: p.ErrorResponse,
 }
 
+_CONVERSATION_ERRORS: dict[int, ResponseBody] = {**_ERRORS, 400: p.ErrorResponse, 404: p.ErrorResponse}
+
 ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/conversations",
+        conversations.list_v1,
+        "The caller's conversations",
+        responses={200: cp.ConversationsListResponse, **_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/conversations/{conversation_id}",
+        conversations.get_conversation,
+        "A conversation's history (its owner or an admin)",
+        responses={200: cp.ConversationResponse, **_CONVERSATION_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/v1/conversations/{conversation_id}",
+        conversations.delete_conversation,
+        "Delete a conversation's history (its owner or an admin); transcripts already written stay",
+        responses={200: cp.ConversationDeleteResponse, **_ERRORS, 400: p.ErrorResponse},
+    ),
+    Route(
+        "PUT",
+        "/v1/conversations/{conversation_id}",
+        conversations.update_conversation,
+        "Set a conversation's topic summary (its owner or an admin)",
+        cp.ConversationUpdateRequest,
+        {200: cp.ConversationUpdateResponse, **_CONVERSATION_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v2/conversations",
+        conversations.list_v2,
+        "The caller's conversations",
+        responses={200: cp.ConversationsListResponseV2, **_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v2/conversations/{conversation_id}",
+        conversations.get_conversation,
+        "A conversation's history (its owner or an admin)",
+        responses={200: cp.ConversationResponse, **_CONVERSATION_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/v2/conversations/{conversation_id}",
+        conversations.delete_conversation,
+        "Delete a conversation's history (its owner or an admin); transcripts already written stay",
+        responses={200: cp.ConversationDeleteResponse, **_ERRORS, 400: p.ErrorResponse},
+    ),
+    Route(
+        "PUT",
+        "/v2/conversations/{conversation_id}",
+        conversations.update_conversation,
+        "Set a conversation's topic summary (its owner or an admin)",
+        cp.ConversationUpdateRequest,
+        {200: cp.ConversationUpdateResponse, **_CONVERSATION_ERRORS},
+    ),
     Route(
         "POST",
         "/v1/query",

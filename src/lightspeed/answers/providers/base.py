@@ -25,12 +25,21 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """An earlier turn of the conversation: what was asked and what was answered."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class Question:
     query: str
     model: str
     system_prompt: str | None
     attachments: Sequence[Attachment]
     hits: Sequence[Hit]
+    history: Sequence[Exchange] = ()
 
 
 def input_tokens(question: Question) -> int:

@@ -34,7 +34,10 @@ def build_messages(question: Question) -> list[dict[str, str]]:
     user = question.query
     for attachment in question.attachments:
         user += f"\n\n[{attachment.attachment_type}, {attachment.content_type}]\n{attachment.content}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    earlier = []
+    for exchange in question.history:
+        earlier += [{"role": "user", "content": exchange.question}, {"role": "assistant", "content": exchange.answer}]
+    return [{"role": "system", "content": system}, *earlier, {"role": "user", "content": user}]
 
 
 class OpenAIProvider:

@@ -23,7 +23,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         raise Forbidden("Storing feedback is disabled", "Storing feedback is disabled.")
     body = parse_body(FeedbackRequest, await read_body(request))
     user_hash = app[HASHER](user.user_id)
-    check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
+    await check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user, user_hash)
     redactor = app[REDACTOR]
     feedback = Feedback(
         user_hash=user_hash,

@@ -8,19 +8,20 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from lightspeed.answers.answering import ModelChoice
-from lightspeed.answers.providers.base import Attachment, Question, count_tokens, input_tokens
+from lightspeed.answers.answering import ModelChoice, recent_history, retrieval_query
+from lightspeed.answers.providers.base import Attachment, Exchange, Question, count_tokens, input_tokens
 from lightspeed.answers.retrieval import Hit
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR
 from lightspeed.api.payloads import QueryRequest, parse_body
 from lightspeed.auth import User
+from lightspeed.conversations import ConversationStore, Turn
 from lightspeed.records.formats import Transcript
-from lightspeed.state import ConversationStore
 from lightspeed_common.errors import ApiError, Forbidden, NotFound, RecordWriteError
 from lightspeed_common.http.keys import REQUEST_ID
 from lightspeed_common.http.middleware import read_body
@@ -37,15 +38,26 @@ class PreparedQuery:
     conversation_id: str
     is_new: bool
     question: Question
+    started_at: datetime
 
 
-def check_conversation_owner(store: ConversationStore, conversation_id: str, user_hash: str) -> None:
-    """404 for an unknown conversation, 403 for someone else's."""
-    owner = store.owner(conversation_id)
+NO_PERMISSION = "User does not have permission to perform this action"
+
+
+def conversation_not_found(conversation_id: str) -> NotFound:
+    return NotFound("Conversation not found", f"Conversation with ID {conversation_id} does not exist")
+
+
+async def check_conversation_owner(store: ConversationStore, conversation_id: str, user: User, user_hash: str) -> None:
+    """404 for an unknown conversation, 403 for someone else's (lightspeed-stack's texts)."""
+    owner = await store.owner(conversation_id)
     if owner is None:
-        raise NotFound("Conversation not found", f"Conversation {conversation_id} could not be retrieved.")
+        raise conversation_not_found(conversation_id)
     if owner != user_hash:
-        raise Forbidden("Access denied", f"You do not have permission to access conversation {conversation_id}.")
+        raise Forbidden(
+            NO_PERMISSION,
+            f"User {user.user_id} does not have permission to read conversation with ID {conversation_id}",
+        )
 
 
 async def prepare_query(request: web.Request) -> PreparedQuery:
@@ -54,13 +66,19 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
     body = parse_body(QueryRequest, await read_body(request))
     choice = app[ANSWERS].choose_model(body.provider, body.model)
     user_hash = app[HASHER](user.user_id)
+    started_at = datetime.now(UTC)
+    history: list[Exchange] = []
     if body.conversation_id is not None:
-        check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user_hash)
+        store = app[CONVERSATIONS]
+        await check_conversation_owner(store, body.conversation_id, user, user_hash)
+        turns = [Exchange(t.question, t.answer) for t in await store.turns(body.conversation_id)]
+        history = recent_history(turns, app[CONFIG].answers.history_max_chars)
     conversation_id = body.conversation_id or str(uuid.uuid4())
-    hits = await app[ANSWERS].retrieve(body.query)
+    hits = await app[ANSWERS].retrieve(retrieval_query(body.query, history))
     attachments = [Attachment(a.attachment_type, a.content_type, a.content) for a in body.attachments or ()]
-    question = Question(body.query, choice.model, body.system_prompt, attachments, hits)
-    return PreparedQuery(user, user_hash, body, choice, conversation_id, body.conversation_id is None, question)
+    question = Question(body.query, choice.model, body.system_prompt, attachments, hits, history)
+    is_new = body.conversation_id is None
+    return PreparedQuery(user, user_hash, body, choice, conversation_id, is_new, question, started_at)
 
 
 def rag_chunks(hits: Sequence[Hit]) -> list[dict[str, Any]]:
@@ -74,17 +92,34 @@ def referenced_documents(hits: Sequence[Hit]) -> list[dict[str, str]]:
     return [{"doc_url": source, "doc_title": title} for source, title in seen.items()]
 
 
+async def remember_turn(app: web.Application, prepared: PreparedQuery, redacted_query: str, answer: str) -> None:
+    """Add the turn to the conversation's history (the question as the records keep it, redacted)."""
+    turn = Turn(
+        question=redacted_query,
+        answer=answer,
+        model=prepared.choice.model,
+        provider=prepared.choice.provider,
+        started_at=prepared.started_at,
+        completed_at=datetime.now(UTC),
+        attachments=[
+            {"attachment_type": a.attachment_type, "content_type": a.content_type, "size": len(a.content)}
+            for a in prepared.question.attachments
+        ],
+    )
+    await app[CONVERSATIONS].add_turn(prepared.conversation_id, prepared.user_hash, turn)
+
+
 async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str, truncated: bool) -> None:
-    """Remember a new conversation and write the transcript.
+    """Add the turn to the conversation and write the transcript.
 
     A transcript that cannot be written is logged and counted; it never turns
     an answer the user already has into an error.
     """
-    if prepared.is_new:
-        await app[CONVERSATIONS].add(prepared.conversation_id, prepared.user_hash)
+    redactor = app[REDACTOR]
+    redacted_query = await redactor.redact(prepared.body.query)
+    await remember_turn(app, prepared, redacted_query, answer)
     if not app[CONFIG].user_data_collection.transcripts_enabled:
         return
-    redactor = app[REDACTOR]
     transcript = Transcript(
         user_hash=prepared.user_hash,
         conversation_id=prepared.conversation_id,
@@ -92,7 +127,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         model=prepared.choice.model,
         query_provider=prepared.body.provider,
         query_model=prepared.body.model,
-        redacted_query=await redactor.redact(prepared.body.query),
+        redacted_query=redacted_query,
         llm_response=answer,
         rag_chunks=rag_chunks(prepared.question.hits),
         truncated=truncated,

@@ -1,1 +1,0 @@
-"""lightspeed-collector: ships the server's records to an insights-style ingress."""

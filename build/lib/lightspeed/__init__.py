@@ -1,1 +1,0 @@
-"""The API server: queries, feedback, embedding models, telemetry; writes the records the collector ships."""

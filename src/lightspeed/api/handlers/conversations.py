@@ -1,0 +1,138 @@
+"""GET/DELETE/PUT /v1/conversations and /v2/conversations: a user's conversations and their history.
+
+Only the owner sees, renames or deletes a conversation; an admin may too
+(lightspeed-stack's "others' conversations" actions). Deleting removes the
+history from the store; transcripts already written stay for the collector.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from aiohttp import web
+
+from lightspeed.api.conversation_payloads import (
+    ConversationData,
+    ConversationDeleteResponse,
+    ConversationDetails,
+    ConversationResponse,
+    ConversationsListResponse,
+    ConversationsListResponseV2,
+    ConversationTurn,
+    ConversationUpdateRequest,
+    ConversationUpdateResponse,
+    Message,
+)
+from lightspeed.api.handlers.query import NO_PERMISSION, conversation_not_found
+from lightspeed.api.keys import AUTH, CONVERSATIONS, HASHER
+from lightspeed.api.payloads import parse_body
+from lightspeed.auth import User
+from lightspeed.conversations import Conversation, Turn
+from lightspeed_common.errors import BadRequest, Forbidden
+from lightspeed_common.http.middleware import read_body
+
+
+def _json(model: object) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"))  # type: ignore[attr-defined]
+
+
+def _conversation_id(request: web.Request) -> str:
+    """The path's conversation id, 400 when it is not a UUID (as lightspeed-stack answers)."""
+    value = request.match_info["conversation_id"]
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise BadRequest("Invalid conversation ID format", f"The conversation ID {value} has invalid format.") from None
+    return value
+
+
+async def _allowed(request: web.Request, action: str) -> tuple[User, str, Conversation | None]:
+    """The user, the conversation id, and the conversation when it exists and the user may `action` it."""
+    app = request.app
+    user = app[AUTH](request)
+    conversation_id = _conversation_id(request)
+    found = await app[CONVERSATIONS].get(conversation_id)
+    if found is not None and found.owner != app[HASHER](user.user_id) and user.role != "admin":
+        cause = f"User {user.user_id} does not have permission to {action} conversation with ID {conversation_id}"
+        raise Forbidden(NO_PERMISSION, cause)
+    return user, conversation_id, found
+
+
+async def _own(request: web.Request) -> list[Conversation]:
+    """The caller's conversations, most recent first."""
+    app = request.app
+    user = app[AUTH](request)
+    return await app[CONVERSATIONS].list_for(app[HASHER](user.user_id))
+
+
+async def list_v1(request: web.Request) -> web.Response:
+    found = await _own(request)
+    details = [
+        ConversationDetails(
+            conversation_id=c.conversation_id,
+            created_at=c.created_at or None,
+            last_message_at=c.last_message_at,
+            message_count=c.message_count,
+            last_used_model=c.last_used_model,
+            last_used_provider=c.last_used_provider,
+            topic_summary=c.topic_summary,
+        )
+        for c in found
+    ]
+    return _json(ConversationsListResponse(conversations=details))
+
+
+def _timestamp(conversation: Conversation) -> float:
+    moment = conversation.last_message_at or conversation.created_at
+    return datetime.fromisoformat(moment).timestamp() if moment else 0.0
+
+
+async def list_v2(request: web.Request) -> web.Response:
+    found = await _own(request)
+    data = [
+        ConversationData(
+            conversation_id=c.conversation_id, topic_summary=c.topic_summary, last_message_timestamp=_timestamp(c)
+        )
+        for c in found
+    ]
+    return _json(ConversationsListResponseV2(conversations=data))
+
+
+def _turn(turn: Turn) -> ConversationTurn:
+    return ConversationTurn(
+        messages=[Message(content=turn.question, type="user"), Message(content=turn.answer, type="assistant")],
+        provider=turn.provider,
+        model=turn.model,
+        started_at=turn.started_at.isoformat(),
+        completed_at=turn.completed_at.isoformat(),
+    )
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    _, conversation_id, found = await _allowed(request, "read")
+    if found is None:
+        raise conversation_not_found(conversation_id)
+    turns = await request.app[CONVERSATIONS].turns(conversation_id)
+    return _json(ConversationResponse(conversation_id=conversation_id, chat_history=[_turn(t) for t in turns]))
+
+
+async def delete_conversation(request: web.Request) -> web.Response:
+    _, conversation_id, found = await _allowed(request, "delete")
+    deleted = found is not None and await request.app[CONVERSATIONS].delete(conversation_id)
+    response = "Conversation deleted successfully" if deleted else "Conversation not found"
+    return _json(
+        ConversationDeleteResponse(conversation_id=conversation_id, deleted=deleted, response=response, success=True)
+    )
+
+
+async def update_conversation(request: web.Request) -> web.Response:
+    _, conversation_id, found = await _allowed(request, "update")
+    body = parse_body(ConversationUpdateRequest, await read_body(request))
+    if found is None or not await request.app[CONVERSATIONS].set_topic(conversation_id, body.topic_summary):
+        raise conversation_not_found(conversation_id)
+    return _json(
+        ConversationUpdateResponse(
+            conversation_id=conversation_id, success=True, message="Topic summary updated successfully"
+        )
+    )

@@ -1,0 +1,228 @@
+"""Conversations with history: the /v1 and /v2 conversation API, follow-ups that see earlier turns,
+ownership, deletion, restart, and the import of the old owners file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightspeed_common.config import AppConfig
+from tests.conftest import ClientFactory
+from tests.test_openai_provider import FakeLLM, llm, openai_config  # noqa: F401 - the llm fixture
+
+KEYS = [
+    {"key": "alice-key-0123456789", "user_id": "alice", "role": "user"},
+    {"key": "bob-key-0123456789", "user_id": "bob", "role": "user"},
+    {"key": "admin-key-0123456789", "user_id": "root-admin", "role": "admin"},
+]
+
+
+def as_user(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {name}-key-0123456789"}
+
+
+async def ask(client: Any, query: str, conversation_id: str | None = None, user: str = "alice") -> dict[str, Any]:
+    body: dict[str, Any] = {"query": query}
+    if conversation_id is not None:
+        body["conversation_id"] = conversation_id
+    resp = await client.post(f"/v1/query?user_id={user}", json=body)
+    assert resp.status == 200, await resp.text()
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+async def test_a_three_turn_conversation_is_kept_and_read_back(client: Any) -> None:
+    first = await ask(client, "How do I start the server?")
+    cid = first["conversation_id"]
+    second = await ask(client, "And how do I install it?", cid)
+    third = await ask(client, "How do I turn feedback off?", cid)
+    assert second["conversation_id"] == third["conversation_id"] == cid
+    for version in ("v1", "v2"):
+        resp = await client.get(f"/{version}/conversations/{cid}?user_id=alice")
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["conversation_id"] == cid
+        history = body["chat_history"]
+        assert [turn["messages"][0]["content"] for turn in history] == [
+            "How do I start the server?",
+            "And how do I install it?",
+            "How do I turn feedback off?",
+        ]
+        assert [turn["messages"][1]["content"] for turn in history] == [
+            first["response"],
+            second["response"],
+            third["response"],
+        ]
+        assert {(t["provider"], t["model"]) for t in history} == {("local", "extractive")}
+        assert all(t["messages"][0]["type"] == "user" and t["messages"][1]["type"] == "assistant" for t in history)
+    listed = (await (await client.get("/v1/conversations?user_id=alice")).json())["conversations"]
+    assert [(c["conversation_id"], c["message_count"], c["topic_summary"]) for c in listed] == [
+        (cid, 3, "How do I start the server?")
+    ]
+    assert listed[0]["last_used_provider"] == "local"
+    v2 = (await (await client.get("/v2/conversations?user_id=alice")).json())["conversations"]
+    assert [c["conversation_id"] for c in v2] == [cid]
+    assert v2[0]["last_message_timestamp"] > 0
+    assert (await (await client.get("/v2/conversations?user_id=bob")).json()) == {"conversations": []}
+
+
+async def test_a_follow_up_that_refers_back_is_answered_from_the_earlier_question(client: Any) -> None:
+    """Asked alone, "How do I turn it off?" finds nothing about feedback first; after a question about
+    feedback, the follow-up's passages are about turning feedback off."""
+    alone = await ask(client, "How do I turn it off?")
+    first = await ask(client, "Where is feedback stored?")
+    follow_up = await ask(client, "How do I turn it off?", first["conversation_id"])
+    assert follow_up["rag_chunks"][0]["source"].endswith("feedback.md")
+    assert "PUT /v1/feedback/status" in follow_up["response"]
+    assert follow_up["rag_chunks"] != alone["rag_chunks"]
+
+
+async def test_the_openai_provider_gets_the_earlier_turns_as_messages(
+    make_client: ClientFactory,
+    make_config: Any,
+    llm: tuple[FakeLLM, str],  # noqa: F811
+) -> None:
+    fake, url = llm
+    client = await make_client(openai_config(make_config, url))
+    first = await ask(client, "How do I start the server?")
+    cid = first["conversation_id"]
+    await ask(client, "And then?", cid)
+    await ask(client, "Thanks, and feedback?", cid)
+    third = fake.requests[2]["messages"]
+    assert [(m["role"], m["content"]) for m in third[1:]] == [
+        ("user", "How do I start the server?"),
+        ("assistant", "Use make run."),
+        ("user", "And then?"),
+        ("assistant", "Use make run."),
+        ("user", "Thanks, and feedback?"),
+    ]
+    assert third[0]["role"] == "system"
+
+
+async def test_the_history_sent_is_bounded_by_its_budget(
+    make_client: ClientFactory,
+    make_config: Any,
+    llm: tuple[FakeLLM, str],  # noqa: F811
+) -> None:
+    fake, url = llm
+    config = openai_config(make_config, url)
+    config = config.model_copy(update={"answers": config.answers.model_copy(update={"history_max_chars": 40})})
+    client = await make_client(config)
+    cid = (await ask(client, "A first question that is long enough"))["conversation_id"]
+    await ask(client, "Second?", cid)
+    await ask(client, "Third?", cid)
+    roles = [m["role"] for m in fake.requests[2]["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]  # only "Second?" and its answer fit
+    assert fake.requests[2]["messages"][1]["content"] == "Second?"
+
+
+async def test_only_the_owner_or_an_admin_reads_renames_or_deletes(
+    make_client: ClientFactory, make_config: Any, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump(KEYS))
+    client = await make_client(make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}}))
+    resp = await client.post("/v1/query", json={"query": "How do I start the server?"}, headers=as_user("alice"))
+    cid = (await resp.json())["conversation_id"]
+    for method, body, action in (
+        ("GET", None, "read"),
+        ("PUT", {"topic_summary": "x"}, "update"),
+        ("DELETE", None, "delete"),
+    ):
+        refused = await client.request(method, f"/v2/conversations/{cid}", json=body, headers=as_user("bob"))
+        assert refused.status == 403
+        assert await refused.json() == {
+            "detail": {
+                "response": "User does not have permission to perform this action",
+                "cause": f"User bob does not have permission to {action} conversation with ID {cid}",
+            }
+        }
+    assert (await client.get("/v1/conversations", headers=as_user("bob"))).status == 200
+    assert (await client.get(f"/v1/conversations/{cid}")).status == 401
+    admin = await client.get(f"/v1/conversations/{cid}", headers=as_user("admin"))
+    assert admin.status == 200
+    renamed = await client.put(f"/v1/conversations/{cid}", json={"topic_summary": "Starting"}, headers=as_user("alice"))
+    assert await renamed.json() == {
+        "conversation_id": cid,
+        "success": True,
+        "message": "Topic summary updated successfully",
+    }
+    listed = await (await client.get("/v1/conversations", headers=as_user("alice"))).json()
+    assert listed["conversations"][0]["topic_summary"] == "Starting"
+    deleted = await client.delete(f"/v1/conversations/{cid}", headers=as_user("admin"))
+    assert (await deleted.json())["deleted"] is True
+
+
+async def test_delete_removes_the_history_and_keeps_the_transcripts(client: Any, config: AppConfig) -> None:
+    cid = (await ask(client, "How do I start the server?"))["conversation_id"]
+    await ask(client, "And install?", cid)
+    resp = await client.delete(f"/v2/conversations/{cid}?user_id=alice")
+    assert await resp.json() == {
+        "conversation_id": cid,
+        "deleted": True,
+        "response": "Conversation deleted successfully",
+        "success": True,
+    }
+    gone = await client.get(f"/v2/conversations/{cid}?user_id=alice")
+    assert gone.status == 404
+    assert await gone.json() == {
+        "detail": {"response": "Conversation not found", "cause": f"Conversation with ID {cid} does not exist"}
+    }
+    again = await (await client.delete(f"/v2/conversations/{cid}?user_id=alice")).json()
+    assert (again["deleted"], again["response"]) == (False, "Conversation not found")
+    continued = await client.post("/v1/query?user_id=alice", json={"query": "more", "conversation_id": cid})
+    assert continued.status == 404
+    transcripts = config.user_data_collection.transcripts_storage
+    assert transcripts is not None
+    assert len(list(transcripts.rglob(f"{cid}/*.json"))) == 2
+
+
+async def test_bad_ids_and_bodies_are_400_and_422(client: Any) -> None:
+    bad = await client.get("/v1/conversations/not-a-uuid?user_id=alice")
+    assert bad.status == 400
+    assert await bad.json() == {
+        "detail": {
+            "response": "Invalid conversation ID format",
+            "cause": "The conversation ID not-a-uuid has invalid format.",
+        }
+    }
+    cid = (await ask(client, "How do I start the server?"))["conversation_id"]
+    empty = await client.put(f"/v2/conversations/{cid}?user_id=alice", json={"topic_summary": ""})
+    assert empty.status == 422
+    assert (await empty.json())["detail"][0]["loc"] == ["body", "topic_summary"]
+    unknown = await client.put(f"/v2/conversations/{uuid.uuid4()}?user_id=alice", json={"topic_summary": "x"})
+    assert unknown.status == 404
+
+
+async def test_history_survives_a_restart(make_client: ClientFactory, config: AppConfig) -> None:
+    first = await make_client(config)
+    cid = (await ask(first, "How do I start the server?"))["conversation_id"]
+    await ask(first, "And install?", cid)
+    await first.close()
+    second = await make_client(config)
+    body = await (await second.get(f"/v2/conversations/{cid}?user_id=alice")).json()
+    assert [t["messages"][0]["content"] for t in body["chat_history"]] == ["How do I start the server?", "And install?"]
+
+
+async def test_the_old_owners_file_is_imported_once_and_kept(make_client: ClientFactory, config: AppConfig) -> None:
+    state = config.service.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    old = str(uuid.uuid4())
+    from lightspeed.identity import UserHasher
+
+    owner = UserHasher.from_state_dir(state)("alice")
+    line = {"conversation_id": old, "user_hash": owner, "created": "2026-01-02T03:04:05+00:00"}
+    (state / "conversations.jsonl").write_text(json.dumps(line) + "\n{torn")
+    client = await make_client(config)
+    assert (await client.post("/v1/query?user_id=bob", json={"query": "x", "conversation_id": old})).status == 403
+    await ask(client, "How do I start the server?", old)
+    assert not (state / "conversations.jsonl").exists()
+    assert (state / "conversations.jsonl.migrated").read_text().startswith(json.dumps(line))
+    listed = (await (await client.get("/v1/conversations?user_id=alice")).json())["conversations"]
+    assert [(c["conversation_id"], c["created_at"], c["message_count"]) for c in listed] == [
+        (old, "2026-01-02T03:04:05+00:00", 1)
+    ]
