@@ -158,7 +158,7 @@ async def test_openai_unreachable_is_503_and_unready(make_client: ClientFactory,
     assert (await resp.json())["detail"]["response"] == "Unable to connect to the answer provider"
     ready = await client.get("/readiness")
     assert ready.status == 503
-    assert (await ready.json())["providers"] == ["openai"]
+    assert [p["provider_id"] for p in (await ready.json())["providers"]] == ["openai"]
 
 
 async def test_openai_timeout_is_503(make_client: ClientFactory, make_config: Any, llm: tuple[FakeLLM, str]) -> None:
@@ -177,6 +177,9 @@ async def test_openai_models_are_listed_and_ready(
     client = await make_client(openai_config(make_config, url))
     assert (await client.get("/readiness")).status == 200
     models = (await (await client.get("/v1/models")).json())["models"]
-    assert [m["identifier"] for m in models] == ["openai/tiny"]
+    assert [(m["identifier"], m["model_type"]) for m in models] == [
+        ("openai/tiny", "llm"),
+        ("sentence-transformers/all-MiniLM-L6-v2", "embedding"),
+    ]
     ok = await client.post("/v1/query", json={"query": "start", "provider": "openai", "model": "tiny"})
     assert ok.status == 200

@@ -157,14 +157,31 @@ async def test_provider_and_model_together_must_be_offered(client: Any) -> None:
     """A provider/model pair this server offers is accepted; another one is a 404."""
     ok = await client.post("/v1/query", json={"query": "start", "provider": "local", "model": "extractive"})
     assert ok.status == 200
-    missing = await client.post("/v1/query", json={"query": "start", "provider": "openai", "model": "gpt-4"})
-    assert missing.status == 404
-    assert await missing.json() == {
-        "detail": {
-            "response": "Model not found",
-            "cause": "Model 'gpt-4' from provider 'openai' is not available",
-        }
+    provider = await client.post("/v1/query", json={"query": "start", "provider": "openai", "model": "gpt-4"})
+    assert provider.status == 404
+    assert await provider.json() == {
+        "detail": {"response": "Provider not found", "cause": "Provider with ID openai does not exist"}
     }
+    model = await client.post("/v1/query", json={"query": "start", "provider": "local", "model": "gpt-4"})
+    assert model.status == 404
+    assert await model.json() == {
+        "detail": {"response": "Model not found", "cause": "Model with ID gpt-4 does not exist"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"provider": "local"}, "Value error, Model must be specified if provider is specified"),
+        ({"model": "extractive"}, "Value error, Provider must be specified if model is specified"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/query", "/v1/streaming_query"])
+async def test_provider_and_model_come_together(client: Any, route: str, body: dict[str, str], message: str) -> None:
+    resp = await client.post(route, json={"query": "start", **body})
+    assert resp.status == 422
+    [error] = (await resp.json())["detail"]
+    assert (error["type"], error["loc"], error["msg"]) == ("value_error", ["body"], message)
 
 
 async def test_malformed_json_is_422(client: Any) -> None:

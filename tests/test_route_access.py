@@ -26,7 +26,7 @@ SERVER_ROUTES = {
     ("POST", "/v1/feedback"): "user",
     ("GET", "/v1/feedback/status"): "public",
     ("PUT", "/v1/feedback/status"): "admin",
-    ("GET", "/v1/models"): "public",
+    ("GET", "/v1/models"): "user",
     ("GET", "/v1/embedding-models"): "admin",
     ("POST", "/v1/embedding-models"): "admin",
     ("PUT", "/v1/embedding-models/active"): "admin",

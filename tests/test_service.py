@@ -42,7 +42,13 @@ async def test_liveness(client: Any) -> None:
 async def test_readiness_is_ready_with_documents_and_storage(client: Any) -> None:
     resp = await client.get("/readiness")
     assert resp.status == 200
-    assert await resp.json() == {"ready": True, "reason": "service is ready", "providers": []}
+    assert await resp.json() == {
+        "ready": True,
+        "reason": "All providers are healthy",
+        "overall_status": "healthy",
+        "impacts": None,
+        "providers": [],
+    }
 
 
 async def test_readiness_is_503_when_storage_disappears(client: Any, config: AppConfig) -> None:
@@ -55,13 +61,24 @@ async def test_readiness_is_503_when_storage_disappears(client: Any, config: App
     body = await resp.json()
     assert body["ready"] is False
     assert str(storage) in body["reason"]
+    assert (body["overall_status"], body["impacts"], body["providers"]) == (
+        "degraded",
+        ["Transcripts and feedback cannot be stored"],
+        [],
+    )
 
 
 async def test_readiness_is_503_when_the_provider_is_unusable(make_client: ClientFactory, config: AppConfig) -> None:
     client = await make_client(config, provider=BrokenProvider())
     resp = await client.get("/readiness")
     assert resp.status == 503
-    assert await resp.json() == {"ready": False, "reason": "the provider is broken", "providers": ["local"]}
+    assert await resp.json() == {
+        "ready": False,
+        "reason": "the provider is broken",
+        "overall_status": "unhealthy",
+        "impacts": ["LLM inference unavailable"],
+        "providers": [{"provider_id": "local", "status": "unhealthy", "message": "the provider is broken"}],
+    }
 
 
 async def test_an_unexpected_error_is_a_generic_500(make_client: ClientFactory, config: AppConfig) -> None:
@@ -113,18 +130,42 @@ async def test_metrics_count_requests_and_records(client: Any) -> None:
     assert 'lightspeed_records_written_total{kind="feedback"} 0.0' in text
 
 
-async def test_models_lists_the_offered_model(client: Any) -> None:
-    body = await (await client.get("/v1/models")).json()
-    assert body["models"] == [
-        {
-            "identifier": "local/extractive",
-            "metadata": {"embedding_model": "all-MiniLM-L6-v2"},
-            "api_model_type": "llm",
-            "provider_id": "local",
-            "type": "model",
-            "provider_resource_id": "extractive",
+async def test_models_lists_the_answer_and_embedding_models_by_type(client: Any) -> None:
+    llm = {
+        "identifier": "local/extractive",
+        "metadata": {"embedding_model": "all-MiniLM-L6-v2"},
+        "api_model_type": "llm",
+        "provider_id": "local",
+        "type": "model",
+        "provider_resource_id": "extractive",
+        "model_type": "llm",
+    }
+    embedding = {
+        "identifier": "sentence-transformers/all-MiniLM-L6-v2",
+        "metadata": {"embedding_dimension": 384},
+        "api_model_type": "embedding",
+        "provider_id": "sentence-transformers",
+        "type": "model",
+        "provider_resource_id": "all-MiniLM-L6-v2",
+        "model_type": "embedding",
+    }
+    assert (await (await client.get("/v1/models")).json())["models"] == [llm, embedding]
+    assert (await (await client.get("/v1/models?model_type=llm")).json())["models"] == [llm]
+    assert (await (await client.get("/v1/models?model_type=embedding")).json())["models"] == [embedding]
+    assert (await (await client.get("/v1/models?model_type=tts")).json())["models"] == []
+
+
+async def test_models_needs_a_token_when_the_auth_module_does(make_client: ClientFactory, make_config: Any) -> None:
+    client = await make_client(make_config(authentication={"module": "noop-with-token"}))
+    missing = await client.get("/v1/models")
+    assert missing.status == 401
+    assert await missing.json() == {
+        "detail": {
+            "response": "Missing or invalid credentials provided by client",
+            "cause": "No Authorization header found",
         }
-    ]
+    }
+    assert (await client.get("/v1/models", headers={"Authorization": "Bearer t"})).status == 200
 
 
 async def test_openapi_describes_every_route_and_body(client: Any) -> None:

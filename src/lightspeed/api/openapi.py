@@ -88,6 +88,12 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
                 }
                 for name in parameters
             ]
+        operation.setdefault("parameters", []).extend(
+            {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+            for name, text in route.query.items()
+        )
+        if not operation["parameters"]:
+            del operation["parameters"]
         if route.body is not None:
             operation["requestBody"] = {"required": True, "content": _content(route.body, schemas)}
         if route.authenticated:

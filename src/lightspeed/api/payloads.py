@@ -89,8 +89,10 @@ class QueryRequest(Body):
 
     @model_validator(mode="after")
     def _provider_with_model(self) -> Self:
-        if (self.provider is None) != (self.model is None):
-            raise ValueError("Provider and model must be specified together or not at all")
+        if self.provider is not None and self.model is None:
+            raise ValueError("Model must be specified if provider is specified")
+        if self.model is not None and self.provider is None:
+            raise ValueError("Provider must be specified if model is specified")
         return self
 
 
@@ -227,10 +229,18 @@ class LivenessResponse(BaseModel):
     alive: bool
 
 
+class ProviderHealthStatus(BaseModel):
+    provider_id: str
+    status: str
+    message: str | None = None
+
+
 class ReadinessResponse(BaseModel):
     ready: bool
     reason: str
-    providers: list[str]
+    overall_status: Literal["healthy", "degraded", "unhealthy"]
+    impacts: list[str] | None
+    providers: list[ProviderHealthStatus]
 
 
 class ModelInfo(BaseModel):
@@ -240,6 +250,7 @@ class ModelInfo(BaseModel):
     provider_id: str
     type: str
     provider_resource_id: str
+    model_type: Literal["llm", "embedding"]
 
 
 class ModelsResponse(BaseModel):

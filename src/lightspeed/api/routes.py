@@ -26,6 +26,8 @@ class Route:
     # A status's body: a model (JSON), media types (text), or None (no body, e.g. 204).
     responses: dict[int, ResponseBody] = field(default_factory=dict)
     authenticated: bool = True
+    # Query parameters: name -> description (all optional strings).
+    query: dict[str, str] = field(default_factory=dict)
 
 
 _ERRORS: dict[int, ResponseBody] = {
@@ -152,9 +154,9 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/models",
         service.models,
-        "The answer models this server offers",
-        responses={200: p.ModelsResponse},
-        authenticated=False,
+        "The answer models (llm) and the embedding model (embedding) this server offers",
+        responses={200: p.ModelsResponse, 401: p.ErrorResponse, 403: p.ErrorResponse},
+        query={"model_type": "Only models of this type: llm or embedding (another type: none)"},
     ),
     Route(
         "GET",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lightspeed.api.keys import ANSWERS, CONFIG, METRICS, OPENAPI
+from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, METRICS, OPENAPI
 from lightspeed_common.records import storage_roots
 
 
@@ -20,23 +20,35 @@ def _unwritable(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not (p.is_dir() and os.access(p, os.W_OK | os.X_OK))]
 
 
+LLM_UNAVAILABLE = "LLM inference unavailable"
+RECORDS_UNAVAILABLE = "Transcripts and feedback cannot be stored"
+
+
 async def readiness(request: web.Request) -> web.Response:
-    """503 when the answer provider or a storage directory is not usable."""
+    """503 when the answer provider or a storage directory is not usable, in lightspeed-stack's shape:
+    `overall_status` unhealthy when no answer can be given, degraded when answers work but records
+    cannot be stored; `impacts` says what does not work; `providers` lists the unhealthy ones."""
     app = request.app
     storage = list(storage_roots(app[CONFIG]).values())
     reasons: list[str] = []
-    unhealthy: list[str] = []
+    impacts: list[str] = []
+    unhealthy: list[dict[str, str]] = []
     provider = app[ANSWERS].provider
     provider_reason = await provider.unready_reason()
     if provider_reason:
         reasons.append(provider_reason)
-        unhealthy.append(provider.name)
-    for path in await asyncio.to_thread(_unwritable, storage):
-        reasons.append(f"storage directory {path} is not writable")
+        impacts.append(LLM_UNAVAILABLE)
+        unhealthy.append({"provider_id": provider.name, "status": "unhealthy", "message": provider_reason})
+    unwritable = await asyncio.to_thread(_unwritable, storage)
+    reasons += [f"storage directory {path} is not writable" for path in unwritable]
+    if unwritable:
+        impacts.append(RECORDS_UNAVAILABLE)
     ready = not reasons
     body = {
         "ready": ready,
-        "reason": "service is ready" if ready else "; ".join(reasons),
+        "reason": "All providers are healthy" if ready else "; ".join(reasons),
+        "overall_status": "healthy" if ready else "unhealthy" if provider_reason else "degraded",
+        "impacts": impacts or None,
         "providers": unhealthy,
     }
     return web.json_response(body, status=200 if ready else 503)
@@ -51,19 +63,40 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+def _catalog_model(provider: str, model: str, model_type: str, metadata: dict[str, object]) -> dict[str, object]:
+    return {
+        "identifier": f"{provider}/{model}",
+        "metadata": metadata,
+        "api_model_type": model_type,
+        "provider_id": provider,
+        "type": "model",
+        "provider_resource_id": model,
+        "model_type": model_type,
+    }
+
+
 async def models(request: web.Request) -> web.Response:
-    answers = request.app[ANSWERS]
+    """The answer models (`llm`) and the embedding model retrieval uses (`embedding`); `?model_type=`
+    keeps one type (an unknown type: none)."""
+    app = request.app
+    app[AUTH](request)
+    answers = app[ANSWERS]
+    embedder = answers.index.embedder
     listed = [
-        {
-            "identifier": f"{choice.provider}/{choice.model}",
-            "metadata": {"embedding_model": answers.index.embedder.name} if choice.provider == "local" else {},
-            "api_model_type": "llm",
-            "provider_id": choice.provider,
-            "type": "model",
-            "provider_resource_id": choice.model,
-        }
+        _catalog_model(
+            choice.provider,
+            choice.model,
+            "llm",
+            {"embedding_model": embedder.name} if choice.provider == "local" else {},
+        )
         for choice in answers.available()
     ]
+    listed.append(
+        _catalog_model("sentence-transformers", embedder.name, "embedding", {"embedding_dimension": embedder.dimension})
+    )
+    wanted = request.query.get("model_type")
+    if wanted is not None:
+        listed = [m for m in listed if m["model_type"] == wanted]
     return web.json_response({"models": listed})
 
 
