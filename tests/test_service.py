@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from lightspeed.answers.providers.base import Completion, Question
 from lightspeed.api.routes import ROUTES
 from lightspeed_common.config import AppConfig
+from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
 
 
@@ -30,6 +31,16 @@ class BrokenProvider:
         return "the provider is broken"
 
     async def close(self) -> None:
+        return None
+
+
+class FailingProvider(BrokenProvider):
+    """Ready, but every answer fails as an unreachable endpoint would."""
+
+    async def complete(self, question: Question) -> Completion:
+        raise ServiceUnavailable("Unable to connect to the answer provider", "connection refused")
+
+    async def unready_reason(self) -> str | None:
         return None
 
 
@@ -193,3 +204,61 @@ async def test_request_ids_are_echoed_or_made(client: Any) -> None:
     made = await client.get("/liveness", headers={"X-Request-ID": "bad id with spaces"})
     assert len(made.headers["X-Request-ID"]) == 32
     assert made.headers["X-Request-ID"] != (await client.get("/liveness")).headers["X-Request-ID"]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page, by name and sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_carry_lightspeed_stacks_ls_family(make_client: ClientFactory, config: AppConfig) -> None:
+    """The ls_* names and labels; token counters grow after an answer and stay put after a 4xx."""
+    client = await make_client(config)
+    query = {"endpoint": "/v1/query", "model": "extractive", "provider": "local"}
+    llm = {"model": "extractive", "provider": "local"}
+
+    def key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return (name, tuple(sorted(labels.items())))
+
+    async def page() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return samples(await (await client.get("/metrics")).text())
+
+    first = await page()
+    assert first[key("ls_provider_model_configuration", llm)] == 1.0
+    assert first[key("ls_started_in_degraded_mode", {})] == 0.0
+    assert key("ls_llm_token_sent_total", query) not in first
+    assert (await client.post("/v1/query", json={"query": "How do I start the server?"})).status == 200
+    after = await page()
+    sent = after[key("ls_llm_token_sent_total", query)]
+    received = after[key("ls_llm_token_received_total", query)]
+    assert sent > 0
+    assert received > 0
+    assert after[key("ls_llm_calls_total", llm)] == 1.0
+    assert after[key("ls_llm_inference_duration_seconds_count", query)] == 1.0
+    assert after[key("ls_rest_api_calls_total", {"path": "/v1/query", "status_code": "200"})] == 1.0
+    assert after[key("ls_response_duration_seconds_count", {"path": "/v1/query"})] == 1.0
+    assert after[key("ls_llm_validation_errors_total", llm)] == 0.0
+    assert (await client.post("/v1/query", json={"query": "x", "provider": "local"})).status == 422
+    refused = await page()
+    assert refused[key("ls_llm_token_sent_total", query)] == sent
+    assert refused[key("ls_llm_token_received_total", query)] == received
+    assert refused[key("ls_rest_api_calls_total", {"path": "/v1/query", "status_code": "422"})] == 1.0
+    streamed = await client.post("/v1/streaming_query", json={"query": "How do I start the server?"})
+    await streamed.read()
+    stream = {**query, "endpoint": "/v1/streaming_query"}
+    assert (await page())[key("ls_llm_token_received_total", stream)] > 0
+
+
+async def test_failed_llm_calls_are_counted(make_client: ClientFactory, config: AppConfig) -> None:
+    client = await make_client(config, provider=FailingProvider())
+    assert (await client.post("/v1/query", json={"query": "start"})).status == 503
+    text = await (await client.get("/metrics")).text()
+    found = samples(text)
+    assert found[("ls_llm_calls_failures_total", (("model", "extractive"), ("provider", "local")))] == 1.0
+    assert found[("ls_started_in_degraded_mode", ())] == 0.0

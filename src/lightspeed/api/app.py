@@ -53,6 +53,7 @@ from lightspeed_common.identity import RequestIds, installation_id
 from lightspeed_common.records import FEEDBACK, RECORD_KINDS, TRANSCRIPT
 
 log = structlog.get_logger(__name__)
+DEGRADED_CHECK_SECONDS = 2.0  # how long start-up asks the provider whether it is ready (ls_started_in_degraded_mode)
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,13 @@ def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvi
         index = await asyncio.to_thread(PassageIndex.build, model, passages)
         answerer = provider or await _build_provider(config, index)
         app[ANSWERS] = Answerer(index, answerer, local)
+        for choice in app[ANSWERS].available():
+            app[METRICS].offer_model(choice.provider, choice.model)
+        try:
+            degraded = await asyncio.wait_for(answerer.unready_reason(), DEGRADED_CHECK_SECONDS) is not None
+        except TimeoutError:
+            degraded = True
+        app[METRICS].ls.started_in_degraded_mode.set(1 if degraded else 0)
         manager = ModelManager(
             catalog,
             app[ANSWERS],

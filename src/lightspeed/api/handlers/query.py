@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from aiohttp import web
 from lightspeed.answers.answering import ModelChoice, recent_history, retrieval_query
 from lightspeed.answers.providers.base import Attachment, Exchange, Question, count_tokens, input_tokens
 from lightspeed.answers.retrieval import Hit
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR
+from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR
 from lightspeed.api.payloads import QueryRequest, parse_body
 from lightspeed.auth import User
 from lightspeed.conversations import ConversationStore, Turn
@@ -148,9 +149,29 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         log.debug("record_written", kind="transcript", file=path.name)
 
 
+def _llm_failed(app: web.Application, prepared: PreparedQuery) -> None:
+    app[METRICS].llm_failure(prepared.choice.provider, prepared.choice.model)
+
+
 async def query(request: web.Request) -> web.Response:
+    app = request.app
     prepared = await prepare_query(request)
-    completion = await request.app[ANSWERS].provider.complete(prepared.question)
+    started = time.perf_counter()
+    try:
+        completion = await app[ANSWERS].provider.complete(prepared.question)
+    except ApiError:
+        _llm_failed(app, prepared)
+        raise
+    choice = prepared.choice
+    seconds = time.perf_counter() - started
+    app[METRICS].llm_call(
+        choice.provider,
+        choice.model,
+        "/v1/query",
+        seconds=seconds,
+        sent=completion.input_tokens,
+        received=completion.output_tokens,
+    )
     await finish_turn(request.app, prepared, completion.text, truncated=False)
     return web.json_response(
         {
@@ -217,8 +238,13 @@ class AnswerStream:
 
 async def streaming_query(request: web.Request) -> web.StreamResponse:
     prepared = await prepare_query(request)
+    started = time.perf_counter()
     pieces = request.app[ANSWERS].provider.stream(prepared.question)
-    first = await _first_piece(pieces)
+    try:
+        first = await _first_piece(pieces)
+    except ApiError:
+        _llm_failed(request.app, prepared)
+        raise
     as_text = prepared.body.media_type == "text/plain"
     response = web.StreamResponse(
         headers={
@@ -233,7 +259,17 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     try:
         await stream.run(prepared, first, pieces)
         completed = True
+        text, choice = "".join(stream.parts), prepared.choice
+        request.app[METRICS].llm_call(
+            choice.provider,
+            choice.model,
+            "/v1/streaming_query",
+            seconds=time.perf_counter() - started,
+            sent=input_tokens(prepared.question),
+            received=count_tokens(text),
+        )
     except ApiError as exc:
+        _llm_failed(request.app, prepared)
         log.warning("stream_failed", status=exc.status, response=exc.response)
         with contextlib.suppress(ConnectionError):
             await stream.event("error", {"response": exc.response, "cause": exc.cause})
