@@ -140,6 +140,9 @@ class SQLiteConversationStore:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversations")
+        # Owners never change, so one looked up or created here is remembered: the owner check on
+        # every follow-up and feedback costs a dict lookup, not a trip to the store's thread.
+        self._owners: dict[str, str] = {}
 
     @classmethod
     def open(cls, state_dir: Path) -> SQLiteConversationStore:
@@ -174,7 +177,12 @@ class SQLiteConversationStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(call, *args, **kwargs))
 
     async def owner(self, conversation_id: str) -> str | None:
-        return await self._run(self._owner, conversation_id)
+        known = self._owners.get(conversation_id)
+        if known is None:
+            known = await self._run(self._owner, conversation_id)
+            if known is not None:
+                self._owners[conversation_id] = known
+        return known
 
     def _owner(self, conversation_id: str) -> str | None:
         row = self._db.execute(
@@ -184,6 +192,7 @@ class SQLiteConversationStore:
 
     async def add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
         await self._run(self._add_turn, conversation_id, owner, turn)
+        self._owners.setdefault(conversation_id, owner)
 
     def _add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
         completed = turn.completed_at.isoformat()
@@ -249,6 +258,7 @@ class SQLiteConversationStore:
         ]
 
     async def delete(self, conversation_id: str) -> bool:
+        self._owners.pop(conversation_id, None)
         return await self._run(self._delete, conversation_id)
 
     def _delete(self, conversation_id: str) -> bool:
