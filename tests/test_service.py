@@ -262,3 +262,26 @@ async def test_failed_llm_calls_are_counted(make_client: ClientFactory, config: 
     found = samples(text)
     assert found[("ls_llm_calls_failures_total", (("model", "extractive"), ("provider", "local")))] == 1.0
     assert found[("ls_started_in_degraded_mode", ())] == 0.0
+
+
+async def test_root_authorized_and_info_answer_as_lightspeed_stack(
+    make_client: ClientFactory, make_config: Any
+) -> None:
+    from lightspeed_common.version import VERSION
+
+    client = await make_client(make_config())
+    root = await client.get("/")
+    assert root.status == 200
+    assert root.headers["Content-Type"].startswith("text/html")
+    assert f"lightspeed {VERSION}" in await root.text()
+    me = await client.post("/authorized?user_id=alice")
+    username = make_config().authentication.default_username
+    assert await me.json() == {"user_id": "alice", "username": username, "skip_userid_check": True}
+    assert await (await client.get("/v1/info")).json() == {
+        "name": "lightspeed",
+        "service_version": VERSION,
+        "llama_stack_version": "none",
+    }
+    guarded = await make_client(make_config(authentication={"module": "noop-with-token"}))
+    for method, path in (("GET", "/"), ("POST", "/authorized"), ("GET", "/v1/info")):
+        assert (await guarded.request(method, path)).status == 401

@@ -229,6 +229,18 @@ class LivenessResponse(BaseModel):
     alive: bool
 
 
+class AuthorizedResponse(BaseModel):
+    user_id: str
+    username: str
+    skip_userid_check: bool
+
+
+class InfoResponse(BaseModel):
+    name: str
+    service_version: str
+    llama_stack_version: str
+
+
 class ProviderHealthStatus(BaseModel):
     provider_id: str
     status: str

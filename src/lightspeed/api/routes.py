@@ -43,6 +43,7 @@ _ANSWER_ERRORS: dict[int, ResponseBody] = {
     503: p.ErrorResponse,
 }
 
+_AUTH_ERRORS: dict[int, ResponseBody] = {401: p.ErrorResponse, 403: p.ErrorResponse}
 _CONVERSATION_ERRORS: dict[int, ResponseBody] = {**_ERRORS, 400: p.ErrorResponse, 404: p.ErrorResponse}
 
 ROUTES: tuple[Route, ...] = (
@@ -258,6 +259,21 @@ ROUTES: tuple[Route, ...] = (
         settings_page.settings_page,
         "The settings page's script and style sheet",
         responses={200: ("text/javascript", "text/css"), 401: "text/html", 403: p.ErrorResponse, 404: p.ErrorResponse},
+    ),
+    Route("GET", "/", service.root, "A page naming the service", responses={200: "text/html", **_AUTH_ERRORS}),
+    Route(
+        "POST",
+        "/authorized",
+        service.authorized,
+        "Who the credentials say the caller is",
+        responses={200: p.AuthorizedResponse, **_AUTH_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/info",
+        service.info,
+        "The service's name and version",
+        responses={200: p.InfoResponse, **_AUTH_ERRORS},
     ),
     Route(
         "GET",

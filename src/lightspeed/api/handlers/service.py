@@ -10,6 +10,36 @@ from aiohttp import web
 
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, METRICS, OPENAPI
 from lightspeed_common.records import storage_roots
+from lightspeed_common.version import VERSION
+
+ROOT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lightspeed</title></head>
+<body><h1>lightspeed {version}</h1>
+<p>An assistant API compatible with lightspeed-stack: <a href="/openapi.json">/openapi.json</a>
+describes every route; <a href="/settings">/settings</a> is the admin page.</p></body></html>
+"""
+# We run no Llama Stack; lightspeed-stack's clients read this field, so it says so.
+NO_LLAMA_STACK = "none"
+
+
+async def root(request: web.Request) -> web.Response:
+    """GET /: a short page naming the service (authenticated, as lightspeed-stack's)."""
+    request.app[AUTH](request)
+    return web.Response(text=ROOT_PAGE.format(version=VERSION), content_type="text/html")
+
+
+async def authorized(request: web.Request) -> web.Response:
+    """POST /authorized: who the credentials say the caller is. `skip_userid_check` is true when
+    the auth module takes the user id on trust (noop, noop-with-token), false for api-key."""
+    app = request.app
+    user = app[AUTH](request)
+    trusted = app[CONFIG].authentication.module != "api-key"
+    return web.json_response({"user_id": user.user_id, "username": user.username, "skip_userid_check": trusted})
+
+
+async def info(request: web.Request) -> web.Response:
+    request.app[AUTH](request)
+    return web.json_response({"name": "lightspeed", "service_version": VERSION, "llama_stack_version": NO_LLAMA_STACK})
 
 
 async def liveness(request: web.Request) -> web.Response:
