@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -265,7 +266,7 @@ async def test_failed_llm_calls_are_counted(make_client: ClientFactory, config: 
 
 
 async def test_root_authorized_and_info_answer_as_lightspeed_stack(
-    make_client: ClientFactory, make_config: Any
+    make_client: ClientFactory, make_config: Any, tmp_path: Path
 ) -> None:
     from lightspeed_common.version import VERSION
 
@@ -282,6 +283,11 @@ async def test_root_authorized_and_info_answer_as_lightspeed_stack(
         "service_version": VERSION,
         "llama_stack_version": "none",
     }
+    keys = tmp_path / "keys.yaml"
+    keys.write_text('[{"key": "k-0123456789abcdef", "user_id": "carol", "role": "user"}]')
+    keyed = await make_client(make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}}))
+    checked = await keyed.post("/authorized", headers={"Authorization": "Bearer k-0123456789abcdef"})
+    assert await checked.json() == {"user_id": "carol", "username": "carol", "skip_userid_check": False}
     guarded = await make_client(make_config(authentication={"module": "noop-with-token"}))
     for method, path in (("GET", "/"), ("POST", "/authorized"), ("GET", "/v1/info")):
         assert (await guarded.request(method, path)).status == 401
