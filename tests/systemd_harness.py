@@ -118,10 +118,14 @@ class Container:
         return result
 
     def write(self, path: str, text: str, mode: str = "0644", owner: str = "root:root") -> None:
+        """Write a file whole: under a dot-name first, renamed once its mode and owner are set, so a
+        running collector (which ignores dot-files) never claims it half-made."""
+        folder, name = path.rsplit("/", 1)
+        tmp = f"{folder}/.{name}.tmp"
         self.run(
             "sh",
             "-c",
-            f"mkdir -p $(dirname {path}) && cat > {path} && chmod {mode} {path} && chown {owner} {path}",
+            f"mkdir -p {folder} && cat > {tmp} && chmod {mode} {tmp} && chown {owner} {tmp} && mv {tmp} {path}",
             stdin=text,
         )
 
