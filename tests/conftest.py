@@ -17,6 +17,7 @@ from lightspeed.answers.providers.base import AnswerProvider
 from lightspeed.api.app import create_app
 from lightspeed.models.embedding import SentenceTransformerEmbedder, load_embedder
 from lightspeed_common.config import AppConfig, config_from_mapping
+from tests.fake_llm import llm  # noqa: F401 - a fixture, shared by the tests that talk to an OpenAI server
 from tests.ingest_support import IngestFactory, ingest_config
 from tests.registry import Registry
 from tests.support import deep_merge

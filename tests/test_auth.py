@@ -34,10 +34,11 @@ async def test_noop_with_token_requires_a_bearer_header(make_client: ClientFacto
     missing = await client.post("/v1/query", json={"query": "start"})
     assert missing.status == 401
     assert await missing.json() == {
+        "status_code": 401,
         "detail": {
             "response": "Missing or invalid credentials provided by client",
             "cause": "No Authorization header found",
-        }
+        },
     }
     wrong_scheme = await client.post("/v1/query", json={"query": "start"}, headers={"Authorization": "Basic abc"})
     assert wrong_scheme.status == 401
@@ -73,7 +74,10 @@ async def test_api_keys_map_to_users_and_roles(make_client: ClientFactory, make_
     assert spoof.status == 200
     denied = await client.put("/v1/feedback/status", json={"status": False}, headers=bearer("user-key-0123456789"))
     assert denied.status == 403
-    assert (await denied.json())["detail"]["response"] == "Insufficient permissions"
+    assert (await denied.json())["detail"] == {
+        "response": "User does not have permission to access this endpoint",
+        "cause": "User alice is not authorized to access this endpoint.",
+    }
     allowed = await client.put("/v1/feedback/status", json={"status": False}, headers=bearer("admin-key-0123456789"))
     assert allowed.status == 200
     assert (await allowed.json())["status"]["updated_by"] == "root-admin"

@@ -12,7 +12,7 @@ import yaml
 
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
-from tests.test_openai_provider import FakeLLM, llm, openai_config  # noqa: F401 - the llm fixture
+from tests.fake_llm import FakeLLM, openai_config
 
 KEYS = [
     {"key": "alice-key-0123456789", "user_id": "alice", "role": "user"},
@@ -84,7 +84,7 @@ async def test_a_follow_up_that_refers_back_is_answered_from_the_earlier_questio
 async def test_the_openai_provider_gets_the_earlier_turns_as_messages(
     make_client: ClientFactory,
     make_config: Any,
-    llm: tuple[FakeLLM, str],  # noqa: F811
+    llm: tuple[FakeLLM, str],
 ) -> None:
     fake, url = llm
     client = await make_client(openai_config(make_config, url))
@@ -106,7 +106,7 @@ async def test_the_openai_provider_gets_the_earlier_turns_as_messages(
 async def test_the_history_sent_is_bounded_by_its_budget(
     make_client: ClientFactory,
     make_config: Any,
-    llm: tuple[FakeLLM, str],  # noqa: F811
+    llm: tuple[FakeLLM, str],
 ) -> None:
     fake, url = llm
     config = openai_config(make_config, url)
@@ -136,10 +136,11 @@ async def test_only_the_owner_or_an_admin_reads_renames_or_deletes(
         refused = await client.request(method, f"/v2/conversations/{cid}", json=body, headers=as_user("bob"))
         assert refused.status == 403
         assert await refused.json() == {
+            "status_code": 403,
             "detail": {
                 "response": "User does not have permission to perform this action",
                 "cause": f"User bob does not have permission to {action} conversation with ID {cid}",
-            }
+            },
         }
     assert (await client.get("/v1/conversations", headers=as_user("bob"))).status == 200
     assert (await client.get(f"/v1/conversations/{cid}")).status == 401
@@ -170,7 +171,8 @@ async def test_delete_removes_the_history_and_keeps_the_transcripts(client: Any,
     gone = await client.get(f"/v2/conversations/{cid}?user_id=alice")
     assert gone.status == 404
     assert await gone.json() == {
-        "detail": {"response": "Conversation not found", "cause": f"Conversation with ID {cid} does not exist"}
+        "status_code": 404,
+        "detail": {"response": "Conversation not found", "cause": f"Conversation with ID {cid} does not exist"},
     }
     again = await (await client.delete(f"/v2/conversations/{cid}?user_id=alice")).json()
     assert (again["deleted"], again["response"]) == (False, "Conversation not found")
@@ -185,10 +187,11 @@ async def test_bad_ids_and_bodies_are_400_and_422(client: Any) -> None:
     bad = await client.get("/v1/conversations/not-a-uuid?user_id=alice")
     assert bad.status == 400
     assert await bad.json() == {
+        "status_code": 400,
         "detail": {
             "response": "Invalid conversation ID format",
             "cause": "The conversation ID not-a-uuid has invalid format.",
-        }
+        },
     }
     cid = (await ask(client, "How do I start the server?"))["conversation_id"]
     empty = await client.put(f"/v2/conversations/{cid}?user_id=alice", json={"topic_summary": ""})

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from tests.fake_llm import free_port
 from tests.ingest_support import ARCHIVE_TYPE, TOKEN, records_archive
-from tests.test_openai_provider import free_port
 
 FAST = {"header_timeout_seconds": 0.5, "body_timeout_seconds": 0.5, "keepalive_timeout_seconds": 0.5}
 API_KEY = "lsk_this-admin-key-must-never-reach-a-log-line-0123456789"

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.test_openai_provider import free_port
+from tests.fake_llm import free_port
 
 
 def write_config(tmp_path: Path, **ingest: Any) -> Path:

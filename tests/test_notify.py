@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lightspeed_common.notify import Notifier
-from tests.test_openai_provider import free_port
+from tests.fake_llm import free_port
 from tests.test_process import call, process_config
 
 

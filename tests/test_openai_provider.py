@@ -2,73 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.conftest import ClientFactory
+from tests.fake_llm import ANSWER_PIECES, FakeLLM, free_port, openai_config
 from tests.support import json_files
 from tests.test_query import parse_sse
-
-ANSWER_PIECES = ["Use ", "make ", "run", "."]
-
-
-@dataclass
-class FakeLLM:
-    """Records the chat-completion requests it gets and answers as scripted."""
-
-    status: int = 200
-    body: Any = None
-    delay: float = 0.0
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        payload = await request.json()
-        self.requests.append(payload)
-        self.headers.append(dict(request.headers))
-        await asyncio.sleep(self.delay)
-        if self.status != 200:
-            return web.json_response({"error": {"message": "scripted failure"}}, status=self.status)
-        if self.body is not None:
-            return web.Response(text=self.body, content_type="application/json")
-        if payload.get("stream"):
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            for piece in ANSWER_PIECES:
-                chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-                await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            await resp.write(b"data: [DONE]\n\n")
-            return resp
-        return web.json_response(
-            {
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(ANSWER_PIECES)}}],
-                "usage": {"prompt_tokens": 42, "completion_tokens": 4},
-            }
-        )
-
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"data": [{"id": "tiny"}]})
-
-
-@pytest.fixture
-async def llm(aiohttp_server: Any) -> tuple[FakeLLM, str]:
-    fake = FakeLLM()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", fake.completions)
-    app.router.add_get("/v1/models", fake.models)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    return fake, f"http://127.0.0.1:{server.port}/v1"
-
-
-def openai_config(make_config: Any, base_url: str, **extra: Any) -> Any:
-    return make_config(answers={"provider": "openai", "openai": {"base_url": base_url, "model": "tiny", **extra}})
 
 
 async def test_openai_answers_with_passages_as_context(
@@ -141,13 +84,6 @@ async def test_openai_malformed_reply_is_502(
         resp = await client.post("/v1/query", json={"query": "start"})
         assert resp.status == 502
         assert (await resp.json())["detail"]["response"] == "The answer provider returned an error"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_openai_unreachable_is_503_and_unready(make_client: ClientFactory, make_config: Any) -> None:

@@ -99,6 +99,15 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("PUT", "/v2/conversations/0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10", "user", {"topic_summary": "x"}),
     ("DELETE", "/v2/conversations/0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10", "user", None),
     ("DELETE", "/v1/conversations/{CID}", "user", None),
+    ("POST", "/v1/streaming_query/interrupt", "user", {"request_id": OTHER_CONVERSATION}),
+    ("POST", "/v1/streaming_query/interrupt", "user", {}),
+    ("GET", "/v1/config", "admin", None),
+    ("GET", "/v1/config", "user", None),
+    ("GET", "/v1/providers", "user", None),
+    ("GET", "/v1/providers/local", "user", None),
+    ("GET", "/v1/providers/nope", "user", None),
+    ("GET", "/v1/shields", "user", None),
+    ("GET", "/v1/tools", None, None),
 ]
 
 

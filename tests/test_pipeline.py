@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_openai_provider import free_port
+from tests.fake_llm import free_port
 from tests.test_process import call, wait_ready
 
 

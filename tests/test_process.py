@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG
+from tests.fake_llm import free_port
 from tests.support import json_files
-from tests.test_openai_provider import free_port
 
 
 def start(config: dict[str, Any], tmp_path: Path, *extra: str) -> subprocess.Popen[str]:

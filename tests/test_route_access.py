@@ -23,6 +23,12 @@ USER_KEY, ADMIN_API_KEY = "user-key-0123456789", "admin-key-0123456789"
 SERVER_ROUTES = {
     ("POST", "/v1/query"): "user",
     ("POST", "/v1/streaming_query"): "user",
+    ("POST", "/v1/streaming_query/interrupt"): "user",
+    ("GET", "/v1/config"): "admin",
+    ("GET", "/v1/providers"): "user",
+    ("GET", "/v1/providers/{provider_id}"): "user",
+    ("GET", "/v1/shields"): "user",
+    ("GET", "/v1/tools"): "user",
     ("POST", "/v1/feedback"): "user",
     ("GET", "/v1/feedback/status"): "public",
     ("PUT", "/v1/feedback/status"): "admin",
@@ -76,6 +82,7 @@ INGEST_ROUTES = {
 SAMPLE = {
     "{conversation_id}": "9d5c7e0c-1a51-4e0e-9c39-5d1f8e7a2b10",
     "{model_name}": "some-model",
+    "{provider_id}": "local",
     "{asset}": "page.js",
     "{client_id}": "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10",
 }

@@ -9,7 +9,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from lightspeed.answers.providers.base import Completion, Question
+from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed.api.routes import ROUTES
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
@@ -25,7 +25,7 @@ class BrokenProvider:
     async def complete(self, question: Question) -> Completion:
         raise RuntimeError("secret internal detail")
 
-    def stream(self, question: Question) -> AsyncGenerator[str, None]:
+    def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
         raise RuntimeError("secret internal detail")
 
     async def unready_reason(self) -> str | None:
@@ -114,7 +114,10 @@ async def test_an_unexpected_error_is_a_generic_500(make_client: ClientFactory, 
 async def test_unknown_routes_and_methods_answer_in_the_error_format(client: Any) -> None:
     missing = await client.get("/v1/nothing")
     assert missing.status == 404
-    assert await missing.json() == {"detail": {"response": "Not Found", "cause": "No such route"}}
+    assert await missing.json() == {
+        "status_code": 404,
+        "detail": {"response": "Not Found", "cause": "No such route"},
+    }
     wrong = await client.get("/v1/feedback")
     assert wrong.status == 405
     assert (await wrong.json())["detail"]["cause"] == "Allowed methods: POST"
@@ -172,10 +175,11 @@ async def test_models_needs_a_token_when_the_auth_module_does(make_client: Clien
     missing = await client.get("/v1/models")
     assert missing.status == 401
     assert await missing.json() == {
+        "status_code": 401,
         "detail": {
             "response": "Missing or invalid credentials provided by client",
             "cause": "No Authorization header found",
-        }
+        },
     }
     assert (await client.get("/v1/models", headers={"Authorization": "Bearer t"})).status == 200
 

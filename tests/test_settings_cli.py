@@ -12,8 +12,8 @@ from pathlib import Path
 
 from lightspeed.cli import EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.conftest import ClientFactory, ConfigFactory
+from tests.fake_llm import free_port
 from tests.registry import Registry, fast_telemetry
-from tests.test_openai_provider import free_port
 from tests.test_process import process_config, start, wait_ready
 
 

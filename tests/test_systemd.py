@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fake_llm import free_port
 from tests.systemd_harness import REPO, Container, booted
-from tests.test_openai_provider import free_port
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(600)]
 ADMIN_KEY = "systemd-test-admin-key-0123456789"

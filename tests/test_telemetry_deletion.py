@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import ClientFactory, ConfigFactory
+from tests.fake_llm import free_port
 from tests.ingest_support import IngestFactory, admin_get
 from tests.registry import Registry, fast_telemetry
 from tests.telemetry_support import enable, queue_failed_registration
-from tests.test_openai_provider import free_port
 from tests.test_settings_cli import lightspeed
 
 

@@ -12,9 +12,9 @@ import pytest
 from lightspeed.api.keys import SENDER
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
+from tests.fake_llm import free_port
 from tests.registry import Answer, Registry, fast_telemetry
 from tests.telemetry_support import ago, event, now, seed_state
-from tests.test_openai_provider import free_port
 
 
 def seeded(make_config: ConfigFactory, url: str, events: int, **telemetry: Any) -> AppConfig:

@@ -29,7 +29,7 @@ from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
 from ingest.storage import contributor_hash
 from lightspeed_common.errors import BadRequest, PayloadTooLarge
-from lightspeed_common.http.middleware import error_body, read_body
+from lightspeed_common.http.middleware import error_response, read_body
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent, check_client_id, parse_event
 
 log = structlog.get_logger("ingest.registry")
@@ -42,11 +42,8 @@ def _too_many(ingest: Ingest, scope: str, wait: float) -> web.Response:
         "client": "events from this client",
         "new_clients": "new installations from this address",
     }[scope]
-    return web.json_response(
-        error_body("Too many requests", f"too many {what}; retry after the Retry-After delay"),
-        status=429,
-        headers={"Retry-After": retry_after(wait)},
-    )
+    cause = f"too many {what}; retry after the Retry-After delay"
+    return error_response(429, "Too many requests", cause, {"Retry-After": retry_after(wait)})
 
 
 def source_address(request: web.Request, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:

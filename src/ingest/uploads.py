@@ -36,7 +36,7 @@ from lightspeed_common.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from lightspeed_common.http.middleware import error_body
+from lightspeed_common.http.middleware import error_response
 
 log = structlog.get_logger("ingest.uploads")
 
@@ -244,8 +244,8 @@ async def upload(request: web.Request) -> web.Response:
         raise
     if ingest.upload_slots.locked():
         metrics.uploads.labels("busy").inc()
-        body = error_body("Too many uploads at once", "this ingest is receiving its maximum of uploads; retry shortly")
-        return web.json_response(body, status=503, headers={"Retry-After": BUSY_RETRY_AFTER})
+        cause = "this ingest is receiving its maximum of uploads; retry shortly"
+        return error_response(503, "Too many uploads at once", cause, {"Retry-After": BUSY_RETRY_AFTER})
     async with ingest.upload_slots:
         return await _receive(request, ingest)
 

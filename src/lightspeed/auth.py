@@ -109,4 +109,8 @@ def read_api_keys(config: AuthenticationConfig) -> str | None:
 
 def require_admin(user: User) -> None:
     if user.role != "admin":
-        raise Forbidden("Insufficient permissions", "This action needs the admin role")
+        # lightspeed-stack's texts for an endpoint the caller's role does not grant.
+        raise Forbidden(
+            "User does not have permission to access this endpoint",
+            f"User {user.user_id} is not authorized to access this endpoint.",
+        )

@@ -85,6 +85,12 @@ class RequestTimeout(ApiError):
     status = 408
 
 
+class Unprocessable(ApiError):
+    """A body that parses but holds a value the server refuses (lightspeed-stack's own 422 checks)."""
+
+    status = 422
+
+
 class Conflict(ApiError):
     status = 409
 

@@ -31,10 +31,12 @@ from lightspeed.api.keys import (
     REDACTOR,
     SENDER,
     SETTINGS,
+    STREAMS,
     TELEMETRY,
 )
 from lightspeed.api.openapi import build_openapi
 from lightspeed.api.routes import ROUTES, add_routes
+from lightspeed.api.streams import RunningStreams
 from lightspeed.conversations import ConversationStore, SQLiteConversationStore
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
@@ -91,7 +93,7 @@ def models_dir(config: AppConfig) -> Path:
 
 async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvider:
     if config.answers.provider == "local":
-        return LocalProvider(len(index.passages))
+        return LocalProvider(len(index.passages), index.embedder.token_counter())
     cfg = config.answers.openai
     if cfg.base_url is None or cfg.model is None:  # the config validator prevents this
         raise ConfigError("answers.openai", ["base_url and model are required"])
@@ -226,6 +228,7 @@ def create_app(
     app[HTTP_METRICS] = app[METRICS]
     app[REDACTOR] = Redactor.from_config(config.redaction)
     app[OPENAPI] = build_openapi(ROUTES)
+    app[STREAMS] = RunningStreams()
     app[REQUEST_IDS] = RequestIds()
     app[BODY_TIMEOUT] = config.service.timeouts.body_timeout_seconds
     app[ALLOWED_HOSTS] = effective_allowed_hosts(config.service.host, config.service.allowed_hosts)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from lightspeed.answers.answering import Answerer
 from lightspeed.answers.redaction import Redactor
+from lightspeed.api.streams import RunningStreams
 from lightspeed.auth import Authenticator
 from lightspeed.conversations import ConversationStore
 from lightspeed.identity import UserHasher
@@ -36,3 +37,4 @@ MODELS = web.AppKey("embedding_models", ModelManager)
 
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 ANSWERS = web.AppKey("answers", Answerer)
+STREAMS = web.AppKey("streams", RunningStreams)

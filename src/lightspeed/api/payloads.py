@@ -6,7 +6,10 @@ One pydantic model per body: it validates requests, documents them in
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
@@ -21,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from lightspeed_common.errors import RequestInvalid
+from lightspeed_common.errors import RequestInvalid, Unprocessable
 
 
 class Body(BaseModel):
@@ -60,10 +63,64 @@ def _valid_uuid(value: str) -> str:
     return value
 
 
+TEXT_ATTACHMENT_TYPES = ("alert", "api object", "configuration", "error message", "event", "log", "stack trace")
+TEXT_CONTENT_TYPES = ("text/plain", "application/json", "application/yaml", "application/xml")
+# What each image content type's data starts with.
+IMAGE_SIGNATURES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+INVALID_ATTRIBUTE = "Invalid attribute value"
+
+
+def _choices(values: Iterable[str]) -> str:
+    return str(sorted(values))
+
+
 class Attachment(Body):
-    attachment_type: Literal["alert", "api object", "configuration", "error message", "event", "log", "stack trace"]
-    content_type: Literal["text/plain", "application/json", "application/yaml", "application/xml"]
-    content: str
+    """Checked by `check()` after the body parses, as lightspeed-stack checks it: a 422 whose detail is
+    `{"response": "Invalid attribute value", "cause"}`, one cause per problem."""
+
+    attachment_type: str = Field(description=f"One of {_choices((*TEXT_ATTACHMENT_TYPES, 'image'))}")
+    content_type: str = Field(description=f"One of {_choices((*TEXT_CONTENT_TYPES, *IMAGE_SIGNATURES))}")
+    content: str = Field(description="The text, or for attachment_type image the base64-encoded PNG or JPEG data")
+
+    def check(self) -> None:
+        if self.attachment_type == "image":
+            self._check_image()
+            return
+        if self.attachment_type not in TEXT_ATTACHMENT_TYPES:
+            cause = f"Invalid attachment type {self.attachment_type}: must be one of {_choices(TEXT_ATTACHMENT_TYPES)}"
+            raise Unprocessable(INVALID_ATTRIBUTE, cause + " or 'image'")
+        if self.content_type in IMAGE_SIGNATURES:
+            cause = f"Invalid attachment type {self.attachment_type} for content type {self.content_type}"
+            raise Unprocessable(INVALID_ATTRIBUTE, cause + ": image data needs attachment type 'image'")
+        if self.content_type not in TEXT_CONTENT_TYPES:
+            cause = (
+                f"Invalid attachment content type {self.content_type}: must be one of {_choices(TEXT_CONTENT_TYPES)}"
+            )
+            raise Unprocessable(INVALID_ATTRIBUTE, cause)
+
+    def _check_image(self) -> None:
+        if self.content_type not in IMAGE_SIGNATURES:
+            cause = f"Invalid content type {self.content_type} for an image attachment"
+            raise Unprocessable(INVALID_ATTRIBUTE, f"{cause}: must be one of {_choices(IMAGE_SIGNATURES)}")
+        try:
+            data = base64.b64decode(self.content, validate=True)
+        except binascii.Error:
+            raise Unprocessable(
+                INVALID_ATTRIBUTE, "Invalid image attachment: the content is not valid base64"
+            ) from None
+        if not data.startswith(IMAGE_SIGNATURES[self.content_type]):
+            found = next((t for t, s in IMAGE_SIGNATURES.items() if data.startswith(s)), None)
+            seen = f"it is {found} data" if found else "it is not PNG or JPEG data"
+            raise Unprocessable(
+                INVALID_ATTRIBUTE, f"Invalid image attachment: declared {self.content_type}, but {seen}"
+            )
+
+    @property
+    def size(self) -> int:
+        """Bytes: the decoded image, or the text's UTF-8."""
+        if self.attachment_type == "image":
+            return len(self.content) * 3 // 4 - self.content[-2:].count("=")
+        return len(self.content.encode())
 
 
 UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -211,6 +268,7 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    status_code: int
     detail: ErrorDetail
 
 

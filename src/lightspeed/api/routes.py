@@ -8,10 +8,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from lightspeed.api import catalog_payloads as catp
 from lightspeed.api import conversation_payloads as cp
 from lightspeed.api import payloads as p
 from lightspeed.api import settings_payloads as sp
-from lightspeed.api.handlers import conversations, feedback, models, query, service, settings_page, telemetry
+from lightspeed.api.handlers import catalog, conversations, feedback, models, query, service, settings_page, telemetry
 
 ResponseBody = type[BaseModel] | str | tuple[str, ...] | None
 
@@ -120,6 +121,49 @@ ROUTES: tuple[Route, ...] = (
         "Answer a question as server-sent events (start, token, turn_complete, end, error)",
         p.QueryRequest,
         {200: p.StreamFrame, **_ANSWER_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/v1/streaming_query/interrupt",
+        query.interrupt,
+        "Stop the caller's stream that is running: the stream ends with end (truncated true)",
+        catp.StreamingInterruptRequest,
+        {200: catp.StreamingInterruptResponse, **_ERRORS, 404: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/config",
+        catalog.configuration,
+        "The configuration in lightspeed-stack's shape, secrets masked (admin)",
+        responses={200: catp.ConfigurationResponse, **_AUTH_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/providers",
+        catalog.providers,
+        "The answer provider and the embedding provider, by API",
+        responses={200: catp.ProvidersListResponse, **_AUTH_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/providers/{provider_id}",
+        catalog.provider,
+        "A provider's type, settings (secrets masked) and health",
+        responses={200: catp.ProviderResponse, **_AUTH_ERRORS, 404: p.ErrorResponse},
+    ),
+    Route(
+        "GET",
+        "/v1/shields",
+        catalog.shields,
+        "The shields guarding the model: none",
+        responses={200: catp.ShieldsResponse, **_AUTH_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/tools",
+        catalog.tools,
+        "The tools the model may call: none",
+        responses={200: catp.ToolsResponse, **_AUTH_ERRORS},
     ),
     Route(
         "POST",

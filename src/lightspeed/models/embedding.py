@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +21,11 @@ class Embedder(Protocol):
     dimension: int
 
     def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+    def token_counter(self) -> Callable[[str], int]:
+        """How many tokens the model's tokenizer makes of a text (no special tokens, no truncation).
+        It holds the tokenizer only, not the model: a model switched away from can be freed."""
+        ...
 
 
 def default_model_path() -> Path:
@@ -68,6 +73,14 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def token_counter(self) -> Callable[[str], int]:
+        tokenizer = self._model.tokenizer
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+        return count
 
 
 def load_embedder(path: Path | None, name: str | None = None) -> SentenceTransformerEmbedder:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -22,14 +21,15 @@ from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRIC
 log = structlog.get_logger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-GENERIC_500 = {
-    "response": "Internal server error",
-    "cause": "An unexpected error occurred; see the server log",
-}
+INTERNAL_ERROR = "Internal server error"
+INTERNAL_CAUSE = "An unexpected error occurred; see the server log"
 
 
-def error_body(response: str, cause: str) -> dict[str, Any]:
-    return {"detail": {"response": response, "cause": cause}}
+def error_response(status: int, response: str, cause: str, headers: dict[str, str] | None = None) -> web.Response:
+    """`{"status_code", "detail": {"response", "cause"}}`: lightspeed-stack's published error schemas
+    require `status_code` beside `detail` (its own server sends only `detail`; clients read `detail`)."""
+    body = {"status_code": status, "detail": {"response": response, "cause": cause}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _http_exception_response(exc: web.HTTPException) -> web.Response:
@@ -41,7 +41,7 @@ def _http_exception_response(exc: web.HTTPException) -> web.Response:
         cause = f"Allowed methods: {', '.join(sorted(exc.allowed_methods))}"
     else:
         cause = exc.text or exc.reason
-    response = web.json_response(error_body(exc.reason, cause), status=exc.status)
+    response = error_response(exc.status, exc.reason, cause)
     if isinstance(exc, web.HTTPMethodNotAllowed):
         response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
     return response
@@ -129,12 +129,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RequestInvalid as exc:
         response = web.json_response({"detail": exc.errors}, status=422)
     except ApiError as exc:
-        response = web.json_response(error_body(exc.response, exc.cause), status=exc.status, headers=exc.headers)
+        response = error_response(exc.status, exc.response, exc.cause, exc.headers)
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a stalled body must not be read as the next request
     except Exception:
         log.exception("request_failed", route=route_name(request), method=request.method)
-        response = web.json_response({"detail": GENERIC_500}, status=500)
+        response = error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     seconds = time.perf_counter() - started

@@ -1,16 +1,23 @@
-"""The `local` provider: answers assembled from the best retrieved passages, no network."""
+"""The `local` provider: answers assembled from the best retrieved passages, no network.
+
+It counts tokens with the embedding model's tokenizer, the only tokenizer it has.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
-from lightspeed.answers.providers.base import Completion, Question, count_tokens, input_tokens
+from lightspeed.answers.providers.base import Completion, Question, Usage, user_text
 
 NO_ANSWER = (
     "I could not find anything about that in the documentation I have. "
     "Try asking with other words, or name the command, file or setting you mean."
+)
+NO_IMAGES = (
+    "I cannot read images: this provider answers from text only, so I did not look at the attached {what}. "
+    "Describe what it shows, or paste the text it contains, and ask again."
 )
 
 
@@ -18,24 +25,34 @@ class LocalProvider:
     name = "local"
     models: Sequence[str] = ("extractive",)
 
-    def __init__(self, passages_available: int) -> None:
+    def __init__(self, passages_available: int, count_tokens: Callable[[str], int]) -> None:
         self._passages = passages_available
+        self._count_tokens = count_tokens
 
     def answer_text(self, question: Question) -> str:
+        images = sum(a.is_image for a in question.attachments)
+        parts = [NO_IMAGES.format(what="image" if images == 1 else f"{images} images")] if images else []
         if not question.hits:
-            return NO_ANSWER
-        parts = ["Here is what the documentation says:"]
+            return "\n\n".join([*parts, NO_ANSWER])
+        parts.append("Here is what the documentation says:")
         for hit in question.hits:
             parts.append(f"{hit.passage.text}\n\n(Source: {hit.passage.title}, {hit.passage.source})")
         return "\n\n".join(parts)
 
+    def _usage(self, question: Question, text: str) -> Usage:
+        return Usage(self._count_tokens(user_text(question)), self._count_tokens(text))
+
     async def complete(self, question: Question) -> Completion:
         text = self.answer_text(question)
-        return Completion(text, input_tokens(question), count_tokens(text))
+        usage = await asyncio.to_thread(self._usage, question, text)
+        return Completion(text, usage.input_tokens, usage.output_tokens)
 
-    async def stream(self, question: Question) -> AsyncGenerator[str, None]:
+    async def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
+        text = self.answer_text(question)
+        counted = await asyncio.to_thread(self._usage, question, text)
+        usage.input_tokens, usage.output_tokens = counted.input_tokens, counted.output_tokens
         # Words with the whitespace that follows them, so the pieces concatenate exactly.
-        for piece in re.findall(r"\S+\s*|\s+", self.answer_text(question)):
+        for piece in re.findall(r"\S+\s*|\s+", text):
             yield piece
             await asyncio.sleep(0)
 

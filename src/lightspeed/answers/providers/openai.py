@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from lightspeed.answers.providers.base import Completion, Question, count_tokens
+from lightspeed.answers.providers.base import Completion, Question, Usage, count_tokens, user_text
 from lightspeed_common.errors import BadGateway, ServiceUnavailable
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -26,14 +26,31 @@ UNAVAILABLE = "Unable to connect to the answer provider"
 FAILED = "The answer provider returned an error"
 
 
-def build_messages(question: Question) -> list[dict[str, str]]:
+def user_content(question: Question) -> str | list[dict[str, Any]]:
+    """The question and its text attachments; with images, a list of parts: the text, then each image
+    as an `image_url` part holding a data URL (what vision models behind this API read)."""
+    text = user_text(question)
+    images = [a for a in question.attachments if a.is_image]
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    for image in images:
+        parts.append({"type": "image_url", "image_url": {"url": f"data:{image.content_type};base64,{image.content}"}})
+    return parts
+
+
+def _estimate(messages: list[dict[str, Any]]) -> int:
+    """Tokens of the text in `messages`, for a server that reports no usage."""
+    texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in messages]
+    return sum(count_tokens(text) for text in texts)
+
+
+def build_messages(question: Question) -> list[dict[str, Any]]:
     system = question.system_prompt or DEFAULT_SYSTEM_PROMPT
     if question.hits:
         context = "\n\n---\n\n".join(hit.passage.text for hit in question.hits)
         system = f"{system}\n\nContext:\n{context}"
-    user = question.query
-    for attachment in question.attachments:
-        user += f"\n\n[{attachment.attachment_type}, {attachment.content_type}]\n{attachment.content}"
+    user = user_content(question)
     earlier = []
     for exchange in question.history:
         earlier += [{"role": "user", "content": exchange.question}, {"role": "assistant", "content": exchange.answer}]
@@ -54,12 +71,15 @@ class OpenAIProvider:
         self._health: tuple[float, str | None] = (0.0, None)
 
     def _body(self, question: Question, stream: bool) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "model": question.model,
             "messages": build_messages(question),
             "max_tokens": self._max_tokens,
             "stream": stream,
         }
+        if stream:  # the last chunk then carries the usage
+            body["stream_options"] = {"include_usage": True}
+        return body
 
     async def complete(self, question: Question) -> Completion:
         url = f"{self._base}/chat/completions"
@@ -73,15 +93,15 @@ class OpenAIProvider:
             raise BadGateway(FAILED, "the reply is not JSON") from exc
         text = _completion_text(payload)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-        messages = build_messages(question)
         return Completion(
             text,
-            int(usage.get("prompt_tokens") or sum(count_tokens(m["content"]) for m in messages)),
+            int(usage.get("prompt_tokens") or _estimate(build_messages(question))),
             int(usage.get("completion_tokens") or count_tokens(text)),
         )
 
-    async def stream(self, question: Question) -> AsyncGenerator[str, None]:
+    async def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
         url = f"{self._base}/chat/completions"
+        received: list[str] = []
         try:
             async with self._session.post(url, json=self._body(question, True)) as resp:
                 await _raise_for_status(resp)
@@ -91,12 +111,16 @@ class OpenAIProvider:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        return
-                    piece = _delta_text(data)
+                        break
+                    piece = _delta_text(data, usage)
                     if piece:
+                        received.append(piece)
                         yield piece
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServiceUnavailable(UNAVAILABLE, _describe(exc)) from exc
+        if not usage.output_tokens:  # the server sent no usage chunk
+            usage.input_tokens = _estimate(build_messages(question))
+            usage.output_tokens = count_tokens("".join(received))
 
     async def unready_reason(self) -> str | None:
         checked_at, reason = self._health
@@ -134,10 +158,15 @@ def _completion_text(payload: Any) -> str:
     return content
 
 
-def _delta_text(data: str) -> str:
+def _delta_text(data: str, usage: Usage) -> str:
+    """A chunk's text; the chunk with `usage` (sent last, with no choices) fills `usage`."""
     try:
         chunk = json.loads(data)
         content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+        reported = chunk.get("usage")
+        if isinstance(reported, dict):
+            usage.input_tokens = int(reported.get("prompt_tokens") or 0)
+            usage.output_tokens = int(reported.get("completion_tokens") or 0)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BadGateway(FAILED, "a streamed chunk is not a chat completion delta") from exc
     return content if isinstance(content, str) else ""

@@ -16,9 +16,11 @@ import structlog
 from aiohttp import web
 
 from lightspeed.answers.answering import ModelChoice, recent_history, retrieval_query
-from lightspeed.answers.providers.base import Attachment, Exchange, Question, count_tokens, input_tokens
+from lightspeed.answers.providers.base import Attachment, Exchange, Question, Usage
+from lightspeed.answers.redaction import Redactor
 from lightspeed.answers.retrieval import Hit
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR
+from lightspeed.api.catalog_payloads import StreamingInterruptRequest
+from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR, STREAMS
 from lightspeed.api.payloads import QueryRequest, parse_body
 from lightspeed.auth import User
 from lightspeed.conversations import ConversationStore, Turn
@@ -65,6 +67,8 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
     app = request.app
     user = app[AUTH](request)
     body = parse_body(QueryRequest, await read_body(request))
+    for attachment in body.attachments or ():
+        attachment.check()
     choice = app[ANSWERS].choose_model(body.provider, body.model)
     user_hash = app[HASHER](user.user_id)
     started_at = datetime.now(UTC)
@@ -76,7 +80,7 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
         history = recent_history(turns, app[CONFIG].answers.history_max_chars)
     conversation_id = body.conversation_id or str(uuid.uuid4())
     hits = await app[ANSWERS].retrieve(retrieval_query(body.query, history))
-    attachments = [Attachment(a.attachment_type, a.content_type, a.content) for a in body.attachments or ()]
+    attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
     question = Question(body.query, choice.model, body.system_prompt, attachments, hits, history)
     is_new = body.conversation_id is None
     return PreparedQuery(user, user_hash, body, choice, conversation_id, is_new, question, started_at)
@@ -102,12 +106,17 @@ async def remember_turn(app: web.Application, prepared: PreparedQuery, redacted_
         provider=prepared.choice.provider,
         started_at=prepared.started_at,
         completed_at=datetime.now(UTC),
-        attachments=[
-            {"attachment_type": a.attachment_type, "content_type": a.content_type, "size": len(a.content)}
-            for a in prepared.question.attachments
-        ],
+        attachments=[a.metadata() for a in prepared.question.attachments],
     )
     await app[CONVERSATIONS].add_turn(prepared.conversation_id, prepared.user_hash, turn)
+
+
+async def _recorded_attachment(redactor: Redactor, attachment: Attachment) -> dict[str, Any]:
+    """An attachment as the transcript keeps it: its metadata, and a text's content redacted (never image bytes)."""
+    recorded: dict[str, Any] = attachment.metadata()
+    if not attachment.is_image:
+        recorded["content"] = await redactor.redact(attachment.content)
+    return recorded
 
 
 async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str, truncated: bool) -> None:
@@ -132,14 +141,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         llm_response=answer,
         rag_chunks=rag_chunks(prepared.question.hits),
         truncated=truncated,
-        attachments=[
-            {
-                "attachment_type": a.attachment_type,
-                "content_type": a.content_type,
-                "content": await redactor.redact(a.content),
-            }
-            for a in prepared.question.attachments
-        ],
+        attachments=[await _recorded_attachment(redactor, a) for a in prepared.question.attachments],
     )
     try:
         path = await app[RECORDS].write_transcript(transcript)
@@ -204,10 +206,13 @@ async def _first_piece(pieces: AsyncGenerator[str, None]) -> str | None:
 class AnswerStream:
     """Writes one answer to the client, as SSE frames or, for media_type text/plain, as raw text."""
 
-    def __init__(self, response: web.StreamResponse, as_text: bool) -> None:
+    def __init__(self, response: web.StreamResponse, prepared: PreparedQuery, request_id: str) -> None:
         self.response = response
-        self.as_text = as_text
+        self.prepared = prepared
+        self.request_id = request_id
+        self.as_text = prepared.body.media_type == "text/plain"
         self.parts: list[str] = []
+        self.usage = Usage()
 
     async def event(self, event: str, data: dict[str, Any], **extra: Any) -> None:
         if not self.as_text:
@@ -218,33 +223,26 @@ class AnswerStream:
         self.parts.append(piece)
         await self.response.write(frame)
 
-    async def run(self, prepared: PreparedQuery, first: str | None, pieces: AsyncGenerator[str, None]) -> None:
-        request_id = self.response.headers["X-Request-ID"]
-        await self.event("start", {"conversation_id": prepared.conversation_id, "request_id": request_id})
+    async def run(self, first: str | None, pieces: AsyncGenerator[str, None]) -> None:
+        """start, the tokens, turn_complete; `end` is the caller's, as an interrupted stream ends too."""
+        await self.event("start", {"conversation_id": self.prepared.conversation_id, "request_id": self.request_id})
         if first is not None:
             await self.token(first)
         async for piece in pieces:
             await self.token(piece)
-        text = "".join(self.parts)
-        await self.event("turn_complete", {"id": len(self.parts), "token": text})
+        await self.event("turn_complete", {"id": len(self.parts), "token": "".join(self.parts)})
+
+    async def end(self, truncated: bool) -> None:
         end = {
-            "referenced_documents": referenced_documents(prepared.question.hits),
-            "truncated": False,
-            "input_tokens": input_tokens(prepared.question),
-            "output_tokens": count_tokens(text),
+            "referenced_documents": referenced_documents(self.prepared.question.hits),
+            "truncated": truncated,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
         }
         await self.event("end", end, available_quotas={})
 
 
-async def streaming_query(request: web.Request) -> web.StreamResponse:
-    prepared = await prepare_query(request)
-    started = time.perf_counter()
-    pieces = request.app[ANSWERS].provider.stream(prepared.question)
-    try:
-        first = await _first_piece(pieces)
-    except ApiError:
-        _llm_failed(request.app, prepared)
-        raise
+async def _open_stream(request: web.Request, prepared: PreparedQuery, request_id: str) -> AnswerStream:
     as_text = prepared.body.media_type == "text/plain"
     response = web.StreamResponse(
         headers={
@@ -254,22 +252,54 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    stream = AnswerStream(response, as_text)
+    return AnswerStream(response, prepared, request_id)
+
+
+async def _run_interruptible(request: web.Request, stream: AnswerStream, task: asyncio.Task[None]) -> bool:
+    """Wait for the stream's task; True when it ran to the end, False when interrupted through the API.
+    Cancelling the handler (the client went away) cancels the task and propagates."""
+    with request.app[STREAMS].running(stream.request_id, stream.prepared.user.user_id, task):
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            log.info("stream_interrupted_by_request", tokens=len(stream.parts))
+            return False
+    return True
+
+
+async def streaming_query(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    prepared = await prepare_query(request)
+    started = time.perf_counter()
+    usage = Usage()
+    pieces = app[ANSWERS].provider.stream(prepared.question, usage)
+    try:
+        first = await _first_piece(pieces)
+    except ApiError:
+        _llm_failed(app, prepared)
+        raise
+    stream = await _open_stream(request, prepared, app[STREAMS].new_id(request[REQUEST_ID]))
+    stream.usage = usage
     completed = False
     try:
-        await stream.run(prepared, first, pieces)
-        completed = True
-        text, choice = "".join(stream.parts), prepared.choice
-        request.app[METRICS].llm_call(
+        completed = await _run_interruptible(request, stream, asyncio.create_task(stream.run(first, pieces)))
+        await stream.end(truncated=not completed)
+        choice = prepared.choice
+        seconds = time.perf_counter() - started
+        received = usage.output_tokens
+        app[METRICS].llm_call(
             choice.provider,
             choice.model,
             "/v1/streaming_query",
-            seconds=time.perf_counter() - started,
-            sent=input_tokens(prepared.question),
-            received=count_tokens(text),
+            seconds=seconds,
+            sent=usage.input_tokens,
+            received=received,
         )
     except ApiError as exc:
-        _llm_failed(request.app, prepared)
+        _llm_failed(app, prepared)
         log.warning("stream_failed", status=exc.status, response=exc.response)
         with contextlib.suppress(ConnectionError):
             await stream.event("error", {"response": exc.response, "cause": exc.cause})
@@ -278,8 +308,19 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     finally:
         await pieces.aclose()
         # Shielded: the transcript is written even when the handler is being cancelled.
-        answer = "".join(stream.parts)
-        await asyncio.shield(finish_turn(request.app, prepared, answer, truncated=not completed))
+        await asyncio.shield(finish_turn(app, prepared, "".join(stream.parts), truncated=not completed))
     with contextlib.suppress(ConnectionError):
-        await response.write_eof()
-    return response
+        await stream.response.write_eof()
+    return stream.response
+
+
+async def interrupt(request: web.Request) -> web.Response:
+    """POST /v1/streaming_query/interrupt: stop the caller's stream that is running under `request_id`."""
+    app = request.app
+    user = app[AUTH](request)
+    body = parse_body(StreamingInterruptRequest, await read_body(request))
+    if not app[STREAMS].interrupt(body.request_id, user.user_id):
+        raise NotFound("Streaming Request not found", f"Streaming Request with ID {body.request_id} does not exist")
+    return web.json_response(
+        {"request_id": body.request_id, "interrupted": True, "message": "Streaming request interrupted"}
+    )
