@@ -55,7 +55,7 @@ async def test_images_are_accepted_and_recorded_without_their_bytes(client: Any,
     """The local provider says plainly it cannot read images, and still answers the text; the transcript and the
     conversation keep each attachment's type, content type and size, never the image."""
     attachments = [image(), image(JPEG, "image/jpeg"), {"attachment_type": "log", "content_type": "text/plain",
-                                                         "content": "error: disk full"}]  # fmt: skip
+                                                         "content": "disk full, mail ops@example.com"}]  # fmt: skip
     resp = await client.post("/v1/query", json={"query": "How do I start the server?", "attachments": attachments})
     assert resp.status == 200
     body = await resp.json()
@@ -67,7 +67,12 @@ async def test_images_are_accepted_and_recorded_without_their_bytes(client: Any,
     assert json.loads(record_text)["attachments"] == [
         {"attachment_type": "image", "content_type": "image/png", "size": len(PNG_BYTES)},
         {"attachment_type": "image", "content_type": "image/jpeg", "size": len(JPEG_BYTES)},
-        {"attachment_type": "log", "content_type": "text/plain", "size": 16, "content": "error: disk full"},
+        {
+            "attachment_type": "log",
+            "content_type": "text/plain",
+            "size": 31,
+            "content": "disk full, mail [REDACTED_EMAIL]",
+        },
     ]
     history = await (await client.get(f"/v2/conversations/{body['conversation_id']}")).json()
     assert PNG not in json.dumps(history)
@@ -89,6 +94,7 @@ async def test_the_openai_provider_passes_images_as_image_parts(
     assert text["type"] == "text"
     assert text["text"].startswith("What does the screen say?")
     assert "E: no space" in text["text"]
+    assert PNG not in text["text"]  # the image travels once, as its part
     assert picture == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
 
 
@@ -211,3 +217,22 @@ async def test_providers_shields_and_tools_are_what_this_server_has(client: Any)
     }
     assert await (await client.get("/v1/shields")).json() == {"shields": []}
     assert await (await client.get("/v1/tools")).json() == {"tools": []}
+
+
+async def test_two_running_streams_never_share_a_request_id(make_client: ClientFactory, config: AppConfig) -> None:
+    """A client may send the same X-Request-ID twice: the second stream gets its own id, so an interrupt
+    stops exactly the stream it names."""
+    client = await make_client(config, provider=TrickleProvider())
+    headers = {"X-Request-ID": "same-id"}
+    first = await client.post("/v1/streaming_query", json={"query": "a"}, headers=headers)
+    second = await client.post("/v1/streaming_query", json={"query": "b"}, headers=headers)
+    ids = []
+    for stream in (first, second):
+        ids.append(json.loads((await stream.content.readuntil(b"\n\n"))[len("data: ") :])["data"]["request_id"])
+    assert ids[0] == "same-id"
+    assert ids[1] != "same-id"
+    for request_id in ids:
+        stopped = await client.post("/v1/streaming_query/interrupt", json={"request_id": request_id})
+        assert stopped.status == 200
+    for stream in (first, second):
+        assert parse_sse((await stream.read()).decode())[-1]["data"]["truncated"] is True

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from lightspeed.answers.providers.base import IMAGE
 from lightspeed_common.errors import RequestInvalid, Unprocessable
 
 
@@ -78,12 +79,12 @@ class Attachment(Body):
     """Checked by `check()` after the body parses, as lightspeed-stack checks it: a 422 whose detail is
     `{"response": "Invalid attribute value", "cause"}`, one cause per problem."""
 
-    attachment_type: str = Field(description=f"One of {_choices((*TEXT_ATTACHMENT_TYPES, 'image'))}")
+    attachment_type: str = Field(description=f"One of {_choices((*TEXT_ATTACHMENT_TYPES, IMAGE))}")
     content_type: str = Field(description=f"One of {_choices((*TEXT_CONTENT_TYPES, *IMAGE_SIGNATURES))}")
     content: str = Field(description="The text, or for attachment_type image the base64-encoded PNG or JPEG data")
 
     def check(self) -> None:
-        if self.attachment_type == "image":
+        if self.attachment_type == IMAGE:
             self._check_image()
             return
         if self.attachment_type not in TEXT_ATTACHMENT_TYPES:
@@ -118,7 +119,7 @@ class Attachment(Body):
     @property
     def size(self) -> int:
         """Bytes: the decoded image, or the text's UTF-8."""
-        if self.attachment_type == "image":
+        if self.attachment_type == IMAGE:
             return len(self.content) * 3 // 4 - self.content[-2:].count("=")
         return len(self.content.encode())
 

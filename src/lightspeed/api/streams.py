@@ -43,6 +43,3 @@ class RunningStreams:
             return False
         stream.task.cancel()
         return True
-
-    def __len__(self) -> int:
-        return len(self._streams)

@@ -155,6 +155,14 @@ def _llm_failed(app: web.Application, prepared: PreparedQuery) -> None:
     app[METRICS].llm_failure(prepared.choice.provider, prepared.choice.model)
 
 
+def _llm_answered(app: web.Application, prepared: PreparedQuery, endpoint: str, started: float, usage: Usage) -> None:
+    choice = prepared.choice
+    seconds = time.perf_counter() - started
+    app[METRICS].llm_call(
+        choice.provider, choice.model, endpoint, seconds=seconds, sent=usage.input_tokens, received=usage.output_tokens
+    )
+
+
 async def query(request: web.Request) -> web.Response:
     app = request.app
     prepared = await prepare_query(request)
@@ -164,16 +172,7 @@ async def query(request: web.Request) -> web.Response:
     except ApiError:
         _llm_failed(app, prepared)
         raise
-    choice = prepared.choice
-    seconds = time.perf_counter() - started
-    app[METRICS].llm_call(
-        choice.provider,
-        choice.model,
-        "/v1/query",
-        seconds=seconds,
-        sent=completion.input_tokens,
-        received=completion.output_tokens,
-    )
+    _llm_answered(app, prepared, "/v1/query", started, Usage(completion.input_tokens, completion.output_tokens))
     await finish_turn(request.app, prepared, completion.text, truncated=False)
     return web.json_response(
         {
@@ -206,13 +205,13 @@ async def _first_piece(pieces: AsyncGenerator[str, None]) -> str | None:
 class AnswerStream:
     """Writes one answer to the client, as SSE frames or, for media_type text/plain, as raw text."""
 
-    def __init__(self, response: web.StreamResponse, prepared: PreparedQuery, request_id: str) -> None:
+    def __init__(self, response: web.StreamResponse, prepared: PreparedQuery, request_id: str, usage: Usage) -> None:
         self.response = response
         self.prepared = prepared
         self.request_id = request_id
+        self.usage = usage  # the provider fills it as the answer ends
         self.as_text = prepared.body.media_type == "text/plain"
         self.parts: list[str] = []
-        self.usage = Usage()
 
     async def event(self, event: str, data: dict[str, Any], **extra: Any) -> None:
         if not self.as_text:
@@ -242,17 +241,18 @@ class AnswerStream:
         await self.event("end", end, available_quotas={})
 
 
-async def _open_stream(request: web.Request, prepared: PreparedQuery, request_id: str) -> AnswerStream:
-    as_text = prepared.body.media_type == "text/plain"
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/plain; charset=utf-8" if as_text else "text/event-stream",
+async def _open_stream(request: web.Request, prepared: PreparedQuery, usage: Usage) -> AnswerStream:
+    response = web.StreamResponse()
+    stream = AnswerStream(response, prepared, request.app[STREAMS].new_id(request[REQUEST_ID]), usage)
+    response.headers.update(
+        {
+            "Content-Type": "text/plain; charset=utf-8" if stream.as_text else "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Request-ID": request[REQUEST_ID],
         }
     )
     await response.prepare(request)
-    return AnswerStream(response, prepared, request_id)
+    return stream
 
 
 async def _run_interruptible(request: web.Request, stream: AnswerStream, task: asyncio.Task[None]) -> bool:
@@ -281,23 +281,12 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     except ApiError:
         _llm_failed(app, prepared)
         raise
-    stream = await _open_stream(request, prepared, app[STREAMS].new_id(request[REQUEST_ID]))
-    stream.usage = usage
+    stream = await _open_stream(request, prepared, usage)
     completed = False
     try:
         completed = await _run_interruptible(request, stream, asyncio.create_task(stream.run(first, pieces)))
         await stream.end(truncated=not completed)
-        choice = prepared.choice
-        seconds = time.perf_counter() - started
-        received = usage.output_tokens
-        app[METRICS].llm_call(
-            choice.provider,
-            choice.model,
-            "/v1/streaming_query",
-            seconds=seconds,
-            sent=usage.input_tokens,
-            received=received,
-        )
+        _llm_answered(app, prepared, "/v1/streaming_query", started, usage)
     except ApiError as exc:
         _llm_failed(app, prepared)
         log.warning("stream_failed", status=exc.status, response=exc.response)
