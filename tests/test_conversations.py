@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lightspeed.conversations import SQLiteConversationStore, Turn
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.fake_llm import FakeLLM, openai_config
@@ -229,3 +231,16 @@ async def test_the_old_owners_file_is_imported_once_and_kept(make_client: Client
     assert [(c["conversation_id"], c["created_at"], c["message_count"]) for c in listed] == [
         (old, "2026-01-02T03:04:05+00:00", 1)
     ]
+
+
+async def test_remembered_owners_are_bounded_and_lookups_stay_right(tmp_path: Path) -> None:
+    """Past its bound the store forgets the oldest owners it remembered, and still answers each from SQLite."""
+    store = SQLiteConversationStore(tmp_path / "c.sqlite3", remembered=2)
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for n, conversation_id in enumerate(ids):
+        await store.add_turn(conversation_id, f"owner-{n}", Turn("q", "a", "m", "p", now, now))
+    assert [await store.owner(c) for c in ids] == [f"owner-{n}" for n in range(5)]
+    assert len(store._owners) == 2
+    assert await store.owner(str(uuid.uuid4())) is None
+    await store.close()

@@ -118,6 +118,7 @@ def topic_of(question: str) -> str:
     return line if len(line) <= TOPIC_CHARS else line[: TOPIC_CHARS - 1].rstrip() + "…"
 
 
+REMEMBERED_OWNERS = 100_000  # about 24 MB of ids and owner hashes
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -126,7 +127,7 @@ class SQLiteConversationStore:
     """The embedded store: one SQLite file, WAL, synchronous=NORMAL (an application crash loses
     nothing; a power cut may lose the last turns, never corrupt the file)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, remembered: int = REMEMBERED_OWNERS) -> None:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -141,8 +142,10 @@ class SQLiteConversationStore:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversations")
         # Owners never change, so one looked up or created here is remembered: the owner check on
-        # every follow-up and feedback costs a dict lookup, not a trip to the store's thread.
+        # every follow-up and feedback costs a dict lookup, not a trip to the store's thread. The
+        # oldest is forgotten past `remembered` entries, so a long-running server's memory stays bounded.
         self._owners: dict[str, str] = {}
+        self._remembered = remembered
 
     @classmethod
     def open(cls, state_dir: Path) -> SQLiteConversationStore:
@@ -181,8 +184,15 @@ class SQLiteConversationStore:
         if known is None:
             known = await self._run(self._owner, conversation_id)
             if known is not None:
-                self._owners[conversation_id] = known
+                self._remember(conversation_id, known)
         return known
+
+    def _remember(self, conversation_id: str, owner: str) -> None:
+        if conversation_id in self._owners:
+            return
+        if len(self._owners) >= self._remembered:
+            del self._owners[next(iter(self._owners))]
+        self._owners[conversation_id] = owner
 
     def _owner(self, conversation_id: str) -> str | None:
         row = self._db.execute(
@@ -192,7 +202,7 @@ class SQLiteConversationStore:
 
     async def add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
         await self._run(self._add_turn, conversation_id, owner, turn)
-        self._owners.setdefault(conversation_id, owner)
+        self._remember(conversation_id, owner)
 
     def _add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
         completed = turn.completed_at.isoformat()
