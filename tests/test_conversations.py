@@ -4,6 +4,7 @@ ownership, deletion, restart, and the import of the old owners file."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import yaml
 
-from lightspeed.conversations import SQLiteConversationStore, Turn
+from lightspeed.conversations import DATABASE_FILE, SCHEMA_VERSION, SQLiteConversationStore, Turn
 from lightspeed_common.config import AppConfig
-from tests.conftest import ClientFactory
+from lightspeed_common.errors import StorageError
+from tests.conftest import ClientFactory, StartupFailure
 from tests.fake_llm import FakeLLM, openai_config
 
 KEYS = [
@@ -244,3 +246,16 @@ async def test_remembered_owners_are_bounded_and_lookups_stay_right(tmp_path: Pa
     assert len(store._owners) == 2
     assert await store.owner(str(uuid.uuid4())) is None
     await store.close()
+
+
+async def test_a_store_written_by_a_newer_release_stops_the_start_naming_the_file(
+    startup_failure: StartupFailure, config: AppConfig
+) -> None:
+    state = config.service.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(state / DATABASE_FILE) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    error = await startup_failure(config)
+    assert isinstance(error, StorageError)
+    assert f"{DATABASE_FILE}: " in str(error)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(error)

@@ -25,7 +25,7 @@ from ingest.storage import (
     event_key,
     iso,
 )
-from lightspeed_common.sqlite import immediate_transaction
+from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 SCHEMA_VERSION = 1
@@ -99,26 +99,11 @@ class SQLiteStorage:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._open()
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"{path}: {exc}") from None
-
-    def _open(self) -> None:
-        path = self.path
+            # A 202 or a telemetry reply is sent after the commit: it must survive a power cut (FULL).
+            self._db = open_database(path, _statements(_SCHEMA), SCHEMA_VERSION, "FULL")
+        except (sqlite3.Error, SchemaTooNew) as exc:
+            raise StorageFailure(f"{path}: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)) from None
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # A 202 or a telemetry reply is sent after the commit: it must survive a power cut.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StorageFailure(f"{path} has schema version {version}; this lightspeed-ingest knows {SCHEMA_VERSION}")
-        with self._transaction():
-            for statement in _statements(_SCHEMA):
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

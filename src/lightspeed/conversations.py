@@ -31,7 +31,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import structlog
 
 from lightspeed_common.atomic import fsync_dir, read_lines
-from lightspeed_common.sqlite import immediate_transaction
+from lightspeed_common.errors import StorageError
+from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
 
 log = structlog.get_logger(__name__)
 
@@ -129,17 +130,7 @@ class SQLiteConversationStore:
 
     def __init__(self, path: Path, remembered: int = REMEMBERED_OWNERS) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"{path} has schema version {version}; this lightspeed knows {SCHEMA_VERSION}")
-        with self._transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db = open_database(path, _SCHEMA, SCHEMA_VERSION, "NORMAL")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversations")
         # Owners never change, so one looked up or created here is remembered: the owner check on
         # every follow-up and feedback costs a dict lookup, not a trip to the store's thread. The
@@ -149,8 +140,12 @@ class SQLiteConversationStore:
 
     @classmethod
     def open(cls, state_dir: Path) -> SQLiteConversationStore:
-        """Open (or create) the store, importing a legacy conversations.jsonl once (blocking)."""
-        store = cls(state_dir / DATABASE_FILE)
+        """Open (or create) the store, importing a legacy conversations.jsonl once (blocking).
+        StorageError names the file when it cannot be opened or a newer release wrote it."""
+        try:
+            store = cls(state_dir / DATABASE_FILE)
+        except (sqlite3.Error, SchemaTooNew) as exc:
+            raise StorageError("state", state_dir, f"{DATABASE_FILE}: {exc}") from None
         legacy = state_dir / LEGACY_FILE
         if legacy.exists():
             imported = store._import_legacy(legacy)
