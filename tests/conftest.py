@@ -19,6 +19,7 @@ from lightspeed.models.embedding import SentenceTransformerEmbedder, load_embedd
 from lightspeed_common.config import AppConfig, config_from_mapping
 from tests.fake_llm import llm  # noqa: F401 - a fixture, shared by the tests that talk to an OpenAI server
 from tests.ingest_support import IngestFactory, ingest_config
+from tests.postgres import PgDatabase, pg_database, postgres_server  # noqa: F401 - fixtures
 from tests.registry import Registry
 from tests.support import deep_merge
 
@@ -155,11 +156,22 @@ async def registry(aiohttp_server: Any) -> Registry:
     return fake
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ingest_database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ingest's `database` section: the embedded SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    return database.section()
+
+
 @pytest.fixture
-def make_ingest(aiohttp_client: Any, tmp_path: Path) -> IngestFactory:
-    """lightspeed-ingest through pytest-aiohttp, its state in tmp_path/ingest unless given."""
+def make_ingest(aiohttp_client: Any, tmp_path: Path, ingest_database: dict[str, Any]) -> IngestFactory:
+    """lightspeed-ingest through pytest-aiohttp, its state in tmp_path/ingest unless given; run once on
+    SQLite and once on PostgreSQL (every ingest of one test shares the test's database)."""
 
     async def build(state_dir: Path | None = None, **overrides: Any) -> TestClient[web.Request, web.Application]:
+        overrides.setdefault("database", ingest_database)
         config = ingest_config(state_dir or tmp_path / "ingest", **overrides)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(create_ingest_app(config))
         return client

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -34,6 +35,20 @@ def ingest_config(state_dir: Path, **overrides: Any) -> AppConfig:
         "logging": {"format": "json"},
     }
     return config_from_mapping(deep_merge(base, {"ingest": overrides}))
+
+
+def everything_stored(state_dir: Path, database: dict[str, Any]) -> bytes:
+    """Every byte the ingest's database holds: the SQLite files, or every row of every PostgreSQL table."""
+    if not database:
+        return b"".join(p.read_bytes() for p in state_dir.glob("ingest.sqlite3*"))
+    password = Path(database["password_file"]).read_text(encoding="utf-8").strip()
+    with psycopg.connect(database["url"], password=password) as conn:
+        tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        dumps = []
+        for table in tables:
+            sql = f'SELECT array_agg(t::text) FROM "{table}" t'  # noqa: S608 - names from pg_tables
+            dumps.append(str(conn.execute(sql.encode()).fetchone()))
+        return "\n".join(dumps).encode()
 
 
 def feedback_record(conversation: str, text: str = "thanks") -> bytes:

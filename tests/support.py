@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,12 @@ async def liveness_latencies_during(client: Any, task: asyncio.Future[Any]) -> l
         assert resp.status == 200
         latencies.append(time.perf_counter() - started)
     return latencies
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: float = 60) -> None:
+    """Poll an observable condition (a file, a row, a counter) until it holds; fail naming `what` after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not seen within {seconds} s: {what}")
+        await asyncio.sleep(0.02)

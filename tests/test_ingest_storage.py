@@ -1,4 +1,7 @@
-"""The ingest's SQLite storage speaks its own errors: no handler sees sqlite3's."""
+"""The ingest's storage speaks its own errors: no handler sees sqlite3's or psycopg's.
+
+The tests that hold for any backend run on SQLite and on a real PostgreSQL server.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SCHEMA_VERSION, SQLiteStorage
-from ingest.storage import Database, DuplicateUpload, RecordInfo, StorageFailure, UploadInfo
+from ingest.storage import Database, DuplicateUpload, RecordInfo, Storage, StorageFailure, UploadInfo
+from lightspeed_common.config_base import DatabaseConfig
+from tests.postgres import PASSWORD, PgDatabase
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "sqlite":
+        return SQLiteStorage(tmp_path / "ingest.sqlite3")
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    return PostgresStorage(DatabaseConfig(url=database.url), PASSWORD)
 
 
 def _upload(request_id: str) -> UploadInfo:
@@ -31,8 +45,7 @@ def test_a_file_that_is_not_a_database_is_a_storage_failure(tmp_path: Path) -> N
         SQLiteStorage(path)
 
 
-def test_a_second_upload_with_the_same_request_id_is_a_duplicate_and_publishes_nothing(tmp_path: Path) -> None:
-    storage = SQLiteStorage(tmp_path / "ingest.sqlite3")
+def test_a_second_upload_with_the_same_request_id_is_a_duplicate_and_publishes_nothing(storage: Storage) -> None:
     published: list[str] = []
     record = RecordInfo("feedback/a.json", "feedback", "1" * 64, "c-1", None)
     storage.add_upload(_upload("batch"), [record], lambda: published.append("first"))
@@ -43,7 +56,22 @@ def test_a_second_upload_with_the_same_request_id_is_a_duplicate_and_publishes_n
     storage.close()
 
 
-async def test_database_run_passes_keyword_arguments(tmp_path: Path) -> None:
-    db = Database(SQLiteStorage(tmp_path / "ingest.sqlite3"))
+async def test_database_run_passes_keyword_arguments(storage: Storage) -> None:
+    db = Database(storage)
     assert await db.run(db.storage.recent_uploads, limit=5) == []
     await db.close()
+
+
+def test_a_publish_that_fails_leaves_no_upload_and_no_record(storage: Storage) -> None:
+    """The archive is moved in place inside the transaction: if that fails, nothing is indexed."""
+    record = RecordInfo("feedback/a.json", "feedback", "2" * 64, "c-1", None)
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        storage.add_upload(_upload("batch"), [record], disk_full)
+    assert storage.find_upload("batch") is None
+    assert storage.upload_totals()["uploads"] == 0
+    assert storage.add_upload(_upload("batch"), [record], lambda: None).new_records == 1
+    storage.close()

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -261,20 +262,31 @@ async def test_directories_and_dot_prefixes_are_fine(make_ingest: IngestFactory)
 
 
 async def test_start_up_removes_what_a_crash_left_and_keeps_what_was_acknowledged(
-    make_ingest: IngestFactory, tmp_path: Path
+    make_ingest: IngestFactory, tmp_path: Path, ingest_database: dict[str, Any]
 ) -> None:
     state = tmp_path / "ingest"
     first = await make_ingest(state)
     assert (await upload(first, records_archive(), "kept")).status == 202
     await first.close()
-    # A crash mid-upload (temporary file) and one between the rename and the commit (no row).
-    (state / "incoming" / "abc.tmp").write_bytes(b"partial")
+    # A crash mid-upload (temporary file) and one between the rename and the commit (no row), an hour ago.
+    partial = state / "incoming" / "abc.tmp"
+    partial.write_bytes(b"partial")
     orphan = state / "archives" / "2026" / "01" / "01" / "never-acknowledged.tar.gz"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(records_archive())
+    an_hour_ago = time.time() - 3600
+    for path in (partial, orphan):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    # And what another node sharing the database and the directory may be receiving right now.
+    receiving = state / "incoming" / "another-node.tmp"
+    receiving.write_bytes(b"arriving")
+    publishing = state / "archives" / "2026" / "01" / "01" / "another-node.tar.gz"
+    publishing.write_bytes(records_archive())
     second = await make_ingest(state)
-    assert [p.name for p in stored_archives(state)] == ["kept.tar.gz"]
-    assert list((state / "incoming").iterdir()) == []
+    shared = bool(ingest_database)  # PostgreSQL: other nodes may be writing; SQLite: this node alone
+    expected = ["another-node.tar.gz", "kept.tar.gz"] if shared else ["kept.tar.gz"]
+    assert sorted(p.name for p in stored_archives(state)) == expected
+    assert list((state / "incoming").iterdir()) == ([receiving] if shared else [])
     listing = await admin_get(second, "/api/admin/v1/uploads")
     assert [u["request_id"] for u in listing["uploads"]] == ["kept"]
     # The never-acknowledged batch is accepted when its sender tries again.

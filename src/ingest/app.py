@@ -20,18 +20,20 @@ from aiohttp import web
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SQLiteStorage
-from ingest.storage import Database, StorageFailure
+from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure
 from lightspeed_common.atomic import ensure_dir
 from lightspeed_common.checks import Check, run_checks, writable_directory
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.credentials import read_secret
-from lightspeed_common.errors import ConfigError, StorageError
+from lightspeed_common.errors import ConfigError, ServiceUnavailable, StorageError
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.identity import RequestIds
+from lightspeed_common.postgres import database_password
 
 log = structlog.get_logger("ingest")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -79,24 +81,47 @@ def ingest_checks(config: AppConfig) -> list[Check]:
         lambda: writable_directory("ingest state", settings.state_dir),
         lambda: _keys(settings),
         lambda: tls_context(settings),
+        lambda: _database_password(settings),
     ]
 
 
-def _open_storage(config: IngestConfig) -> tuple[SQLiteStorage, ArchiveStore]:
+def _database_password(config: IngestConfig) -> str | None:
+    try:
+        return database_password(config.database)
+    except OSError as exc:
+        raise ConfigError("ingest.database.password_file", [f"cannot read it: {exc.strerror}"]) from None
+
+
+def _open_storage(config: IngestConfig) -> tuple[Storage, ArchiveStore]:
+    """The database (PostgreSQL when `database.url` is set) and the archive store (blocking).
+    StorageError names the database or directory that cannot be used."""
     state = config.state_dir
     archives = archive_store(config)
     try:
         ensure_dir(state)
         archives.open()
-        storage = SQLiteStorage(state / "ingest.sqlite3")
-    except (OSError, StorageFailure) as exc:
+    except OSError as exc:
+        raise StorageError("ingest archives", config.archive.directory or state, str(exc)) from None
+    if config.database.url is not None:
+        try:
+            return PostgresStorage(config.database, _database_password(config)), archives
+        except StorageFailure as exc:
+            # The URL is safe to log: the config refuses one with a password.
+            raise StorageError("ingest database", str(config.database.url), str(exc)) from None
+    try:
+        return SQLiteStorage(state / "ingest.sqlite3"), archives
+    except StorageFailure as exc:
         raise StorageError("ingest state", state, str(exc)) from None
-    return storage, archives
 
 
-def recover(storage: SQLiteStorage, archives: ArchiveStore) -> int:
-    """Remove unfinished receptions and archives no committed upload names; how many (blocking)."""
-    return archives.recover(storage.known_archives())
+ORPHAN_GRACE_SECONDS = 15 * 60  # shared archives: how old an unindexed file must be before it counts as orphaned
+
+
+def recover(storage: Storage, archives: ArchiveStore) -> int:
+    """Remove unfinished receptions and archives no committed upload names; how many (blocking).
+    With a shared database and directory, only files older than ORPHAN_GRACE_SECONDS: others may be
+    another node's upload in progress."""
+    return archives.recover(storage.known_archives, ORPHAN_GRACE_SECONDS if storage.shared else 0)
 
 
 async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict[str, int]:
@@ -126,6 +151,12 @@ async def _retention_loop(ingest: Ingest) -> None:
     while True:
         try:
             await enforce_retention(ingest)
+            # Shared archives: a node that died mid-upload leaves files only another node removes.
+            shared = ingest.db.storage.shared
+            if shared and (removed := await ingest.db.run(recover, ingest.db.storage, ingest.archives)):
+                log.warning("ingest_recovered", removed_unfinished_files=removed)
+        except ServiceUnavailable as exc:
+            log.warning("retention_deferred", reason=exc.cause)
         except Exception:
             log.exception("retention_failed")
         await asyncio.sleep(ingest.config.retention_check_interval_seconds)
@@ -136,6 +167,16 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
+    """Ready while the database answers; 503 with the reason (and Retry-After) when it does not."""
+    db = request.app[INGEST].db
+    try:
+        await db.call(db.storage.check)
+    except StorageFailure as exc:
+        return web.json_response(
+            {"ready": False, "reason": f"database: {exc}"},
+            status=503,
+            headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+        )
     return web.json_response({"ready": True, "reason": "database open"})
 
 
@@ -167,6 +208,7 @@ def _state(config: AppConfig, ingest_metrics: IngestMetrics) -> CleanupContext:
         log.info(
             "ingest_ready",
             state_dir=str(settings.state_dir),
+            database="postgresql" if storage.shared else "sqlite",
             allowed_services=list(settings.uploads.allowed_services),
             telemetry_auth=bool(telemetry_keys.keys),
             admin=bool(admin_keys.keys),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, assert_never
 
@@ -33,16 +35,17 @@ class ArchiveStore(Protocol):
     def delete(self, names: list[str]) -> None:
         """Delete these archives (those already gone are fine)."""
 
-    def recover(self, known: set[str]) -> int:
-        """Remove unfinished receptions and archives no committed upload names; how many."""
+    def recover(self, known: Callable[[], set[str]], older_than: float) -> int:
+        """Remove unfinished receptions and archives no committed upload names, untouched for `older_than`
+        seconds (0 when no other node can be receiving); how many. `known` is asked after the files are listed."""
 
 
 class FilesystemArchiveStore:
-    """Archives under `<state_dir>/archives/`, uploads received into `<state_dir>/incoming/` (one file system)."""
+    """Archives under `<directory>/archives/`, uploads received into `<directory>/incoming/` (one file system)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.archives = state_dir / "archives"
-        self.incoming_dir = state_dir / "incoming"
+    def __init__(self, directory: Path) -> None:
+        self.archives = directory / "archives"
+        self.incoming_dir = directory / "incoming"
 
     def open(self) -> None:
         for directory in (self.archives, self.incoming_dir):
@@ -72,22 +75,34 @@ class FilesystemArchiveStore:
             with contextlib.suppress(OSError):  # not empty, or already gone
                 folder.rmdir()
 
-    def recover(self, known: set[str]) -> int:
+    def recover(self, known: Callable[[], set[str]], older_than: float) -> int:
+        # Listed before the index is read: an archive published (and committed) after the listing is
+        # not in it, so it cannot be taken for an orphan. Another node's reception in progress is written
+        # to at least every body timeout, and its archive is committed right after publishing: both are
+        # younger than `older_than`.
+        cutoff = time.time() - older_than
+        stale = [path for path in self.incoming_dir.iterdir() if _modified_before(path, cutoff)]
+        published = [path for path in self.archives.rglob("*") if path.is_file() and _modified_before(path, cutoff)]
+        indexed = known() if published else set()
         removed = 0
-        for tmp in self.incoming_dir.iterdir():
-            tmp.unlink()
-            removed += 1
-        for path in self.archives.rglob("*"):
-            if path.is_file() and path.relative_to(self.archives).as_posix() not in known:
+        for path in stale + [p for p in published if p.relative_to(self.archives).as_posix() not in indexed]:
+            with contextlib.suppress(FileNotFoundError):  # another node removed it first
                 path.unlink()
                 removed += 1
         return removed
+
+
+def _modified_before(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False
 
 
 def archive_store(config: IngestConfig) -> ArchiveStore:
     """The store `ingest.archive.store` names."""
     match config.archive.store:
         case "filesystem":
-            return FilesystemArchiveStore(config.state_dir)
+            return FilesystemArchiveStore(config.archive.directory or config.state_dir)
         case other:
             assert_never(other)

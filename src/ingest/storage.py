@@ -1,9 +1,11 @@
 """What lightspeed-ingest keeps, behind one protocol (`Storage`), and how asyncio drives it (`Database`).
 
 All SQL lives in the implementations (`sqlite_storage.SQLiteStorage`, the
-default), so a second database is a second implementation of `Storage`, not
-a hunt through the handlers. Implementations translate their driver's errors
-into `StorageFailure` and its kinds: no handler sees a driver's exception.
+default, and `postgres_storage.PostgresStorage`, for several nodes), so the
+handlers never see SQL. Implementations translate their driver's errors into
+`StorageFailure` and its kinds: no handler sees a driver's exception. A
+database that cannot be reached (`StorageUnavailable`) is answered 503 with
+Retry-After by `Database.run`, and the readiness probe says why.
 
 What is stored, and what is not:
 - uploads: request id, time, service/category, the archive's file name, size
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from lightspeed_common.errors import ServiceUnavailable
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 MODEL_DIMENSIONS = (
@@ -96,12 +99,24 @@ class StorageFailure(Exception):
     """The database failed (unreachable, corrupt, a newer schema); the message says how."""
 
 
+class StorageUnavailable(StorageFailure):
+    """The database cannot be reached now (down, restarting, the network); a later try may work."""
+
+
 class DuplicateUpload(StorageFailure):
     """An upload with this request id is already stored (two arrived at once; the other one won)."""
 
 
 class Storage(Protocol):
     """What the handlers need from a backend."""
+
+    # How many calls may run at once (one thread each); 1 for SQLite, the pool's size for PostgreSQL.
+    threads: int
+    # Other nodes may write the same database and archive directory (so recovery spares fresh archives).
+    shared: bool
+
+    def check(self) -> None:
+        """One round trip: StorageUnavailable when the database cannot be reached."""
 
     def find_upload(self, request_id: str) -> StoredUpload | None: ...
     def add_upload(
@@ -126,16 +141,29 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
+UNAVAILABLE_RETRY_AFTER = "5"  # seconds; a restarting database is usually back within a few
+
+
 class Database:
-    """A backend driven from asyncio: every call runs on one dedicated thread, in order."""
+    """A backend driven from asyncio: calls run on the backend's threads (one for SQLite: in order)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
+        self._thread = ThreadPoolExecutor(max_workers=storage.threads, thread_name_prefix="ingest-db")
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` on a database thread; an unreachable database is ServiceUnavailable (503, Retry-After)."""
+        try:
+            return await self.call(call, *args, **kwargs)
+        except StorageUnavailable as exc:
+            raise ServiceUnavailable(
+                "Database unavailable", f"{exc}; try again later", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
+            ) from None
+
+    async def call(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` on a database thread, its exceptions unchanged."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(call, *args, **kwargs))
 
     async def close(self) -> None:
-        await self.run(self.storage.close)
+        await self.call(self.storage.close)
         self._thread.shutdown(wait=True)

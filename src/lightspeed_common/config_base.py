@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PostgresDsn, field_validator
 
 
 class Section(BaseModel):
@@ -38,3 +40,24 @@ def effective_allowed_hosts(host: str, allowed_hosts: tuple[str, ...] | None) ->
     if allowed_hosts is None:
         return frozenset(LOOPBACK_NAMES if is_loopback(host) else ("*",))
     return frozenset(name.lower() for name in allowed_hosts)
+
+
+class DatabaseConfig(Section):
+    """A PostgreSQL database, when set; otherwise the daemon's embedded SQLite file."""
+
+    # postgresql://user@host:5432/dbname?sslmode=verify-full (libpq's URL). The password never goes here.
+    url: PostgresDsn | None = None
+    # The password: a file, or a systemd credential of this name (LoadCredential=); neither for trust/peer/cert.
+    password_file: Path | None = None
+    password_credential: str | None = None
+    # Connections at most (and threads that use them); each request holds one for a transaction's length.
+    pool_size: int = Field(default=8, ge=1, le=256)
+    # How long to wait for a connection (at start, and for a request) before the database counts as unreachable.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, url: PostgresDsn | None) -> PostgresDsn | None:
+        if url is not None and any(host.get("password") for host in url.hosts()):
+            raise ValueError("the URL holds a password: put it in password_file or the password credential instead")
+        return url

@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, IPvAnyNetwork, PositiveInt, SecretStr, model_validator
 
-from lightspeed_common.config_base import HttpTimeoutsConfig, Section
+from lightspeed_common.config_base import DatabaseConfig, HttpTimeoutsConfig, Section
 
 
 class IngestUploadsConfig(Section):
@@ -69,8 +69,10 @@ class IngestTelemetryConfig(Section):
 class IngestArchiveConfig(Section):
     """Where accepted upload archives are kept (`ingest.archive_store.ArchiveStore`)."""
 
-    # filesystem: under `<state_dir>/archives/`, received into `<state_dir>/incoming/`.
+    # filesystem: under `<directory>/archives/`, received into `<directory>/incoming/` (one file system).
     store: Literal["filesystem"] = "filesystem"
+    # Default: state_dir. Nodes sharing one database share this directory too (NFS, CephFS, ...).
+    directory: Path | None = None
 
 
 class IngestConfig(Section):
@@ -96,6 +98,8 @@ class IngestConfig(Section):
     uploads: IngestUploadsConfig = IngestUploadsConfig()
     telemetry: IngestTelemetryConfig = IngestTelemetryConfig()
     archive: IngestArchiveConfig = IngestArchiveConfig()
+    # PostgreSQL (database.url) for several nodes; without it, `<state_dir>/ingest.sqlite3`.
+    database: DatabaseConfig = DatabaseConfig(password_credential="lightspeed-ingest-database-password")  # noqa: S106 - a name
 
     @model_validator(mode="after")
     def _tls_needs_both_files(self) -> Self:

@@ -25,13 +25,13 @@ class ConfigError(LightspeedError):
 
 
 class StorageError(LightspeedError):
-    """A storage directory cannot be created or written."""
+    """A storage directory cannot be created or written, or a database (named by its URL) cannot be used."""
 
-    def __init__(self, what: str, path: Path, reason: str) -> None:
+    def __init__(self, what: str, path: Path | str, reason: str) -> None:
         self.what = what
         self.path = path
         self.reason = reason
-        super().__init__(f"{what} directory {path} is not usable: {reason}")
+        super().__init__(f"{what}{' directory' if isinstance(path, Path) else ''} {path} is not usable: {reason}")
 
 
 class RecordWriteError(LightspeedError):

@@ -1,0 +1,305 @@
+"""The ingest's queries, written once for both backends (`SQLiteStorage`, `PostgresStorage`).
+
+A backend supplies a session (`execute(sql, args)` with `?` placeholders, a DB-API cursor back),
+its transactions, and the few words its dialect spells differently. Every query here works on
+both and keeps the same answers: the same tests run against each.
+
+What several writers at once need (PostgreSQL nodes) is written into the queries, and costs SQLite
+nothing: records are inserted in hash order with `ON CONFLICT DO NOTHING`, so two uploads sharing
+records never wait on each other in a cycle; a telemetry event's re-send key is inserted `ON CONFLICT
+DO NOTHING` and only the writer whose insert took it counts the event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from ingest.storage import (
+    MODEL_DIMENSIONS,
+    DuplicateUpload,
+    RecordInfo,
+    RetentionResult,
+    StoredUpload,
+    UploadInfo,
+    contributor_hash,
+    event_key,
+    iso,
+)
+from lightspeed_common.telemetry_schema import ModelRegistrationEvent
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def description(self) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Session(Protocol):
+    def execute(self, sql: str, args: Sequence[Any] = (), /) -> Cursor: ...
+
+
+def _dicts(cursor: Cursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class SQLStorage:
+    """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
+
+    # The dialect: the larger of two values, the column that orders rows by insertion.
+    GREATEST = "max"
+    INSERTION_ORDER = "rowid"
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """A write transaction; the backend's errors come out as StorageFailure."""
+        raise NotImplementedError
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts, from a consistent snapshot."""
+        raise NotImplementedError
+
+    def _is_duplicate_key(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """`work` in a write transaction (a backend may run it again after a deadlock)."""
+        with self._transaction() as session:
+            return work(session)
+
+    def _one_of(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
+        """`column` is one of `values`: the condition and its arguments."""
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(values)]  # noqa: S608 - a fixed name
+
+    # -- uploads -------------------------------------------------------------
+
+    def find_upload(self, request_id: str) -> StoredUpload | None:
+        rows = self._read(
+            "SELECT request_id, records, new_records, duplicate_records FROM uploads WHERE request_id = ?",
+            (request_id,),
+        )
+        return None if not rows else StoredUpload(**rows[0], duplicate_request=True)
+
+    def add_upload(self, upload: UploadInfo, records: list[RecordInfo], publish: Callable[[], None]) -> StoredUpload:
+        """Index the upload and its records; `publish` (moving the archive in place) runs inside the
+        transaction, last. A crash before the commit leaves an archive without a row, which recovery
+        removes: the sender got no 202 and sends it again."""
+        with self._transaction() as session:
+            try:
+                session.execute(
+                    "INSERT INTO uploads (request_id, received_at, service, category, archive, bytes, sha256, "
+                    "records, new_records, duplicate_records) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
+                    (
+                        upload.request_id,
+                        iso(upload.received_at),
+                        upload.service,
+                        upload.category,
+                        upload.archive,
+                        upload.size,
+                        upload.sha256,
+                    ),
+                )
+            except Exception as exc:
+                if self._is_duplicate_key(exc):  # two arrived at once; the other one was stored
+                    raise DuplicateUpload(upload.request_id) from None
+                raise
+            new = 0
+            for record in sorted(records, key=lambda r: r.content_sha256):
+                new += session.execute(
+                    "INSERT INTO records (content_sha256, request_id, member, kind, conversation_id, "
+                    "record_timestamp) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (content_sha256) DO NOTHING",
+                    (
+                        record.content_sha256,
+                        upload.request_id,
+                        record.member,
+                        record.kind,
+                        record.conversation_id,
+                        record.timestamp,
+                    ),
+                ).rowcount
+            stored = StoredUpload(upload.request_id, len(records), new, len(records) - new)
+            session.execute(
+                "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",
+                (stored.records, stored.new_records, stored.duplicate_records, upload.request_id),
+            )
+            publish()
+        return stored
+
+    def known_archives(self) -> set[str]:
+        return {row["archive"] for row in self._read("SELECT archive FROM uploads")}
+
+    def recent_uploads(self, limit: int) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT request_id, received_at, service, category, archive, bytes, sha256, records, new_records, "  # noqa: S608
+            f"duplicate_records FROM uploads ORDER BY received_at DESC, {self.INSERTION_ORDER} DESC LIMIT ?"
+        )
+        return self._read(sql, (limit,))
+
+    def upload_totals(self) -> dict[str, int]:
+        """Sums over the kept uploads, and the distinct records kept per kind (`feedback_records`, ...)."""
+        rows = self._read(
+            "SELECT COUNT(*) AS uploads, COALESCE(SUM(bytes), 0) AS bytes, COALESCE(SUM(records), 0) AS records, "
+            "COALESCE(SUM(new_records), 0) AS new_records, "
+            "COALESCE(SUM(duplicate_records), 0) AS duplicate_records FROM uploads"
+        )
+        totals = {key: int(value) for key, value in rows[0].items()}
+        for row in self._read("SELECT kind, COUNT(*) AS n FROM records GROUP BY kind"):
+            totals[f"{row['kind']}_records"] = int(row["n"])
+        return totals
+
+    def expired_archives(self, before: datetime) -> list[str]:
+        return [
+            row["archive"] for row in self._read("SELECT archive FROM uploads WHERE received_at < ?", (iso(before),))
+        ]
+
+    # -- telemetry -----------------------------------------------------------
+
+    def known_contributors(self, contributors: list[str]) -> set[str]:
+        """Which of these (model, installation) hashes have contributions stored."""
+        condition, args = self._one_of("contributor", contributors)
+        rows = self._read(f"SELECT DISTINCT contributor FROM contributions WHERE {condition}", args)  # noqa: S608
+        return {row["contributor"] for row in rows}
+
+    def add_events(self, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+        """Count valid events: `accepted` for each new one, `duplicate` for one already counted (a re-send),
+        `capped` past `max_per_model_day` stored events of its model that day (not stored, not remembered).
+        With several writers the cap is a soft one: each may let its last few events past it."""
+        return self._write(lambda session: self._add_events(session, events, max_per_model_day))
+
+    def _add_events(self, session: Session, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+        outcomes: list[str] = []
+        model_ids: dict[str, int] = {}
+        day_counts: dict[tuple[int, str], int] = {}
+        for event in events:
+            contributor = contributor_hash(event.model_name, event.client_id)
+            day = event.timestamp[:10]
+            model_id = self._model_id(session, event, model_ids)
+            if (model_id, day) not in day_counts:
+                row = session.execute(
+                    "SELECT COALESCE(SUM(events), 0) FROM contributions WHERE model_id = ? AND day = ?",
+                    (model_id, day),
+                ).fetchone()
+                day_counts[model_id, day] = int(row[0])
+            key = event_key(event)
+            if session.execute("SELECT 1 FROM seen_events WHERE event_key = ?", (key,)).fetchone():
+                outcomes.append("duplicate")
+                continue
+            if day_counts[model_id, day] >= max_per_model_day:
+                outcomes.append("capped")
+                continue
+            taken = session.execute(
+                "INSERT INTO seen_events (event_key, contributor, day) VALUES (?, ?, ?) "
+                "ON CONFLICT (event_key) DO NOTHING",
+                (key, contributor, day),
+            ).rowcount
+            if not taken:  # another node counted this re-send a moment ago
+                outcomes.append("duplicate")
+                continue
+            day_counts[model_id, day] += 1
+            outcomes.append("accepted")
+            session.execute(  # GREATEST is a fixed word
+                "INSERT INTO contributions (model_id, contributor, day, events, load_failures, inference_failures, "  # noqa: S608
+                "last_event_at) VALUES (?, ?, ?, 1, ?, ?, ?) "
+                "ON CONFLICT (model_id, contributor, day) DO UPDATE SET "
+                "events = contributions.events + 1, "
+                "load_failures = contributions.load_failures + excluded.load_failures, "
+                "inference_failures = contributions.inference_failures + excluded.inference_failures, "
+                f"last_event_at = {self.GREATEST}(contributions.last_event_at, excluded.last_event_at)",
+                (
+                    model_id,
+                    contributor,
+                    day,
+                    int(not event.load_success),
+                    int(not event.inference_success),
+                    event.timestamp,
+                ),
+            )
+        return outcomes
+
+    @staticmethod
+    def _model_id(session: Session, event: ModelRegistrationEvent, cache: dict[str, int]) -> int:
+        values = [getattr(event, name) for name in MODEL_DIMENSIONS]
+        values[MODEL_DIMENSIONS.index("modalities")] = ",".join(sorted(event.modalities))
+        key = json.dumps(values)
+        if key in cache:
+            return cache[key]
+        session.execute(
+            f"INSERT INTO models (model_key, {', '.join(MODEL_DIMENSIONS)}) "  # noqa: S608 - fixed column names
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model_key) DO NOTHING",
+            (key, *values),
+        )
+        row = session.execute("SELECT id FROM models WHERE model_key = ?", (key,)).fetchone()
+        cache[key] = int(row[0])  # inserted above, or by another writer that committed first
+        return cache[key]
+
+    def model_counts(self) -> list[dict[str, Any]]:
+        """Per model: events, distinct contributing installations, failures, first and last day."""
+        rows = self._read(
+            f"SELECT {', '.join('m.' + name for name in MODEL_DIMENSIONS)}, "  # noqa: S608 - fixed column names
+            "SUM(c.events) AS events, COUNT(DISTINCT c.contributor) AS clients, "
+            "SUM(c.load_failures) AS load_failures, SUM(c.inference_failures) AS inference_failures, "
+            "MIN(c.day) AS first_day, MAX(c.day) AS last_day "
+            "FROM models m JOIN contributions c ON c.model_id = m.id GROUP BY m.id "
+            "ORDER BY clients DESC, events DESC, m.model_name"
+        )
+        for model in rows:
+            for name in ("events", "clients", "load_failures", "inference_failures"):
+                model[name] = int(model[name])
+            model["modalities"] = model["modalities"].split(",") if model["modalities"] else []
+        return rows
+
+    def delete_client(self, client_id: str, via: str, now: datetime) -> dict[str, int]:
+        """Remove every contribution of `client_id`: its hash is computed for each known model name."""
+        return self._write(lambda session: self._delete_client(session, client_id, via, now))
+
+    def _delete_client(self, session: Session, client_id: str, via: str, now: datetime) -> dict[str, int]:
+        names = [row[0] for row in session.execute("SELECT DISTINCT model_name FROM models")]
+        condition, args = self._one_of("contributor", [contributor_hash(name, client_id) for name in names])
+        contributions = session.execute(f"DELETE FROM contributions WHERE {condition}", args).rowcount  # noqa: S608
+        events = session.execute(f"DELETE FROM seen_events WHERE {condition}", args).rowcount  # noqa: S608
+        _drop_unused_models(session)
+        session.execute(
+            "INSERT INTO deletions (requested_at, via, contributions, events) VALUES (?, ?, ?, ?)",
+            (iso(now), via, contributions, events),
+        )
+        return {"contributions": contributions, "events": events}
+
+    def deletion_log(self, limit: int) -> list[dict[str, Any]]:
+        """What deletion requests removed; nothing identifies the requester."""
+        return self._read(
+            "SELECT requested_at, via, contributions, events FROM deletions ORDER BY id DESC LIMIT ?", (limit,)
+        )
+
+    # -- retention -----------------------------------------------------------
+
+    def enforce_retention(
+        self, uploads_before: datetime, telemetry_before: datetime, seen_before: datetime
+    ) -> RetentionResult:
+        """Forget uploads received before `uploads_before` (the caller has deleted their
+        `expired_archives` first), contributions dated before `telemetry_before`, and re-send keys dated before
+        `seen_before` (such events are refused as too old anyway)."""
+
+        def work(session: Session) -> RetentionResult:
+            uploads = session.execute("DELETE FROM uploads WHERE received_at < ?", (iso(uploads_before),)).rowcount
+            contributions = session.execute(
+                "DELETE FROM contributions WHERE day < ?", (telemetry_before.date().isoformat(),)
+            ).rowcount
+            seen = session.execute("DELETE FROM seen_events WHERE day < ?", (seen_before.date().isoformat(),)).rowcount
+            _drop_unused_models(session)
+            return RetentionResult(uploads, contributions, seen)
+
+        return self._write(work)
+
+
+def _drop_unused_models(session: Session) -> None:
+    session.execute("DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM contributions c WHERE c.model_id = models.id)")

@@ -1,0 +1,146 @@
+"""PostgreSQL as the daemons use it: a pool of psycopg connections, versioned migrations at start.
+
+Why psycopg 3 (not asyncpg): the storage implementations are synchronous code
+on their own threads, the same shape as the SQLite ones (transactions as
+`with` blocks), which psycopg's sync API and its pool fit; and it is libpq,
+so every libpq setting an operator knows (sslmode, sslrootcert, a service
+file, PGPASSFILE) works in the URL as it does for psql.
+
+Migrations: one `schema_version` table, one row per component (`ingest`,
+`lightspeed`); a component's numbered steps run in order, each in the
+transaction that records its number, under an advisory lock so that two
+nodes starting at once apply them once. A database written by a newer
+release (a higher number than this one knows) is refused. A migration library
+(Alembic, yoyo) would bring its own files, CLI and state table for what is
+here a list of SQL statements per version.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+import structlog
+
+from lightspeed_common.config_base import DatabaseConfig
+from lightspeed_common.credentials import read_secret
+
+log = structlog.get_logger(__name__)
+# psycopg's SQLSTATE classes that mean "the server or the connection is gone", not "this statement is wrong".
+_UNAVAILABLE = ("08", "57P")
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached now (refused, lost, timed out); trying again later may work."""
+
+
+class DatabaseError(Exception):
+    """The database refused a statement or holds a schema this release does not know."""
+
+
+Migrations = Sequence[Sequence[str]]  # migrations[n] brings the schema from version n to n + 1
+
+
+def database_password(config: DatabaseConfig) -> str | None:
+    """The password from its file or systemd credential (blocking); OSError names an unreadable file."""
+    return read_secret(None, config.password_file, config.password_credential)
+
+
+def describe(exc: BaseException) -> str:
+    """A driver error as one line for logs and readiness, never with the password (libpq never prints it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def translate(exc: BaseException) -> DatabaseUnavailable | DatabaseError:
+    """A driver error as DatabaseUnavailable (try later) or DatabaseError (this will not work)."""
+    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None or sqlstate.startswith(_UNAVAILABLE):
+            return DatabaseUnavailable(f"database unreachable: {describe(exc)}")
+    return DatabaseError(describe(exc))
+
+
+def open_pool(config: DatabaseConfig, password: str | None, name: str) -> psycopg_pool.ConnectionPool:
+    """A pool of `config.pool_size` connections; waits up to `connect_timeout_seconds` for the first one.
+
+    Raises DatabaseUnavailable when the server cannot be reached then, DatabaseError when it refuses
+    (a wrong password, no such database). Connections are checked before use, so one broken by a
+    database restart is replaced rather than handed to a request.
+    """
+    assert config.url is not None
+    kwargs: dict[str, Any] = {
+        "application_name": name,
+        "connect_timeout": max(1, round(config.connect_timeout_seconds)),
+    }
+    if password is not None:
+        kwargs["password"] = password
+    try:  # one connection first: its error names the cause (refused, wrong password, no such database)
+        psycopg.connect(str(config.url), **kwargs).close()
+    except psycopg.Error as exc:
+        raise translate(exc) from None
+    pool = psycopg_pool.ConnectionPool(
+        str(config.url),
+        kwargs=kwargs,
+        min_size=1,
+        max_size=config.pool_size,
+        timeout=config.connect_timeout_seconds,
+        check=psycopg_pool.ConnectionPool.check_connection,
+        name=name,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=config.connect_timeout_seconds)
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        pool.close()
+        raise DatabaseUnavailable(f"database unreachable: {describe(exc)}") from None
+    return pool
+
+
+@contextmanager
+def transaction(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[Any]]:
+    """A connection in a transaction: committed when the block ends, rolled back on any error.
+    Driver errors come out as DatabaseUnavailable or DatabaseError; others pass unchanged."""
+    try:
+        with pool.connection() as conn:  # the pool commits at the end of the block, or rolls back
+            yield conn
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        raise translate(exc) from exc
+
+
+def migrate(pool: psycopg_pool.ConnectionPool, component: str, migrations: Migrations) -> int:
+    """Bring `component`'s tables to the newest version; returns the version found before."""
+    with transaction(pool) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("schema_version"),))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version WHERE component = %s", (component,)).fetchone()
+        found = 0 if row is None else int(row[0])
+        if found > len(migrations):
+            raise DatabaseError(
+                f"the database has {component} schema version {found}; this release knows {len(migrations)}"
+            )
+        for version in range(found, len(migrations)):
+            for statement in migrations[version]:
+                conn.execute(statement.encode())
+        conn.execute(
+            "INSERT INTO schema_version VALUES (%s, %s) "
+            "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (component, len(migrations)),
+        )
+    if found < len(migrations):
+        log.info("database_migrated", component=component, from_version=found, to_version=len(migrations))
+    return found
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(f"lightspeed:{name}".encode())
+
+
+def ping(pool: psycopg_pool.ConnectionPool) -> None:
+    """One round trip; DatabaseUnavailable when it fails."""
+    with transaction(pool) as conn:
+        conn.execute("SELECT 1")
