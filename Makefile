@@ -41,8 +41,8 @@ run-data-collector: install ## Run only the data collector
 run-ingest: install ## Run only lightspeed-ingest (uploads, model registry, /admin)
 	$(VENV)/bin/lightspeed-ingest serve --config $(CONFIG)
 
-test: install ## Run the test suite
-	$(PY) -m pytest
+test: install ## Run the test suite (two processes; a file's tests stay together for its shared fixtures)
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: install ## Ruff lint and format check
 	$(VENV)/bin/ruff check src tests bench

@@ -29,8 +29,12 @@ PASSWORD = "test-only-postgres-password"
 
 
 class PostgresServer:
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="lightspeed-pg-"))
+    """`parent`: where its directory goes (a temporary one by default); `durable`: fsync on (benchmarks),
+    off for the tests, whose databases are thrown away."""
+
+    def __init__(self, parent: Path | None = None, durable: bool = False) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="lightspeed-pg-", dir=parent))
+        self.durable = durable
         self.data = self.root / "data"
         self.password_file = self.root / "password"
         self.port = free_port()
@@ -59,7 +63,9 @@ class PostgresServer:
             raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stdout}{result.stderr}")
 
     def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root} -c fsync=off"
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(BIN / "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:

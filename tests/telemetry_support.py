@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from lightspeed.store_backends import DATABASE_FILE
 from lightspeed_common.telemetry_schema import utc_timestamp
 
 # The spec's model_registration fields, written out here on purpose (not imported):
@@ -113,3 +116,15 @@ def ago_within_one_day(**delta: float) -> datetime:
     start_of_day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     anchor = moment if moment - start_of_day >= timedelta(hours=6) else start_of_day - timedelta(minutes=1)
     return anchor - timedelta(**delta)
+
+
+def stored_settings(state_dir: Path) -> dict[str, Any]:
+    """The runtime settings as the state store holds them (conversations.sqlite3's settings table)."""
+    with contextlib.closing(sqlite3.connect(state_dir / DATABASE_FILE)) as db:
+        return {name: json.loads(value) for name, value in db.execute("SELECT name, value FROM settings")}
+
+
+def stored_queue(state_dir: Path) -> list[str]:
+    """The telemetry queue's lines as the state store holds them, in order."""
+    with contextlib.closing(sqlite3.connect(state_dir / DATABASE_FILE)) as db:
+        return [line for (line,) in db.execute("SELECT line FROM telemetry_queue ORDER BY id")]

@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
-from lightspeed.conversations import DATABASE_FILE, SCHEMA_VERSION, SQLiteConversationStore, Turn
+from lightspeed.conversations import Turn
+from lightspeed.store_backends import DATABASE_FILE, SCHEMA_VERSION, SQLiteStateStore
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import StorageError
 from tests.conftest import ClientFactory, StartupFailure
 from tests.fake_llm import FakeLLM, openai_config
+from tests.postgres import PgDatabase
 
 KEYS = [
     {"key": "alice-key-0123456789", "user_id": "alice", "role": "user"},
@@ -237,7 +239,7 @@ async def test_the_old_owners_file_is_imported_once_and_kept(make_client: Client
 
 async def test_remembered_owners_are_bounded_and_lookups_stay_right(tmp_path: Path) -> None:
     """Past its bound the store forgets the oldest owners it remembered, and still answers each from SQLite."""
-    store = SQLiteConversationStore(tmp_path / "c.sqlite3", remembered=2)
+    store = SQLiteStateStore(tmp_path / "c.sqlite3", remembered=2)
     now = datetime.now(UTC)
     ids = [str(uuid.uuid4()) for _ in range(5)]
     for n, conversation_id in enumerate(ids):
@@ -259,3 +261,53 @@ async def test_a_store_written_by_a_newer_release_stops_the_start_naming_the_fil
     assert isinstance(error, StorageError)
     assert f"{DATABASE_FILE}: " in str(error)
     assert f"schema version {SCHEMA_VERSION + 1}" in str(error)
+
+
+async def test_with_several_workers_a_deletion_through_one_is_seen_by_another(
+    make_client: ClientFactory, make_config: Any
+) -> None:
+    """Two workers (two apps on one store): the second has checked the owner once; after the first deletes
+    the conversation, a follow-up through the second is 404, not a conversation brought back to life."""
+    config = make_config(service={"workers": 2})
+    first, second = await make_client(config), await make_client(config)
+    answer = await ask(first, "How do I start the server?")
+    conversation = answer["conversation_id"]
+    await ask(second, "And stop it?", conversation)
+    assert (await first.delete(f"/v2/conversations/{conversation}?user_id=alice")).status == 200
+    resp = await second.post("/v1/query?user_id=alice", json={"query": "Again?", "conversation_id": conversation})
+    assert resp.status == 404, await resp.text()
+    await first.close()
+    await second.close()
+
+
+async def test_on_postgresql_conversations_continue_across_two_servers_and_config_names_it(
+    make_client: ClientFactory, make_config: Any, pg_database: PgDatabase
+) -> None:
+    """`service.database.url`: two servers (two hosts) on one PostgreSQL database share conversations,
+    the feedback toggle and its history; /v1/config says where, its password masked."""
+    config = make_config(service={"database": pg_database.section()})
+    first, second = await make_client(config), await make_client(config)
+    answer = await ask(first, "How do I start the server?")
+    await ask(second, "And stop it?", answer["conversation_id"])
+    turns = await (await first.get(f"/v2/conversations/{answer['conversation_id']}?user_id=alice")).json()
+    assert [m["content"] for t in turns["chat_history"] for m in t["messages"] if m["type"] == "user"] == [
+        "How do I start the server?",
+        "And stop it?",
+    ]
+    assert (await first.put("/v1/feedback/status", json={"status": False})).status == 200
+    assert (await (await second.get("/v1/feedback/status")).json())["status"] == {"enabled": False}
+    shown = (await (await second.get("/v1/config")).json())["configuration"]["conversation_cache"]
+    assert shown == {
+        "type": "postgres",
+        "postgres": {
+            "host": "127.0.0.1",
+            "port": pg_database.server.port,
+            "db": pg_database.name,
+            "user": "postgres",
+            "password": "********",
+        },
+    }
+    assert pg_database.query("SELECT COUNT(*) FROM turns") == [(2,)]
+    assert not (config.service.state_dir / DATABASE_FILE).exists()
+    await first.close()
+    await second.close()

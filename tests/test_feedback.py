@@ -14,6 +14,7 @@ import pytest
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.support import fill_up, json_files
+from tests.telemetry_support import stored_settings
 
 FEEDBACK_KEYS = {
     "user_id",
@@ -181,8 +182,9 @@ async def test_feedback_status_toggle_persists_across_restarts(make_client: Clie
     conversation_id = await start_conversation(restarted)
     blocked = await restarted.post("/v1/feedback?user_id=alice", json=feedback_body(conversation_id, sentiment=1))
     assert blocked.status == 403
-    settings_text = (config.service.state_dir / "settings.json").read_text()
-    assert "admin1" not in settings_text
+    settings = stored_settings(config.service.state_dir)
+    assert settings["feedback_enabled"] is False
+    assert "admin1" not in json.dumps(settings)  # who changed it is kept as a hash
 
 
 @pytest.mark.parametrize("body", [{"status": "false"}, {"status": 0}, {}, {"status": True, "x": 1}])

@@ -20,6 +20,12 @@ OTHER = "6d1c2a9e-3b7f-4c1a-8e2d-9f0a1b2c3d4e"
 THIRD = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
+@pytest.fixture
+def ingest_database() -> dict[str, Any]:
+    """The page, not the storage, is under test here: the embedded SQLite (the storage tests run both)."""
+    return {}
+
+
 async def seed(client: Client) -> None:
     events = [
         event(ago_within_one_day(hours=5), "all-MiniLM-L6-v2"),

@@ -355,3 +355,31 @@ async def test_a_resend_counted_by_another_node_at_the_same_moment_is_a_duplicat
     assert await counting == ["duplicate"]
     assert pg_database.query("SELECT COUNT(*) FROM contributions") == [(0,)]
     storage.close()
+
+
+def test_a_node_that_cannot_reach_the_database_at_start_exits_75_for_systemd_to_retry(
+    tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    url = pg_database.url.replace(str(pg_database.server.port), str(free_port()))
+    config = tmp_path / "ingest.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ingest": {
+                    "state_dir": str(tmp_path / "state"),
+                    "database": {"url": url, "connect_timeout_seconds": 1},
+                },
+                "logging": {"format": "json"},
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert '"temporary": true' in done.stdout
+    assert "database unreachable" in done.stdout

@@ -14,6 +14,7 @@ from lightspeed.cli import EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
 from tests.registry import Registry, fast_telemetry
+from tests.telemetry_support import stored_settings
 from tests.test_process import process_config, start, wait_ready
 
 
@@ -138,7 +139,7 @@ def test_serve_with_the_reset_argument_replaces_the_client_id_and_logs_it(tmp_pa
     assert proc.returncode == 0
     assert '"event": "telemetry_client_id_reset"' in output
     assert old_id not in output
-    assert json.loads((state / "settings.json").read_text())["telemetry"]["client_id"] is None
+    assert stored_settings(state)["telemetry"]["client_id"] is None
 
 
 async def test_questions_without_a_terminal_are_refused_naming_yes(

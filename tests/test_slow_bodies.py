@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -48,7 +49,8 @@ async def test_a_thousand_telemetry_events_in_slow_pieces_are_all_accepted(
     """1,000 events (about 400 KB) sent in 16 KiB pieces: one 200 with every event accepted, not 400."""
     ingest = await make_ingest()
     relay = await relay_to(ingest.server.port)
-    events = [event(ago(seconds=i), "all-MiniLM-L6-v2") for i in range(1000)]
+    start = ago()  # one moment: each event a second before the next, never two in one second
+    events = [event(start - timedelta(seconds=i), "all-MiniLM-L6-v2") for i in range(1000)]
     status, body = await post(f"{relay.url}/api/v1/telemetry", json=events)
     assert status == 200, body
     assert (body["accepted"], body["rejected"], body["duplicates"]) == (1000, 0, 0)

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lightspeed.telemetry.sender import ssl_context
+from lightspeed.store_backends import DATABASE_FILE
+from lightspeed.telemetry.registry_client import ssl_context
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ConfigError
 from lightspeed_common.telemetry_schema import CONSENT_VERSION
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.registry import Registry, fast_telemetry
 from tests.support import link_model
-from tests.telemetry_support import SPEC_FIELDS, enable, queue_failed_registration
+from tests.telemetry_support import SPEC_FIELDS, enable, queue_failed_registration, stored_queue, stored_settings
 
 
 @pytest.fixture
@@ -39,9 +39,8 @@ async def test_telemetry_is_off_by_default_and_nothing_is_queued_or_sent(
     assert status["client_id"] is None
     assert status["queue"]["events"] == 0
     state = telemetry_config.service.state_dir
-    assert not (state / "telemetry_queue.jsonl").exists()
-    settings = state / "settings.json"
-    assert not settings.exists() or "client_id" not in settings.read_text()
+    assert stored_queue(state) == []
+    assert "client_id" not in stored_settings(state).get("telemetry", {})
     assert registry.requests == []
 
 
@@ -137,7 +136,7 @@ async def test_a_registered_model_queues_exactly_the_spec_fields_and_no_path_or_
     )
     assert resp.status == 201, await resp.text()
     queue = await (await client.get("/v1/telemetry/queue")).json()
-    queue_file = (telemetry_config.service.state_dir / "telemetry_queue.jsonl").read_bytes()
+    queue_file = "\n".join(stored_queue(telemetry_config.service.state_dir)).encode()
     sent = await (await client.post("/v1/telemetry/send?wait=10")).json()
     await client.close()
 
@@ -166,8 +165,7 @@ async def test_disabling_sends_nothing_keeps_the_queue_and_purge_deletes_it(
     await queue_failed_registration(client)
     disabled = await (await client.put("/v1/telemetry", json={"enabled": False})).json()
     send = await client.post("/v1/telemetry/send?wait=5")
-    queue_file = telemetry_config.service.state_dir / "telemetry_queue.jsonl"
-    kept = queue_file.exists()
+    kept = bool(stored_queue(telemetry_config.service.state_dir))
     purged = await (await client.delete("/v1/telemetry/queue")).json()
     after = await (await client.get("/v1/telemetry/queue")).json()
     await client.close()
@@ -179,7 +177,7 @@ async def test_disabling_sends_nothing_keeps_the_queue_and_purge_deletes_it(
     assert kept
     assert purged == {"purged": 1}
     assert after["events"] == []
-    assert not queue_file.exists()
+    assert stored_queue(telemetry_config.service.state_dir) == []
     assert registry.requests == []  # no opt-out ping, nothing at all
 
 
@@ -236,10 +234,10 @@ async def test_telemetry_settings_live_in_the_state_directory_not_the_config(
     client = await make_client(telemetry_config)
     await enable(client)
     await client.close()
-    stored = json.loads((telemetry_config.service.state_dir / "settings.json").read_text())
+    stored = stored_settings(telemetry_config.service.state_dir)
     assert stored["telemetry"]["enabled"] is True
     assert stored["telemetry"]["consent_version"] == CONSENT_VERSION
-    assert (telemetry_config.service.state_dir / "settings.json").stat().st_mode & 0o077 == 0
+    assert (telemetry_config.service.state_dir / DATABASE_FILE).stat().st_mode & 0o077 == 0
 
 
 def test_the_privacy_documentation_lists_exactly_the_fields_that_are_sent() -> None:

@@ -1,125 +1,163 @@
-"""The telemetry queue: append-only, bounded in events, bytes and age, torn lines skipped."""
+"""The telemetry queue in the state store: bounded in events, bytes and age, shared between workers,
+on SQLite and on PostgreSQL; a queue file from before is imported with its torn lines skipped."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
-from lightspeed.telemetry.queue import QUEUE_FILE, QueueBounds, TelemetryQueue
+import pytest
+
+from lightspeed.store import StateStore
+from lightspeed.store_backends import PostgresStateStore, SQLiteStateStore
+from lightspeed.telemetry.queue import LEGACY_FILE, QueueBounds, TelemetryQueue
+from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
+from tests.postgres import PASSWORD, PgDatabase
 from tests.telemetry_support import ago, event, now
 
 BOUNDS = QueueBounds(max_events=100, max_bytes=1024 * 1024, max_age=timedelta(days=21))
+OpenQueue = Callable[..., Awaitable[tuple[TelemetryQueue, Counter[str]]]]
 
 
-def open_queue(state: Path, bounds: QueueBounds = BOUNDS) -> tuple[TelemetryQueue, Counter[str]]:
-    drops: Counter[str] = Counter()
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], StateStore]]:
+    """Stores on one database: each call is another process's view (the same file or PostgreSQL database)."""
+    opened: list[StateStore] = []
+    database: PgDatabase | None = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
 
-    def on_drop(reason: str, count: int) -> None:
-        drops[reason] += count
+    def open_one() -> StateStore:
+        store: StateStore
+        if database is None:
+            store = SQLiteStateStore(tmp_path / "state.sqlite3", remembered=0)
+        else:
+            store = PostgresStateStore(DatabaseConfig(url=database.url), PASSWORD)
+        opened.append(store)
+        return store
 
-    return TelemetryQueue.load(state, bounds, on_drop), drops
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+def open_queue(open_store: Callable[[], StateStore], tmp_path: Path) -> OpenQueue:
+    async def load(bounds: QueueBounds = BOUNDS, shared: bool = True) -> tuple[TelemetryQueue, Counter[str]]:
+        drops: Counter[str] = Counter()
+
+        def on_drop(reason: str, count: int) -> None:
+            drops[reason] += count
+
+        return await TelemetryQueue.load(open_store(), tmp_path, bounds, on_drop, shared), drops
+
+    return load
 
 
 def model_event(name: str = "m", **shift: float) -> ModelRegistrationEvent:
     return ModelRegistrationEvent.model_validate(event(ago(**shift) if shift else now(), name))
 
 
-async def test_appends_only_add_lines_and_never_rewrite_the_file(tmp_path: Path) -> None:
-    queue, _ = open_queue(tmp_path)
-    assert queue.append(model_event("first"))
-    await queue.flush()
-    path = tmp_path / QUEUE_FILE
-    inode, before = path.stat().st_ino, path.read_bytes()
+def names(queue: TelemetryQueue) -> list[str]:
+    return [q.event.model_name for q in queue.events()]
+
+
+async def test_appended_events_are_stored_in_order_and_another_process_sees_them(open_queue: OpenQueue) -> None:
+    queue, _ = await open_queue()
     for index in range(5):
-        assert queue.append(model_event(f"more-{index}"))
+        assert queue.append(model_event(f"m{index}"))
     await queue.flush()
-    after = path.read_bytes()
-
-    assert path.stat().st_ino == inode
-    assert after.startswith(before)
-    assert len(after.splitlines()) == 6
-    assert path.stat().st_mode & 0o777 == 0o600
+    other, _ = await open_queue()
+    assert names(other) == [f"m{index}" for index in range(5)]
+    assert [q.line for q in other.events()] == [q.line for q in queue.events()]  # the exact bytes to send
 
 
-async def test_a_full_queue_refuses_the_new_event_and_counts_it(tmp_path: Path) -> None:
+async def test_a_full_queue_refuses_the_new_event_and_counts_it(open_queue: OpenQueue) -> None:
     """Overflow policy: drop the newest, never evict what the operator may already have reviewed."""
-    queue, drops = open_queue(tmp_path, QueueBounds(3, 1024 * 1024, timedelta(days=21)))
+    queue, drops = await open_queue(QueueBounds(3, 1024 * 1024, timedelta(days=21)))
     accepted = [queue.append(model_event(f"m{i}")) for i in range(5)]
     await queue.flush()
+    reloaded, _ = await open_queue()
 
     assert accepted == [True, True, True, False, False]
-    assert [q.event.model_name for q in queue.events()] == ["m0", "m1", "m2"]
+    assert names(queue) == ["m0", "m1", "m2"]
     assert drops == {"queue_full": 2}
-    assert len((tmp_path / QUEUE_FILE).read_text().splitlines()) == 3
+    assert len(reloaded) == 3
 
 
-async def test_the_byte_bound_holds_as_well(tmp_path: Path) -> None:
+async def test_the_byte_bound_holds_as_well(open_queue: OpenQueue) -> None:
     one = len(json.dumps(event(now()), separators=(",", ":"))) + 1
-    queue, drops = open_queue(tmp_path, QueueBounds(100, one * 2 + one // 2, timedelta(days=21)))
+    queue, drops = await open_queue(QueueBounds(100, one * 2 + one // 2, timedelta(days=21)))
     accepted = [queue.append(model_event("m")) for _ in range(4)]
     await queue.flush()
 
     assert accepted == [True, True, False, False]
     assert queue.size_bytes <= one * 2 + one // 2
-    assert (tmp_path / QUEUE_FILE).stat().st_size == queue.size_bytes
     assert drops["queue_full"] == 2
 
 
-async def test_events_past_the_age_bound_and_before_consent_are_dropped_and_counted(tmp_path: Path) -> None:
-    queue, drops = open_queue(tmp_path)
+async def test_events_past_the_age_bound_and_before_consent_are_dropped_and_counted(open_queue: OpenQueue) -> None:
+    queue, drops = await open_queue()
     queue.append(model_event("ancient", days=30))
     queue.append(model_event("before-consent", hours=2))
     queue.append(model_event("fresh"))
     await queue.flush()
 
     dropped = await queue.drop_expired(now(), not_before=ago(hours=1))
-    reloaded, _ = open_queue(tmp_path)
+    reloaded, _ = await open_queue()
 
     assert dropped == 2
     assert drops == {"expired": 1, "before_consent": 1}
-    assert [q.event.model_name for q in queue.events()] == ["fresh"]
-    assert [q.event.model_name for q in reloaded.events()] == ["fresh"]
+    assert names(queue) == ["fresh"]
+    assert names(reloaded) == ["fresh"]
 
 
-async def test_a_torn_last_line_and_foreign_lines_are_skipped_on_load(tmp_path: Path) -> None:
+async def test_a_queue_file_from_before_is_imported_once_torn_and_foreign_lines_skipped(
+    open_queue: OpenQueue, tmp_path: Path
+) -> None:
     good = json.dumps(event(now(), "kept"), separators=(",", ":"))
     extra_field = json.dumps({**event(now(), "extra"), "collection_name": "customer-data"})
-    (tmp_path / QUEUE_FILE).write_text(f"{good}\n{extra_field}\n{good[: len(good) // 2]}")
-    queue, drops = open_queue(tmp_path)
+    (tmp_path / LEGACY_FILE).write_text(f"{good}\n{extra_field}\n{good[: len(good) // 2]}")
+    queue, drops = await open_queue()
+    again, _ = await open_queue()
 
-    assert [q.event.model_name for q in queue.events()] == ["kept"]
+    assert names(queue) == ["kept"]
     assert drops == {"unreadable": 2}
+    assert names(again) == ["kept"]  # imported once
+    assert not (tmp_path / LEGACY_FILE).exists()
+    assert (tmp_path / (LEGACY_FILE + ".migrated")).exists()
 
 
-async def test_purge_deletes_the_file_and_removal_rewrites_it_atomically(tmp_path: Path) -> None:
-    queue, _ = open_queue(tmp_path)
+async def test_removal_and_purge_reach_every_process(open_queue: OpenQueue) -> None:
+    queue, _ = await open_queue()
     for index in range(3):
         queue.append(model_event(f"m{index}"))
     await queue.flush()
-    first = queue.events()[0]
-    await queue.remove([first])
-    remaining = (tmp_path / QUEUE_FILE).read_text().splitlines()
-    purged = await queue.purge()
+    other, _ = await open_queue()
+    await queue.remove([queue.events()[0]])
+    await other.refresh()
+    assert names(other) == ["m1", "m2"]
+    other.append(model_event("from-the-other"))
+    await other.flush()
+    purged = await queue.purge()  # the other process's event too
+    await other.refresh()
 
-    assert [json.loads(line)["model_name"] for line in remaining] == ["m1", "m2"]
-    assert purged == 2
-    assert not (tmp_path / QUEUE_FILE).exists()
-    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))  # no temporary files left behind
+    assert purged == 3
+    assert len(other) == 0
 
 
-async def test_events_appended_while_a_rewrite_runs_are_kept(tmp_path: Path) -> None:
-    queue, _ = open_queue(tmp_path)
+async def test_events_appended_while_a_removal_runs_are_kept(open_queue: OpenQueue) -> None:
+    queue, _ = await open_queue()
     queue.append(model_event("sent"))
     await queue.flush()
     removal = asyncio.create_task(queue.remove(list(queue.events())))
-    await asyncio.sleep(0)  # the rewrite has started and holds the file lock
+    await asyncio.sleep(0)  # the removal has started
     queue.append(model_event("late"))
     await removal
     await queue.flush()
-    reloaded, _ = open_queue(tmp_path)
+    reloaded, _ = await open_queue()
 
-    assert [q.event.model_name for q in reloaded.events()] == ["late"]
+    assert names(reloaded) == ["late"]

@@ -14,7 +14,7 @@ from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
 from tests.registry import Answer, Registry, fast_telemetry
-from tests.telemetry_support import ago, event, now, seed_state
+from tests.telemetry_support import ago, event, now, seed_state, stored_queue, stored_settings
 
 
 def seeded(make_config: ConfigFactory, url: str, events: int, **telemetry: Any) -> AppConfig:
@@ -47,7 +47,7 @@ async def test_the_queue_goes_out_in_batches_and_leaves_the_queue(
     assert [e["model_name"] for e in registry.events] == [f"model-{i}" for i in range(7)]
     assert (outcome["result"], outcome["sent"], outcome["accepted"], outcome["remaining"]) == ("sent", 7, 7, 0)
     assert queue["events"] == []
-    assert not (config.service.state_dir / "telemetry_queue.jsonl").exists()
+    assert stored_queue(config.service.state_dir) == []
 
 
 async def test_events_the_registry_rejects_are_counted_and_not_retried(
@@ -144,7 +144,7 @@ async def test_failed_sends_persist_the_next_attempt_so_a_restart_does_not_hamme
     client = await make_client(config)
     outcome = await send(client)
     await client.close()
-    stored = json.loads((config.service.state_dir / "settings.json").read_text())["telemetry_sender"]
+    stored = stored_settings(config.service.state_dir)["telemetry_sender"]
     attempts = len(registry.requests)
     restarted = await make_client(config)
     await asyncio.wait_for(restarted.app[SENDER].waiting.wait(), 10)  # it looked at the schedule and waits
@@ -289,3 +289,28 @@ async def test_consent_withdrawn_during_a_send_stops_the_next_batch(
 
     assert [len(r.events) for r in registry.requests] == [3]
     assert outcome["sent"] == 3
+
+
+async def test_with_several_workers_one_sends_and_another_is_told_so(
+    make_client: ClientFactory, make_config: ConfigFactory, registry: Registry
+) -> None:
+    """Two workers (two apps on one state store): while one holds the sender's lease, the other's send is
+    deferred, and what the first sent is not sent again."""
+    release = asyncio.Event()
+    registry.script = [Answer(hold=release)]
+    config = seeded(make_config, registry.url, 3)
+    config = config.model_copy(update={"service": config.service.model_copy(update={"workers": 2})})
+    first, second = await make_client(config), await make_client(config)
+    sending = asyncio.ensure_future(send(first))
+    await asyncio.wait_for(registry.arrived.wait(), 10)
+    other = await send(second)
+    release.set()
+    outcome = await sending
+    after = await send(second)
+    await first.close()
+    await second.close()
+
+    assert (other["result"], other["error"]) == ("deferred", "another worker is sending")
+    assert (outcome["result"], outcome["sent"]) == ("sent", 3)
+    assert after["result"] == "nothing_to_send"  # the other worker sees the queue the first emptied
+    assert sum(len(r.events) for r in registry.requests) == 3

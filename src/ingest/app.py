@@ -22,7 +22,7 @@ from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
 from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SQLiteStorage
-from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure
+from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure, StorageUnavailable
 from lightspeed_common.atomic import ensure_dir
 from lightspeed_common.checks import Check, run_checks, writable_directory
 from lightspeed_common.config import AppConfig
@@ -107,7 +107,8 @@ def _open_storage(config: IngestConfig) -> tuple[Storage, ArchiveStore]:
             return PostgresStorage(config.database, _database_password(config)), archives
         except StorageFailure as exc:
             # The URL is safe to log: the config refuses one with a password.
-            raise StorageError("ingest database", str(config.database.url), str(exc)) from None
+            url, unreachable = str(config.database.url), isinstance(exc, StorageUnavailable)
+            raise StorageError("ingest database", url, str(exc), temporary=unreachable) from None
     try:
         return SQLiteStorage(state / "ingest.sqlite3"), archives
     except StorageFailure as exc:

@@ -21,17 +21,19 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from ingest.sql_storage import Cursor, Session, SQLStorage, _dicts
+from ingest.sql_storage import SQLStorage
 from ingest.storage import StorageFailure, StorageUnavailable
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.postgres import (
     DatabaseError,
     DatabaseUnavailable,
+    QmarkSession,
     migrate,
     open_pool,
-    ping,
+    read_rows,
     transaction,
 )
+from lightspeed_common.sql import Session
 
 COMPONENT = "ingest"
 RETRIES = 3  # deadlocks and serialization failures: run the transaction again this many times
@@ -104,16 +106,6 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 
-class _Session:
-    """A psycopg connection that takes the queries' `?` placeholders (none of them holds a literal `?`)."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        return self._conn.execute(sql.replace("?", "%s").encode(), tuple(args))
-
-
 class PostgresStorage(SQLStorage):
     """The ingest's tables in a PostgreSQL database, through a pool shared by the storage's threads."""
 
@@ -137,19 +129,21 @@ class PostgresStorage(SQLStorage):
     def _transaction(self) -> Iterator[Session]:
         try:
             with transaction(self._pool) as conn:
-                yield _Session(conn)
+                yield QmarkSession(conn)
         except (DatabaseError, DatabaseUnavailable) as exc:
             raise _failure(exc) from exc
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._transaction() as session:
-            return _dicts(session.execute(sql, args))
+        try:
+            return read_rows(self._pool, sql, args)
+        except (DatabaseError, DatabaseUnavailable) as exc:
+            raise _failure(exc) from exc
 
     def _is_duplicate_key(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
 
-    def _one_of(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
-        return f"{column} = ANY(?)", [values]
+    def _one_of(self, column: str, values: Sequence[str | int]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """`work` in a transaction, run again after a deadlock or a serialization failure."""
@@ -166,7 +160,7 @@ class PostgresStorage(SQLStorage):
 
     def check(self) -> None:
         try:
-            ping(self._pool)
+            read_rows(self._pool, "SELECT 1")
         except DatabaseUnavailable as exc:
             raise StorageUnavailable(str(exc)) from None
 

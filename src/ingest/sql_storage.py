@@ -13,10 +13,10 @@ DO NOTHING` and only the writer whose insert took it counts the event.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ingest.storage import (
     MODEL_DIMENSIONS,
@@ -29,29 +29,11 @@ from ingest.storage import (
     event_key,
     iso,
 )
+from lightspeed_common.sql import Session
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 T = TypeVar("T")
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-    @property
-    def description(self) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-class Session(Protocol):
-    def execute(self, sql: str, args: Sequence[Any] = (), /) -> Cursor: ...
-
-
-def _dicts(cursor: Cursor) -> list[dict[str, Any]]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
 class SQLStorage:
@@ -77,7 +59,7 @@ class SQLStorage:
         with self._transaction() as session:
             return work(session)
 
-    def _one_of(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
+    def _one_of(self, column: str, values: Sequence[str | int]) -> tuple[str, list[Any]]:
         """`column` is one of `values`: the condition and its arguments."""
         return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(values)]  # noqa: S608 - a fixed name
 
@@ -113,20 +95,7 @@ class SQLStorage:
                 if self._is_duplicate_key(exc):  # two arrived at once; the other one was stored
                     raise DuplicateUpload(upload.request_id) from None
                 raise
-            new = 0
-            for record in sorted(records, key=lambda r: r.content_sha256):
-                new += session.execute(
-                    "INSERT INTO records (content_sha256, request_id, member, kind, conversation_id, "
-                    "record_timestamp) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (content_sha256) DO NOTHING",
-                    (
-                        record.content_sha256,
-                        upload.request_id,
-                        record.member,
-                        record.kind,
-                        record.conversation_id,
-                        record.timestamp,
-                    ),
-                ).rowcount
+            new = self._insert_records(session, upload.request_id, records)
             stored = StoredUpload(upload.request_id, len(records), new, len(records) - new)
             session.execute(
                 "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",
@@ -134,6 +103,27 @@ class SQLStorage:
             )
             publish()
         return stored
+
+    @staticmethod
+    def _insert_records(session: Session, request_id: str, records: list[RecordInfo]) -> int:
+        """Index the records in hash order (two uploads sharing records never wait on each other in a
+        cycle), several to a statement; how many were new."""
+        ordered = sorted(records, key=lambda r: r.content_sha256)
+        new = 0
+        for start in range(0, len(ordered), CHUNK):
+            chunk = ordered[start : start + CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            cursor = session.execute(
+                "INSERT INTO records (content_sha256, request_id, member, kind, conversation_id, "  # noqa: S608
+                f"record_timestamp) VALUES {values} ON CONFLICT (content_sha256) DO NOTHING RETURNING 1",
+                [
+                    value
+                    for r in chunk
+                    for value in (r.content_sha256, request_id, r.member, r.kind, r.conversation_id, r.timestamp)
+                ],
+            )
+            new += len(cursor.fetchall())
+        return new
 
     def known_archives(self) -> set[str]:
         return {row["archive"] for row in self._read("SELECT archive FROM uploads")}
@@ -177,70 +167,103 @@ class SQLStorage:
         return self._write(lambda session: self._add_events(session, events, max_per_model_day))
 
     def _add_events(self, session: Session, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+        """Set-based, so a batch costs a handful of statements, not several per event."""
+        rows = [
+            (event, event_key(event), contributor_hash(event.model_name, event.client_id), event.timestamp[:10])
+            for event in events
+        ]
+        models = self._model_ids(session, events)
+        condition, args = self._one_of("event_key", [key for _, key, _, _ in rows])
+        seen = {row[0] for row in session.execute(f"SELECT event_key FROM seen_events WHERE {condition}", args)}  # noqa: S608
+        day_counts = dict.fromkeys(((model_id, row[3]) for model_id, row in zip(models, rows, strict=True)), 0)
+        in_models, model_args = self._one_of("model_id", sorted({m for m, _ in day_counts}))
+        in_days, day_args = self._one_of("day", sorted({d for _, d in day_counts}))
+        for model_id, day, stored in session.execute(
+            f"SELECT model_id, day, SUM(events) FROM contributions WHERE {in_models} AND {in_days} "  # noqa: S608
+            "GROUP BY model_id, day",
+            model_args + day_args,
+        ):
+            if (model_id, day) in day_counts:
+                day_counts[model_id, day] = int(stored)
         outcomes: list[str] = []
-        model_ids: dict[str, int] = {}
-        day_counts: dict[tuple[int, str], int] = {}
-        for event in events:
-            contributor = contributor_hash(event.model_name, event.client_id)
-            day = event.timestamp[:10]
-            model_id = self._model_id(session, event, model_ids)
-            if (model_id, day) not in day_counts:
-                row = session.execute(
-                    "SELECT COALESCE(SUM(events), 0) FROM contributions WHERE model_id = ? AND day = ?",
-                    (model_id, day),
-                ).fetchone()
-                day_counts[model_id, day] = int(row[0])
-            key = event_key(event)
-            if session.execute("SELECT 1 FROM seen_events WHERE event_key = ?", (key,)).fetchone():
+        candidates: dict[str, int] = {}  # event key -> its index, for those to count
+        for index, (model_id, (_, key, _, day)) in enumerate(zip(models, rows, strict=True)):
+            if key in seen or key in candidates:
                 outcomes.append("duplicate")
-                continue
-            if day_counts[model_id, day] >= max_per_model_day:
+            elif day_counts[model_id, day] >= max_per_model_day:
                 outcomes.append("capped")
-                continue
-            taken = session.execute(
-                "INSERT INTO seen_events (event_key, contributor, day) VALUES (?, ?, ?) "
-                "ON CONFLICT (event_key) DO NOTHING",
-                (key, contributor, day),
-            ).rowcount
-            if not taken:  # another node counted this re-send a moment ago
-                outcomes.append("duplicate")
-                continue
-            day_counts[model_id, day] += 1
-            outcomes.append("accepted")
-            session.execute(  # GREATEST is a fixed word
-                "INSERT INTO contributions (model_id, contributor, day, events, load_failures, inference_failures, "  # noqa: S608
-                "last_event_at) VALUES (?, ?, ?, 1, ?, ?, ?) "
-                "ON CONFLICT (model_id, contributor, day) DO UPDATE SET "
-                "events = contributions.events + 1, "
-                "load_failures = contributions.load_failures + excluded.load_failures, "
-                "inference_failures = contributions.inference_failures + excluded.inference_failures, "
-                f"last_event_at = {self.GREATEST}(contributions.last_event_at, excluded.last_event_at)",
-                (
-                    model_id,
-                    contributor,
-                    day,
-                    int(not event.load_success),
-                    int(not event.inference_success),
-                    event.timestamp,
-                ),
-            )
+            else:
+                day_counts[model_id, day] += 1
+                candidates[key] = index
+                outcomes.append("accepted")
+        taken = self._take_keys(session, [rows[i][1:] for i in candidates.values()])
+        accepted = []
+        for key, index in candidates.items():
+            if key in taken:
+                accepted.append(index)
+            else:  # another node counted this re-send a moment ago
+                outcomes[index] = "duplicate"
+        self._count_contributions(session, [(models[i], *rows[i]) for i in accepted])
         return outcomes
 
+    def _count_contributions(
+        self, session: Session, accepted: list[tuple[int, ModelRegistrationEvent, str, str, str]]
+    ) -> None:
+        """Add the accepted events to their (model, contributor, day) rows, one statement per row."""
+        counts: dict[tuple[int, str, str], list[Any]] = {}
+        for model_id, event, _, contributor, day in accepted:
+            total = counts.setdefault((model_id, contributor, day), [0, 0, 0, event.timestamp])
+            total[0] += 1
+            total[1] += int(not event.load_success)
+            total[2] += int(not event.inference_success)
+            total[3] = max(total[3], event.timestamp)
+        session.executemany(  # GREATEST is a fixed word
+            "INSERT INTO contributions (model_id, contributor, day, events, load_failures, inference_failures, "  # noqa: S608
+            "last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (model_id, contributor, day) DO UPDATE SET "
+            "events = contributions.events + excluded.events, "
+            "load_failures = contributions.load_failures + excluded.load_failures, "
+            "inference_failures = contributions.inference_failures + excluded.inference_failures, "
+            f"last_event_at = {self.GREATEST}(contributions.last_event_at, excluded.last_event_at)",
+            [(*group, *total) for group, total in sorted(counts.items())],
+        )
+
     @staticmethod
-    def _model_id(session: Session, event: ModelRegistrationEvent, cache: dict[str, int]) -> int:
+    def _take_keys(session: Session, keys: list[tuple[str, str, str]]) -> set[str]:
+        """Insert (event key, contributor, day) rows; the keys this transaction took (not already there)."""
+        taken: set[str] = set()
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            cursor = session.execute(
+                f"INSERT INTO seen_events (event_key, contributor, day) VALUES {values} "  # noqa: S608 - placeholders
+                "ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
+                [value for row in sorted(chunk) for value in row],
+            )
+            taken.update(row[0] for row in cursor)
+        return taken
+
+    @staticmethod
+    def _model_key(event: ModelRegistrationEvent) -> tuple[str, list[Any]]:
         values = [getattr(event, name) for name in MODEL_DIMENSIONS]
         values[MODEL_DIMENSIONS.index("modalities")] = ",".join(sorted(event.modalities))
-        key = json.dumps(values)
-        if key in cache:
-            return cache[key]
-        session.execute(
-            f"INSERT INTO models (model_key, {', '.join(MODEL_DIMENSIONS)}) "  # noqa: S608 - fixed column names
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model_key) DO NOTHING",
-            (key, *values),
-        )
-        row = session.execute("SELECT id FROM models WHERE model_key = ?", (key,)).fetchone()
-        cache[key] = int(row[0])  # inserted above, or by another writer that committed first
-        return cache[key]
+        return json.dumps(values), values
+
+    def _model_ids(self, session: Session, events: list[ModelRegistrationEvent]) -> list[int]:
+        """Each event's model row: looked up together, the missing ones inserted (by this writer or another
+        that committed first)."""
+        keys = {key: values for key, values in map(self._model_key, events)}
+        condition, args = self._one_of("model_key", sorted(keys))
+        found = session.execute(f"SELECT model_key, id FROM models WHERE {condition}", args)  # noqa: S608
+        ids = {key: int(id_) for key, id_ in found}
+        for key in sorted(set(keys) - set(ids)):
+            session.execute(
+                f"INSERT INTO models (model_key, {', '.join(MODEL_DIMENSIONS)}) "  # noqa: S608 - fixed column names
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model_key) DO NOTHING",
+                (key, *keys[key]),
+            )
+            ids[key] = int(session.execute("SELECT id FROM models WHERE model_key = ?", (key,)).fetchone()[0])
+        return [ids[self._model_key(event)[0]] for event in events]
 
     def model_counts(self) -> list[dict[str, Any]]:
         """Per model: events, distinct contributing installations, failures, first and last day."""

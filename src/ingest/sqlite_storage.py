@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ingest.sql_storage import Session, SQLStorage, _dicts
+from ingest.sql_storage import SQLStorage
 from ingest.storage import StorageFailure
+from lightspeed_common.sql import Session, dicts
 from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
 
 SCHEMA_VERSION = 1
@@ -105,7 +106,7 @@ class SQLiteStorage(SQLStorage):
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
-            return _dicts(self._db.execute(sql, tuple(args)))
+            return dicts(self._db.execute(sql, tuple(args)))
         except sqlite3.Error as exc:
             raise StorageFailure(f"{self.path}: {exc}") from exc
 

@@ -8,10 +8,12 @@ directory, 1 anything else (with a traceback in the log).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -22,7 +24,17 @@ from lightspeed.preflight import server_checks
 from lightspeed_common.checks import check_config
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import is_loopback
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_TEMPFAIL, StorageError
+from lightspeed_common.http.metrics import MULTIPROCESS_ENV
 from lightspeed_common.http.serving import run_service, run_with_config
+from lightspeed_common.http.supervisor import (
+    Supervisor,
+    die_with_supervisor,
+    inherited_socket,
+    listening_socket,
+    metrics_directory,
+    worker_index,
+)
 from lightspeed_common.notify import Notifier
 from lightspeed_common.version import VERSION
 
@@ -73,25 +85,109 @@ def config_warnings(config: AppConfig) -> list[str]:
     return warnings
 
 
-def serve(config: AppConfig, reset_telemetry_client_id: bool = False) -> int:
+def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool = False) -> int:
+    service = config.service
+    worker = worker_index()
+    if worker is None:
+        log.info(
+            "service_starting",
+            version=VERSION,
+            host=service.host,
+            port=service.port,
+            workers=service.workers,
+            provider=config.answers.provider,
+            auth=config.authentication.module,
+        )
+        for warning in config_warnings(config):
+            log.warning("config_risky", warning=warning)
+        if service.workers > 1:
+            return supervise(config, config_path, reset_telemetry_client_id)
+    else:
+        die_with_supervisor()
+        structlog.contextvars.bind_contextvars(worker=worker)
     from lightspeed.api.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
 
-    service = config.service
-    log.info(
-        "service_starting",
-        version=VERSION,
-        host=service.host,
-        port=service.port,
-        provider=config.answers.provider,
-        auth=config.authentication.module,
-    )
-    for warning in config_warnings(config):
-        log.warning("config_risky", warning=warning)
     notifier = Notifier.from_environment()
     app = create_app(config, reset_telemetry_client_id=reset_telemetry_client_id)
     code = run_service(
-        app, service.host, service.port, service.shutdown_timeout_seconds, notifier, timeouts=service.timeouts
+        app,
+        service.host,
+        service.port,
+        service.shutdown_timeout_seconds,
+        notifier,
+        timeouts=service.timeouts,
+        sock=inherited_socket(),
     )
+    if code == 0:
+        log.info("service_stopped" if worker is None else "worker_stopped")
+    return code
+
+
+async def prepare_shared_state(config: AppConfig) -> None:
+    """Before the workers start, once, by this process alone: the directories, the installation id and
+    the user hasher's key made, the store's schema brought up to date and files from older releases
+    imported (a failure stops the start here, not in every worker; workers then only read these)."""
+    from lightspeed.identity import UserHasher  # noqa: PLC0415 - the main process of several workers
+    from lightspeed.records.writer import prepare_storage  # noqa: PLC0415
+    from lightspeed.state import RuntimeSettings  # noqa: PLC0415
+    from lightspeed.store_backends import open_store  # noqa: PLC0415
+    from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue  # noqa: PLC0415
+    from lightspeed_common.identity import installation_id  # noqa: PLC0415
+    from lightspeed_common.records import RECORD_KINDS  # noqa: PLC0415
+
+    state_dir = config.service.state_dir
+    await asyncio.to_thread(prepare_storage, "state", state_dir)
+    for kind in RECORD_KINDS:
+        if (path := kind.storage(config)) is not None:
+            await asyncio.to_thread(prepare_storage, kind.storage_key, path)
+    await asyncio.to_thread(installation_id, state_dir)
+    await asyncio.to_thread(UserHasher.from_state_dir, state_dir)
+    store = await asyncio.to_thread(open_store, config)
+    try:
+        await RuntimeSettings.load(store, state_dir, config.user_data_collection.feedback_enabled)
+        telemetry = config.telemetry
+        bounds = QueueBounds(telemetry.queue_max_events, telemetry.queue_max_bytes, timedelta(days=1))
+        await TelemetryQueue.load(store, state_dir, bounds, lambda reason, count: None)
+    finally:
+        await store.close()
+
+
+def supervise(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool) -> int:
+    """`service.workers` processes on one socket (lightspeed_common.http.supervisor)."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only the main process of several workers
+
+    service = config.service
+    metrics = metrics_directory(
+        Path(os.environ.get(MULTIPROCESS_ENV) or Path(os.environ.get("RUNTIME_DIRECTORY") or service.state_dir))
+        / "metrics"
+    )
+    os.environ[MULTIPROCESS_ENV] = str(metrics)  # inherited by the workers
+
+    def command(index: int, first: bool) -> list[str]:
+        argv = [sys.executable, "-m", "lightspeed", "serve", "--config", str(config_path)]
+        # The client id is replaced once, by the first worker's first start.
+        return [*argv, "--reset-telemetry-client-id"] if reset_telemetry_client_id and index == 0 and first else argv
+
+    try:
+        asyncio.run(prepare_shared_state(config))
+    except StorageError as exc:
+        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason, temporary=exc.temporary)
+        return EXIT_TEMPFAIL if exc.temporary else EXIT_CANTCREAT
+    try:
+        sock = listening_socket(service.host, service.port)
+    except OSError as exc:
+        log.error("listen_failed", host=service.host, port=service.port, error=exc.strerror)
+        return 1
+    supervisor = Supervisor(
+        command,
+        sock,
+        service.workers,
+        Notifier.from_environment(),
+        stop_timeout=service.shutdown_timeout_seconds,
+        on_exit=lambda pid: multiprocess.mark_process_dead(pid, str(metrics)),  # type: ignore[no-untyped-call]
+    )
+    code = asyncio.run(supervisor.run())
+    sock.close()
     if code == 0:
         log.info("service_stopped")
     return code
@@ -106,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("models", "telemetry"):
         return cli.run(args, DEFAULT_CONFIG)
-    return run_with_config(args.config, "lightspeed", lambda config: serve(config, args.reset_telemetry_client_id))
+    return run_with_config(
+        args.config, "lightspeed", lambda config: serve(config, args.config, args.reset_telemetry_client_id)
+    )
 
 
 if __name__ == "__main__":

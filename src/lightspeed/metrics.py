@@ -31,7 +31,11 @@ class StackMetrics:
             "ls_response_duration_seconds", "REST API response durations", ["path"], registry=registry, buckets=SECONDS
         )
         self.provider_model_configuration = Gauge(
-            "ls_provider_model_configuration", "The provider/model pairs this server offers", LLM, registry=registry
+            "ls_provider_model_configuration",
+            "The provider/model pairs this server offers",
+            LLM,
+            registry=registry,
+            multiprocess_mode="max",  # the same in every worker
         )
         self.llm_calls = Counter("ls_llm_calls", "LLM calls by provider and model", LLM, registry=registry)
         self.llm_calls_failures = Counter("ls_llm_calls_failures", "LLM calls that failed", LLM, registry=registry)
@@ -52,6 +56,7 @@ class StackMetrics:
             "ls_started_in_degraded_mode",
             "1: started with the provider unready",
             registry=registry,
+            multiprocess_mode="max",  # any worker that started degraded
         )
 
 

@@ -1,9 +1,11 @@
-"""Small persisted runtime state in the state directory.
+"""Settings an admin changes at run time: the feedback toggle, telemetry consent and the telemetry
+sender's schedule, kept out of the frozen config, in the state store (`store.StateStore`).
 
-`RuntimeSettings`: settings an admin changes at run time (the feedback
-toggle, telemetry consent and the telemetry sender's schedule), kept out of
-the frozen config; in memory, file I/O on a thread. Conversations are in
-`conversations`.
+`RuntimeSettings` answers from memory; when other processes write the store too
+(several workers, or PostgreSQL), `refresh()` reads it again at the start of each
+request that needs it, so a change made through one worker is what every worker
+answers next. A `settings.json` from before is imported on the first start and
+renamed `settings.json.migrated`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 import structlog
 
 from lightspeed.records.formats import utc_now
-from lightspeed_common.atomic import write_private
+from lightspeed.store import StateStore
+from lightspeed_common.atomic import mark_migrated
 
 log = structlog.get_logger(__name__)
 
-SETTINGS_FILE = "settings.json"
+LEGACY_FILE = "settings.json"
 
 
 @dataclass(frozen=True)
@@ -36,23 +39,30 @@ class FeedbackStatusChange:
 class RuntimeSettings:
     """The feedback toggle: starts from the config, a PUT overrides it and persists."""
 
-    def __init__(self, path: Path, data: dict[str, Any], feedback_default: bool) -> None:
-        self._path = path
+    def __init__(self, store: StateStore, data: dict[str, Any], feedback_default: bool, shared: bool) -> None:
+        self._store = store
         self._data = data
         self._feedback_default = feedback_default
+        self._shared = shared
         self._lock = asyncio.Lock()
 
     @classmethod
-    def load(cls, state_dir: Path, feedback_default: bool) -> RuntimeSettings:
-        """Read the settings file (blocking; run on a thread at start-up)."""
-        path = state_dir / SETTINGS_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            data = {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} does not hold a JSON object")
-        return cls(path, data, feedback_default)
+    async def load(
+        cls, store: StateStore, state_dir: Path, feedback_default: bool, shared: bool = False
+    ) -> RuntimeSettings:
+        """Read the settings from the store, importing a settings.json from before once."""
+        legacy = state_dir / LEGACY_FILE
+        if legacy.exists():
+            data = await asyncio.to_thread(_read_legacy, legacy)
+            await store.put_settings(data)
+            await asyncio.to_thread(mark_migrated, legacy)
+            log.info("settings_migrated", keys=sorted(data), source=str(legacy))
+        return cls(store, await store.settings(), feedback_default, shared)
+
+    async def refresh(self) -> None:
+        """Read what other processes may have changed (a no-op when this process is the only writer)."""
+        if self._shared:
+            self._data = await self._store.settings()
 
     @property
     def feedback_enabled(self) -> bool:
@@ -61,15 +71,16 @@ class RuntimeSettings:
 
     async def set_feedback_enabled(self, enabled: bool, by: str, by_hash: str) -> FeedbackStatusChange:
         async with self._lock:
+            await self.refresh()
             previous = self.feedback_enabled
             now = utc_now()
-            data = {
-                **self._data,
-                "feedback_enabled": enabled,
-                "feedback_updated_at": now.isoformat(),
-                "feedback_updated_by": by_hash,
-            }
-            await self._write(data)
+            await self._write(
+                {
+                    "feedback_enabled": enabled,
+                    "feedback_updated_at": now.isoformat(),
+                    "feedback_updated_by": by_hash,
+                }
+            )
         return FeedbackStatusChange(previous, enabled, by, now)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -78,14 +89,18 @@ class RuntimeSettings:
         return dict(value) if isinstance(value, dict) else {}
 
     async def update_section(self, name: str, values: dict[str, Any] | None) -> None:
-        """Replace section `name` (None removes it); the file is rewritten atomically first."""
+        """Replace section `name` (None removes it), in the store first."""
         async with self._lock:
-            data = {k: v for k, v in self._data.items() if k != name}
-            if values is not None:
-                data[name] = values
-            await self._write(data)
+            await self._write({name: values})
 
-    async def _write(self, data: dict[str, Any]) -> None:
-        payload = json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
-        await asyncio.to_thread(write_private, self._path, payload)
-        self._data = data
+    async def _write(self, changes: dict[str, Any]) -> None:
+        await self._store.put_settings(changes)
+        data = {**self._data, **changes}
+        self._data = {k: v for k, v in data.items() if v is not None}
+
+
+def _read_legacy(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return data

@@ -14,6 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def mark_migrated(path: Path) -> None:
+    """Rename a file imported by a newer release to `<name>.migrated` (kept, never read again), durably."""
+    path.rename(path.with_name(path.name + ".migrated"))
+    fsync_dir(path.parent)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a directory entry (a rename or a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from lightspeed_common.config_base import HttpTimeoutsConfig, Section
+from lightspeed_common.config_base import DatabaseConfig, HttpTimeoutsConfig, Section
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.errors import ConfigError
 
@@ -42,6 +42,11 @@ class ServiceConfig(Section):
     max_request_bytes: PositiveInt = 1024 * 1024
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
     record_writer_threads: PositiveInt = 32
+    # Worker processes sharing the listening socket, under one main process (docs/scaling.md).
+    workers: int = Field(default=1, ge=1, le=64)
+    # Conversations, runtime settings and the telemetry queue: `<state_dir>/conversations.sqlite3` (one host,
+    # any number of workers), or PostgreSQL (database.url) for API servers on several hosts.
+    database: DatabaseConfig = DatabaseConfig(password_credential="lightspeed-database-password")  # noqa: S106
     timeouts: HttpTimeoutsConfig = HttpTimeoutsConfig()
     # Host names (without port) accepted on state-changing requests and pages; "*" for any.
     # Default: the loopback names when `host` is a loopback address, any otherwise.

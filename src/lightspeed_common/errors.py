@@ -9,6 +9,7 @@ from typing import Any
 # Exit codes (sysexits.h), so systemd can refuse to restart-loop on a bad config.
 EXIT_CONFIG = 78
 EXIT_CANTCREAT = 73
+EXIT_TEMPFAIL = 75  # a database that cannot be reached at start: systemd starts the daemon again
 
 
 class LightspeedError(Exception):
@@ -27,10 +28,11 @@ class ConfigError(LightspeedError):
 class StorageError(LightspeedError):
     """A storage directory cannot be created or written, or a database (named by its URL) cannot be used."""
 
-    def __init__(self, what: str, path: Path | str, reason: str) -> None:
+    def __init__(self, what: str, path: Path | str, reason: str, *, temporary: bool = False) -> None:
         self.what = what
         self.path = path
         self.reason = reason
+        self.temporary = temporary  # it may work later (a database not reachable yet): exit 75, not 73
         super().__init__(f"{what}{' directory' if isinstance(path, Path) else ''} {path} is not usable: {reason}")
 
 

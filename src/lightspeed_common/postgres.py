@@ -18,7 +18,7 @@ here a list of SQL statements per version.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ import structlog
 
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.credentials import read_secret
+from lightspeed_common.sql import Cursor, dicts
 
 log = structlog.get_logger(__name__)
 # psycopg's SQLSTATE classes that mean "the server or the connection is gone", not "this statement is wrong".
@@ -46,8 +47,9 @@ Migrations = Sequence[Sequence[str]]  # migrations[n] brings the schema from ver
 
 
 def database_password(config: DatabaseConfig) -> str | None:
-    """The password from its file or systemd credential (blocking); OSError names an unreadable file."""
-    return read_secret(None, config.password_file, config.password_credential)
+    """The password from its file or systemd credential (blocking); OSError names an unreadable file.
+    An empty one (install.sh creates the credential files empty) is none."""
+    return read_secret(None, config.password_file, config.password_credential) or None
 
 
 def describe(exc: BaseException) -> str:
@@ -73,9 +75,11 @@ def open_pool(config: DatabaseConfig, password: str | None, name: str) -> psycop
     database restart is replaced rather than handed to a request.
     """
     assert config.url is not None
+    # Autocommit: a read is one round trip; writes open their transaction explicitly (`transaction`).
     kwargs: dict[str, Any] = {
         "application_name": name,
         "connect_timeout": max(1, round(config.connect_timeout_seconds)),
+        "autocommit": True,
     }
     if password is not None:
         kwargs["password"] = password
@@ -89,7 +93,8 @@ def open_pool(config: DatabaseConfig, password: str | None, name: str) -> psycop
         min_size=1,
         max_size=config.pool_size,
         timeout=config.connect_timeout_seconds,
-        check=psycopg_pool.ConnectionPool.check_connection,
+        # No check before each use (a round trip on every call): a connection a restart broke fails
+        # once, and `read_rows` replaces the broken ones and reads again; a write answers 503 once.
         name=name,
         open=False,
     )
@@ -106,7 +111,17 @@ def transaction(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connectio
     """A connection in a transaction: committed when the block ends, rolled back on any error.
     Driver errors come out as DatabaseUnavailable or DatabaseError; others pass unchanged."""
     try:
-        with pool.connection() as conn:  # the pool commits at the end of the block, or rolls back
+        with pool.connection() as conn, conn.transaction():
+            yield conn
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        raise translate(exc) from exc
+
+
+@contextmanager
+def reading(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for one statement outside a transaction (one round trip); errors as in `transaction`."""
+    try:
+        with pool.connection() as conn:
             yield conn
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         raise translate(exc) from exc
@@ -140,7 +155,31 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(f"lightspeed:{name}".encode())
 
 
-def ping(pool: psycopg_pool.ConnectionPool) -> None:
-    """One round trip; DatabaseUnavailable when it fails."""
-    with transaction(pool) as conn:
-        conn.execute("SELECT 1")
+def read_rows(pool: psycopg_pool.ConnectionPool, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """One read outside a transaction, as dicts. If the connection it got was broken (the database
+    restarted since), the pool's idle connections are checked and the read runs once more."""
+    for attempt in range(2):
+        try:
+            with reading(pool) as conn:
+                return dicts(QmarkSession(conn).execute(sql, args))
+        except DatabaseUnavailable:
+            if attempt:
+                raise
+            pool.check()
+    raise AssertionError("unreachable")
+
+
+class QmarkSession:
+    """A psycopg connection that takes `?` placeholders (`lightspeed_common.sql.Session`); the queries
+    written for both databases hold no literal `?`."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = (), /) -> Cursor:
+        return self._conn.execute(sql.replace("?", "%s").encode(), tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Cursor:
+        cursor = self._conn.cursor()
+        cursor.executemany(sql.replace("?", "%s").encode(), [tuple(row) for row in rows])
+        return cursor

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from lightspeed import preflight
 from lightspeed.answers.answering import Answerer
@@ -31,19 +32,21 @@ from lightspeed.api.keys import (
     REDACTOR,
     SENDER,
     SETTINGS,
+    STORE,
     STREAMS,
     TELEMETRY,
 )
 from lightspeed.api.openapi import build_openapi
 from lightspeed.api.routes import ROUTES, add_routes
 from lightspeed.api.streams import RunningStreams
-from lightspeed.conversations import ConversationStore, SQLiteConversationStore
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.records.writer import RecordWriter, prepare_storage
 from lightspeed.state import RuntimeSettings
+from lightspeed.store import StateStore
+from lightspeed.store_backends import open_store, shared
 from lightspeed.telemetry.wiring import open_telemetry
 from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
@@ -61,14 +64,13 @@ DEGRADED_CHECK_SECONDS = 2.0  # how long start-up asks the provider whether it i
 @dataclass(frozen=True)
 class OpenedState:
     hasher: UserHasher
-    conversations: ConversationStore
-    settings: RuntimeSettings
+    store: StateStore
 
 
 def open_state(config: AppConfig) -> OpenedState:
-    """Prepare the storage and state directories and load the persisted state (blocking).
+    """Prepare the storage and state directories and open the state store (blocking).
 
-    Raises StorageError for a directory that cannot be created or written.
+    Raises StorageError for a directory that cannot be created or written, or a store that cannot be opened.
     """
     prepare_storage("state", config.service.state_dir)
     for kind in RECORD_KINDS:
@@ -76,11 +78,21 @@ def open_state(config: AppConfig) -> OpenedState:
             prepare_storage(kind.storage_key, path)
     state_dir = config.service.state_dir
     installation_id(state_dir)  # made here, read by the collector (which may not write this directory)
-    return OpenedState(
-        UserHasher.from_state_dir(state_dir),
-        SQLiteConversationStore.open(state_dir),
-        RuntimeSettings.load(state_dir, config.user_data_collection.feedback_enabled),
-    )
+    return OpenedState(UserHasher.from_state_dir(state_dir), open_store(config))
+
+
+UNSHARED_PATHS = frozenset({"/liveness", "/readiness", "/metrics"})
+
+
+@web.middleware
+async def fresh_shared_state(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Other processes write the store too (several workers, PostgreSQL): read the runtime settings
+    again before a request uses them, and the telemetry queue before telemetry shows it."""
+    if request.path not in UNSHARED_PATHS and SETTINGS in request.app:
+        await request.app[SETTINGS].refresh()
+        if request.path.startswith(("/v1/telemetry", "/settings")) and TELEMETRY in request.app:
+            await request.app[TELEMETRY].queue.refresh()
+    return await handler(request)
 
 
 def _documents(config: AppConfig) -> list[Passage]:
@@ -137,8 +149,14 @@ def _state(config: AppConfig) -> CleanupContext:
         opened = await asyncio.to_thread(open_state, config)
         app[AUTH] = await asyncio.to_thread(preflight.authenticator, config)
         app[HASHER] = opened.hasher
-        app[CONVERSATIONS] = opened.conversations
-        app[SETTINGS] = opened.settings
+        app[STORE] = app[CONVERSATIONS] = opened.store
+        try:
+            app[SETTINGS] = await RuntimeSettings.load(
+                opened.store, config.service.state_dir, config.user_data_collection.feedback_enabled, shared(config)
+            )
+        except BaseException:
+            await opened.store.close()
+            raise
         writer = RecordWriter(
             FEEDBACK.storage(config),
             TRANSCRIPT.storage(config),
@@ -148,7 +166,7 @@ def _state(config: AppConfig) -> CleanupContext:
         app[RECORDS] = writer
         yield
         await writer.close()
-        await opened.conversations.close()
+        await opened.store.close()
 
     return state
 
@@ -157,7 +175,7 @@ def _telemetry(config: AppConfig, reset_client_id: bool) -> CleanupContext:
     """The opt-in telemetry service and its sender (started last, by _start_background)."""
 
     async def telemetry(app: web.Application) -> AsyncIterator[None]:
-        opened = await open_telemetry(config, app[SETTINGS], app[METRICS], reset_client_id)
+        opened = await open_telemetry(config, app[STORE], app[SETTINGS], app[METRICS], reset_client_id)
         app[TELEMETRY], app[SENDER] = opened.service, opened.sender
         yield
         await opened.close()
@@ -222,7 +240,8 @@ def create_app(
     with StorageError or ConfigError when a directory or a referenced file is
     not usable, before the first request is served.
     """
-    app = web.Application(middlewares=[observe], client_max_size=config.service.max_request_bytes)
+    middlewares = [observe, fresh_shared_state] if shared(config) else [observe]
+    app = web.Application(middlewares=middlewares, client_max_size=config.service.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[HTTP_METRICS] = app[METRICS]

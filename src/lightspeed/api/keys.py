@@ -19,6 +19,7 @@ from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelManager
 from lightspeed.records.writer import RecordWriter
 from lightspeed.state import RuntimeSettings
+from lightspeed.store import StateStore
 from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed_common.config import AppConfig
@@ -30,6 +31,7 @@ REDACTOR = web.AppKey("redactor", Redactor)
 RECORDS = web.AppKey("records", RecordWriter)
 HASHER = web.AppKey("hasher", UserHasher)
 CONVERSATIONS = web.AppKey("conversations", ConversationStore)
+STORE = web.AppKey("store", StateStore)  # the same object as CONVERSATIONS; settings and queue live there too
 SETTINGS = web.AppKey("settings", RuntimeSettings)
 TELEMETRY = web.AppKey("telemetry", TelemetryService)
 SENDER = web.AppKey("telemetry_sender", TelemetrySender)

@@ -40,8 +40,9 @@ def prepare_storage(what: str, path: Path) -> None:
     """
     try:
         ensure_dir(path)
-        write_atomic(path / ".lightspeed-write-check", b"ok")
-        (path / ".lightspeed-write-check").unlink()
+        check = path / f".lightspeed-write-check-{os.getpid()}"  # several workers check at once
+        write_atomic(check, b"ok")
+        check.unlink()
     except OSError as exc:
         raise StorageError(what, path, exc.strerror or str(exc)) from exc
 

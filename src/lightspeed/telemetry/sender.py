@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import ssl
-from collections.abc import Callable, Sequence
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import structlog
 from tenacity import (
     AsyncRetrying,
@@ -37,32 +37,20 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from lightspeed.state import RuntimeSettings
+from lightspeed.store import StateStore
 from lightspeed.telemetry.queue import QueuedEvent
+from lightspeed.telemetry.registry_client import RegistryClient, RegistryRejected, RegistryUnavailable
 from lightspeed.telemetry.service import TelemetryService
-from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after, retry_after_of
+from lightspeed_common.backoff import RetryAfterOrBackoff, retry_after_of
 from lightspeed_common.config import TelemetryConfig
-from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
 SECTION = "telemetry_sender"
+LEASE = "telemetry_sender"
+LEASE_MARGIN_SECONDS = 60.0  # past a cycle's longest run, the lease of a process that died lapses
+LEASE_WAIT_SECONDS = 60.0  # another worker is sending: look again after this (or when woken)
+ANOTHER_SENDER = "another worker is sending"
 MAX_NOT_BEFORE = timedelta(days=7)  # a Retry-After longer than this is not believed
-
-
-class RegistryUnavailable(Exception):
-    """408, 429, 5xx or a network error: keep the batch, try again later."""
-
-    def __init__(self, status: int | None, detail: str, retry_after: float | None = None) -> None:
-        self.status = status
-        self.retry_after = retry_after
-        super().__init__(f"registry unavailable ({status or 'no answer'}): {detail}")
-
-
-class RegistryRejected(Exception):
-    """Any other 4xx: the batch is dropped."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        self.status = status
-        super().__init__(f"registry refused the request ({status}): {detail}")
 
 
 @dataclass
@@ -92,54 +80,6 @@ class _LongRetryAfter(stop_base):
         return retry_after is not None and retry_after > self._cap
 
 
-def ssl_context(config: TelemetryConfig) -> ssl.SSLContext:
-    """Certificates are always checked; `ca_file` adds a private CA."""
-    return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-
-
-class RegistryClient:
-    def __init__(self, session: aiohttp.ClientSession, config: TelemetryConfig, token: str | None) -> None:
-        self._session = session
-        self._url = str(config.registry_url)
-        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout_seconds)
-        # No installation id or host name here: the User-Agent must not identify the machine.
-        self._headers = {"Content-Type": "application/json", "User-Agent": f"lightspeed/{VERSION}"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
-
-    async def post(self, lines: Sequence[str]) -> dict[str, Any]:
-        body = ("[" + ",".join(lines) + "]").encode("ascii")
-        return await self._request("POST", self._url, body)
-
-    async def request_deletion(self, client_id: str) -> dict[str, Any]:
-        """Ask the registry to remove this client's contributions: `DELETE <registry_url>/clients/<id>`."""
-        return await self._request("DELETE", f"{self._url.rstrip('/')}/clients/{client_id}", None)
-
-    async def _request(self, method: str, url: str, body: bytes | None) -> dict[str, Any]:
-        try:
-            # No redirects: one could lead from https to plain http, or to another host.
-            async with self._session.request(
-                method, url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                text = await resp.text(errors="replace")
-                if 200 <= resp.status < 300:
-                    return _reply(text)
-                detail = text[:200]
-                if resp.status in (408, 429) or resp.status >= 500:
-                    raise RegistryUnavailable(resp.status, detail, parse_retry_after(resp.headers.get("Retry-After")))
-                raise RegistryRejected(resp.status, detail)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RegistryUnavailable(None, str(exc) or type(exc).__name__) from exc
-
-
-def _reply(text: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 def _count(reply: dict[str, Any], key: str, default: int) -> int:
     value = reply.get(key)
     return value if isinstance(value, int) and value >= 0 else default
@@ -155,6 +95,7 @@ class TelemetrySender:
         *,
         on_sent: Callable[[int, int], None] = lambda accepted, rejected: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        store: StateStore | None = None,
     ) -> None:
         self._config = config
         self._service = service
@@ -168,6 +109,11 @@ class TelemetrySender:
         self.waiting = asyncio.Event()
         self._cycle: asyncio.Task[SendOutcome] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        # Several workers (or hosts) share the queue: the one holding the store's lease sends.
+        self._store = store
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        retry = config.retry
+        self._lease_seconds = retry.max_elapsed_seconds + config.request_timeout_seconds + LEASE_MARGIN_SECONDS
 
     # -- schedule ----------------------------------------------------------------------------
 
@@ -206,6 +152,7 @@ class TelemetrySender:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            await self._settings.refresh()
             due = self.due_at()
             delay = None if due is None else max(0.0, (due - self._clock()).total_seconds())
             if delay is None or delay > 0:
@@ -216,7 +163,11 @@ class TelemetrySender:
                 continue
             self.waiting.clear()
             try:
-                await asyncio.shield(self.send_now(manual=False))
+                outcome = await asyncio.shield(self.send_now(manual=False))
+                if outcome.error == ANOTHER_SENDER:  # its schedule is ours once it is done
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LEASE_WAIT_SECONDS):
+                            await self._wake.wait()
             except Exception:
                 # E.g. the state directory is full. Keep the schedule alive; try again later.
                 log.exception("telemetry_send_crashed")
@@ -231,12 +182,34 @@ class TelemetrySender:
         return self._cycle
 
     async def _send_all(self, manual: bool, retries: bool) -> SendOutcome:
-        outcome = await self._send_batches(manual, retries)
+        async with self._lease() as held:
+            due = self.due_at()  # as another worker may just have changed it
+            if not held or (not manual and due is not None and due > self._clock()):
+                log.info("telemetry_send_skipped", reason=ANOTHER_SENDER)
+                return SendOutcome("deferred", error=ANOTHER_SENDER)
+            outcome = await self._send_batches(manual, retries)
         outcome.remaining = len(self._service.queue)
         await self._persist(last_result=outcome.to_json())
         log.info("telemetry_send_finished", **{k: v for k, v in outcome.to_json().items() if v not in (None, 0)})
         self._wake.set()
         return outcome
+
+    @contextlib.asynccontextmanager
+    async def _lease(self) -> AsyncIterator[bool]:
+        """Hold the store's sender lease for the block (True), or learn another process holds it (False).
+        The settings and the queue are read again first: another worker may have changed them."""
+        if self._store is None:
+            yield True
+            return
+        held = await self._store.take_lease(LEASE, self._holder, self._lease_seconds)
+        if held:
+            await self._settings.refresh()
+            await self._service.queue.refresh()
+        try:
+            yield held
+        finally:
+            if held:
+                await self._store.release_lease(LEASE, self._holder)
 
     async def _send_batches(self, manual: bool, retries: bool) -> SendOutcome:
         service, queue = self._service, self._service.queue
@@ -373,7 +346,9 @@ class TelemetrySender:
                 elif (
                     budget > 0 and len(self._service.queue) and self._service.is_effective() and not self._backing_off()
                 ):
-                    await self._send_batches(manual=False, retries=False)
+                    async with self._lease() as held:
+                        if held:
+                            await self._send_batches(manual=False, retries=False)
         except TimeoutError:
             log.warning("telemetry_flush_abandoned", queued=len(self._service.queue), budget_seconds=budget)
         finally:

@@ -12,8 +12,11 @@ import structlog
 
 from lightspeed.metrics import Metrics
 from lightspeed.state import RuntimeSettings
+from lightspeed.store import StateStore
+from lightspeed.store_backends import shared
 from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
-from lightspeed.telemetry.sender import RegistryClient, TelemetrySender, ssl_context
+from lightspeed.telemetry.registry_client import RegistryClient, ssl_context
+from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed_common.config import AppConfig, TelemetryConfig
 from lightspeed_common.credentials import read_secret
@@ -43,11 +46,15 @@ def registry_token(config: TelemetryConfig) -> str | None:
         raise ConfigError("telemetry.registry_token_file", [f"cannot read it: {exc.strerror}"]) from exc
 
 
-async def open_telemetry(config: AppConfig, settings: RuntimeSettings, metrics: Metrics, reset: bool) -> OpenTelemetry:
+async def open_telemetry(
+    config: AppConfig, store: StateStore, settings: RuntimeSettings, metrics: Metrics, reset: bool
+) -> OpenTelemetry:
     """Load the queue and the consent state; nothing is sent or queued here."""
     cfg = config.telemetry
     bounds = QueueBounds(cfg.queue_max_events, cfg.queue_max_bytes, timedelta(days=cfg.event_max_age_days))
-    queue = await asyncio.to_thread(TelemetryQueue.load, config.service.state_dir, bounds, metrics.telemetry_drop)
+    queue = await TelemetryQueue.load(
+        store, config.service.state_dir, bounds, metrics.telemetry_drop, shared=shared(config)
+    )
     service = TelemetryService(cfg, settings, queue, os.environ)
     if reset:
         await service.reset_client_id()
@@ -57,7 +64,7 @@ async def open_telemetry(config: AppConfig, settings: RuntimeSettings, metrics: 
         context = await asyncio.to_thread(ssl_context, cfg)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=2))
         client = RegistryClient(session, cfg, token)
-    sender = TelemetrySender(cfg, service, settings, client, on_sent=metrics.telemetry_result)
+    sender = TelemetrySender(cfg, service, settings, client, on_sent=metrics.telemetry_result, store=store)
     log.info(
         "telemetry_state",
         enabled=service.is_effective(),

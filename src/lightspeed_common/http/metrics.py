@@ -1,8 +1,17 @@
-"""Prometheus metrics, one registry per application (no global state)."""
+"""Prometheus metrics, one registry per application (no global state).
+
+Under several workers (`PROMETHEUS_MULTIPROC_DIR` set by the supervisor) every
+worker writes its values to files there, and `/metrics` answered by any worker
+adds them all up (prometheus_client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class HttpMetrics:
@@ -29,4 +38,8 @@ class HttpMetrics:
         self.latency.labels(route, method).observe(seconds)
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):
+            every_worker = CollectorRegistry()
+            multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+            return generate_latest(every_worker)
         return generate_latest(self.registry)

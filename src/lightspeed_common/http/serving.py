@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.config_base import HttpTimeoutsConfig
-from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, StorageError
 from lightspeed_common.logs import configure_logging
 from lightspeed_common.notify import Notifier, watchdog_running
 
@@ -39,9 +40,18 @@ class GuardedSite(web.TCPSite):
     the keep-alive timeout bounds the wait for the next head.
     """
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        header_timeout: float,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(runner, host, port, **kwargs)
         self._header_timeout = header_timeout
+        self._sock = sock  # a socket already listening (a worker's, from the supervisor); else bind host:port
 
     def _connection(self) -> asyncio.BaseProtocol:
         server = self._runner.server
@@ -55,6 +65,11 @@ class GuardedSite(web.TCPSite):
         # TCPSite.start with our protocol factory; the same arguments, read back from the site.
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                self._connection, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+            )
+            return
         self._server = await loop.create_server(
             self._connection,
             self._host,
@@ -82,8 +97,10 @@ async def serve_app(
     *,
     timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate."""
+    """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate.
+    `sock`: accept from this listening socket (a worker's) instead of binding host:port."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -99,6 +116,7 @@ async def serve_app(
             host,
             port,
             timeouts.header_timeout_seconds,
+            sock,
             shutdown_timeout=shutdown_timeout,
             ssl_context=ssl_context,
         )
@@ -127,18 +145,23 @@ def run_service(
     *,
     timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> int:
     """Serve until stopped; the exit code: 0, 78 for a configuration error, 73 for unusable storage."""
     try:
-        asyncio.run(serve_app(app, host, port, shutdown_timeout, notifier, timeouts=timeouts, ssl_context=ssl_context))
+        asyncio.run(
+            serve_app(
+                app, host, port, shutdown_timeout, notifier, timeouts=timeouts, ssl_context=ssl_context, sock=sock
+            )
+        )
     except ConfigError as exc:
         log.error("config_invalid", source=exc.source, problems=exc.problems)
         notifier.status(f"failed: invalid configuration in {exc.source}")
         return EXIT_CONFIG
     except StorageError as exc:
-        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason)
+        log.error("storage_unusable", what=exc.what, path=str(exc.path), reason=exc.reason, temporary=exc.temporary)
         notifier.status(f"failed: {exc}")
-        return EXIT_CANTCREAT
+        return EXIT_TEMPFAIL if exc.temporary else EXIT_CANTCREAT
     return 0
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG
 from lightspeed.auth import require_admin
-from lightspeed.conversations import DATABASE_FILE
+from lightspeed.store_backends import DATABASE_FILE
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import NotFound
 
@@ -115,11 +115,24 @@ def stack_configuration(config: AppConfig) -> dict[str, Any]:
         },
         "authentication": {"module": auth.module},
         "inference": inference,
-        "conversation_cache": {
-            "type": "sqlite",
-            "sqlite": {"db_path": str(config.service.state_dir / DATABASE_FILE)},
-        },
+        "conversation_cache": _conversation_store(config),
     }
+
+
+def _conversation_store(config: AppConfig) -> dict[str, Any]:
+    """Where conversations are kept, in lightspeed-stack's shape; the password masked."""
+    url = config.service.database.url
+    if url is None:
+        return {"type": "sqlite", "sqlite": {"db_path": str(config.service.state_dir / DATABASE_FILE)}}
+    [host] = url.hosts()
+    postgres = {
+        "host": host.get("host"),
+        "port": host.get("port"),
+        "db": (url.path or "/").lstrip("/"),
+        "user": host.get("username"),
+        "password": MASK,
+    }
+    return {"type": "postgres", "postgres": postgres}
 
 
 async def configuration(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from lightspeed.api.keys import AUTH, SENDER, TELEMETRY
 from lightspeed.api.payloads import parse_body
 from lightspeed.api.settings_payloads import TelemetryUpdate
 from lightspeed.auth import require_admin
-from lightspeed.telemetry.sender import RegistryRejected, RegistryUnavailable
+from lightspeed.telemetry.registry_client import RegistryRejected, RegistryUnavailable
 from lightspeed_common.errors import BadGateway, Conflict, ServiceUnavailable
 from lightspeed_common.http.middleware import read_body
 from lightspeed_common.telemetry_schema import FIELD_NAMES

@@ -1,0 +1,94 @@
+"""The server's state store, on SQLite and on a real PostgreSQL server, as several processes use it:
+each test opens two stores on one database, as two workers (or two hosts) would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from lightspeed.conversations import Turn
+from lightspeed.store import StateStore
+from lightspeed.store_backends import PostgresStateStore, SQLiteStateStore
+from lightspeed_common.config_base import DatabaseConfig
+from lightspeed_common.postgres import DatabaseError
+from tests.postgres import PASSWORD, PgDatabase
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[StateStore, StateStore]]:
+    database: PgDatabase | None = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
+
+    def open_one() -> StateStore:
+        if database is None:
+            return SQLiteStateStore(tmp_path / "state.sqlite3", remembered=0)
+        return PostgresStateStore(DatabaseConfig(url=database.url), PASSWORD)
+
+    opened = [open_one(), open_one()]
+    yield opened[0], opened[1]
+    for store in opened:
+        await store.close()
+
+
+def turn(question: str) -> Turn:
+    moment = datetime.now(UTC)
+    return Turn(question, f"answer to {question}", "model", "provider", moment, moment)
+
+
+async def test_turns_added_at_once_by_two_workers_are_all_kept_in_order(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    conversation = str(uuid.uuid4())
+    await first.add_turn(conversation, "owner", turn("q0"))
+    # Twenty more at once, alternately through each store.
+    adding = [(first if n % 2 else second).add_turn(conversation, "owner", turn(f"q{n}")) for n in range(1, 21)]
+    await asyncio.gather(*adding)
+    turns = await second.turns(conversation)
+    assert sorted(t.question for t in turns) == sorted(f"q{n}" for n in range(21))
+    assert len(turns) == 21
+    found = await first.get(conversation)
+    assert found is not None
+    assert found.message_count == 21
+    assert found.topic_summary == "q0"
+
+
+async def test_what_one_worker_changes_the_other_answers(two_stores: tuple[StateStore, StateStore]) -> None:
+    first, second = two_stores
+    conversation = str(uuid.uuid4())
+    await first.add_turn(conversation, "alice-hash", turn("How do I start?"))
+    assert await second.owner(conversation) == "alice-hash"
+    assert [c.conversation_id for c in await second.list_for("alice-hash")] == [conversation]
+    assert await second.set_topic(conversation, "Starting") is True
+    assert (await first.get(conversation)).topic_summary == "Starting"  # type: ignore[union-attr]
+    assert await first.delete(conversation) is True
+    assert await second.owner(conversation) is None  # nothing stale is remembered with another writer
+    assert await second.delete(conversation) is False
+
+    await first.put_settings({"feedback_enabled": False, "telemetry": {"enabled": True, "client_id": "c"}})
+    assert await second.settings() == {"feedback_enabled": False, "telemetry": {"enabled": True, "client_id": "c"}}
+    await second.put_settings({"feedback_enabled": None})
+    assert await first.settings() == {"telemetry": {"enabled": True, "client_id": "c"}}
+
+
+async def test_one_holder_of_a_lease_at_a_time(two_stores: tuple[StateStore, StateStore]) -> None:
+    first, second = two_stores
+    assert await first.take_lease("sender", "worker-1", 60) is True
+    assert await second.take_lease("sender", "worker-2", 60) is False
+    assert await first.take_lease("sender", "worker-1", 60) is True  # renewed by its holder
+    await first.release_lease("sender", "worker-1")
+    assert await second.take_lease("sender", "worker-2", 0.001) is True
+    await asyncio.sleep(0.01)  # the lease's own time runs out: nothing observable to wait on but the clock
+    assert await first.take_lease("sender", "worker-1", 60) is True  # a lapsed lease is taken over
+
+
+def test_a_postgresql_store_from_a_newer_release_is_refused(pg_database: PgDatabase) -> None:
+    store = PostgresStateStore(DatabaseConfig(url=pg_database.url), PASSWORD)
+    asyncio.run(store.close())
+    pg_database.query("UPDATE schema_version SET version = 2 WHERE component = 'lightspeed' RETURNING 1")
+    with pytest.raises(DatabaseError, match="lightspeed schema version 2; this release knows 1"):
+        PostgresStateStore(DatabaseConfig(url=pg_database.url), PASSWORD)
