@@ -72,6 +72,12 @@ def start_server(workdir: Path, docs: Path, port: int, **service: Any) -> subpro
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     wait_ready(port, proc)
+    if service.get("workers", 1) > 1:  # one worker answering is not all of them ready
+        deadline = time.monotonic() + 180
+        while b'"workers_ready"' not in (workdir / "server.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the workers did not all become ready")
+            time.sleep(0.2)
     return proc
 
 

@@ -85,7 +85,7 @@ if [ ! -e /etc/lightspeed/lightspeed.env ]; then
     chgrp lightspeed /etc/lightspeed/lightspeed.env
 fi
 install -d -m 0700 /etc/lightspeed/credentials
-for secret in api-keys.yaml openai-api-key telemetry-token ingress-token; do
+for secret in api-keys.yaml openai-api-key telemetry-token ingress-token database-password; do
     [ -e "/etc/lightspeed/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed/credentials/$secret"
 done
 
@@ -100,7 +100,7 @@ if [ ! -e /etc/lightspeed-ingest/ingest.env ]; then
     chgrp lightspeed-ingest /etc/lightspeed-ingest/ingest.env
 fi
 install -d -m 0700 /etc/lightspeed-ingest/credentials
-for secret in upload-tokens admin-key telemetry-keys; do
+for secret in upload-tokens admin-key telemetry-keys database-password; do
     [ -e "/etc/lightspeed-ingest/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed-ingest/credentials/$secret"
 done
 # The registry takes telemetry only from key holders (telemetry.require_api_key in ingest.yaml): make

@@ -26,7 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "systemd-rootfs"
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "libstdc++6")
+# postgresql: the container's own database server, for the PostgreSQL-backed ingest.
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "libstdc++6", "postgresql")
 
 
 def ensure_tools() -> None:
@@ -62,10 +63,11 @@ def apt_mirror() -> tuple[str, str]:
 
 def rootfs() -> Path:
     """The cached Debian root file system, built on first use (about a minute)."""
-    if (CACHE / ".complete").exists():
+    suite, mirror = apt_mirror()
+    stamp = f"{suite} {mirror} {','.join(PACKAGES)}\n"
+    if (CACHE / ".complete").exists() and (CACHE / ".complete").read_text() == stamp:
         return CACHE
     ensure_tools()
-    suite, mirror = apt_mirror()
     building = CACHE.with_name(CACHE.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     building.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def rootfs() -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    (building / ".complete").write_text(f"{suite} {mirror}\n")
+    (building / ".complete").write_text(stamp)
     shutil.rmtree(CACHE, ignore_errors=True)
     building.rename(CACHE)
     return CACHE

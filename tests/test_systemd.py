@@ -4,6 +4,9 @@ One container for the module (see systemd_harness.py). The services are
 installed with packaging/install.sh, exactly as the README's "Install as a
 service" says, reusing this checkout's .venv. The collector ships to
 lightspeed-ingest.service in the same container, and telemetry goes to it too.
+As a site past one machine runs them (docs/scaling.md): the API server with
+`workers: 2`, and the ingest on PostgreSQL, the container's own
+postgresql.service, ordered before it by a drop-in.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ ADMIN_KEY = "systemd-test-admin-key-0123456789"
 INGEST_ADMIN_KEY = "systemd-test-ingest-admin-key-42"
 UPLOAD_TOKEN = "systemd-test-upload-token-0987654321"
 UNITS = ("lightspeed-ingest.service", "lightspeed.service", "lightspeed-collector.service")
+WORKERS = 2
+DB_PASSWORD = "systemd-test-database-password-77"
+INGEST_DROP_IN = """[Unit]
+Wants=postgresql.service
+After=postgresql.service
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +49,14 @@ def ingest_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="module")
+def pg_port() -> int:
+    return free_port()
+
+
 def service_config(port: int, ingress_port: int) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((REPO / "config" / "lightspeed.production.yaml").read_text())
-    config["service"].update(port=port, shutdown_timeout_seconds=5)
+    config["service"].update(port=port, shutdown_timeout_seconds=5, workers=WORKERS)
     config["user_data_collection"]["data_collector"].update(
         enabled=True,
         ingress_server_url=f"http://127.0.0.1:{ingress_port}/api/ingress/v1/upload",
@@ -54,14 +68,29 @@ def service_config(port: int, ingress_port: int) -> dict[str, Any]:
     return config
 
 
-def ingest_config(port: int) -> dict[str, Any]:
+def ingest_config(port: int, pg_port: int) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((REPO / "config" / "ingest.production.yaml").read_text())
     config["ingest"].update(port=port, shutdown_timeout_seconds=5)
+    config["ingest"]["database"]["url"] = f"postgresql://lightspeed_ingest@127.0.0.1:{pg_port}/lightspeed_ingest"
     return config
 
 
+def psql(container: Container, pg_port: int, sql: str, database: str = "postgres") -> str:
+    return container.run("runuser", "-u", "postgres", "--", "psql", "-p", str(pg_port), "-d", database, "-Atc", sql).out
+
+
+def prepare_postgresql(container: Container, pg_port: int) -> None:
+    """The container's postgresql.service on a free loopback port, a role and a database for the ingest."""
+    settings = f"port = {pg_port}\nlisten_addresses = '127.0.0.1'\n"
+    container.write("/etc/postgresql/15/main/conf.d/lightspeed-tests.conf", settings)
+    container.run("systemctl", "restart", "postgresql.service", timeout=120)
+    container.wait_for("postgresql@15-main.service", "ActiveState", {"active"}, timeout=120)
+    psql(container, pg_port, f"CREATE ROLE lightspeed_ingest LOGIN PASSWORD '{DB_PASSWORD}'")
+    psql(container, pg_port, "CREATE DATABASE lightspeed_ingest OWNER lightspeed_ingest")
+
+
 @pytest.fixture(scope="module")
-def installed(container: Container, ingest_port: int) -> int:
+def installed(container: Container, ingest_port: int, pg_port: int) -> int:
     """The README's install steps; returns the API port."""
     venv = REPO / ".venv"
     out = container.run(str(REPO / "packaging" / "install.sh"), "--venv", str(venv)).out
@@ -73,10 +102,13 @@ def installed(container: Container, ingest_port: int) -> int:
     keys = f"- {{key: {ADMIN_KEY}, user_id: operator, role: admin}}\n"
     container.write("/etc/lightspeed/credentials/api-keys.yaml", keys, mode="0600")
     container.write("/etc/lightspeed/credentials/ingress-token", UPLOAD_TOKEN + "\n", mode="0600")
-    ingest = yaml.safe_dump(ingest_config(ingest_port))
+    prepare_postgresql(container, pg_port)
+    ingest = yaml.safe_dump(ingest_config(ingest_port, pg_port))
     container.write("/etc/lightspeed-ingest/ingest.yaml", ingest, mode="0640", owner="root:lightspeed-ingest")
     container.write("/etc/lightspeed-ingest/credentials/upload-tokens", UPLOAD_TOKEN + "\n", mode="0600")
     container.write("/etc/lightspeed-ingest/credentials/admin-key", INGEST_ADMIN_KEY + "\n", mode="0600")
+    container.write("/etc/lightspeed-ingest/credentials/database-password", DB_PASSWORD + "\n", mode="0600")
+    container.write("/etc/systemd/system/lightspeed-ingest.service.d/postgresql.conf", INGEST_DROP_IN)
     container.run("systemctl", "daemon-reload")
     return port
 
@@ -87,16 +119,11 @@ def ingest_api(port: int, path: str) -> Any:
     return body
 
 
-INGEST_DB_QUERY = """
-import sqlite3, sys
-db = sqlite3.connect("file:/var/lib/lightspeed-ingest/ingest.sqlite3?mode=ro", uri=True)
-print("\\n".join(row[0] for row in db.execute("SELECT member FROM records WHERE member LIKE ?", (sys.argv[1],))))
-"""
-
-
-def ingest_members(container: Container, pattern: str) -> list[str]:
-    """Record names the ingest has indexed, read from its database inside the container."""
-    return container.run(str(REPO / ".venv" / "bin" / "python"), "-c", INGEST_DB_QUERY, pattern).out.split()
+def ingest_members(container: Container, pg_port: int, pattern: str) -> list[str]:
+    """Record names the ingest has indexed, read from its PostgreSQL database inside the container."""
+    quoted = pattern.replace("'", "''")
+    sql = f"SELECT member FROM records WHERE member LIKE '{quoted}'"  # noqa: S608 - the test's own pattern
+    return psql(container, pg_port, sql, "lightspeed_ingest").split()
 
 
 def api(port: int, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY) -> tuple[int, Any]:
@@ -153,13 +180,13 @@ def test_start_reaches_active_only_when_ready_to_serve(container: Container, ins
     assert active["SubState"] == "running"
     assert status == 200
     assert body["ready"] is True
-    assert text == f"serving on 127.0.0.1:{installed}"
+    assert text == f"serving with {WORKERS} workers"
     assert (collector["ActiveState"], collector["SubState"]) == ("active", "running")
     assert "new records pending" in collector["StatusText"]
 
 
 def test_queries_and_feedback_from_the_host_reach_the_ingest(
-    container: Container, running: int, ingest_port: int
+    container: Container, running: int, ingest_port: int, pg_port: int
 ) -> None:
     before = ingest_api(ingest_port, "/api/admin/v1/uploads")["totals"]
     status, answer = api(running, "POST", "/v1/query", {"query": "How do I give feedback?"})
@@ -178,7 +205,7 @@ def test_queries_and_feedback_from_the_host_reach_the_ingest(
         time.sleep(0.2)
         totals = ingest_api(ingest_port, "/api/admin/v1/uploads")["totals"]
     status_text = container.show("lightspeed-collector.service", "StatusText")["StatusText"]
-    conversation = ingest_members(container, f"transcripts/%/{answer['conversation_id']}/%")
+    conversation = ingest_members(container, pg_port, f"transcripts/%/{answer['conversation_id']}/%")
 
     assert totals["feedback_records"] == before.get("feedback_records", 0) + 1
     assert len(conversation) == 1
@@ -229,6 +256,60 @@ def test_the_journal_filters_by_priority_and_shows_the_fields(container: Contain
     assert "installation_id_unavailable" not in everything  # the server made it before the collector started
 
 
+def workers(container: Container) -> list[str]:
+    """The pids of lightspeed.service's workers: the children of its main process."""
+    main = container.show("lightspeed.service", "MainPID")["MainPID"]
+    return container.run("cat", f"/proc/{main}/task/{main}/children").out.split()
+
+
+def test_the_ingest_runs_on_the_containers_postgresql_and_the_server_with_two_workers(
+    container: Container, running: int, ingest_port: int, pg_port: int
+) -> None:
+    after = container.show("lightspeed-ingest.service", "After", "Wants")
+    tables = psql(
+        container, pg_port, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", "lightspeed_ingest"
+    )
+    version = psql(
+        container, pg_port, "SELECT version FROM schema_version WHERE component = 'ingest'", "lightspeed_ingest"
+    )
+    children = workers(container)
+    journal = container.run("journalctl", "-u", "lightspeed", "-o", "json", "--no-pager").out
+    ready = [json.loads(line) for line in journal.splitlines() if '"worker_ready"' in line]
+
+    assert "postgresql.service" in after["After"].split()
+    assert "postgresql.service" in after["Wants"].split()
+    assert {"uploads", "records", "models", "contributions", "seen_events", "deletions"} <= set(tables.split())
+    assert version.strip() == "1"
+    assert container.run("ls", "/var/lib/lightspeed-ingest").out.split().count("ingest.sqlite3") == 0
+    assert len(children) == WORKERS
+    assert {int(e["WORKER"]) for e in ready} == set(range(WORKERS))
+    assert DB_PASSWORD not in container.run("journalctl", "-u", "lightspeed-ingest", "--no-pager").out
+
+
+def test_a_killed_worker_is_replaced_under_the_same_unit(container: Container, running: int) -> None:
+    main = container.show("lightspeed.service", "MainPID")["MainPID"]
+    [victim, *_] = workers(container)
+    container.run("sh", "-c", f"kill -KILL {victim}")  # the shell's kill: procps is not in the container
+    deadline = time.monotonic() + 120
+    children: list[str] = []
+    while time.monotonic() < deadline:
+        children = workers(container)
+        journal = container.run("journalctl", "-u", "lightspeed", "-o", "cat", "--no-pager", "-n", "50").out
+        if len(children) == WORKERS and victim not in children and journal.count("worker_ready") >= 1:
+            break
+        time.sleep(0.5)
+    state = container.show("lightspeed.service", "ActiveState", "MainPID", "NRestarts")
+    status, body = api(running, "GET", "/readiness", key=None)
+
+    assert victim not in children
+    assert len(children) == WORKERS
+    assert state["MainPID"] == main  # the unit did not restart: the main process replaced its worker
+    assert state["ActiveState"] == "active"
+    journal = container.run("journalctl", "-u", "lightspeed", "-o", "cat", "--no-pager").out.splitlines()
+    assert any("worker_exited" in line and f"pid={victim}" in line and "SIGKILL" in line for line in journal)
+    assert (status, body["ready"]) == (200, True)
+
+
 def test_stop_is_graceful_and_quick(container: Container, running: int) -> None:
     started = time.monotonic()
     container.run("systemctl", "stop", "lightspeed.service")
@@ -241,7 +322,7 @@ def test_stop_is_graceful_and_quick(container: Container, running: int) -> None:
     assert "service_stopped" in journal
 
 
-def test_a_killed_collector_is_restarted_and_loses_no_record(container: Container, running: int) -> None:
+def test_a_killed_collector_is_restarted_and_loses_no_record(container: Container, running: int, pg_port: int) -> None:
     """The ingest is down, so the batch is claimed and packaged but unsent when the collector is killed."""
     container.run("systemctl", "stop", "lightspeed-ingest.service")
     restarts = int(container.show("lightspeed-collector.service", "NRestarts")["NRestarts"])
@@ -263,7 +344,7 @@ def test_a_killed_collector_is_restarted_and_loses_no_record(container: Containe
     delivered: list[str] = []
     while time.monotonic() < deadline and len(delivered) < len(names):
         time.sleep(0.5)
-        delivered = ingest_members(container, "feedback/kill9-%")
+        delivered = ingest_members(container, pg_port, "feedback/kill9-%")
     left = container.run("find", "/var/lib/lightspeed-data", "-name", "kill9-*").out
 
     assert claimed, "the collector never claimed the records"
@@ -320,7 +401,9 @@ def test_directories_have_the_intended_owners_and_modes(container: Container, ru
     assert all(line.startswith("lightspeed:lightspeed 6") for line in transcripts), transcripts
     assert container.run("id", "-gn", "lightspeed-collector").out.strip() == "lightspeed"
     assert stat("/var/lib/lightspeed-ingest") == "lightspeed-ingest:lightspeed-ingest 750"
-    assert stat("/var/lib/lightspeed-ingest/ingest.sqlite3") == "lightspeed-ingest:lightspeed-ingest 640"
+    assert stat("/var/lib/lightspeed/conversations.sqlite3") == "lightspeed:lightspeed 600"
+    assert stat("/run/lightspeed/metrics") == "lightspeed:lightspeed 750"  # the workers' metric files
+    assert stat("/etc/lightspeed-ingest/credentials/database-password") == "root:root 600"
     assert stat("/etc/lightspeed-ingest") == "root:lightspeed-ingest 750"
     assert stat("/etc/lightspeed-ingest/credentials/admin-key") == "root:root 600"
     archives = container.run("find", "/var/lib/lightspeed-ingest/archives", "-name", "*.tar.gz").out.split()
@@ -336,4 +419,4 @@ def test_uninstall_removes_the_services_and_keeps_the_data(container: Container,
     assert "kept" in out
     assert units.strip() == ""
     assert container.run("test", "-d", "/var/lib/lightspeed-data").code == 0
-    assert container.run("test", "-f", "/var/lib/lightspeed-ingest/ingest.sqlite3").code == 0
+    assert container.run("test", "-d", "/var/lib/lightspeed-ingest/archives").code == 0  # the index is in PostgreSQL
