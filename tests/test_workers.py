@@ -205,7 +205,7 @@ async def test_every_worker_answers_and_a_conversation_continues_through_another
     conversation = first["conversation_id"]
     started_on = server.logs.worker_of(request_id)
     seen = {started_on}
-    for turn in range(40):
+    for turn in range(80):
         status, body, request_id = await server.request(
             "POST",
             "/v1/query?user_id=alice",
@@ -310,10 +310,10 @@ async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail
     assert exited["signal"] == "SIGKILL"
     new_pid = replaced[-1]["pid"]
     assert server.worker_pids()[victim_index] == new_pid
-    # The replacement serves too.
+    # The replacement serves too: bursts of requests at once, so that every worker takes some.
     for _ in range(60):
-        _, _, request_id = await server.request("GET", "/liveness")
-        if server.logs.worker_of(request_id) == victim_index:
+        burst = await asyncio.gather(*(server.request("GET", "/liveness") for _ in range(2 * WORKERS)))
+        if victim_index in {server.logs.worker_of(request_id) for _, _, request_id in burst}:
             break
     else:
         raise AssertionError("the replacement worker never answered")
