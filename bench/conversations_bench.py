@@ -29,7 +29,8 @@ from tests.postgres import PASSWORD, PostgresServer  # noqa: E402
 
 from lightspeed.conversations import Turn  # noqa: E402
 from lightspeed.store import StateStore  # noqa: E402
-from lightspeed.store_backends import PostgresStateStore, SQLiteStateStore  # noqa: E402
+from lightspeed.store_backends import SQLiteStateStore  # noqa: E402
+from lightspeed.store_postgres import PostgresStateStore  # noqa: E402
 from lightspeed_common.config_base import DatabaseConfig  # noqa: E402
 
 CONVERSATIONS = 100_000

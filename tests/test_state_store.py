@@ -13,9 +13,10 @@ import pytest
 
 from lightspeed.conversations import Turn
 from lightspeed.store import StateStore
-from lightspeed.store_backends import PostgresStateStore, SQLiteStateStore
+from lightspeed.store_backends import SQLiteStateStore
+from lightspeed.store_postgres import PostgresStateStore
 from lightspeed_common.config_base import DatabaseConfig
-from lightspeed_common.postgres import DatabaseError
+from lightspeed_common.sql import DatabaseError
 from tests.postgres import PASSWORD, PgDatabase
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lightspeed.store import StateStore
-from lightspeed.store_backends import PostgresStateStore, SQLiteStateStore
+from lightspeed.store_backends import SQLiteStateStore
+from lightspeed.store_postgres import PostgresStateStore
 from lightspeed.telemetry.queue import LEGACY_FILE, QueueBounds, TelemetryQueue
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent

@@ -20,7 +20,6 @@ from aiohttp import web
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
-from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure, StorageUnavailable
 from lightspeed_common.atomic import ensure_dir
@@ -33,7 +32,7 @@ from lightspeed_common.errors import ConfigError, ServiceUnavailable, StorageErr
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.identity import RequestIds
-from lightspeed_common.postgres import database_password
+from lightspeed_common.sql import database_password
 
 log = structlog.get_logger("ingest")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -103,6 +102,8 @@ def _open_storage(config: IngestConfig) -> tuple[Storage, ArchiveStore]:
     except OSError as exc:
         raise StorageError("ingest archives", config.archive.directory or state, str(exc)) from None
     if config.database.url is not None:
+        from ingest.postgres_storage import PostgresStorage  # noqa: PLC0415 - psycopg only when configured
+
         try:
             return PostgresStorage(config.database, _database_password(config)), archives
         except StorageFailure as exc:

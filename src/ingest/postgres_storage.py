@@ -24,16 +24,8 @@ import psycopg
 from ingest.sql_storage import SQLStorage
 from ingest.storage import StorageFailure, StorageUnavailable
 from lightspeed_common.config_base import DatabaseConfig
-from lightspeed_common.postgres import (
-    DatabaseError,
-    DatabaseUnavailable,
-    QmarkSession,
-    migrate,
-    open_pool,
-    read_rows,
-    transaction,
-)
-from lightspeed_common.sql import Session
+from lightspeed_common.postgres import QmarkSession, migrate, open_pool, read_rows, transaction
+from lightspeed_common.sql import DatabaseError, DatabaseUnavailable, Session
 
 COMPONENT = "ingest"
 RETRIES = 3  # deadlocks and serialization failures: run the transaction again this many times

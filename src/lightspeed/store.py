@@ -36,10 +36,7 @@ import structlog
 from lightspeed.conversations import Conversation, Turn, topic_of
 from lightspeed_common.atomic import read_lines
 from lightspeed_common.errors import ServiceUnavailable
-from lightspeed_common.postgres import (
-    DatabaseUnavailable,
-)
-from lightspeed_common.sql import Session
+from lightspeed_common.sql import DatabaseUnavailable, Session
 
 log = structlog.get_logger(__name__)
 

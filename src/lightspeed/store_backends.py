@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,8 @@ import structlog
 from lightspeed.store import REMEMBERED_OWNERS, StateStore
 from lightspeed_common.atomic import mark_migrated
 from lightspeed_common.config import AppConfig
-from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.errors import StorageError
-from lightspeed_common.postgres import (
-    DatabaseError,
-    DatabaseUnavailable,
-    QmarkSession,
-    database_password,
-    migrate,
-    open_pool,
-    read_rows,
-    transaction,
-)
-from lightspeed_common.sql import Session, dicts
+from lightspeed_common.sql import DatabaseError, DatabaseUnavailable, Session, database_password, dicts
 from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
 
 log = structlog.get_logger(__name__)
@@ -39,7 +28,7 @@ log = structlog.get_logger(__name__)
 DATABASE_FILE = "conversations.sqlite3"
 LEGACY_CONVERSATIONS = "conversations.jsonl"
 SCHEMA_VERSION = 2  # 2: settings, telemetry_queue, leases
-_CONVERSATION_TABLES = (
+CONVERSATION_TABLES = (
     """CREATE TABLE IF NOT EXISTS conversations (
         conversation_id TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -64,24 +53,17 @@ _CONVERSATION_TABLES = (
         PRIMARY KEY (conversation_id, seq)
     )""",
 )
-_SHARED_TABLES = (
+SHARED_TABLES = (
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # DOUBLE PRECISION: seconds since the epoch need more digits than PostgreSQL's REAL (float4) keeps.
     "CREATE TABLE IF NOT EXISTS leases "
     "(name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
 )
 _SQLITE_SCHEMA = (
-    *_CONVERSATION_TABLES,
-    *_SHARED_TABLES,
+    *CONVERSATION_TABLES,
+    *SHARED_TABLES,
     "CREATE TABLE IF NOT EXISTS telemetry_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
 )
-POSTGRES_MIGRATIONS = [
-    [
-        *_CONVERSATION_TABLES,
-        *_SHARED_TABLES,
-        "CREATE TABLE telemetry_queue (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, line TEXT NOT NULL)",
-    ],
-]
 
 
 class SQLiteStateStore(StateStore):
@@ -106,30 +88,6 @@ class SQLiteStateStore(StateStore):
         self._db.close()
 
 
-class PostgresStateStore(StateStore):
-    """The store in PostgreSQL (`service.database.url`), for API servers on several hosts."""
-
-    def __init__(self, config: DatabaseConfig, password: str | None) -> None:
-        super().__init__(threads=config.pool_size, remembered=0)
-        self._pool = open_pool(config, password, "lightspeed")
-        try:
-            migrate(self._pool, "lightspeed", POSTGRES_MIGRATIONS)
-        except BaseException:
-            self._pool.close()
-            raise
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with transaction(self._pool) as conn:
-            yield QmarkSession(conn)
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return read_rows(self._pool, sql, args)
-
-    def _close(self) -> None:
-        self._pool.close()
-
-
 def open_store(config: AppConfig) -> StateStore:
     """The configured store, its schema current, legacy owner files imported (blocking).
     StorageError names the file or database that cannot be used."""
@@ -142,6 +100,8 @@ def open_store(config: AppConfig) -> StateStore:
             file = str(service.database.password_file)
             raise StorageError("state database password", file, exc.strerror or "unreadable") from None
         try:
+            from lightspeed.store_postgres import PostgresStateStore  # noqa: PLC0415 - psycopg only when configured
+
             store: StateStore = PostgresStateStore(service.database, password)
         except (DatabaseError, DatabaseUnavailable) as exc:
             unreachable = isinstance(exc, DatabaseUnavailable)

@@ -27,29 +27,14 @@ import psycopg_pool
 import structlog
 
 from lightspeed_common.config_base import DatabaseConfig
-from lightspeed_common.credentials import read_secret
-from lightspeed_common.sql import Cursor, dicts
+from lightspeed_common.sql import Cursor, DatabaseError, DatabaseUnavailable, dicts
 
 log = structlog.get_logger(__name__)
 # psycopg's SQLSTATE classes that mean "the server or the connection is gone", not "this statement is wrong".
 _UNAVAILABLE = ("08", "57P")
 
 
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached now (refused, lost, timed out); trying again later may work."""
-
-
-class DatabaseError(Exception):
-    """The database refused a statement or holds a schema this release does not know."""
-
-
 Migrations = Sequence[Sequence[str]]  # migrations[n] brings the schema from version n to n + 1
-
-
-def database_password(config: DatabaseConfig) -> str | None:
-    """The password from its file or systemd credential (blocking); OSError names an unreadable file.
-    An empty one (install.sh creates the credential files empty) is none."""
-    return read_secret(None, config.password_file, config.password_credential) or None
 
 
 def describe(exc: BaseException) -> str:
