@@ -258,22 +258,28 @@ async def test_four_workers_send_the_queued_telemetry_once(server: Server) -> No
 
 
 async def test_metrics_add_up_every_workers_requests(server: Server) -> None:
-    def served(text: str) -> float:
+    def answered(text: str) -> float:
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if line.startswith('lightspeed_http_requests_total{method="GET",route="/liveness"')
+            if line.startswith('lightspeed_http_requests_total{method="POST",route="/v1/query",status="200"}')
         )
 
     _, before, _ = await server.request("GET", "/metrics")
-    workers = set()
-    for _ in range(5):  # 40 requests, in bursts of 8 at once: several workers take some
-        burst = await asyncio.gather(*(server.request("GET", "/liveness") for _ in range(8)))
+    workers: set[int] = set()
+    sent = 0
+    # Bursts of queries at once (each holds its worker while the LLM answers), until two workers or more
+    # have answered some: the figure must then be the sum of both.
+    while len(workers) < 2 and sent < 160:
+        burst = await asyncio.gather(
+            *(server.request("POST", "/v1/query?user_id=metrics", json={"query": "Count me?"}) for _ in range(8))
+        )
         assert [status for status, _, _ in burst] == [200] * 8
         workers.update(server.logs.worker_of(request_id) for _, _, request_id in burst)
+        sent += 8
     _, after, _ = await server.request("GET", "/metrics")
     assert len(workers) > 1
-    assert served(after) - served(before) == 40
+    assert answered(after) - answered(before) == sent
 
 
 async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail(server: Server) -> None:
