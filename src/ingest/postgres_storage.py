@@ -151,10 +151,7 @@ class PostgresStorage(SQLStorage):
         raise AssertionError("unreachable")
 
     def check(self) -> None:
-        try:
-            read_rows(self._pool, "SELECT 1")
-        except DatabaseUnavailable as exc:
-            raise StorageUnavailable(str(exc)) from None
+        self._read("SELECT 1")  # its errors mapped as every read's
 
     def close(self) -> None:
         self._pool.close()
