@@ -101,16 +101,18 @@ def question(i: int) -> str:
     return f"How do I handle {TOPICS[i % len(TOPICS)]} task {i % 10} after a timeout?"
 
 
-def raw_pipeline(docs: Path) -> list[float]:
-    """The same model and passages, in-process: encode the question, dot product, top 3."""
+def raw_pipeline(docs: Path, state_dir: Path) -> list[float]:
+    """The same model and passages, in-process: encode the question, dot product, top 3.
+    The index is built into the server's state directory, so the server starts with it cached."""
     import numpy as np
 
-    from lightspeed.answers.retrieval import PassageIndex, read_documents
+    from lightspeed.answers.index_cache import CACHE_DIR, IndexCache
+    from lightspeed.answers.retrieval import DocumentIndex, read_documents
     from lightspeed.models.embedding import load_embedder
 
-    index = PassageIndex.build(load_embedder(None), read_documents(docs, 700))
+    index = DocumentIndex(load_embedder(None), read_documents(docs), 700, IndexCache(state_dir / CACHE_DIR))
     print(f"  corpus: {len(index.passages)} passages")
-    vectors = index._vectors
+    vectors = index._passage_vectors
 
     def search(i: int) -> object:
         query = index.embedder.encode([question(i)])[0]
@@ -127,7 +129,7 @@ def main() -> bool:
         workdir = Path(tmp)
         docs = workdir / "docs"
         write_corpus(docs, rng)
-        raw = raw_pipeline(docs)
+        raw = raw_pipeline(docs, workdir / "state")
         port = free_port()
         noop = start_noop_server(port)
         try:

@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import answers_eval
 import collector_bench
 import conversations_bench
 import feedback_bench
@@ -33,6 +34,7 @@ results = {
     "collector": collector_bench.main(),
     "telemetry": telemetry_bench.main(),
     "query": query_bench.main(),
+    "answers": answers_eval.main(),
     "models": models_bench.main(),
     "ingest": ingest_bench.main(),
     "conversations": conversations_bench.main(),

@@ -7,8 +7,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lightspeed.answers.extract import Excerpt, excerpts
 from lightspeed.answers.providers.base import AnswerProvider, Exchange
-from lightspeed.answers.retrieval import Hit, PassageIndex
+from lightspeed.answers.retrieval import DocumentIndex, Hit, Query
 from lightspeed_common.config import LocalProviderConfig
 from lightspeed_common.errors import NotFound
 
@@ -16,12 +17,21 @@ from lightspeed_common.errors import NotFound
 _REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|one|ones|same)\b", re.IGNORECASE)
 
 
-def retrieval_query(query: str, history: Sequence[Exchange]) -> str:
-    """What to retrieve passages for: a follow-up that refers back, or is only a few words,
-    is looked up together with the previous question, so "how do I change it?" finds what "it" was."""
-    if history and (_REFERS_BACK.search(query) or len(query.split()) <= 3):
-        return f"{history[-1].question}\n{query}"
-    return query
+def _leans_on_earlier(question: str) -> bool:
+    return bool(_REFERS_BACK.search(question)) or len(question.split()) <= 3
+
+
+def retrieval_query(query: str, history: Sequence[Exchange]) -> Query:
+    """What to retrieve for: a follow-up that refers back ("how do I turn it off?"), or is only a few
+    words, is looked up with the earlier questions it leans on as context (at a lower weight, so
+    its own words decide), back to the last question that stood on its own."""
+    context: list[str] = []
+    if _leans_on_earlier(query):
+        for exchange in reversed(history[-3:]):
+            context.insert(0, exchange.question)
+            if not _leans_on_earlier(exchange.question):
+                break
+    return Query(query, "\n".join(context))
 
 
 def recent_history(turns: Sequence[Exchange], max_chars: int) -> list[Exchange]:
@@ -42,8 +52,14 @@ class ModelChoice:
     model: str
 
 
+@dataclass(frozen=True)
+class Found:
+    hits: list[Hit]  # the passages, best first: rag_chunks, referenced_documents, an LLM's context
+    excerpts: list[Excerpt]  # the sentences of them that answer the question (the local provider's answer)
+
+
 class Answerer:
-    def __init__(self, index: PassageIndex, provider: AnswerProvider, retrieval: LocalProviderConfig) -> None:
+    def __init__(self, index: DocumentIndex, provider: AnswerProvider, retrieval: LocalProviderConfig) -> None:
         self.index = index
         self.provider = provider
         self._top_k = retrieval.top_k
@@ -62,6 +78,11 @@ class Answerer:
     def available(self) -> Sequence[ModelChoice]:
         return [ModelChoice(self.provider.name, m) for m in self.provider.models]
 
-    async def retrieve(self, query: str) -> list[Hit]:
-        """The best passages for `query`; embedding runs on a thread."""
-        return await asyncio.to_thread(self.index.search, query, self._top_k, self._min_score)
+    def find(self, query: Query) -> Found:
+        """The best passages for `query` and the sentences that answer it (blocking: it embeds the query)."""
+        index = self.index  # one index throughout, though an activation may replace it meanwhile
+        retrieval = index.search(query, self._top_k, self._min_score)
+        return Found(retrieval.hits, excerpts(index, retrieval))
+
+    async def retrieve(self, query: Query) -> Found:
+        return await asyncio.to_thread(self.find, query)

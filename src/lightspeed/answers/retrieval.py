@@ -1,115 +1,201 @@
-"""Retrieval over a folder of Markdown and text documents.
+"""Hybrid retrieval over a folder of Markdown and text documents.
 
-Documents are split into passages at headings and blank lines, embedded once
-at start-up, and searched by cosine similarity (the vectors are normalised,
-so a dot product).
+Two rankings of the passages, fused by reciprocal rank (each passage scores
+the sum of 1 / (60 + its rank) in each): BM25 over their terms, which finds
+an exact config key, path or status code, and the embedding model's cosine
+similarity, which finds a question asked in other words. Every sentence of
+the documents is embedded too, so an answer can be made of the sentences
+closest to the question (answers/extract.py) with one embedding per query.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lightspeed.answers.chunking import PATH_SEPARATOR, Passage, Unit, split_document
+from lightspeed.answers.index_cache import IndexCache, document_key, model_key
+from lightspeed.answers.lexical import LexicalIndex, Vocabulary, coverage, terms, weighted_terms, words
 from lightspeed.models.embedding import Embedder, Vectors
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+RRF_K = 60  # the usual constant of reciprocal rank fusion: ranks beyond the first few differ little
+CONTEXT_WEIGHT = 0.5  # how much an earlier question counts beside the follow-up's own words
+CANDIDATES = 8  # fused passages whose relevance is measured
+# Weights of the four rankings in the fusion: BM25 1, the passages' and their best sentences' cosine
+# 0.7 each, the headings' 0.25 (a heading named after a config key says little to the model).
+LEXICAL_WEIGHT, DENSE_WEIGHT, HEADING_WEIGHT = 1.0, 0.7, 0.25
+UNIT_WEIGHT = 0.7  # a sentence's score: this much its own relevance, the rest its passage's
 
 
 @dataclass(frozen=True)
-class Passage:
-    text: str
+class Document:
     source: str  # path relative to the documents folder
-    title: str  # the document's first heading, or its file name
+    text: str
 
 
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
+    score: float  # the passage's relevance to the question, 0 to 1
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    context: str = ""  # the earlier question a follow-up refers back to
+
+
+@dataclass(frozen=True)
+class ScoredUnit:
+    unit: Unit
+    passage: Passage
+    number: int  # the unit's place in the whole corpus: document order
     score: float
 
 
-def split_document(text: str, source: str, max_chars: int) -> list[Passage]:
-    """Cut one document into passages no longer than about `max_chars`.
-
-    A passage never spans two sections; each carries the section heading so it
-    reads on its own.
-    """
-    title = source
-    passages: list[Passage] = []
-    for heading, body in _sections(text):
-        if heading and title == source:
-            title = heading
-        for chunk in _chunks(body, max_chars):
-            passage_text = f"{heading}\n\n{chunk}" if heading else chunk
-            passages.append(Passage(passage_text, source, title))
-    return [Passage(p.text, p.source, title) for p in passages]
+@dataclass(frozen=True)
+class Retrieval:
+    hits: list[Hit]  # best first; empty when nothing is relevant enough
+    units: list[ScoredUnit]  # the candidate passages' units, best first
+    relevance: float
 
 
-def _sections(text: str) -> Iterator[tuple[str, str]]:
-    heading, lines = "", list[str]()
-    for line in text.splitlines():
-        match = _HEADING.match(line)
-        if match:
-            yield heading, "\n".join(lines)
-            heading, lines = match.group(2).strip(), []
-        else:
-            lines.append(line)
-    yield heading, "\n".join(lines)
-
-
-def _chunks(body: str, max_chars: int) -> Iterator[str]:
-    current = ""
-    for paragraph in (p.strip() for p in re.split(r"\n\s*\n", body)):
-        if not paragraph:
-            continue
-        if current and len(current) + len(paragraph) + 2 > max_chars:
-            yield current
-            current = ""
-        current = f"{current}\n\n{paragraph}" if current else paragraph
-        while len(current) > max_chars * 2:
-            yield current[:max_chars]
-            current = current[max_chars:]
-    if current:
-        yield current
-
-
-def read_documents(folder: Path, max_chars: int) -> list[Passage]:
-    """Every passage of every document below `folder` (blocking), in a stable order."""
-    passages: list[Passage] = []
+def read_documents(folder: Path) -> list[Document]:
+    """Every document below `folder` (blocking), in a stable order."""
+    documents: list[Document] = []
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in DOCUMENT_SUFFIXES and path.is_file() and not path.is_symlink():
             text = path.read_text(encoding="utf-8", errors="replace")
-            passages.extend(split_document(text, path.relative_to(folder).as_posix(), max_chars))
-    return passages
+            documents.append(Document(path.relative_to(folder).as_posix(), text))
+    return documents
 
 
-class PassageIndex:
-    """Passages and their vectors; `search` is blocking (it embeds the query)."""
+def _unit_text(unit: Unit) -> str:
+    return f"{unit.table_header.splitlines()[0]}\n{unit.text}" if unit.table_header else unit.text
 
-    def __init__(self, embedder: Embedder, passages: Sequence[Passage], vectors: Vectors) -> None:
+
+def _headings(passage: Passage) -> str:
+    """The document's title and the passage's headings below it: `Running lightspeed › Exit codes`."""
+    below = passage.section.split(PATH_SEPARATOR)[1:]
+    return PATH_SEPARATOR.join([passage.title, *(h for h in below if h != passage.title)])
+
+
+def _normalised(vector: Vectors) -> Vectors:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+class DocumentIndex:
+    """Passages, their sentences, and both rankings; `search` is blocking (it embeds the query)."""
+
+    def __init__(self, embedder: Embedder, documents: Sequence[Document], max_chars: int, cache: IndexCache) -> None:
         self.embedder = embedder
-        self.passages = tuple(passages)
-        self._vectors = vectors
-
-    @classmethod
-    def build(cls, embedder: Embedder, passages: Sequence[Passage]) -> PassageIndex:
-        if passages:
-            vectors = embedder.encode([p.text for p in passages])
+        self.documents = tuple(documents)
+        self.max_chars = max_chars
+        self.cache = cache
+        cut = [split_document(d.text, d.source, max_chars) for d in documents]
+        keys = [document_key(d.source, d.text, max_chars) for d in documents]
+        self.passages = tuple(p for doc in cut for p in doc)
+        self._units = [(u, p) for p in self.passages for u in p.units]
+        self._unit_passage = np.array([i for i, p in enumerate(self.passages) for _ in p.units], dtype=np.int64)
+        # A passage is found by its section's headings as well as its text: the headings count twice.
+        passage_terms = [terms(f"{_headings(p)}\n{p.text}") for p in self.passages]
+        self._passage_terms = [set(t) for t in passage_terms]
+        # A sentence is about its section too: its headings' terms count for it, at half weight.
+        self._heading_terms = {id(p): frozenset(terms(_headings(p))) for p in self.passages}
+        self._unit_terms = [set(terms(_unit_text(u))) for u, _ in self._units]
+        self.vocabulary = Vocabulary(passage_terms, (w for p in self.passages for w in words(p.text)))
+        self._lexical = cache.lexical(keys, lambda: LexicalIndex.build(passage_terms), len(self.passages))
+        dimension = embedder.dimension
+        if documents:
+            rows = [(2 * len(doc), sum(len(p.units) for p in doc)) for doc in cut]
+            stored = cache.vectors(model_key(embedder), keys, rows, lambda i: self._embed(cut[i]))
+            passage_vectors = [s[0].reshape(2, -1, dimension) for s in stored]
+            self._passage_vectors = np.concatenate([v[0] for v in passage_vectors])
+            self._heading_vectors = np.concatenate([v[1] for v in passage_vectors])
+            self._unit_vectors = np.concatenate([s[1] for s in stored]).reshape(-1, dimension)
         else:
-            vectors = np.zeros((0, embedder.dimension), dtype=np.float32)
-        return cls(embedder, passages, vectors)
+            self._passage_vectors = self._heading_vectors = self._unit_vectors = np.zeros((0, dimension), np.float32)
 
-    def search(self, query: str, top_k: int, min_score: float) -> list[Hit]:
+    def _embed(self, passages: Sequence[Passage]) -> tuple[Vectors, Vectors]:
+        """A document's passages, then its passages' headings, then its units."""
+        # A code block says little in words: it is embedded under its headings.
+        units = [f"{_headings(p)}\n{u.text}" if u.kind == "code" else _unit_text(u) for p in passages for u in p.units]
+        vectors = self.embedder.encode([p.text for p in passages] + [_headings(p) for p in passages] + units)
+        return vectors[: 2 * len(passages)], vectors[2 * len(passages) :]
+
+    def with_embedder(self, embedder: Embedder) -> DocumentIndex:
+        """The same documents indexed with another model (blocking)."""
+        return DocumentIndex(embedder, self.documents, self.max_chars, self.cache)
+
+    def search(self, query: Query, top_k: int, min_score: float) -> Retrieval:
         if not self.passages:
+            return Retrieval([], [], 0.0)
+        text, context = self.vocabulary.repair(query.text), self.vocabulary.repair(query.context)
+        vectors = self.embedder.encode([text, context] if context else [text])
+        query_vector = _normalised(vectors[0] + CONTEXT_WEIGHT * vectors[1] if context else vectors[0])
+        wanted = weighted_terms([(text, 1.0), (context, CONTEXT_WEIGHT)])
+        dense = self._passage_vectors @ query_vector
+        sentences = np.full(len(self.passages), -1.0, dtype=np.float32)
+        np.maximum.at(sentences, self._unit_passage, self._unit_vectors @ query_vector)
+        headings = self._heading_vectors @ query_vector
+        fused = _fuse(
+            (dense, DENSE_WEIGHT),
+            (sentences, DENSE_WEIGHT),
+            (headings, HEADING_WEIGHT),
+            (self._lexical.scores(wanted), LEXICAL_WEIGHT),
+        )
+        candidates = [int(i) for i in np.argsort(-fused, kind="stable")[:CANDIDATES]]
+        relevance = {
+            i: max(
+                self._relevance(float(dense[i]), wanted, self._passage_terms[i]),
+                self._relevance(float(sentences[i]), wanted, self._passage_terms[i]),
+            )
+            for i in candidates
+        }
+        best = max(relevance.values())
+        if best < min_score:
+            return Retrieval([], [], best)
+        hits = [Hit(self.passages[i], round(relevance[i], 4)) for i in candidates[:top_k]]
+        return Retrieval(hits, self._score_units(query_vector, wanted, hits), best)
+
+    def _relevance(
+        self, similarity: float, wanted: dict[str, float], present: set[str], nearby: frozenset[str] = frozenset()
+    ) -> float:
+        """How well a passage or sentence answers: its cosine and the share of the question's weighted terms it has."""
+        return 0.5 * similarity + 0.5 * coverage(wanted, present, self.vocabulary, nearby)
+
+    def _score_units(self, query_vector: Vectors, wanted: dict[str, float], hits: list[Hit]) -> list[ScoredUnit]:
+        """The hits' units, best first: each scored by its own relevance and its passage's."""
+        passage_score = {id(h.passage): h.score for h in hits}
+        numbers = [n for n, (_, p) in enumerate(self._units) if id(p) in passage_score]
+        if not numbers:
             return []
-        query_vector = self.embedder.encode([query])[0]
-        scores = self._vectors @ query_vector
-        count = min(top_k, len(self.passages))
-        best = np.argpartition(-scores, count - 1)[:count]
-        ranked = sorted(best, key=lambda i: -scores[i])
-        return [Hit(self.passages[i], float(scores[i])) for i in ranked if scores[i] >= min_score]
+        similarity = self._unit_vectors[numbers] @ query_vector
+        scored = []
+        for n, cosine in zip(numbers, similarity, strict=True):
+            unit, passage = self._units[n]
+            own = self._relevance(float(cosine), wanted, self._unit_terms[n], self._heading_terms[id(passage)])
+            scored.append(
+                ScoredUnit(unit, passage, n, UNIT_WEIGHT * own + (1 - UNIT_WEIGHT) * passage_score[id(passage)])
+            )
+        return sorted(scored, key=lambda s: -s.score)
+
+    def unit_at(self, number: int) -> tuple[Unit, Passage] | None:
+        return self._units[number] if 0 <= number < len(self._units) else None
+
+
+def _fuse(*rankings: tuple[np.ndarray, float]) -> np.ndarray:
+    """Weighted reciprocal rank fusion; a passage a ranking gives no score (BM25 without a shared
+    term) gets nothing from it."""
+    fused = np.zeros(len(rankings[0][0]), dtype=np.float64)
+    for scores, weight in rankings:
+        order = np.argsort(-scores, kind="stable")
+        ranks = np.empty(len(order), dtype=np.float64)
+        ranks[order] = np.arange(1, len(order) + 1)
+        fused += np.where(scores > 0, weight / (RRF_K + ranks), 0.0)
+    return fused

@@ -14,11 +14,12 @@ from aiohttp.typedefs import Handler
 
 from lightspeed import preflight
 from lightspeed.answers.answering import Answerer
+from lightspeed.answers.index_cache import CACHE_DIR, IndexCache
 from lightspeed.answers.providers.base import AnswerProvider
 from lightspeed.answers.providers.local import LocalProvider
 from lightspeed.answers.providers.openai import OpenAIProvider
 from lightspeed.answers.redaction import Redactor
-from lightspeed.answers.retrieval import Passage, PassageIndex, read_documents
+from lightspeed.answers.retrieval import Document, DocumentIndex, read_documents
 from lightspeed.api.keys import (
     ANSWERS,
     AUTH,
@@ -95,15 +96,21 @@ async def fresh_shared_state(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-def _documents(config: AppConfig) -> list[Passage]:
-    return read_documents(preflight.documents_dir(config), config.answers.local.passage_chars)
+def _documents(config: AppConfig) -> list[Document]:
+    return read_documents(preflight.documents_dir(config))
+
+
+def _index(config: AppConfig, model: Embedder, documents: list[Document]) -> DocumentIndex:
+    """The documents indexed with `model`, the vectors from the index cache when it has them (blocking)."""
+    cache = IndexCache(config.service.state_dir / CACHE_DIR)
+    return DocumentIndex(model, documents, config.answers.local.passage_chars, cache)
 
 
 def models_dir(config: AppConfig) -> Path:
     return config.embedding.models_dir or config.service.state_dir / "models"
 
 
-async def _build_provider(config: AppConfig, index: PassageIndex) -> AnswerProvider:
+async def _build_provider(config: AppConfig, index: DocumentIndex) -> AnswerProvider:
     if config.answers.provider == "local":
         return LocalProvider(len(index.passages), index.embedder.token_counter())
     cfg = config.answers.openai
@@ -193,9 +200,9 @@ def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvi
 
     async def answers(app: web.Application) -> AsyncIterator[None]:
         catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
-        passages = await asyncio.to_thread(_documents, config)
+        documents = await asyncio.to_thread(_documents, config)
         model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
-        index = await asyncio.to_thread(PassageIndex.build, model, passages)
+        index = await asyncio.to_thread(_index, config, model, documents)
         answerer = provider or await _build_provider(config, index)
         app[ANSWERS] = Answerer(index, answerer, local)
         for choice in app[ANSWERS].available():

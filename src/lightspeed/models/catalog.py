@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 import structlog
 
 from lightspeed.answers.answering import Answerer
-from lightspeed.answers.retrieval import PassageIndex
 from lightspeed.models.embedding import Embedder
 from lightspeed.models.probe import find_and_probe
 from lightspeed.models.sources import ModelUnavailable
@@ -215,8 +214,7 @@ class ModelManager:
         name = activation.model_name
         try:
             model = embedder if embedder is not None else await self._on_loader(lambda: self._load(name))
-            passages = self._answerer.index.passages
-            index = await self._on_loader(lambda: PassageIndex.build(model, passages))
+            index = await self._on_loader(lambda: self._answerer.index.with_embedder(model))
             self._answerer.index = index  # one assignment: queries see the old index or the new one
             await self.catalog.save(self.catalog.models, None if name == self._default_name else name)
         except Exception as exc:
@@ -224,7 +222,7 @@ class ModelManager:
             log.exception("embedding_model_activation_failed", model=name)
         else:
             activation.state = "done"
-            log.info("embedding_model_activated", model=name, passages=len(passages))
+            log.info("embedding_model_activated", model=name, passages=len(index.passages))
         activation.finished_at = utc_now().isoformat()
 
     def _load(self, name: str) -> Embedder:

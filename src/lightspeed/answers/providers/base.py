@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from lightspeed.answers.extract import Excerpt
 from lightspeed.answers.retrieval import Hit
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -60,6 +61,7 @@ class Question:
     attachments: Sequence[Attachment]
     hits: Sequence[Hit]
     history: Sequence[Exchange] = ()
+    excerpts: Sequence[Excerpt] = ()  # the sentences of the hits that answer the question best
 
 
 def user_text(question: Question) -> str:

@@ -1,6 +1,8 @@
-"""The `local` provider: answers assembled from the best retrieved passages, no network.
+"""The `local` provider: answers made of the documents' own sentences, no network.
 
-It counts tokens with the embedding model's tokenizer, the only tokenizer it has.
+The sentences were chosen with the retrieval (answers/extract.py); each group is
+followed by its section's heading path. It counts tokens with the embedding
+model's tokenizer, the only tokenizer it has.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 
+from lightspeed.answers.extract import Excerpt
 from lightspeed.answers.providers.base import Completion, Question, Usage, user_text
 
 NO_ANSWER = (
@@ -19,6 +22,11 @@ NO_IMAGES = (
     "I cannot read images: this provider answers from text only, so I did not look at the attached {what}. "
     "Describe what it shows, or paste the text it contains, and ask again."
 )
+
+
+def compose(excerpts: Sequence[Excerpt]) -> str:
+    """The answer's text: each excerpt, then the section it comes from."""
+    return "\n\n".join(f"{e.text}\n\n(Source: {e.citation})" for e in excerpts)
 
 
 class LocalProvider:
@@ -32,11 +40,7 @@ class LocalProvider:
     def answer_text(self, question: Question) -> str:
         images = sum(a.is_image for a in question.attachments)
         parts = [NO_IMAGES.format(what="image" if images == 1 else f"{images} images")] if images else []
-        if not question.hits:
-            return "\n\n".join([*parts, NO_ANSWER])
-        parts.append("Here is what the documentation says:")
-        for hit in question.hits:
-            parts.append(f"{hit.passage.text}\n\n(Source: {hit.passage.title}, {hit.passage.source})")
+        parts.append(compose(question.excerpts) if question.hits and question.excerpts else NO_ANSWER)
         return "\n\n".join(parts)
 
     def _usage(self, question: Question, text: str) -> Usage:

@@ -79,9 +79,9 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
         turns = [Exchange(t.question, t.answer) for t in await store.turns(body.conversation_id)]
         history = recent_history(turns, app[CONFIG].answers.history_max_chars)
     conversation_id = body.conversation_id or str(uuid.uuid4())
-    hits = await app[ANSWERS].retrieve(retrieval_query(body.query, history))
+    found = await app[ANSWERS].retrieve(retrieval_query(body.query, history))
     attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
-    question = Question(body.query, choice.model, body.system_prompt, attachments, hits, history)
+    question = Question(body.query, choice.model, body.system_prompt, attachments, found.hits, history, found.excerpts)
     is_new = body.conversation_id is None
     return PreparedQuery(user, user_hash, body, choice, conversation_id, is_new, question, started_at)
 
