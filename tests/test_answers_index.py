@@ -144,6 +144,21 @@ def test_the_answer_is_the_best_sentences_with_what_they_lean_on(
     ]
 
 
+def test_a_sentence_that_goes_on_from_the_chosen_one_comes_with_it(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """ "They are told ..." continues the sentence that answers: it is kept, though it shares no word with
+    the question."""
+    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
+    answer = excerpts(index, index.search(Query("what happens to clients that send too fast?"), 3, 0.43))
+    assert [(e.citation, e.text) for e in answer] == [
+        (
+            "limits.md › Pacing",
+            "Clients that send too fast are slowed down. They are told when to come back in a Retry-After header.",
+        )
+    ]
+
+
 def test_a_sentence_that_introduces_code_brings_the_code(
     embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
 ) -> None:

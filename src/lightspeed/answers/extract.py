@@ -3,7 +3,8 @@
 The best-scoring units of the retrieved passages are taken while they score
 close to the best one, within a length budget. A unit that leans on the one
 before it ("It is retried...", a code block after its introduction) brings that
-one along; a unit ending with a colon brings what it introduces. The result is
+one along; a unit ending with a colon brings what it introduces, and one whose
+next sentence leans on it ("They are told...") brings that sentence. The result is
 shown in document order, grouped by section, each group followed by where it
 comes from.
 """
@@ -42,8 +43,9 @@ def _chosen(retrieval: Retrieval) -> set[int]:
 
 
 def _with_dependencies(index: DocumentIndex, chosen: set[int]) -> list[int]:
-    """`chosen` and the units they need to be understood, in document order: the units before one
-    that leans back (up to two), and the unit after one that leads on, within the same section."""
+    """`chosen` and the units they need to be understood, in document order, within the same section:
+    the units before one that leans back (up to two); the unit after one that leads on (a colon), or
+    that goes on from it in the same paragraph or item."""
     needed = set(chosen)
     for number in chosen:
         found = index.unit_at(number)
@@ -58,7 +60,11 @@ def _with_dependencies(index: DocumentIndex, chosen: set[int]) -> list[int]:
             needed.add(n)
             unit = previous[0]
         following = index.unit_at(number + 1)
-        if found[0].leads_on and following is not None and following[1].section == passage.section:
+        if (
+            following is not None
+            and following[1].section == passage.section
+            and (found[0].leads_on or (following[0].leans_back and following[0].block == found[0].block))
+        ):
             needed.add(number + 1)
     return sorted(needed)
 
