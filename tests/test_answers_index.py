@@ -11,7 +11,7 @@ import pytest
 from lightspeed.answers.chunking import split_document, split_sentences
 from lightspeed.answers.extract import excerpts
 from lightspeed.answers.index_cache import IndexCache
-from lightspeed.answers.lexical import terms
+from lightspeed.answers.lexical import coverage, terms, weighted_terms
 from lightspeed.answers.retrieval import Document, DocumentIndex, Query
 from lightspeed.models.embedding import SentenceTransformerEmbedder, Vectors
 
@@ -112,6 +112,8 @@ def test_terms_keep_config_keys_paths_and_codes_whole_and_by_their_words() -> No
     assert {"feedback_enabled", "feedback", "enabl", "retry-after", "retri", "spool/outbox", "413"} <= set(made)
     assert "set" in made
     assert "or" not in made  # stop words are dropped
+    # Forms the stemmer leaves apart, and short names for what the documents spell out, are one term.
+    assert terms("sent postgres storage env") == terms("send postgresql store environment")
 
 
 @pytest.fixture
@@ -128,35 +130,35 @@ def documents() -> list[Document]:
     ]
 
 
-def test_the_answer_is_the_best_sentences_with_what_they_lean_on(
-    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
-) -> None:
-    """The sentence that answers starts with "They": the one it leans on comes first; the citation
-    follows; nothing from the other sections."""
-    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
-    found = index.search(Query("How long do removed things stay in the bin before they are deleted?"), 3, 0.43)
-    answer = excerpts(index, found)
-    assert [(e.citation, e.text) for e in answer] == [
+@pytest.mark.parametrize(
+    ("question", "citation", "text"),
+    [
+        # The sentence that answers starts with "They": the one it leans on comes first.
         (
+            "How long do removed things stay in the bin before they are deleted?",
             "guide.md › Storing things › Removing things",
             "Removed things go to the bin first. They stay in the bin for seven days before they are deleted for good.",
-        )
-    ]
-
-
-def test_a_sentence_that_goes_on_from_the_chosen_one_comes_with_it(
-    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
-) -> None:
-    """ "They are told ..." continues the sentence that answers: it is kept, though it shares no word with
-    the question."""
-    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
-    answer = excerpts(index, index.search(Query("what happens to clients that send too fast?"), 3, 0.43))
-    assert [(e.citation, e.text) for e in answer] == [
+        ),
+        # "They are told ..." goes on from the sentence that answers: kept, though it shares no word with the question.
         (
+            "what happens to clients that send too fast?",
             "limits.md › Pacing",
             "Clients that send too fast are slowed down. They are told when to come back in a Retry-After header.",
-        )
-    ]
+        ),
+    ],
+)
+def test_the_answer_is_the_best_sentences_with_those_they_depend_on(
+    embedder: SentenceTransformerEmbedder,
+    documents: list[Document],
+    tmp_path: Path,
+    question: str,
+    citation: str,
+    text: str,
+) -> None:
+    """One excerpt, its citation, nothing from the other sections."""
+    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
+    answer = excerpts(index, index.search(Query(question), 3, 0.43))
+    assert [(e.citation, e.text) for e in answer] == [(citation, text)]
 
 
 def test_a_sentence_that_introduces_code_brings_the_code(
@@ -166,6 +168,26 @@ def test_a_sentence_that_introduces_code_brings_the_code(
     answer = excerpts(index, index.search(Query("how do I empty the bin right away"), 3, 0.43))
     text = "\n\n".join(e.text for e in answer)
     assert "To empty the bin at once, run:\n\n    bn -x /srv/b" in text
+
+
+def test_a_long_passage_is_as_relevant_as_its_sentence_closest_to_the_question(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """ "Storing things" is mostly about the vault; its one sentence on the format's version makes it
+    the answer to a question about that, scored as that sentence is (the passage as a whole is far)."""
+    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
+    best = index.search(Query("which version of the format is current?"), 3, 0.43).hits[0]
+    assert best.passage.section == "guide.md › Storing things"
+    assert best.score > 0.8
+
+
+def test_a_word_the_documents_never_use_weighs_as_the_rarest(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """A question about Kafka over a passage that has every other word of it is mostly not covered."""
+    index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
+    wanted = weighted_terms([("request size limit kafka", 1.0)])
+    assert coverage(wanted, set(terms("request size limit")), index.vocabulary) < 0.7
 
 
 def test_an_unrelated_question_is_below_the_threshold(

@@ -150,11 +150,9 @@ class DocumentIndex:
             (self._lexical.scores(wanted), LEXICAL_WEIGHT),
         )
         candidates = [int(i) for i in np.argsort(-fused, kind="stable")[:CANDIDATES]]
+        # A passage is as close to the question as itself or its best sentence.
         relevance = {
-            i: max(
-                self._relevance(float(dense[i]), wanted, self._passage_terms[i]),
-                self._relevance(float(sentences[i]), wanted, self._passage_terms[i]),
-            )
+            i: self._relevance(max(float(dense[i]), float(sentences[i])), wanted, self._passage_terms[i])
             for i in candidates
         }
         best = max(relevance.values())

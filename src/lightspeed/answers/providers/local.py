@@ -40,7 +40,7 @@ class LocalProvider:
     def answer_text(self, question: Question) -> str:
         images = sum(a.is_image for a in question.attachments)
         parts = [NO_IMAGES.format(what="image" if images == 1 else f"{images} images")] if images else []
-        parts.append(compose(question.excerpts) if question.hits and question.excerpts else NO_ANSWER)
+        parts.append(compose(question.excerpts) if question.excerpts else NO_ANSWER)
         return "\n\n".join(parts)
 
     def _usage(self, question: Question, text: str) -> Usage:
