@@ -44,7 +44,14 @@ DOCS = {
 
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
-    """The real all-MiniLM-L6-v2 from its package, loaded once per session."""
+    """The real all-MiniLM-L6-v2 from its package, loaded once per session.
+
+    One torch thread per test process: `make test` runs two processes on two cores, and a process
+    embedding a whole index with two threads starved the other's event loop (a /liveness timing
+    test saw 115 ms while tests/test_answers_docs.py built the docs/ index next to it)."""
+    import torch
+
+    torch.set_num_threads(1)
     return load_embedder(None)
 
 
