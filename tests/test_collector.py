@@ -275,17 +275,25 @@ async def test_any_2xx_body_is_acceptance(ingress: Ingress, make_config: Collect
     assert len(ingress.attempts) == 1
 
 
-async def test_invalid_json_is_quarantined_not_uploaded(ingress: Ingress, make_config: CollectorConfig) -> None:
+@pytest.mark.parametrize(
+    "text",
+    # The second is nested deeper than Python's parser goes (item 23.5: a RecursionError, retried forever).
+    ['{"truncated": ', "[" * 5000 + "]" * 5000],
+    ids=["truncated", "nested too deeply"],
+)
+async def test_invalid_json_is_quarantined_not_uploaded(
+    ingress: Ingress, make_config: CollectorConfig, text: str
+) -> None:
     config = make_config()
     written = write_records(config, feedback=2, transcripts=0)
     broken = roots(config)[0] / "broken.json"
-    broken.write_text('{"truncated": ')
+    broken.write_text(text)
     assert await Collector(config, once=True).async_run() is True
     assert set(ingress.all_members()) == set(written)
     spool = roots(config)[0].parent / "spool"
     quarantined = list((spool / "quarantine").rglob("broken.json"))
     assert len(quarantined) == 1
-    assert quarantined[0].read_text() == '{"truncated": '
+    assert quarantined[0].read_text() == text
 
 
 async def test_a_record_too_large_for_any_batch_is_quarantined(ingress: Ingress, make_config: CollectorConfig) -> None:

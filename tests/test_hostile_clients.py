@@ -219,3 +219,45 @@ def test_a_trickling_upload_gets_408_and_frees_its_slot(tmp_path: Path) -> None:
     assert reply.startswith(b"HTTP/1.1 408"), reply
     assert b"averaged under 1000 bytes/s" in reply
     assert whole.startswith(b"HTTP/1.1 202"), whole
+
+
+def request_with_key(port: int, method: bytes, path: bytes, key: bytes) -> bytes:
+    head = method + b" " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer "
+    return read_until_closed(raw(port, head + key + b"\r\nContent-Length: 0\r\n\r\n"))
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1])
+
+
+NOT_UTF8_KEY = API_KEY.encode() + b"\xff\xfe"
+
+
+def assert_one_warning_per_unreadable_key(output: str, count: int) -> None:
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert not [line for line in lines if line["level"] == "error"], output[-3000:]
+    unreadable = [line for line in lines if line["event"] == "authorization_unreadable"]
+    assert len(unreadable) == count
+    assert all(line["level"] == "warning" for line in unreadable)
+    assert API_KEY[:20] not in output
+
+
+def test_a_key_that_is_not_utf8_is_refused_by_the_server_with_401(tmp_path: Path, docs_dir: Path) -> None:
+    """Item 23.4: a byte that is not UTF-8 in the key is a wrong key (401), not a 500 with a traceback."""
+    with server(tmp_path, docs_dir) as daemon:
+        reply = request_with_key(daemon.port, b"GET", b"/v1/conversations", NOT_UTF8_KEY)
+        good = request_with_key(daemon.port, b"GET", b"/v1/conversations", API_KEY.encode())
+    assert status_of(reply) == 401, reply
+    assert b"not printable ASCII" in reply
+    assert status_of(good) == 200
+    assert_one_warning_per_unreadable_key(daemon.output, 1)
+
+
+def test_a_key_that_is_not_utf8_counts_as_a_wrong_admin_key_at_the_ingest(tmp_path: Path) -> None:
+    """Item 23.4: 401 on uploads and /admin; each counts against the wrong-key budget (burst 2, then 429)."""
+    with ingest(tmp_path, admin_wrong_keys_burst=2) as daemon:
+        upload = request_with_key(daemon.port, b"POST", b"/api/ingress/v1/upload", NOT_UTF8_KEY)
+        admin = [request_with_key(daemon.port, b"GET", b"/api/admin/v1/uploads", NOT_UTF8_KEY) for _ in range(3)]
+    assert status_of(upload) == 401, upload
+    assert [status_of(reply) for reply in admin] == [401, 401, 429]
+    assert_one_warning_per_unreadable_key(daemon.output, 3)

@@ -190,6 +190,7 @@ def _raw_tar(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
 
 
 ZEROS = b"0" * (3 * 1024 * 1024)
+DEEP = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
 CRAFTED: dict[str, tuple[bytes, str]] = {
     "absolute path": (tar_gz([(member("/etc/feedback/x.json"), b"{}")]), "absolute path"),
     "parent traversal": (tar_gz([(member("feedback/../../x.json"), b"{}")]), "'..' in the path"),
@@ -208,6 +209,8 @@ CRAFTED: dict[str, tuple[bytes, str]] = {
     "hidden temporary file": (tar_gz([(member("feedback/.x.json.tmp", b"{}"), b"{}")]), "not a .json record"),
     "invalid json": (tar_gz([(member("feedback/x.json", b"{nope"), b"{nope")]), "not valid JSON"),
     "json array": (tar_gz([(member("feedback/x.json", b"[1]"), b"[1]")]), "not a JSON object"),
+    # Item 23.5: deeper than Python's parser goes (RecursionError was a 500, and the collector retried it forever).
+    "json nested too deeply": (tar_gz([(member("feedback/x.json", DEEP), DEEP)]), "not valid JSON"),
     "not gzip": (b"PK\x03\x04 a zip file", "not a readable tar.gz"),
     "truncated": (records_archive()[:-40], "not a readable tar.gz"),
     "gzip of garbage": (gzip.compress(b"x" * 4096), "not a readable tar.gz"),

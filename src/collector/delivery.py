@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from collector.journal import Journal
 from collector.spool import Package, Spool
 from collector.upload import Uploader
 from lightspeed_common.config import AppConfig
+from lightspeed_common.json_text import parse_json
 
 log = structlog.get_logger("collector")
 Checkpoint = Callable[[str], None]
@@ -57,7 +57,7 @@ def iso(epoch: float | None) -> str | None:
 def json_problem(data: bytes) -> str | None:
     """Why a claimed file cannot be shipped as a record, or None (the collector ships only JSON)."""
     try:
-        json.loads(data)
+        parse_json(data)
     except ValueError as exc:
         return f"not valid JSON: {exc}"
     return None

@@ -10,7 +10,6 @@ whatever the body.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after
 from lightspeed_common.config import AppConfig, RetryConfig
 from lightspeed_common.credentials import read_secret
 from lightspeed_common.identity import installation_id
+from lightspeed_common.json_text import parse_json
 from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
@@ -133,7 +133,7 @@ class Uploader:
 def _request_id(body: str, header: str | None) -> str | None:
     """The ingress's request id if it gave one: a 202 body may be empty or not JSON at all."""
     try:
-        parsed = json.loads(body)
+        parsed = parse_json(body)
     except ValueError:
         return header
     value = parsed.get("request_id") if isinstance(parsed, dict) else None

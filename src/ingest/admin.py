@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import json
-
 import structlog
 from aiohttp import web
 
@@ -17,8 +15,10 @@ from ingest.context import INGEST
 from ingest.ratelimit import retry_after
 from ingest.registry import delete_client, parse_client_id, source_address
 from lightspeed_common.errors import BadRequest, Forbidden, TooManyRequests
+from lightspeed_common.http.bearer import UnreadableCredentials
 from lightspeed_common.http.middleware import read_body
 from lightspeed_common.http.pages import static_page
+from lightspeed_common.json_text import parse_json
 
 log = structlog.get_logger("ingest")
 
@@ -54,7 +54,7 @@ async def uploads(request: web.Request) -> web.Response:
 def check_admin(request: web.Request) -> None:
     """The admin key, with wrong guesses throttled per source address (429 with Retry-After).
 
-    Only wrong keys count (403), not a missing one (a browser's first request).
+    Only wrong keys count (403, or 401 for one that is not ASCII), not a missing one (a browser's first request).
     """
     ingest = request.app[INGEST]
     address = source_address(request, ingest.config.telemetry.rate_limit.trusted_proxies)
@@ -66,9 +66,10 @@ def check_admin(request: web.Request) -> None:
         )
     try:
         ingest.admin_keys.check(request)
-    except Forbidden:
+    except (Forbidden, UnreadableCredentials) as exc:
         ingest.admin_failures.take({address: 1})
-        log.warning("admin_key_refused")
+        if isinstance(exc, Forbidden):  # an unreadable key was logged where it was read
+            log.warning("admin_key_refused")
         raise
 
 
@@ -83,7 +84,7 @@ async def request_deletion(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     check_admin(request)
     try:
-        body = json.loads(await read_body(request))
+        body = parse_json(await read_body(request))
     except ValueError:
         raise BadRequest("Invalid JSON", 'send {"client_id": "<uuid>"}') from None
     if not isinstance(body, dict):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingest.storage import RecordInfo
+from lightspeed_common.json_text import parse_json
 from lightspeed_common.records import BY_FOLDER
 
 KINDS = tuple(BY_FOLDER)
@@ -105,7 +105,7 @@ def member_kind(name: str) -> str:
 
 def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
     try:
-        record = json.loads(data)
+        record = parse_json(data)
     except (ValueError, UnicodeDecodeError):
         raise ArchiveRejected(f"member {name!r}: not valid JSON") from None
     if not isinstance(record, dict):

@@ -16,7 +16,6 @@ live only in the in-memory rate limiter.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address
@@ -30,6 +29,7 @@ from ingest.ratelimit import retry_after
 from ingest.storage import contributor_hash
 from lightspeed_common.errors import BadRequest, PayloadTooLarge
 from lightspeed_common.http.middleware import error_response, read_body
+from lightspeed_common.json_text import parse_json
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent, check_client_id, parse_event
 
 log = structlog.get_logger("ingest.registry")
@@ -70,7 +70,7 @@ def _address_limited(request: web.Request, ingest: Ingest) -> web.Response | Non
 async def _read_json(request: web.Request, limit: int) -> Any:
     body = await read_body(request, limit)
     try:
-        return json.loads(body)
+        return parse_json(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Invalid JSON", "the body must be a JSON array of model_registration events") from None
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import base64
 
+import structlog
 from aiohttp import web
 
 from lightspeed_common.errors import Unauthorized
 
+log = structlog.get_logger(__name__)
 NO_CREDENTIALS = "Missing or invalid credentials provided by client"
+
+
+class UnreadableCredentials(Unauthorized):
+    """The key holds bytes no key can have (not printable ASCII): a wrong key, 401."""
 
 
 def bearer_token(request: web.Request) -> str:
@@ -25,9 +31,15 @@ def bearer_token(request: web.Request) -> str:
         token = _basic_password(token)
     elif scheme.lower() != "bearer":
         token = ""
-    if not token.strip():
+    token = token.strip()
+    if not token:
         raise Unauthorized(NO_CREDENTIALS, "No token found in Authorization header")
-    return token.strip()
+    # aiohttp hands header bytes over as UTF-8 with surrogate escapes; keys are printable ASCII,
+    # and comparing a key with a surrogate in it would raise (a 500) instead of refusing it.
+    if not (token.isascii() and token.isprintable()):
+        log.warning("authorization_unreadable", reason="the key has bytes that are not printable ASCII")
+        raise UnreadableCredentials(NO_CREDENTIALS, "The key in the Authorization header is not printable ASCII")
+    return token
 
 
 def _basic_password(value: str) -> str:
