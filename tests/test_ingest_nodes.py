@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from collector.daemon import Collector
 from ingest.app import create_app as create_ingest_app
 from ingest.postgres_storage import PostgresStorage
-from ingest.storage import contributor_hash, event_key
+from ingest.storage import DailyLimits, contributor_hash, event_key
 from lightspeed_common.config import config_from_mapping
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
@@ -340,7 +340,7 @@ async def test_a_resend_counted_by_another_node_at_the_same_moment_is_a_duplicat
             "INSERT INTO seen_events VALUES (%s, %s, %s)",
             (event_key(resent), contributor_hash(resent.model_name, resent.client_id), resent.timestamp[:10]),
         )
-        counting = asyncio.create_task(asyncio.to_thread(storage.add_events, [resent], 100))
+        counting = asyncio.create_task(asyncio.to_thread(storage.add_events, [resent], DailyLimits(100, 100)))
 
         async def waiting_on_the_other_node() -> bool:
             rows = await asyncio.to_thread(

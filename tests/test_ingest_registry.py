@@ -340,7 +340,7 @@ async def test_stored_events_per_model_and_day_are_capped(make_ingest: IngestFac
     assert status == 200
     assert [r["status"] for r in body["results"]] == ["accepted"] * 5 + ["capped"] * 3 + ["accepted"]
     assert body["capped"] == 3
-    assert "daily limit of 5 events" in body["results"][5]["errors"][0]
+    assert "daily limit of this model's events is reached: 5 in all" in body["results"][5]["errors"][0]
     rows = {row["model_name"]: row["events"] for row in await models(client)}
     assert rows == {"capped-model": 5, "other-model": 1}
     again = await send(client, [event(moment - timedelta(seconds=100), "capped-model")])
@@ -359,3 +359,60 @@ async def test_require_api_key_refuses_to_start_without_a_key(tmp_path: Path, ma
     await runner.cleanup()
     keyed = await make_ingest(telemetry={"require_api_key": True, "api_keys": ["k"]})
     assert (await send(keyed, fresh_clients(1)))[0] == 401
+
+
+def fresh_ids(count: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+async def test_one_installation_takes_only_its_share_of_a_models_day(make_ingest: IngestFactory) -> None:
+    """Item 23.6: one client id sending a model's whole daily cap gets only its share; another installation
+    is still counted that day."""
+    client = await make_ingest(
+        telemetry={"max_events_per_model_per_day": 100, "max_events_per_client_per_model_per_day": 10}
+    )
+    moment = now() - timedelta(minutes=5)
+    greedy = [event(moment - timedelta(seconds=i), "shared-model") for i in range(100)]
+    _, body = await send(client, greedy)
+    assert (body["accepted"] - body["capped"], body["capped"]) == (10, 90)
+    _, again = await send(client, [event(moment - timedelta(seconds=200 + i), "shared-model") for i in range(5)])
+    assert again["capped"] == 5
+    _, other = await send(client, [event(moment, "shared-model", client_id=OTHER_CLIENT)])
+    assert [r["status"] for r in other["results"]] == ["accepted"]
+    rows = {row["model_name"]: row["events"] for row in await models(client)}
+    assert rows == {"shared-model": 11}
+
+
+async def test_one_address_takes_only_its_share_of_a_models_day(make_ingest: IngestFactory) -> None:
+    """Item 23.6: many client ids from one address together get the address's share; a re-send of counted
+    events uses none of it, and another address is still counted."""
+    client = await make_ingest(
+        telemetry={
+            "max_events_per_address_per_model_per_day": 6,
+            "rate_limit": {"trusted_proxies": ["127.0.0.1/32"]},
+        }
+    )
+    moment = now() - timedelta(minutes=5)
+    many = [event(moment, "shared-model", client_id=client_id) for client_id in fresh_ids(4)]
+    first = await send(client, many, **{"X-Forwarded-For": "198.51.100.1"})
+    assert [r["status"] for r in first[1]["results"]] == ["accepted"] * 4
+    resent = await send(client, many, **{"X-Forwarded-For": "198.51.100.1"})
+    assert resent[1]["duplicates"] == 4
+    more = [event(moment, "shared-model", client_id=client_id) for client_id in fresh_ids(4)]
+    _, body = await send(client, more, **{"X-Forwarded-For": "198.51.100.1"})
+    assert [r["status"] for r in body["results"]] == ["accepted"] * 2 + ["capped"] * 2
+    assert "6 per source address" in body["results"][2]["errors"][0]
+    _, elsewhere = await send(client, [event(moment, "shared-model")], **{"X-Forwarded-For": "203.0.113.9"})
+    assert elsewhere["results"][0]["status"] == "accepted"
+    assert {row["model_name"]: row["events"] for row in await models(client)} == {"shared-model": 7}
+
+
+async def test_one_instant_spelled_five_ways_is_counted_once(make_ingest: IngestFactory) -> None:
+    """Item 23.7: `Z`, `+00:00`, `.000Z`, `.000000+00:00` and `-00:00` name one instant: one event, four duplicates."""
+    client = await make_ingest()
+    base = event(now() - timedelta(minutes=5), "spelled-model")
+    stem = base["timestamp"].removesuffix("Z")
+    spellings = [f"{stem}Z", f"{stem}+00:00", f"{stem}.000Z", f"{stem}.000000+00:00", f"{stem}-00:00"]
+    _, body = await send(client, [base | {"timestamp": spelled} for spelled in spellings])
+    assert [r["status"] for r in body["results"]] == ["accepted"] + ["duplicate"] * 4
+    assert {row["model_name"]: row["events"] for row in await models(client)} == {"spelled-model": 1}

@@ -109,6 +109,8 @@ class Ingest:
     new_clients_by_address: TokenBuckets = field(init=False)
     # Wrong admin keys per source address: a few tries, then one a minute.
     admin_failures: TokenBuckets = field(init=False)
+    # Events per source address and model: a share of the model's day that refills over the day.
+    events_by_address_model: TokenBuckets = field(init=False)
     # Uploads received at once (uploads.max_concurrent); past it, 503 with Retry-After.
     upload_slots: asyncio.Semaphore = field(init=False)
 
@@ -118,6 +120,8 @@ class Ingest:
         self.by_address = TokenBuckets(limits.per_address_burst_requests, limits.per_address_requests_per_minute / 60)
         self.by_client = TokenBuckets(limits.per_client_burst_events, limits.per_client_events_per_hour / 3600)
         self.admin_failures = TokenBuckets(self.config.admin_wrong_keys_burst, 1 / 60)
+        share = self.config.telemetry.max_events_per_address_per_model_per_day
+        self.events_by_address_model = TokenBuckets(share, share / 86400)
         self.new_clients_by_address = TokenBuckets(
             limits.per_address_new_clients_burst, limits.per_address_new_clients_per_day / 86400
         )

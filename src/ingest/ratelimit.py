@@ -63,6 +63,19 @@ class TokenBuckets:
             self._prune(now)
         return 0.0
 
+    def available(self, key: str) -> int:
+        """Whole tokens `key` has now. Takes nothing."""
+        return math.floor(self._refilled(key, self._clock()).tokens)
+
+    def take_up_to(self, key: str, amount: int) -> None:
+        """Take `amount` tokens, or as many whole ones as are there (a concurrent request took the rest)."""
+        now = self._clock()
+        bucket = self._refilled(key, now)
+        bucket.tokens -= max(0, min(amount, math.floor(bucket.tokens)))
+        self._buckets[key] = bucket
+        if len(self._buckets) > self.max_keys:
+            self._prune(now)
+
     def _prune(self, now: float) -> None:
         """Forget full buckets; if that is not enough, the least recently used half."""
         full_after = self.capacity / self.per_second

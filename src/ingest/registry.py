@@ -26,7 +26,8 @@ from aiohttp import web
 
 from ingest.context import INGEST, Ingest
 from ingest.ratelimit import retry_after
-from ingest.storage import contributor_hash
+from ingest.storage import DailyLimits, contributor_hash
+from lightspeed_common.config_ingest import IngestTelemetryConfig
 from lightspeed_common.errors import BadRequest, PayloadTooLarge
 from lightspeed_common.http.middleware import error_response, read_body
 from lightspeed_common.json_text import parse_json
@@ -108,13 +109,12 @@ async def telemetry(request: web.Request) -> web.Response:
     if limited := await _new_clients_limited(request, ingest, valid):
         return limited
     ingest.by_client.take(per_client)
-    cap = settings.max_events_per_model_per_day
-    outcomes = await ingest.db.run(ingest.db.storage.add_events, valid, cap) if valid else []
+    outcomes = await _count_events(request, ingest, valid) if valid else []
     for index, outcome in zip(valid_at, outcomes, strict=True):
         if outcome != "accepted":
             results[index]["status"] = outcome
             if outcome == "capped":
-                results[index]["errors"] = [f"this model's daily limit of {cap} events is reached"]
+                results[index]["errors"] = [_capped_reason(settings)]
     duplicates, capped = outcomes.count("duplicate"), outcomes.count("capped")
     rejected = len(events) - len(valid)
     ingest.metrics.telemetry_events.labels("accepted").inc(len(valid) - duplicates - capped)
@@ -127,6 +127,35 @@ async def telemetry(request: web.Request) -> web.Response:
     log.info("telemetry_received", accepted=len(valid), duplicates=duplicates, capped=capped, rejected=rejected)
     return web.json_response(
         {"accepted": len(valid), "rejected": rejected, "duplicates": duplicates, "capped": capped, "results": results}
+    )
+
+
+async def _count_events(request: web.Request, ingest: Ingest, events: list[ModelRegistrationEvent]) -> list[str]:
+    """Each event's outcome, capped by the model's day, the installation's share of it and the source
+    address's share (re-sends of counted events use none of it)."""
+    settings = ingest.config.telemetry
+    address = source_address(request, settings.rate_limit.trusted_proxies)
+    shares = ingest.events_by_address_model
+    names = {event.model_name for event in events}
+    limits = DailyLimits(
+        settings.max_events_per_model_per_day,
+        settings.max_events_per_client_per_model_per_day,
+        {name: shares.available(f"{address}\n{name}") for name in names},
+    )
+    outcomes: list[str] = await ingest.db.run(ingest.db.storage.add_events, events, limits)
+    counted = Counter(
+        event.model_name for event, outcome in zip(events, outcomes, strict=True) if outcome == "accepted"
+    )
+    for name, count in counted.items():
+        shares.take_up_to(f"{address}\n{name}", count)
+    return outcomes
+
+
+def _capped_reason(settings: IngestTelemetryConfig) -> str:
+    return (
+        f"a daily limit of this model's events is reached: {settings.max_events_per_model_per_day} in all, "
+        f"{settings.max_events_per_client_per_model_per_day} per installation, "
+        f"{settings.max_events_per_address_per_model_per_day} per source address"
     )
 
 

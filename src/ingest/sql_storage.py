@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ingest.storage import (
     MODEL_DIMENSIONS,
+    DailyLimits,
     DuplicateUpload,
     RecordInfo,
     RetentionResult,
@@ -160,13 +161,13 @@ class SQLStorage:
         rows = self._read(f"SELECT DISTINCT contributor FROM contributions WHERE {condition}", args)  # noqa: S608
         return {row["contributor"] for row in rows}
 
-    def add_events(self, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+    def add_events(self, events: list[ModelRegistrationEvent], limits: DailyLimits) -> list[str]:
         """Count valid events: `accepted` for each new one, `duplicate` for one already counted (a re-send),
-        `capped` past `max_per_model_day` stored events of its model that day (not stored, not remembered).
-        With several writers the cap is a soft one: each may let its last few events past it."""
-        return self._write(lambda session: self._add_events(session, events, max_per_model_day))
+        `capped` past one of the `limits` on its model's day (not stored, not remembered).
+        With several writers the caps are soft ones: each may let its last few events past them."""
+        return self._write(lambda session: self._add_events(session, events, limits))
 
-    def _add_events(self, session: Session, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]:
+    def _add_events(self, session: Session, events: list[ModelRegistrationEvent], limits: DailyLimits) -> list[str]:
         """Set-based, so a batch costs a handful of statements, not several per event."""
         rows = [
             (event, event_key(event), contributor_hash(event.model_name, event.client_id), event.timestamp[:10])
@@ -175,25 +176,24 @@ class SQLStorage:
         models = self._model_ids(session, events)
         condition, args = self._one_of("event_key", [key for _, key, _, _ in rows])
         seen = {row[0] for row in session.execute(f"SELECT event_key FROM seen_events WHERE {condition}", args)}  # noqa: S608
-        day_counts = dict.fromkeys(((model_id, row[3]) for model_id, row in zip(models, rows, strict=True)), 0)
-        in_models, model_args = self._one_of("model_id", sorted({m for m, _ in day_counts}))
-        in_days, day_args = self._one_of("day", sorted({d for _, d in day_counts}))
-        for model_id, day, stored in session.execute(
-            f"SELECT model_id, day, SUM(events) FROM contributions WHERE {in_models} AND {in_days} "  # noqa: S608
-            "GROUP BY model_id, day",
-            model_args + day_args,
-        ):
-            if (model_id, day) in day_counts:
-                day_counts[model_id, day] = int(stored)
+        model_days, contributor_days = self._day_counts(session, models, rows)
+        left_for_sender = dict(limits.left_for_sender)
         outcomes: list[str] = []
         candidates: dict[str, int] = {}  # event key -> its index, for those to count
-        for index, (model_id, (_, key, _, day)) in enumerate(zip(models, rows, strict=True)):
+        for index, (model_id, (event, key, contributor, day)) in enumerate(zip(models, rows, strict=True)):
             if key in seen or key in candidates:
                 outcomes.append("duplicate")
-            elif day_counts[model_id, day] >= max_per_model_day:
+            elif (
+                model_days[model_id, day] >= limits.per_model
+                or contributor_days[contributor, day] >= limits.per_contributor
+                or left_for_sender.get(event.model_name, 1) <= 0
+            ):
                 outcomes.append("capped")
             else:
-                day_counts[model_id, day] += 1
+                model_days[model_id, day] += 1
+                contributor_days[contributor, day] += 1
+                if event.model_name in left_for_sender:
+                    left_for_sender[event.model_name] -= 1
                 candidates[key] = index
                 outcomes.append("accepted")
         taken = self._take_keys(session, [rows[i][1:] for i in candidates.values()])
@@ -205,6 +205,32 @@ class SQLStorage:
                 outcomes[index] = "duplicate"
         self._count_contributions(session, [(models[i], *rows[i]) for i in accepted])
         return outcomes
+
+    def _day_counts(
+        self, session: Session, models: list[int], rows: list[tuple[ModelRegistrationEvent, str, str, str]]
+    ) -> tuple[dict[tuple[int, str], int], dict[tuple[str, str], int]]:
+        """Events stored so far on the batch's days: per (model, day), and per (contributor, day)."""
+        model_days = dict.fromkeys(((model_id, row[3]) for model_id, row in zip(models, rows, strict=True)), 0)
+        contributor_days = dict.fromkeys(((row[2], row[3]) for row in rows), 0)
+        in_models, model_args = self._one_of("model_id", sorted({m for m, _ in model_days}))
+        in_days, day_args = self._one_of("day", sorted({d for _, d in model_days}))
+        in_contributors, contributor_args = self._one_of("contributor", sorted({c for c, _ in contributor_days}))
+        for model_id, day, stored in session.execute(
+            f"SELECT model_id, day, SUM(events) FROM contributions WHERE {in_models} AND {in_days} "  # noqa: S608
+            "GROUP BY model_id, day",
+            model_args + day_args,
+        ):
+            if (model_id, day) in model_days:
+                model_days[model_id, day] = int(stored)
+        for contributor, day, stored in session.execute(
+            # model_id first: the primary key (model_id, contributor, day) finds the rows.
+            f"SELECT contributor, day, events FROM contributions WHERE {in_models} AND {in_contributors} "  # noqa: S608
+            f"AND {in_days}",
+            model_args + contributor_args + day_args,
+        ):
+            if (contributor, day) in contributor_days:
+                contributor_days[contributor, day] = int(stored)
+        return model_days, contributor_days
 
     def _count_contributions(
         self, session: Session, accepted: list[tuple[int, ModelRegistrationEvent, str, str, str]]

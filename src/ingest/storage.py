@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -55,6 +55,16 @@ def event_key(event: ModelRegistrationEvent) -> str:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class DailyLimits:
+    """How many events of a model's day may be counted: all together, per installation (contributor), and
+    what the sender may still add per model name today (its source address's share; absent: no limit)."""
+
+    per_model: int
+    per_contributor: int
+    left_for_sender: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ class Storage(Protocol):
     def known_archives(self) -> set[str]: ...
     def recent_uploads(self, limit: int) -> list[dict[str, Any]]: ...
     def upload_totals(self) -> dict[str, int]: ...
-    def add_events(self, events: list[ModelRegistrationEvent], max_per_model_day: int) -> list[str]: ...
+    def add_events(self, events: list[ModelRegistrationEvent], limits: DailyLimits) -> list[str]: ...
     def known_contributors(self, contributors: list[str]) -> set[str]: ...
     def model_counts(self) -> list[dict[str, Any]]: ...
     def delete_client(self, client_id: str, via: str, now: datetime) -> dict[str, int]: ...

@@ -60,6 +60,10 @@ class IngestTelemetryConfig(Section):
     max_event_age_days: PositiveInt = 30
     # Stored events per model and day, all installations together; past it events are answered `capped`.
     max_events_per_model_per_day: PositiveInt = 10_000
+    # One installation's share of a model's day, and one source address's (its installations together):
+    # without them one anonymous sender could use up the model's day and leave everyone else `capped`.
+    max_events_per_client_per_model_per_day: PositiveInt = 100
+    max_events_per_address_per_model_per_day: PositiveInt = 1_000
     # Refuse to start without telemetry keys (the production default): the registry is never open to anyone.
     require_api_key: bool = False
     retention_days: PositiveInt = 395

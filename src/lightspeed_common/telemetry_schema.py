@@ -49,7 +49,13 @@ def _utc_timestamp(value: str) -> str:
         raise ValueError("must be an ISO 8601 timestamp") from None
     if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
         raise ValueError("must be in UTC (end in Z)")
-    return value
+    # One spelling per instant (`Z`, `+00:00`, `.000Z` are the same moment): the registry's duplicate key
+    # is made from it, and five spellings of one event counted five times.
+    return (
+        parsed.astimezone(UTC)
+        .isoformat(timespec="microseconds" if parsed.microsecond else "seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _sha256_or_none(value: str | None) -> str | None:
