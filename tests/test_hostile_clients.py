@@ -25,7 +25,13 @@ import yaml
 from tests.fake_llm import free_port
 from tests.ingest_support import ARCHIVE_TYPE, TOKEN, records_archive
 
-FAST = {"header_timeout_seconds": 0.5, "body_timeout_seconds": 0.5, "keepalive_timeout_seconds": 0.5}
+# Each timeout its own value (item 23.15: all three were 0.5 s, so none could be told from another).
+FAST = {
+    "header_timeout_seconds": 0.4,
+    "body_timeout_seconds": 0.8,
+    "keepalive_timeout_seconds": 1.6,
+    "min_body_bytes_per_second": 100,
+}
 API_KEY = "lsk_this-admin-key-must-never-reach-a-log-line-0123456789"
 
 
@@ -178,7 +184,44 @@ def test_a_body_that_stops_arriving_gets_408(tmp_path: Path) -> None:
         )
         reply = read_until_closed(raw(daemon.port, head))
     assert reply.startswith(b"HTTP/1.1 408")
-    assert b"no part of the request body arrived for 0.5 seconds" in reply
+    assert b"no part of the request body arrived for 0.8 seconds" in reply
+
+
+def trickle(sock: socket.socket, data: bytes) -> bytes:
+    """Send `data` a byte every 0.1 s until the server answers; its answer (read at once: the close that
+    follows resets a connection whose client is still sending)."""
+    for byte in data:
+        sock.sendall(bytes([byte]))
+        if select.select([sock], [], [], 0.1)[0]:
+            break
+    with sock:
+        return sock.recv(65536)
+
+
+def test_a_trickling_body_gets_408_from_the_server(tmp_path: Path, docs_dir: Path) -> None:
+    """Item 23.8: a byte every 0.1 s never pauses for the body timeout, but averages under
+    min_body_bytes_per_second (100): 408 within a second or so, not after the whole 10 kB."""
+    with server(tmp_path, docs_dir) as daemon:
+        head = (
+            b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Length: 10000\r\n\r\n"
+        )
+        reply = trickle(raw(daemon.port, head), b"x" * 10_000)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b"the request body averaged under 100 bytes/s" in reply
+
+
+def test_the_header_and_keepalive_timeouts_are_each_their_own(tmp_path: Path) -> None:
+    """Item 23.15: a connection that never finishes its head (header timeout, 0.4 s) is closed before an
+    idle kept-alive one opened at the same time (keep-alive timeout, 1.6 s)."""
+    with ingest(tmp_path) as daemon:
+        idle = raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        silent = raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1")
+        closed_first = select.select([idle, silent], [], [], 30)[0]
+        assert closed_first == [silent]
+        assert read_until_closed(silent) == b""
+        assert read_until_closed(idle) == b""
 
 
 def multipart_upload(request_id: str) -> bytes:
@@ -203,17 +246,9 @@ def test_a_trickling_upload_gets_408_and_frees_its_slot(tmp_path: Path) -> None:
     """An upload sending a byte every 0.1 s (under min_bytes_per_second) is cut off; the only slot is free again."""
     uploads = {"tokens": [TOKEN], "max_concurrent": 1, "min_bytes_per_second": 1000}
     with ingest(tmp_path, uploads=uploads) as daemon:
-        trickle = multipart_upload("slow-batch")
-        head_and_some = trickle.index(b"\r\n\r\n") + 100
-        sock = raw(daemon.port, trickle[:head_and_some])
-        for byte in trickle[head_and_some:]:
-            sock.sendall(bytes([byte]))
-            # One byte per 0.1 s, until the server answers (read at once: the close that follows
-            # resets a connection whose client is still sending).
-            if select.select([sock], [], [], 0.1)[0]:
-                break
-        with sock:
-            reply = sock.recv(65536)
+        upload = multipart_upload("slow-batch")
+        head_and_some = upload.index(b"\r\n\r\n") + 100
+        reply = trickle(raw(daemon.port, upload[:head_and_some]), upload[head_and_some:])
         with raw(daemon.port, multipart_upload("fast-batch")) as fast:
             whole = fast.recv(65536)
     assert reply.startswith(b"HTTP/1.1 408"), reply

@@ -29,8 +29,9 @@ from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.credentials import read_secret
 from lightspeed_common.errors import ConfigError, ServiceUnavailable, StorageError
-from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
+from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
 from lightspeed_common.sql import database_password
 
@@ -228,7 +229,7 @@ def create_app(config: AppConfig) -> web.Application:
     settings = config.ingest
     app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
     app[REQUEST_IDS] = RequestIds()
-    app[BODY_TIMEOUT] = settings.timeouts.body_timeout_seconds
+    app[BODY_PACE] = BodyPace(settings.timeouts.body_timeout_seconds, settings.timeouts.min_body_bytes_per_second)
     app[ALLOWED_HOSTS] = effective_allowed_hosts(settings.host, settings.allowed_hosts)
     ingest_metrics = IngestMetrics()
     app[HTTP_METRICS] = ingest_metrics

@@ -37,6 +37,7 @@ from lightspeed_common.errors import (
     UnsupportedMediaType,
 )
 from lightspeed_common.http.middleware import error_response
+from lightspeed_common.http.pace import BodyDeadline, BodyPace
 
 log = structlog.get_logger("ingest.uploads")
 
@@ -119,27 +120,12 @@ class _Spooled:
             self.path.unlink()
 
 
-class _Pace:
-    """The deadline of an upload that must keep moving: no pause longer than the body timeout, and
-    on average at least `min_bytes_per_second` once the first body timeout has passed.
-
-    A client sending one byte every few seconds would otherwise hold an upload slot for hours.
-    """
-
-    def __init__(self, deadline: asyncio.Timeout, ingest: Ingest) -> None:
-        self._deadline = deadline
-        self._loop = asyncio.get_running_loop()
-        self._started = self._loop.time()
-        self.pause = ingest.config.timeouts.body_timeout_seconds
-        self.min_rate = ingest.config.uploads.min_bytes_per_second
-        self.received(0)
-
-    def received(self, size: int) -> None:
-        now = self._loop.time()
-        self._deadline.reschedule(min(now + self.pause, self._started + self.pause + size / self.min_rate))
+def _upload_pace(ingest: Ingest) -> BodyPace:
+    """An upload holds one of few slots: it must arrive at `uploads.min_bytes_per_second` on average."""
+    return BodyPace(ingest.config.timeouts.body_timeout_seconds, ingest.config.uploads.min_bytes_per_second)
 
 
-async def _spool(part: BodyPartReader, ingest: Ingest, pace: _Pace) -> _Spooled:
+async def _spool(part: BodyPartReader, ingest: Ingest, pace: BodyDeadline) -> _Spooled:
     limit = ingest.config.uploads.max_upload_bytes
     spooled = await asyncio.to_thread(_Spooled, ingest.archives.incoming())
     try:
@@ -184,7 +170,7 @@ async def _discard_body(request: web.Request, ingest: Ingest, limit: int) -> Non
     size = 0
     try:
         async with asyncio.timeout(None) as deadline:
-            pace = _Pace(deadline, ingest)
+            pace = BodyDeadline(deadline, _upload_pace(ingest))
             async for chunk in request.content.iter_chunked(CHUNK):
                 size += len(chunk)
                 pace.received(size)
@@ -200,17 +186,18 @@ async def _read_parts(request: web.Request, ingest: Ingest) -> tuple[_Spooled, s
     found: tuple[_Spooled, str, str] | None = None
     try:
         async with asyncio.timeout(None) as deadline:
-            pace = _Pace(deadline, ingest)
+            pace = BodyDeadline(deadline, _upload_pace(ingest))
             found = await _read_each_part(await request.multipart(), ingest, pace)
     except TimeoutError:
-        cause = f"the upload paused for {pace.pause:g} s or averaged under {pace.min_rate} bytes/s"
-        raise RequestTimeout("Request timeout", cause) from None
+        raise RequestTimeout("Request timeout", pace.cause()) from None
     if found is None:
         raise BadRequest("No archive", "the multipart body has no part named 'file' (or 'upload')")
     return found
 
 
-async def _read_each_part(reader: MultipartReader, ingest: Ingest, pace: _Pace) -> tuple[_Spooled, str, str] | None:
+async def _read_each_part(
+    reader: MultipartReader, ingest: Ingest, pace: BodyDeadline
+) -> tuple[_Spooled, str, str] | None:
     found: tuple[_Spooled, str, str] | None = None
     try:
         while (part := await reader.next()) is not None:

@@ -20,6 +20,9 @@ class HttpTimeoutsConfig(Section):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     # The longest pause while a request body is read; past it, 408 and the connection closes.
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # And on average at least this fast once the first body timeout has passed; slower, 408 (a client
+    # sending a byte every few seconds would otherwise hold its connection for hours).
+    min_body_bytes_per_second: float = Field(default=1024.0, gt=0)
     # An idle kept-alive connection is closed after this long; so is one whose next request head stalls.
     keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
 

@@ -53,8 +53,9 @@ from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.errors import ConfigError
-from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_IDS
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
+from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds, installation_id
 from lightspeed_common.records import FEEDBACK, RECORD_KINDS, TRANSCRIPT
 
@@ -256,7 +257,9 @@ def create_app(
     app[OPENAPI] = build_openapi(ROUTES)
     app[STREAMS] = RunningStreams()
     app[REQUEST_IDS] = RequestIds()
-    app[BODY_TIMEOUT] = config.service.timeouts.body_timeout_seconds
+    app[BODY_PACE] = BodyPace(
+        config.service.timeouts.body_timeout_seconds, config.service.timeouts.min_body_bytes_per_second
+    )
     app[ALLOWED_HOSTS] = effective_allowed_hosts(config.service.host, config.service.allowed_hosts)
     app.cleanup_ctx.extend(
         [

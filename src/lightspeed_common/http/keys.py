@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from lightspeed_common.http.metrics import HttpMetrics
+from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
 
 # Request counts and latency; the server's Metrics is a subclass, the same object as its METRICS.
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
-# The longest pause allowed while a request body is read (both daemons' `timeouts.body_timeout_seconds`).
-BODY_TIMEOUT = web.AppKey("body_timeout", float)
+# How a request body must keep arriving (both daemons' `timeouts`: body_timeout_seconds, min_body_bytes_per_second).
+BODY_PACE = web.AppKey("body_pace", BodyPace)
 # The Host names this daemon answers (config.effective_allowed_hosts); "*" in it: any.
 ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset[str])

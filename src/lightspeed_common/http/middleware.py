@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lightspeed_common.errors import ApiError, Forbidden, MisdirectedRequest, RequestInvalid, RequestTimeout
-from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_TIMEOUT, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
+from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
+from lightspeed_common.http.pace import BodyDeadline
 
 log = structlog.get_logger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -81,8 +82,9 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     """The whole body, however many network reads it takes; every handler reads its body here.
 
     413 past `limit` bytes (the app's client_max_size by default); 408 when
-    the client pauses longer than the app's BODY_TIMEOUT, so a client that
-    stops sending does not hold the connection. `request.content.read(n)`
+    the client pauses longer than the app's BODY_PACE allows, or sends slower
+    than its minimum rate, so a client that stops sending, or trickles, does
+    not hold the connection. `request.content.read(n)`
     returns only what has arrived so far: a body sent in two TCP segments
     would be cut in half.
     """
@@ -90,20 +92,17 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
-    pause = request.app[BODY_TIMEOUT]
-    while True:
-        try:
-            async with asyncio.timeout(pause):
-                chunk = await request.content.readany()
-        except TimeoutError:
-            raise RequestTimeout(
-                "Request timeout", f"no part of the request body arrived for {pause:g} seconds"
-            ) from None
-        if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    try:
+        async with asyncio.timeout(None) as timeout:
+            deadline = BodyDeadline(timeout, request.app[BODY_PACE])
+            while chunk := await request.content.readany():
+                body += chunk
+                deadline.received(len(body))
+                if len(body) > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    except TimeoutError:
+        raise RequestTimeout("Request timeout", deadline.cause()) from None
+    return bytes(body)
 
 
 def route_name(request: web.Request) -> str:
