@@ -281,3 +281,17 @@ def test_typos_are_repaired_against_the_documents_words(
 ) -> None:
     index = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path))
     assert index.vocabulary.repair("how big may a reqeust bodyy be") == "how big may a request body be"
+
+
+def test_typo_repair_is_bounded_per_question_and_remembered(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """Item 23.1: past MAX_REPAIRS_PER_QUESTION unknown words a question's further words are kept as
+    typed (a 900 KB question held a core for minutes); a word repaired once is repaired from memory."""
+    from lightspeed.answers.lexical import MAX_REPAIRS_PER_QUESTION
+
+    vocabulary = DocumentIndex(embedder, documents, 700, IndexCache(tmp_path)).vocabulary
+    unknown = [f"zq{chr(97 + i // 26)}{chr(97 + i % 26)}xw" for i in range(MAX_REPAIRS_PER_QUESTION)]
+    assert vocabulary.repair(" ".join([*unknown, "reqeust"])).split()[-1] == "reqeust"
+    assert vocabulary.repair("reqeust") == "request"
+    assert vocabulary.repair(" ".join([*unknown, "reqeust"])).split()[-1] == "request"

@@ -12,7 +12,7 @@ import pytest
 
 from lightspeed.answers.redaction import Redactor
 from lightspeed_common.config import AppConfig, RedactionConfig, RedactionPattern
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, ConfigFactory
 from tests.support import json_files, liveness_latencies_during
 
 DEFAULT = Redactor.from_config(RedactionConfig())
@@ -167,10 +167,11 @@ async def test_liveness_answers_while_a_huge_feedback_is_redacted(
 
 
 async def test_liveness_answers_while_a_huge_question_is_redacted(
-    make_client: ClientFactory, config: AppConfig
+    make_client: ClientFactory, make_config: ConfigFactory, config: AppConfig
 ) -> None:
-    """A question at the body limit is answered and redacted while /liveness keeps answering within 100 ms."""
-    client = await make_client(config)
+    """A question at the body limit (and the prompt limit raised to it) is answered and redacted while
+    /liveness keeps answering within 100 ms."""
+    client = await make_client(make_config(answers={"max_prompt_chars": config.service.max_request_bytes}))
     body = {"query": "1" * (config.service.max_request_bytes - 100) + " from a@b.io"}
     udc = config.user_data_collection
     record = await _post_while_polling_liveness(client, "/v1/query?user_id=alice", body, udc.transcripts_storage)

@@ -153,6 +153,16 @@ class AnswersConfig(Section):
     # The earlier turns a follow-up question carries to the provider, most recent first, up to this many
     # characters of questions and answers (the OpenAI-compatible provider sends them as messages).
     history_max_chars: int = Field(default=16_000, ge=0)
+    # A question's cost is bounded by its length: longer (query and system_prompt together) is a 413
+    # "Prompt is too long", as lightspeed-stack answers it.
+    max_prompt_chars: PositiveInt = 32_000
+    # Attachments per question, and their total size (text bytes, decoded image bytes): 422 / 413 past them.
+    max_attachments: PositiveInt = 16
+    max_attachments_bytes: PositiveInt = 256 * 1024
+    # Threads that embed and search questions, and how many of them one user's questions may hold at once
+    # (the user's further questions wait for their own): one user cannot occupy every thread.
+    retrieval_threads: PositiveInt = 4
+    max_concurrent_per_user: PositiveInt = 2
     local: LocalProviderConfig = LocalProviderConfig()
     openai: OpenAIProviderConfig = OpenAIProviderConfig()
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lightspeed.answers.extract import Excerpt, excerpts
 from lightspeed.answers.providers.base import AnswerProvider, Exchange
 from lightspeed.answers.retrieval import DocumentIndex, Hit, Query
-from lightspeed_common.config import LocalProviderConfig
+from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import NotFound
 
 # Words by which a follow-up refers back to the previous question ("where does it write them?").
@@ -58,12 +60,38 @@ class Found:
     excerpts: list[Excerpt]  # the sentences of them that answer the question (the local provider's answer)
 
 
+class PerKeyLimit:
+    """At most `limit` holders per key at once; the others wait. Keys are forgotten when unused."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        semaphore, users = self._entries.setdefault(key, (asyncio.Semaphore(self._limit), [0]))
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class Answerer:
-    def __init__(self, index: DocumentIndex, provider: AnswerProvider, retrieval: LocalProviderConfig) -> None:
+    def __init__(self, index: DocumentIndex, provider: AnswerProvider, answers: AnswersConfig) -> None:
         self.index = index
         self.provider = provider
-        self._top_k = retrieval.top_k
-        self._min_score = retrieval.min_score
+        self._top_k = answers.local.top_k
+        self._min_score = answers.local.min_score
+        # Not the default executor: questions that fill it would hold up every other to_thread (file I/O).
+        self._threads = ThreadPoolExecutor(answers.retrieval_threads, thread_name_prefix="retrieval")
+        self._per_user = PerKeyLimit(answers.max_concurrent_per_user)
 
     def choose_model(self, provider: str | None, model: str | None) -> ModelChoice:
         """The default model, or the requested one if this server offers it (404 otherwise)."""
@@ -84,5 +112,10 @@ class Answerer:
         retrieval = index.search(query, self._top_k, self._min_score)
         return Found(retrieval.hits, excerpts(index, retrieval))
 
-    async def retrieve(self, query: Query) -> Found:
-        return await asyncio.to_thread(self.find, query)
+    async def retrieve(self, query: Query, user: str) -> Found:
+        """`find` on the retrieval threads, `user` holding at most max_concurrent_per_user of them."""
+        async with self._per_user.held(user):
+            return await asyncio.get_running_loop().run_in_executor(self._threads, self.find, query)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -24,6 +24,12 @@ import bm25s
 import numpy as np
 import Stemmer
 
+# Unknown words one question may have repaired (each compared with every corpus word of a similar
+# length): past it the rest are kept as typed, so a long question cannot hold a core for minutes.
+MAX_REPAIRS_PER_QUESTION = 16
+# Repairs remembered, per index: a word asked about again costs a dictionary look-up.
+MAX_REMEMBERED_REPAIRS = 65536
+
 # Bumped whenever terms are made differently, so a cached lexical index of the old terms is not reused.
 TERMS_VERSION = 2
 
@@ -129,22 +135,42 @@ class Vocabulary:
             if len(word) >= 4 and not word.isdigit():
                 self._by_length.setdefault(len(word), []).append(word)
         self._known = set(surface_words)
+        self._repairs: dict[str, str] = {}
 
     def weight(self, term: str) -> float:
         return self.idf.get(term, self.unknown_weight)
 
     def repair(self, text: str) -> str:
         """`text` with each word the corpus does not have replaced by the corpus word it most
-        likely misspells (`colector` -> `collector`); words too far from any are kept."""
-        return re.sub(r"[A-Za-z]{4,}", lambda m: self._closest(m.group(0)), text)
+        likely misspells (`colector` -> `collector`); words too far from any are kept, and so are
+        the unknown words past the first MAX_REPAIRS_PER_QUESTION not repaired before."""
+        budget = [MAX_REPAIRS_PER_QUESTION]
 
-    def _closest(self, word: str) -> str:
-        lower = word.lower()
-        if lower in self._known or lower in STOPWORDS or _stem(lower) in self.idf:
-            return word
+        def closest(match: re.Match[str]) -> str:
+            word = match.group(0)
+            lower = word.lower()
+            if lower in self._known or lower in STOPWORDS or _stem(lower) in self.idf:
+                return word
+            repaired = self._repairs.get(lower)
+            if repaired is None:
+                if budget[0] <= 0:
+                    return word
+                budget[0] -= 1
+                repaired = self._remember(lower, self._closest(lower))
+            return word if repaired == lower else repaired
+
+        return re.sub(r"[A-Za-z]{4,}", closest, text)
+
+    def _closest(self, lower: str) -> str:
         candidates = [w for n in range(len(lower) - 2, len(lower) + 3) for w in self._by_length.get(n, ())]
         best = difflib.get_close_matches(lower, candidates, n=1, cutoff=0.8)
-        return best[0] if best else word
+        return best[0] if best else lower
+
+    def _remember(self, word: str, repaired: str) -> str:
+        if len(self._repairs) >= MAX_REMEMBERED_REPAIRS:
+            self._repairs.clear()
+        self._repairs[word] = repaired
+        return repaired
 
 
 def weighted_terms(parts: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -205,7 +205,7 @@ def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvi
         model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
         index = await asyncio.to_thread(_index, config, model, documents)
         answerer = provider or await _build_provider(config, index)
-        app[ANSWERS] = Answerer(index, answerer, local)
+        app[ANSWERS] = Answerer(index, answerer, config.answers)
         for choice in app[ANSWERS].available():
             app[METRICS].offer_model(choice.provider, choice.model)
         try:
@@ -228,6 +228,7 @@ def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvi
         yield
         await manager.close()
         await answerer.close()
+        app[ANSWERS].close()
 
     return answers
 

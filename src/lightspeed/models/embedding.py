@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,7 +76,10 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def token_counter(self) -> Callable[[str], int]:
-        tokenizer = self._model.tokenizer
+        # A copy: a fast tokenizer keeps its truncation setting in the object, and counting (truncation off)
+        # on one thread while encode() (truncation on) ran on another sent a 480,000-token question to
+        # the model (a RuntimeError, a 500).
+        tokenizer = copy.deepcopy(self._model.tokenizer)
 
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])

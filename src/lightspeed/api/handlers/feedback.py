@@ -24,14 +24,17 @@ async def post_feedback(request: web.Request) -> web.Response:
     body = parse_body(FeedbackRequest, await read_body(request))
     user_hash = app[HASHER](user.user_id)
     await check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user, user_hash)
-    redactor = app[REDACTOR]
+    # One decision for the three texts together: short ones on the loop, long ones in the worker process.
+    question, response, comment = await app[REDACTOR].redact_all(
+        [body.user_question, body.llm_response, body.user_feedback or ""]
+    )
     feedback = Feedback(
         user_hash=user_hash,
         conversation_id=body.conversation_id,
-        user_question=await redactor.redact(body.user_question),
-        llm_response=await redactor.redact(body.llm_response),
+        user_question=question,
+        llm_response=response,
         sentiment=body.sentiment,
-        user_feedback=await redactor.redact(body.user_feedback) if body.user_feedback is not None else None,
+        user_feedback=comment if body.user_feedback is not None else None,
         categories=[c.value for c in body.categories] if body.categories else None,
     )
     try:

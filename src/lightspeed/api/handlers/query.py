@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,15 +17,15 @@ from aiohttp import web
 
 from lightspeed.answers.answering import ModelChoice, recent_history, retrieval_query
 from lightspeed.answers.providers.base import Attachment, Exchange, Question, Usage
-from lightspeed.answers.redaction import Redactor
 from lightspeed.answers.retrieval import Hit
 from lightspeed.api.catalog_payloads import StreamingInterruptRequest
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR, STREAMS
-from lightspeed.api.payloads import QueryRequest, parse_body
+from lightspeed.api.payloads import INVALID_ATTRIBUTE, QueryRequest, parse_body
 from lightspeed.auth import User
 from lightspeed.conversations import ConversationStore, Turn
 from lightspeed.records.formats import Transcript
-from lightspeed_common.errors import ApiError, Forbidden, NotFound, RecordWriteError
+from lightspeed_common.config import AnswersConfig
+from lightspeed_common.errors import ApiError, Forbidden, NotFound, PayloadTooLarge, RecordWriteError, Unprocessable
 from lightspeed_common.http.keys import REQUEST_ID
 from lightspeed_common.http.middleware import read_body
 
@@ -63,10 +63,32 @@ async def check_conversation_owner(store: ConversationStore, conversation_id: st
         )
 
 
+def check_sizes(body: QueryRequest, limits: AnswersConfig) -> None:
+    """A question's cost is bounded by its size: lightspeed-stack's 413 for a prompt too long or
+    attachments too large, its 422 for an attachment too many."""
+    prompt = len(body.query) + len(body.system_prompt or "")
+    if prompt > limits.max_prompt_chars:
+        raise PayloadTooLarge(
+            "Prompt is too long",
+            f"The prompt exceeds the maximum allowed length: {prompt} characters, at most {limits.max_prompt_chars}.",
+        )
+    attachments = body.attachments or []
+    if len(attachments) > limits.max_attachments:
+        cause = f"Too many attachments: {len(attachments)}, at most {limits.max_attachments}"
+        raise Unprocessable(INVALID_ATTRIBUTE, cause)
+    size = sum(a.size for a in attachments)
+    if size > limits.max_attachments_bytes:
+        raise PayloadTooLarge(
+            "File too large",
+            f"The attachments total {size} bytes, more than the maximum of {limits.max_attachments_bytes} bytes",
+        )
+
+
 async def prepare_query(request: web.Request) -> PreparedQuery:
     app = request.app
     user = app[AUTH](request)
     body = parse_body(QueryRequest, await read_body(request))
+    check_sizes(body, app[CONFIG].answers)
     for attachment in body.attachments or ():
         attachment.check()
     choice = app[ANSWERS].choose_model(body.provider, body.model)
@@ -79,7 +101,7 @@ async def prepare_query(request: web.Request) -> PreparedQuery:
         turns = [Exchange(t.question, t.answer) for t in await store.turns(body.conversation_id)]
         history = recent_history(turns, app[CONFIG].answers.history_max_chars)
     conversation_id = body.conversation_id or str(uuid.uuid4())
-    found = await app[ANSWERS].retrieve(retrieval_query(body.query, history))
+    found = await app[ANSWERS].retrieve(retrieval_query(body.query, history), user_hash)
     attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
     question = Question(body.query, choice.model, body.system_prompt, attachments, found.hits, history, found.excerpts)
     is_new = body.conversation_id is None
@@ -111,11 +133,14 @@ async def remember_turn(app: web.Application, prepared: PreparedQuery, redacted_
     await app[CONVERSATIONS].add_turn(prepared.conversation_id, prepared.user_hash, turn)
 
 
-async def _recorded_attachment(redactor: Redactor, attachment: Attachment) -> dict[str, Any]:
-    """An attachment as the transcript keeps it: its metadata, and a text's content redacted (never image bytes)."""
-    recorded: dict[str, Any] = attachment.metadata()
-    if not attachment.is_image:
-        recorded["content"] = await redactor.redact(attachment.content)
+def _recorded_attachments(attachments: Sequence[Attachment], redacted: Iterator[str]) -> list[dict[str, Any]]:
+    """The attachments as the transcript keeps them: metadata, and a text's content redacted (never image bytes)."""
+    recorded = []
+    for attachment in attachments:
+        entry: dict[str, Any] = attachment.metadata()
+        if not attachment.is_image:
+            entry["content"] = next(redacted)
+        recorded.append(entry)
     return recorded
 
 
@@ -125,10 +150,15 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
     A transcript that cannot be written is logged and counted; it never turns
     an answer the user already has into an error.
     """
-    redactor = app[REDACTOR]
-    redacted_query = await redactor.redact(prepared.body.query)
+    attachments = prepared.question.attachments
+    recording = app[CONFIG].user_data_collection.transcripts_enabled
+    texts = [a.content for a in attachments if not a.is_image] if recording else []
+    # The question and the text attachments redacted together: the loop or the worker process is chosen
+    # by their total length, so many short attachments cannot stall the loop.
+    redacted = iter(await app[REDACTOR].redact_all([prepared.body.query, *texts]))
+    redacted_query = next(redacted)
     await remember_turn(app, prepared, redacted_query, answer)
-    if not app[CONFIG].user_data_collection.transcripts_enabled:
+    if not recording:
         return
     transcript = Transcript(
         user_hash=prepared.user_hash,
@@ -141,7 +171,7 @@ async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str
         llm_response=answer,
         rag_chunks=rag_chunks(prepared.question.hits),
         truncated=truncated,
-        attachments=[await _recorded_attachment(redactor, a) for a in prepared.question.attachments],
+        attachments=_recorded_attachments(attachments, redacted),
     )
     try:
         path = await app[RECORDS].write_transcript(transcript)
