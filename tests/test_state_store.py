@@ -4,10 +4,12 @@ each test opens two stores on one database, as two workers (or two hosts) would.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,9 @@ from lightspeed.store_backends import SQLiteStateStore
 from lightspeed.store_postgres import PostgresStateStore
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.sql import DatabaseError
+from tests.conftest import ClientFactory, ConfigFactory
 from tests.postgres import PASSWORD, PgDatabase
+from tests.support import until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,3 +97,53 @@ def test_a_postgresql_store_from_a_newer_release_is_refused(pg_database: PgDatab
     pg_database.query("UPDATE schema_version SET version = 2 WHERE component = 'lightspeed' RETURNING 1")
     with pytest.raises(DatabaseError, match="lightspeed schema version 2; this release knows 1"):
         PostgresStateStore(DatabaseConfig(url=pg_database.url), PASSWORD)
+
+
+async def timed_readiness(client: Any) -> tuple[int, dict[str, Any], float]:
+    started = time.perf_counter()
+    resp = await client.get("/readiness")
+    return resp.status, await resp.json(), time.perf_counter() - started
+
+
+async def test_a_lost_database_is_named_by_readiness_and_answered_503_with_retry_after(
+    make_client: ClientFactory, make_config: ConfigFactory, pg_database: PgDatabase
+) -> None:
+    """Items 23.3 and 23.13: with PostgreSQL stopped, /readiness says 503 unhealthy and why, each answer
+    within a second (from the background probe, not the 2 x connect timeout of asking); conversations
+    and queries are 503 with Retry-After; once it is back, ready again and the conversation goes on."""
+    database = pg_database.section(connect_timeout_seconds=2, health_check_interval_seconds=0.2)
+    client = await make_client(make_config(service={"database": database}))
+    first = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    conversation = (await first.json())["conversation_id"]
+    assert (await timed_readiness(client))[0] == 200
+    pg_database.server.stop("immediate")
+    try:
+        answers: list[tuple[int, dict[str, Any], float]] = []
+
+        async def unready() -> bool:
+            answers.append(await timed_readiness(client))
+            return answers[-1][0] == 503
+
+        await until(unready, "readiness 503 with the database stopped")
+        body = answers[-1][1]
+        assert body["overall_status"] == "unhealthy"
+        assert body["ready"] is False
+        assert "database:" in body["reason"]
+        assert "Conversations and settings unavailable" in body["impacts"]
+        assert max(seconds for _, _, seconds in answers) < 1.0
+        lost = await client.get(f"/v1/conversations/{conversation}?user_id=alice")
+        assert lost.status == 503
+        assert lost.headers["Retry-After"] == "5"
+        assert (await lost.json())["detail"]["response"] == "Database unavailable"
+        query = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+        assert query.status == 503
+        assert query.headers["Retry-After"] == "5"
+    finally:
+        pg_database.server.start()
+
+    async def ready() -> bool:
+        return (await timed_readiness(client))[0] == 200
+
+    await until(ready, "readiness 200 once the database is back")
+    follow_up = {"query": "and then?", "conversation_id": conversation}
+    assert (await client.post("/v1/query?user_id=alice", json=follow_up)).status == 200

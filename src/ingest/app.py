@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
-from ingest.context import INGEST, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.context import INGEST, INGEST_HEALTH, Ingest, IngestMetrics, KeyRing, parse_keys
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure, StorageUnavailable
 from lightspeed_common.atomic import ensure_dir
@@ -29,6 +30,7 @@ from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.credentials import read_secret
 from lightspeed_common.errors import ConfigError, ServiceUnavailable, StorageError
+from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.http.pace import BodyPace
@@ -170,13 +172,12 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
-    """Ready while the database answers; 503 with the reason (and Retry-After) when it does not."""
-    db = request.app[INGEST].db
-    try:
-        await db.call(db.storage.check)
-    except StorageFailure as exc:
+    """Ready while the database answers the background probe; 503 with the reason (and Retry-After) when
+    it does not. Answers at once: the probe, not this request, waits on the database."""
+    problem = request.app[INGEST_HEALTH].problem
+    if problem:
         return web.json_response(
-            {"ready": False, "reason": f"database: {exc}"},
+            {"ready": False, "reason": f"database: {problem}"},
             status=503,
             headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
         )
@@ -216,7 +217,12 @@ def _state(config: AppConfig, ingest_metrics: IngestMetrics) -> CleanupContext:
             telemetry_auth=bool(telemetry_keys.keys),
             admin=bool(admin_keys.keys),
         )
-        yield
+        probe = HealthProbe(
+            "database", functools.partial(db.call, storage.check), settings.database.health_check_interval_seconds
+        )
+        async with probe.running():
+            app[INGEST_HEALTH] = probe
+            yield
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retention

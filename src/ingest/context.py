@@ -14,6 +14,7 @@ from ingest.ratelimit import TokenBuckets
 from ingest.storage import Database
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.errors import Forbidden
+from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.bearer import NO_CREDENTIALS, bearer_token
 from lightspeed_common.http.metrics import HttpMetrics
 
@@ -128,3 +129,5 @@ class Ingest:
 
 
 INGEST = web.AppKey("ingest", Ingest)
+# The database's health, probed in the background for /readiness.
+INGEST_HEALTH = web.AppKey("ingest_health", HealthProbe)

@@ -81,6 +81,10 @@ class StateStore:
                 "Database unavailable", f"{exc}; try again later", headers={"Retry-After": "5"}
             ) from None
 
+    async def check(self) -> None:
+        """ServiceUnavailable when the database does not answer a trivial query."""
+        await self._run(self._read, "SELECT 1")
+
     async def close(self) -> None:
         await self._run(self._close)
         self._executor.shutdown(wait=True)

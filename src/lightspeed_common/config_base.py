@@ -57,6 +57,8 @@ class DatabaseConfig(Section):
     pool_size: int = Field(default=8, ge=1, le=256)
     # How long to wait for a connection (at start, and for a request) before the database counts as unreachable.
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # /readiness answers from a check run in the background this often (it never waits on the database).
+    health_check_interval_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -34,6 +34,7 @@ from lightspeed.api.keys import (
     SENDER,
     SETTINGS,
     STORE,
+    STORE_HEALTH,
     STREAMS,
     TELEMETRY,
 )
@@ -53,6 +54,7 @@ from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.errors import ConfigError
+from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.http.pace import BodyPace
@@ -141,7 +143,10 @@ async def _redactor_worker(app: web.Application) -> AsyncIterator[None]:
 async def _start_background(app: web.Application) -> AsyncIterator[None]:
     """Background work begins only once every resource is open: nothing runs during start-up."""
     app[SENDER].start()
-    yield
+    interval = app[CONFIG].service.database.health_check_interval_seconds
+    async with HealthProbe("database", app[STORE].check, interval).running() as probe:
+        app[STORE_HEALTH] = probe
+        yield
 
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]

@@ -23,6 +23,7 @@ from lightspeed.store import StateStore
 from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed_common.config import AppConfig
+from lightspeed_common.health import HealthProbe
 
 CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
@@ -31,6 +32,8 @@ REDACTOR = web.AppKey("redactor", Redactor)
 RECORDS = web.AppKey("records", RecordWriter)
 HASHER = web.AppKey("hasher", UserHasher)
 CONVERSATIONS = web.AppKey("conversations", ConversationStore)
+# The store's health, probed in the background for /readiness.
+STORE_HEALTH = web.AppKey("store_health", HealthProbe)
 STORE = web.AppKey("store", StateStore)  # the same object as CONVERSATIONS; settings and queue live there too
 SETTINGS = web.AppKey("settings", RuntimeSettings)
 TELEMETRY = web.AppKey("telemetry", TelemetryService)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, METRICS, OPENAPI
+from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, METRICS, OPENAPI, STORE_HEALTH
 from lightspeed_common.records import storage_roots
 from lightspeed_common.version import VERSION
 
@@ -52,6 +52,7 @@ def _unwritable(paths: list[Path]) -> list[Path]:
 
 LLM_UNAVAILABLE = "LLM inference unavailable"
 RECORDS_UNAVAILABLE = "Transcripts and feedback cannot be stored"
+STATE_UNAVAILABLE = "Conversations and settings unavailable"
 
 
 async def readiness(request: web.Request) -> web.Response:
@@ -69,6 +70,11 @@ async def readiness(request: web.Request) -> web.Response:
         reasons.append(provider_reason)
         impacts.append(LLM_UNAVAILABLE)
         unhealthy.append({"provider_id": provider.name, "status": "unhealthy", "message": provider_reason})
+    # Conversations, settings and the telemetry queue: without them no question can be answered.
+    database = app[STORE_HEALTH].problem
+    if database:
+        reasons.append(f"database: {database}")
+        impacts.append(STATE_UNAVAILABLE)
     unwritable = await asyncio.to_thread(_unwritable, storage)
     reasons += [f"storage directory {path} is not writable" for path in unwritable]
     if unwritable:
@@ -77,7 +83,7 @@ async def readiness(request: web.Request) -> web.Response:
     body = {
         "ready": ready,
         "reason": "All providers are healthy" if ready else "; ".join(reasons),
-        "overall_status": "healthy" if ready else "unhealthy" if provider_reason else "degraded",
+        "overall_status": "healthy" if ready else "unhealthy" if provider_reason or database else "degraded",
         "impacts": impacts or None,
         "providers": unhealthy,
     }
