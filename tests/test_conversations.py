@@ -126,6 +126,26 @@ async def test_the_history_sent_is_bounded_by_its_budget(
     assert fake.requests[2]["messages"][1]["content"] == "Second?"
 
 
+async def test_long_answers_count_against_the_history_budget(
+    make_client: ClientFactory,
+    make_config: Any,
+    llm: tuple[FakeLLM, str],
+) -> None:
+    """Item 23.11: with short questions and 5,000-character answers, a 6,000-character budget carries
+    one earlier turn, not both: answers count as well as questions, so they cannot overflow the prompt."""
+    fake, url = llm
+    long_answer = "word " * 1000
+    fake.body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": long_answer}}]})
+    config = openai_config(make_config, url)
+    config = config.model_copy(update={"answers": config.answers.model_copy(update={"history_max_chars": 6000})})
+    client = await make_client(config)
+    cid = (await ask(client, "First?"))["conversation_id"]
+    await ask(client, "Second?", cid)
+    await ask(client, "Third?", cid)
+    sent = [(m["role"], len(m["content"])) for m in fake.requests[2]["messages"][1:]]
+    assert sent == [("user", len("Second?")), ("assistant", len(long_answer)), ("user", len("Third?"))]
+
+
 async def test_only_the_owner_or_an_admin_reads_renames_or_deletes(
     make_client: ClientFactory, make_config: Any, tmp_path: Path
 ) -> None:

@@ -41,6 +41,10 @@ class FailingProvider(BrokenProvider):
     async def complete(self, question: Question) -> Completion:
         raise ServiceUnavailable("Unable to connect to the answer provider", "connection refused")
 
+    async def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
+        raise ServiceUnavailable("Unable to connect to the answer provider", "connection refused")
+        yield ""  # an async generator that fails at its first piece, as a refused connection does
+
     async def unready_reason(self) -> str | None:
         return None
 
@@ -261,11 +265,22 @@ async def test_metrics_carry_lightspeed_stacks_ls_family(make_client: ClientFact
 
 
 async def test_failed_llm_calls_are_counted(make_client: ClientFactory, config: AppConfig) -> None:
+    """A failed call counts as a failure only (item 23.16): not as a call, not in the token counters."""
     client = await make_client(config, provider=FailingProvider())
     assert (await client.post("/v1/query", json={"query": "start"})).status == 503
+    streamed = await client.post("/v1/streaming_query", json={"query": "start"})
+    assert streamed.status == 503
     text = await (await client.get("/metrics")).text()
     found = samples(text)
-    assert found[("ls_llm_calls_failures_total", (("model", "extractive"), ("provider", "local")))] == 1.0
+    llm = (("model", "extractive"), ("provider", "local"))
+    assert found[("ls_llm_calls_failures_total", llm)] == 2.0
+    assert found.get(("ls_llm_calls_total", llm), 0.0) == 0.0
+    counted = [
+        value
+        for (name, _), value in found.items()
+        if name.startswith(("ls_llm_token_", "ls_llm_inference_duration_seconds_count"))
+    ]
+    assert sum(counted) == 0.0
     assert found[("ls_started_in_degraded_mode", ())] == 0.0
 
 
