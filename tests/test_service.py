@@ -310,3 +310,24 @@ async def test_root_authorized_and_info_answer_as_lightspeed_stack(
     guarded = await make_client(make_config(authentication={"module": "noop-with-token"}))
     for method, path in (("GET", "/"), ("POST", "/authorized"), ("GET", "/v1/info")):
         assert (await guarded.request(method, path)).status == 401
+
+
+async def test_a_chunked_body_past_the_limit_is_413_without_a_content_length(
+    make_client: ClientFactory, make_config: Any
+) -> None:
+    """Item 23.14: a body sent in chunks (no Content-Length) is measured as it arrives: 413 past
+    service.max_request_bytes; under it, the same way of sending is answered."""
+    client = await make_client(make_config(service={"max_request_bytes": 4096}))
+
+    async def chunks(size: int) -> AsyncGenerator[bytes, None]:
+        yield b'{"query": "How do I start the server?", "system_prompt": "'
+        for _ in range(size // 1024):
+            yield b"x" * 1024
+        yield b'"}'
+
+    small = await client.post("/v1/query", data=chunks(2048), headers={"Content-Type": "application/json"})
+    assert small.request_info.headers.get("Transfer-Encoding") == "chunked"
+    assert small.status == 200
+    large = await client.post("/v1/query", data=chunks(8192), headers={"Content-Type": "application/json"})
+    assert large.status == 413
+    assert (await large.json())["detail"]["cause"] == "The request body is larger than this server accepts"
