@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lightspeed.answers.chunking import split_document, split_sentences
@@ -239,6 +240,25 @@ def test_a_restart_embeds_nothing_and_a_changed_document_only_itself(
     assert len(model_folders) == 1
     assert len(list(model_folders[0].glob("*.npz"))) == 3  # the old kitchen.md's vectors were removed
     assert len(list((tmp_path / "cache").glob("lexical-*"))) == 1
+
+
+def test_a_document_edited_in_place_with_the_same_shape_is_embedded_again(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """Item 23.17: kitchen.md rewritten under its own name, one passage of one sentence as before: its
+    passage and sentence are embedded again (not read from the cache under the old text), and found."""
+    cache = IndexCache(tmp_path / "cache")
+    DocumentIndex(embedder, documents, 700, cache)
+    edited = Document("kitchen.md", "# Cooking\n\nPasta needs eggs, semolina and a day to dry in a cool room.\n")
+    assert len(split_document(edited.text, "kitchen.md", 700)) == len(split_document(documents[2].text, "k", 700))
+    counting = CountingEmbedder(embedder)
+    index = DocumentIndex(counting, [*documents[:2], edited], 700, cache)
+    assert counting.texts > 1  # more than the model's probe
+    hit = index.search(Query("how long does pasta dry?"), 1, 0.0).hits[0]
+    assert hit.passage.source == "kitchen.md"
+    assert "semolina" in hit.passage.text
+    fresh = DocumentIndex(embedder, [*documents[:2], edited], 700, IndexCache(None))
+    assert np.allclose(index._unit_vectors, fresh._unit_vectors, atol=1e-5)
 
 
 def test_another_model_gets_its_own_vectors(
