@@ -23,7 +23,7 @@ from lightspeed_common.identity import installation_id
 from lightspeed_common.version import VERSION
 from tests.crashing_collector import FAULT_EXIT
 from tests.ingress import Ingress, Reply, start_process, write_record
-from tests.support import deep_merge
+from tests.support import deep_merge, until
 
 TOKEN = "ingress-token-0123456789"
 
@@ -389,26 +389,35 @@ async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, 
     assert remaining(config) == []
 
 
-@pytest.mark.parametrize("folders", ["exist_at_start", "created_after_start"])
+@pytest.mark.parametrize("folders", ["exist_at_start", "created_after_start", "only_feedback_at_start"])
 async def test_enough_pending_bytes_flush_before_the_interval(
     ingress: Ingress, make_config: CollectorConfig, folders: str
 ) -> None:
     """With an hour-long interval, records reaching the batch size are shipped at once (watchfiles), also
-    when the storage folders appear only after the collector started (the server creates them)."""
+    when the storage folders appear only after the collector started (the server creates them), or one
+    of them does (item 23.19: the missing one is watched too once it appears); transcripts arrive in
+    nested user/conversation folders (item 23.19: the watch is recursive)."""
     config = make_config(collector={"max_batch_bytes": 16384, "flush_on_stop": False})
     feedback_dir, transcripts_dir = roots(config)
-    if folders == "exist_at_start":
+    if folders != "created_after_start":
         feedback_dir.mkdir(parents=True)
+    if folders == "exist_at_start":
         transcripts_dir.mkdir(parents=True)
-    else:
-        assert not feedback_dir.exists()
+    assert transcripts_dir.exists() == (folders == "exist_at_start")
     collector = Collector(config)
     task = asyncio.create_task(collector.async_run())
     await asyncio.wait_for(collector.ready.wait(), 10)
+
+    async def first_pass_done() -> bool:
+        return collector.spool.status_path.exists()
+
+    # The pass at start is over: only the watch can ship what is written now.
+    await until(first_pass_done, "the collector's first pass")
     written = {}
     for i in range(12):
-        path = write_record(feedback_dir, f"burst-{i}.json", {"pad": "x" * 1500, "i": i})
-        written[f"feedback/{path.name}"] = path.read_bytes()
+        relpath = f"user{i % 2}/conversation{i % 3}/burst-{i}.json"
+        path = write_record(transcripts_dir, relpath, {"pad": "x" * 1500, "i": i})
+        written[f"transcripts/{relpath}"] = path.read_bytes()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(30):
             await ingress.wait_for_members(set(written))
