@@ -8,6 +8,7 @@ import pytest
 
 from collector.__main__ import main
 from lightspeed_common.errors import EXIT_CONFIG
+from lightspeed_common.version import VERSION
 
 
 def test_disabled_collection_says_so_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,6 +40,10 @@ def test_help_shows_the_options_an_operator_needs() -> None:
         [sys.executable, "-m", "collector", "--help"], capture_output=True, text=True, check=True, timeout=60
     )
     make = subprocess.run(["make", "-s", "help"], capture_output=True, text=True, check=True, cwd=repo, timeout=60)
+    version = subprocess.run(
+        [sys.executable, "-m", "collector", "--version"], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert version.stdout.strip() == f"lightspeed-collector {VERSION}"  # item 23.23: was exit 2
     assert "--config" in collector.stdout
     assert "--once" in collector.stdout
     assert "status" in collector.stdout

@@ -124,6 +124,32 @@ def test_malformed_files_are_config_errors(tmp_path: Path, text: str) -> None:
         load_config(write(tmp_path, text))
 
 
+def test_a_yaml_error_names_the_file_and_the_line(tmp_path: Path) -> None:
+    """Item 23.23: the position is in the file, not in "<unicode string>"."""
+    path = write(tmp_path, "service:\n  port: 8080\n  host: [\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f'in "{path}", line' in str(caught.value)
+    assert "<unicode string>" not in str(caught.value)
+
+
+def test_a_library_logger_set_to_debug_is_held_to_the_configured_level() -> None:
+    """Item 23.23: bm25s sets its own logger to DEBUG; with logging.level info its debug lines stay out."""
+    code = (
+        "import logging\n"
+        "from lightspeed_common.logs import configure_logging\n"
+        "configure_logging('info', 'json')\n"
+        "library = logging.getLogger('bm25s')\n"
+        "library.setLevel(logging.DEBUG)\n"
+        "library.debug('a-debug-line')\n"
+        "library.info('an-info-line')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    printed = out.stdout + out.stderr
+    assert "an-info-line" in printed
+    assert "a-debug-line" not in printed
+
+
 @pytest.mark.parametrize("name", ["lightspeed.yaml", "lightspeed.production.yaml", "ingest.production.yaml"])
 def test_shipped_configs_validate(name: str) -> None:
     """Every config file in the repository validates on any machine."""

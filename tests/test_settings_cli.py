@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightspeed.cli import EXIT_REFUSED, EXIT_UNAVAILABLE
+from lightspeed_common.errors import EXIT_CONFIG
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
 from tests.registry import Registry, fast_telemetry
@@ -119,6 +120,28 @@ async def test_the_command_line_says_why_it_failed(
     assert "admin-key" not in no_key.err + bad_model.err + missing.err + from_env.err
     assert unreachable.code == EXIT_UNAVAILABLE
     assert "cannot reach the lightspeed server" in unreachable.err
+
+
+async def test_the_command_line_helps_a_newcomer(make_client: ClientFactory, make_config: ConfigFactory) -> None:
+    """Item 23.23: every argument has help; without --config or --url and without the default config
+    file the default address is used (it was exit 78, "cannot read the file"); `telemetry send` while
+    off says how to turn it on (it said "Telemetry is not enabled: not enabled")."""
+    register = await lightspeed("models", "register", "--help")
+    activate = await lightspeed("models", "activate", "--help")
+    assert "where the model comes from" in register.out
+    assert "a registered model's name" in activate.out
+    defaults = await lightspeed("telemetry", "status")
+    if not await asyncio.to_thread(Path("/etc/lightspeed/lightspeed.yaml").exists):
+        assert defaults.code != EXIT_CONFIG, defaults.err
+        assert "cannot read the file" not in defaults.err
+        assert defaults.code == 0 or "127.0.0.1:8080" in defaults.err
+    client = await make_client(make_config())
+    off = await lightspeed("telemetry", "send", "--url", str(client.make_url("")).rstrip("/"))
+    await client.close()
+    assert off.code == EXIT_REFUSED
+    assert "Telemetry is not enabled" in off.err
+    assert "`lightspeed telemetry enable`" in off.err
+    assert "not enabled: not enabled" not in off.err
 
 
 def test_serve_with_the_reset_argument_replaces_the_client_id_and_logs_it(tmp_path: Path, docs_dir: Path) -> None:

@@ -24,6 +24,7 @@ from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 from lightspeed_common.logs import configure_logging
 from lightspeed_common.records import RECORD_KINDS, is_record_name, storage_roots
+from lightspeed_common.version import VERSION
 
 log = structlog.get_logger("collector")
 
@@ -41,6 +42,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     # Shown here for `lightspeed-collector --help`; the command's own options do the parsing.
     parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
     parser.add_argument("--once", action="store_true", default=argparse.SUPPRESS, help=ONCE_HELP)
+    parser.add_argument("--version", action="version", version=f"lightspeed-collector {VERSION}")
     commands = parser.add_subparsers(dest="command")
     for name, text in (("run", "run the collector (the default)"), ("status", "show what waits, by stage")):
         sub = commands.add_parser(name, help=text)
@@ -48,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if name == "run":
             sub.add_argument("--once", action="store_true", help=ONCE_HELP)
     args = list(argv)
-    if not args or args[0] not in ("run", "status", "-h", "--help"):
+    if not args or args[0] not in ("run", "status", "-h", "--help", "--version"):
         args.insert(0, "run")
     return parser.parse_args(args)
 

@@ -77,11 +77,17 @@ def add_commands(commands: Any) -> None:
     _connection(model_commands.add_parser("list", help="list registered models"))
     register = _connection(model_commands.add_parser("register", help="register a model"))
     register.add_argument("model_name", help="public name, e.g. all-MiniLM-L6-v2 or org/name")
-    register.add_argument("--source", default=None, choices=["sentence-transformers", "local_path"])
+    register.add_argument(
+        "--source",
+        default=None,
+        choices=["sentence-transformers", "local_path"],
+        help="where the model comes from: a sentence-transformers name, or a local directory (--path); "
+        "default: local_path with --path, sentence-transformers otherwise",
+    )
     register.add_argument("--path", help="the model directory (implies --source local_path)")
     register.add_argument("--activate", action="store_true", help="make it the active model when it loads")
     activate = _connection(model_commands.add_parser("activate", help="switch retrieval to a registered model"))
-    activate.add_argument("model_name")
+    activate.add_argument("model_name", help="a registered model's name, as `lightspeed models list` shows it")
     activate.add_argument("--no-wait", action="store_true", help="return once the switch has started")
 
     telemetry = commands.add_parser("telemetry", help="opt-in model telemetry: status, consent, queue")
@@ -113,12 +119,19 @@ def _connection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _base_url(args: argparse.Namespace, default_config: Path) -> str:
+    """--url; else the address in --config; else in the default config file if there is one; else the
+    default address (a development install has no /etc/lightspeed/lightspeed.yaml)."""
     if args.url:
         return str(args.url)
+    if args.config is None and not default_config.exists():
+        return DEFAULT_URL
     service = load_config(args.config or default_config).service
     host = "127.0.0.1" if service.host in ("0.0.0.0", "") else service.host  # noqa: S104 - mapping, not binding
     host = "[::1]" if host == "::" else host
     return f"http://{host}:{service.port}"
+
+
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 class NoTerminal(Exception):

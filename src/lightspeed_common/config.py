@@ -298,7 +298,9 @@ def load_config(path: Path) -> AppConfig:
     wrong types, missing requirements); secrets never appear in the message.
     """
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # From the open file, so a YAML error's position names it (text parses as "<unicode string>").
+        with path.open(encoding="utf-8") as stream:
+            raw = yaml.safe_load(stream)
     except OSError as exc:
         raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from exc
     except yaml.YAMLError as exc:

@@ -241,6 +241,8 @@ def _route_stdlib_logging(writer: LineWriter, shared: list[Any], renderer: Any, 
     )
     handler = _WriterHandler(writer)
     handler.setFormatter(formatter)
+    # On the handler too: a library that sets its own logger to DEBUG (bm25s does) is held to `level`.
+    handler.setLevel(level)
     handler.addFilter(ScrubParserErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]

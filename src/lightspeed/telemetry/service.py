@@ -49,6 +49,10 @@ def do_not_track(environ: Mapping[str, str]) -> bool:
     return environ.get("DO_NOT_TRACK", "").strip() not in ("", "0")
 
 
+# The reason when nobody turned telemetry on (rather than DO_NOT_TRACK or a missing registry).
+NOT_ENABLED = "not enabled"
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What a model load and test inference measured: the event minus time and client id."""
@@ -107,7 +111,7 @@ class TelemetryService:
         if self.config.registry_url is None:
             return "telemetry.registry_url is not configured"
         if not self.stored_enabled:
-            return "not enabled"
+            return NOT_ENABLED
         return None
 
     def should_ask(self) -> bool:

@@ -12,6 +12,7 @@ from lightspeed.api.payloads import parse_body
 from lightspeed.api.settings_payloads import TelemetryUpdate
 from lightspeed.auth import require_admin
 from lightspeed.telemetry.registry_client import RegistryRejected, RegistryUnavailable
+from lightspeed.telemetry.service import NOT_ENABLED
 from lightspeed_common.errors import BadGateway, Conflict, ServiceUnavailable
 from lightspeed_common.http.middleware import read_body
 from lightspeed_common.telemetry_schema import FIELD_NAMES
@@ -78,7 +79,10 @@ async def send_now(request: web.Request) -> web.Response:
     _admin(request)
     service = request.app[TELEMETRY]
     if not service.is_effective():
-        raise Conflict("Telemetry is not enabled", service.disabled_reason() or "not enabled")
+        reason = service.disabled_reason()
+        if reason in (None, NOT_ENABLED):
+            reason = "nothing is sent until it is turned on: `lightspeed telemetry enable`, or the /settings page"
+        raise Conflict("Telemetry is not enabled", reason)
     try:
         wait = min(max(float(request.query.get("wait", "0")), 0.0), MAX_WAIT_SECONDS)
     except ValueError:
