@@ -135,7 +135,7 @@ async def test_the_command_line_helps_a_newcomer(make_client: ClientFactory, mak
         assert defaults.code != EXIT_CONFIG, defaults.err
         assert "cannot read the file" not in defaults.err
         assert defaults.code == 0 or "127.0.0.1:8080" in defaults.err
-    client = await make_client(make_config())
+    client = await make_client(make_config(telemetry={"registry_url": f"http://127.0.0.1:{free_port()}"}))
     off = await lightspeed("telemetry", "send", "--url", str(client.make_url("")).rstrip("/"))
     await client.close()
     assert off.code == EXIT_REFUSED
