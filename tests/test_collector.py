@@ -464,6 +464,22 @@ async def test_each_batch_logs_one_structured_line(ingress: Ingress, make_config
     assert 0 < line["duration_ms"] < 60_000
 
 
+async def test_once_says_what_it_does_and_ends_with_the_summary(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """Item 23.24: `--once` logs each batch's cleanup (what was deleted, how long it took) and ends with the
+    `collector_stopped` summary docs/collector.md promises."""
+    config = make_config(collector={"max_batch_files": 4})
+    written = write_records(config, feedback=5, transcripts=5)
+    with capture_logs() as logs:
+        assert await Collector(config, once=True).async_run() is True
+    uploaded = [e for e in logs if e["event"] == "batch_uploaded"]
+    cleaned = [e for e in logs if e["event"] == "batch_cleaned_up"]
+    assert {e["batch_id"] for e in cleaned} == {e["batch_id"] for e in uploaded}
+    assert sum(e["files"] for e in cleaned) == len(written)
+    assert {e["action"] for e in cleaned} == {"deleted"}
+    assert logs[-1]["event"] == "collector_stopped"
+    assert (logs[-1]["batches"], logs[-1]["records"]) == (len(uploaded), len(written))
+
+
 async def test_records_written_during_a_pass_are_never_lost(ingress: Ingress, make_config: CollectorConfig) -> None:
     """A writer keeps adding records while passes scan, claim, upload and clean up; all arrive once."""
     config = make_config(collector={"max_batch_files": 25})

@@ -92,7 +92,10 @@ class Collector:
         async with aiohttp.ClientSession() as session:
             uploader = await build_uploader(self.config, session)
             if self.once:
-                return await self.flush(uploader)
+                try:
+                    return await self.flush(uploader)
+                finally:
+                    self._log_summary()
             return await self._serve(uploader)
 
     async def _serve(self, uploader: Uploader) -> bool:

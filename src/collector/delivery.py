@@ -217,13 +217,24 @@ class Delivery:
 
     async def _clean_up(self, batch_id: str, members: list[str]) -> None:
         """Delete (or keep under sent/) exactly what the journal recorded as accepted, then `done`."""
+        started = time.monotonic()
         await asyncio.to_thread(self.spool.finish, batch_id, self._keep, members)
         self._checkpoint("after_cleanup")
         await asyncio.to_thread(self.journal.append, {"batch_id": batch_id, "state": "done"})
+        log.info(
+            "batch_cleaned_up",
+            batch_id=batch_id,
+            files=len(members),
+            action="kept under sent/" if self._keep else "deleted",
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     async def _cleanups_done(self) -> None:
         """Wait for the background cleanups; one that failed is finished by recovery at the next start."""
         cleanups, self._cleanups = self._cleanups, set()
+        if unfinished := [task for task in cleanups if not task.done()]:
+            # Deleting many thousand shipped files takes a while: say so, rather than fall silent.
+            log.info("waiting_for_cleanup", batches=len(unfinished))
         for result in await asyncio.gather(*cleanups, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.error("cleanup_failed", error=str(result), action="finished at the next start")
