@@ -42,6 +42,7 @@ run-ingest: install ## Run only lightspeed-ingest (uploads, model registry, /adm
 	$(VENV)/bin/lightspeed-ingest serve --config $(CONFIG)
 
 test: install ## Run the test suite (two processes; a file's tests stay together for its shared fixtures)
+	@tests/prerequisites.sh
 	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: install ## Ruff lint and format check
@@ -63,5 +64,6 @@ check: lint typecheck imports ## Lint, type-check (ruff + mypy strict) and the i
 bench: install ## Run the benchmarks (prints figures beside same-run baselines)
 	$(PY) bench/run.py
 
-clean: ## Remove local run data and caches
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+clean: ## Remove local run data and caches (the tests' container image too)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .cache
+	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/lightspeed-tests

@@ -1,7 +1,9 @@
 """A booted Debian container under real systemd, for the service tests.
 
 The root file system is built once with debootstrap from the mirror apt
-already uses and cached in `.cache/systemd-rootfs` (gitignored). Each run
+already uses and cached outside the checkout, in
+`$XDG_CACHE_HOME/lightspeed-tests/systemd-rootfs` (`~/.cache/...`; `make clean`
+removes it). Each run
 boots it with `systemd-nspawn --boot --volatile=overlay` (changes vanish when
 it stops), with this checkout, its `.venv` and the Python that venv was made
 from bound read-only at the same paths. The container shares the host's
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CACHE = REPO / ".cache" / "systemd-rootfs"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lightspeed-tests" / "systemd-rootfs"
 # postgresql: the container's own database server, for the PostgreSQL-backed ingest.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "libstdc++6", "postgresql")
 
