@@ -14,7 +14,7 @@ from lightspeed.records.formats import Feedback
 from lightspeed.records.writer import RecordWriter, prepare_storage
 from lightspeed_common.atomic import write_atomic
 from lightspeed_common.errors import RecordWriteError, StorageError
-from tests.support import fill_up, json_files
+from tests.support import fill_up, json_files, until
 
 
 def feedback(i: int, size: int = 10) -> Feedback:
@@ -96,7 +96,7 @@ async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path:
 
 
 def temp_files(*folders: Path) -> list[Path]:
-    return [p for folder in folders for p in folder.rglob(".*.json.tmp")]
+    return [p for folder in folders for p in folder.rglob(".*.tmp")]
 
 
 async def test_temp_files_a_killed_writer_left_are_removed_when_the_next_one_starts(tmp_path: Path) -> None:
@@ -122,6 +122,53 @@ async def test_temp_files_a_killed_writer_left_are_removed_when_the_next_one_sta
     assert first.exists()
     assert len(json_files(feedback_dir)) >= 4
     await writer.close()
+
+
+async def test_a_restarted_writer_leaves_a_live_siblings_writes_alone(tmp_path: Path) -> None:
+    """Item 23.10: two workers' writers share the folders. One writer is killed and started again five
+    times while the other writes large records without pause: every write of the other succeeds (the
+    restart's sweep removed every temp file older than itself, a live sibling's in-progress write too)."""
+    feedback_dir, transcripts_dir = tmp_path / "feedback", tmp_path / "transcripts"
+    steady = RecordWriter(feedback_dir, transcripts_dir, threads=4)
+    restarted = RecordWriter(feedback_dir, transcripts_dir, threads=4)
+    await restarted.write_feedback(feedback(0))
+    stop = asyncio.Event()
+
+    async def keep_writing() -> list[Path]:
+        written = []
+        while not stop.is_set():
+            batch = [steady.write_feedback(feedback(i, 2_000_000)) for i in range(4)]
+            written += await asyncio.gather(*batch)
+        return written
+
+    writing = asyncio.ensure_future(keep_writing())
+    try:
+        for round_ in range(5):
+            proc = restarted._process._proc
+            assert proc is not None
+            await until_temp_files(feedback_dir, writing)  # the steady writer is mid-write
+            proc.kill()
+            await proc.wait()
+            await restarted.write_feedback(feedback(10 + round_))  # starts a new writer: its sweep
+        stop.set()
+        written = await writing  # raises the RecordWriteError of any write that failed
+    finally:
+        stop.set()
+        await asyncio.gather(writing, return_exceptions=True)
+        await steady.close()
+        await restarted.close()
+    assert len(written) >= 4
+    assert all(path.exists() for path in written)
+
+
+async def until_temp_files(folder: Path, writing: asyncio.Future[list[Path]]) -> None:
+    async def any_temp_file() -> bool:
+        if writing.done():
+            writing.result()  # a failed write fails the test now
+            raise AssertionError("the steady writer stopped")
+        return bool(await asyncio.to_thread(temp_files, folder))
+
+    await until(any_temp_file, "a temp file of a write in progress")
 
 
 def test_an_unusable_storage_directory_is_a_storage_error(tmp_path: Path, small_tmpfs: object) -> None:

@@ -117,16 +117,20 @@ def _open_new(tmp: Path, mode: int) -> int:
         return os.open(tmp, flags, mode)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirSync | None = None) -> None:
+def write_atomic(
+    path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirSync | None = None, owner: int | None = None
+) -> None:
     """Write `data` to `path` so that it appears whole or not at all.
 
-    Writes `.<name>.tmp` beside the target (creating missing folders), fsyncs
+    Writes `.<name>.tmp` (`.<name>.<owner>.tmp` with an owner: the writing
+    process's pid, so that a sweep of orphans can tell whose it is) beside the
+    target (creating missing folders), fsyncs
     it, renames it over the target and fsyncs the directory, through `dir_sync`
     when given so concurrent writers share that fsync. On any failure the
     temporary file is removed and the OSError propagates; the target is never
     half-written.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp" if owner is None else f".{path.name}.{owner}.tmp")
     fd = _open_new(tmp, mode)
     try:
         try:

@@ -13,6 +13,7 @@ import errno
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -47,8 +48,32 @@ def prepare_storage(what: str, path: Path) -> None:
         raise StorageError(what, path, exc.strerror or str(exc)) from exc
 
 
+# `.<name>.json.<pid>.tmp`: a writer process's temp file, named by its pid.
+_OWNED_TEMP = re.compile(r"\..+\.json\.(\d+)\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _orphaned(path: Path, before: float) -> bool:
+    """A temp file whose writer is gone: its pid no longer runs (several workers share the folders, and a
+    live sibling's write in progress must be left alone), or, unnamed, it was last changed before `before`."""
+    owned = _OWNED_TEMP.fullmatch(path.name)
+    if owned:
+        return not _alive(int(owned[1]))
+    return path.name.startswith(".") and path.name.endswith(".json.tmp") and path.lstat().st_mtime < before
+
+
 def remove_orphaned_temps(directories: list[Path], before: float) -> int:
-    """Delete `.<name>.json.tmp` files last changed before `before` (a writer that died left them); how many.
+    """Delete the temp files of writers that died (`.<name>.json.<pid>.tmp` whose pid is gone; an
+    unnamed `.<name>.json.tmp` last changed before `before`); how many.
 
     Removed, not finished: their writes were answered with an error (EIO), so
     the client was never told the record was stored and may have sent it
@@ -59,11 +84,11 @@ def remove_orphaned_temps(directories: list[Path], before: float) -> int:
     for top in directories:
         for folder, _, names in os.walk(top):
             for name in names:
-                if not (name.startswith(".") and name.endswith(".json.tmp")):
+                if not (name.startswith(".") and name.endswith(".tmp")):
                     continue
                 path = Path(folder, name)
                 with contextlib.suppress(FileNotFoundError):
-                    if path.lstat().st_mtime < before:
+                    if _orphaned(path, before):
                         path.unlink()
                         removed += 1
     return removed

@@ -9,6 +9,7 @@ progress finish and are answered before the process exits.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ def serve(threads: int, requests: BinaryIO, replies: BinaryIO) -> None:
     def write_one(request_id: int, path: str, data: bytes) -> None:
         error, reason = 0, ""
         try:
-            write_atomic(Path(path), data, 0o640, dir_sync)
+            write_atomic(Path(path), data, 0o640, dir_sync, owner=os.getpid())
         except OSError as exc:
             error, reason = exc.errno or 5, exc.strerror or str(exc)
         except Exception as exc:
