@@ -162,6 +162,10 @@ class Supervisor:
         worker.notify.close()
         self.on_exit(worker.pid)
 
+    def stop(self) -> None:
+        """What SIGTERM does: stop the workers, then `run` returns."""
+        self._stop.set()
+
     async def run(self) -> int:
         """Start the workers, serve until SIGTERM/SIGINT, stop them; the exit code."""
         loop = asyncio.get_running_loop()
