@@ -32,6 +32,7 @@ from tests.telemetry_support import ago, event, now, seed_state
 pytestmark = pytest.mark.timeout(600)
 WORKERS = 4
 QUEUED = 5
+CLIENTS = 32
 Predicate = Callable[[dict[str, Any]], bool]
 
 
@@ -363,3 +364,61 @@ async def test_sigterm_lets_open_streams_finish_then_every_worker_stops(server: 
         lambda e: e.get("event") in ("worker_stopped", "workers_stopped", "service_stopped"), count=WORKERS + 2
     )
     assert [e["event"] for e in stopped][-2:] == ["workers_stopped", "service_stopped"]
+
+
+async def test_a_siblings_death_does_not_stall_requests_in_the_other_workers(server: Server) -> None:
+    """Item 23.9: 32 clients on kept-alive connections post feedback without pause; one worker is
+    killed. Only requests on the dead worker's connections fail (and their clients go on with a new
+    connection); no request the other workers answer waits more than 2 s beyond the slowest before."""
+    status, body, _ = await server.request("POST", "/v1/query?user_id=fb", json={"query": "How do I install it?"})
+    assert status == 200
+    feedback = {
+        "conversation_id": body["conversation_id"],
+        "user_question": "How do I install it?",
+        "llm_response": "make install",
+        "sentiment": 1,
+    }
+    victim_index = 1
+    victim = server.worker_pids()[victim_index]
+    killed_at: list[float] = []
+    timings: list[tuple[float, float, int | str]] = []  # started, seconds, status or error
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def client() -> None:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        try:
+            while not stop.is_set():
+                started = loop.time()
+                try:
+                    async with session.post(f"{server.url}/v1/feedback?user_id=fb", json=feedback) as resp:
+                        await resp.read()
+                        outcome: int | str = resp.status
+                except aiohttp.ClientError as exc:
+                    outcome = type(exc).__name__
+                timings.append((started, loop.time() - started, outcome))
+        finally:
+            await session.close()
+
+    clients = [asyncio.create_task(client()) for _ in range(CLIENTS)]
+    try:
+        await server.logs.until(
+            lambda e: e.get("event") == "request_handled" and e.get("route") == "/v1/feedback", count=200
+        )
+        killed_at.append(loop.time())
+        os.kill(victim, signal.SIGKILL)
+        await server.logs.until(
+            lambda e: e.get("event") == "worker_ready" and e.get("worker") == victim_index and e.get("pid") != victim
+        )
+        handled = len(server.logs.matching(lambda e: e.get("event") == "request_handled"))
+        await server.logs.until(lambda e: e.get("event") == "request_handled", count=handled + 200)
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+    before = [seconds for started, seconds, _ in timings if started + seconds < killed_at[0]]
+    after = [(seconds, outcome) for started, seconds, outcome in timings if started + seconds >= killed_at[0]]
+    failed = [outcome for _, outcome in after if outcome != 200]
+    assert len(failed) <= CLIENTS, failed  # at most one request per client: the one on the dead worker
+    slowest_after = max(seconds for seconds, outcome in after if outcome == 200)
+    assert slowest_after < max(before) + 2.0, (slowest_after, max(before))
+    assert not server.logs.matching(lambda e: e.get("level") == "error" and e.get("event") == "request_failed")
