@@ -20,6 +20,10 @@ from lightspeed.api.keys import ANSWERS, CONFIG
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.test_query import parse_sse
 
+# The module's first app embeds all of docs/ (about 1,150 texts): 30 s on a quiet machine, past the
+# suite's 120 s per-test timeout on a loaded one. The others start from its cache.
+pytestmark = pytest.mark.timeout(600)
+
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = REPO / "bench" / "answers_questions.yaml"
 

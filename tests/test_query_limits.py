@@ -14,7 +14,7 @@ import pytest
 from lightspeed.api.app import create_app
 from lightspeed.models.embedding import SentenceTransformerEmbedder
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.support import json_files, liveness_latencies_during, until
+from tests.support import json_files, liveness_latencies_during, loop_pause_bound, until
 
 HUGE = "hello " * 150_000  # ~900 KB, under the 1 MiB body limit
 
@@ -133,11 +133,12 @@ async def test_many_attachments_are_redacted_off_the_event_loop(
         "query": "How do I start the server?",
         "attachments": [{"attachment_type": "log", "content_type": "text/plain", "content": content}] * 54,
     }
+    bound = await loop_pause_bound(client)
     request = asyncio.ensure_future(client.post("/v1/query?user_id=alice", json=body))
     latencies = await liveness_latencies_during(client, request)
     assert (await request).status == 200
     assert latencies
-    assert max(latencies) < 0.1, max(latencies)
+    assert max(latencies) < bound, (max(latencies), bound)
     transcripts = json_files(make_config().user_data_collection.transcripts_storage)
     recorded = json.loads(transcripts[0].read_text())["attachments"]
     assert len(recorded) == 54

@@ -13,7 +13,7 @@ import pytest
 from lightspeed.answers.redaction import Redactor
 from lightspeed_common.config import AppConfig, RedactionConfig, RedactionPattern
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.support import json_files, liveness_latencies_during
+from tests.support import json_files, liveness_latencies_during, loop_pause_bound
 
 DEFAULT = Redactor.from_config(RedactionConfig())
 
@@ -130,22 +130,24 @@ ADVERSARIAL = {
 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_every_rule_is_linear_on_adversarial_input(name: str) -> None:
-    """Each rule finishes a 1 MiB adversarial text in well under a second (the old ones took minutes)."""
+    """Each rule finishes a 1 MiB adversarial text in seconds at most (the old ones took minutes)."""
     text = ADVERSARIAL[name]
     for rule in DEFAULT.rules:
         started = time.perf_counter()
         rule.apply(text)
         elapsed = time.perf_counter() - started
-        assert elapsed < 1.0, f"{rule.name} took {elapsed:.2f} s on {name}"
+        # Linear rules take milliseconds; a backtracking one took minutes. 5 s holds on a loaded machine.
+        assert elapsed < 5.0, f"{rule.name} took {elapsed:.2f} s on {name}"
 
 
 async def _post_while_polling_liveness(client: Any, path: str, body: dict[str, Any], storage: Path | None) -> Any:
     """POST `body` while /liveness is asked in a loop; check the pauses and the one record written."""
+    bound = await loop_pause_bound(client)
     request = asyncio.ensure_future(client.post(path, json=body))
     latencies = await liveness_latencies_during(client, request)
     assert (await request).status == 200
     assert latencies, "the request finished before /liveness was asked"
-    assert max(latencies) < 0.1
+    assert max(latencies) < bound
     assert storage is not None
     return json.loads(json_files(storage)[0].read_text())
 

@@ -21,7 +21,7 @@ from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.sql import DatabaseError
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.postgres import PASSWORD, PgDatabase
-from tests.support import until
+from tests.support import loop_pause_bound, until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -116,6 +116,8 @@ async def test_a_lost_database_is_named_by_readiness_and_answered_503_with_retry
     first = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
     conversation = (await first.json())["conversation_id"]
     assert (await timed_readiness(client))[0] == 200
+    # Within a second, or more on a loaded machine; asked directly, the database takes 2 x 2 s to fail.
+    bound = max(1.0, 2 * await loop_pause_bound(client))
     pg_database.server.stop("immediate")
     try:
         answers: list[tuple[int, dict[str, Any], float]] = []
@@ -130,7 +132,7 @@ async def test_a_lost_database_is_named_by_readiness_and_answered_503_with_retry
         assert body["ready"] is False
         assert "database:" in body["reason"]
         assert "Conversations and settings unavailable" in body["impacts"]
-        assert max(seconds for _, _, seconds in answers) < 1.0
+        assert max(seconds for _, _, seconds in answers) < bound
         lost = await client.get(f"/v1/conversations/{conversation}?user_id=alice")
         assert lost.status == 503
         assert lost.headers["Retry-After"] == "5"

@@ -190,11 +190,11 @@ async def test_a_hanging_registry_blocks_no_request_and_delays_the_stop_at_most_
 
     assert resp.status == 202
     assert body["result"] == "sending"
-    assert answered < 1
+    assert answered < 10  # not the registry's 30 s (generous: a loaded machine)
     assert alive.status == 200
     assert query.status == 200
     assert len(registry.requests) == 1
-    assert stop_seconds < 2.5
+    assert stop_seconds < 6  # the 2 s the stop waits for the sender, then the app's own cleanup; not 30 s
 
 
 async def test_a_clean_stop_sends_what_is_queued(

@@ -104,7 +104,8 @@ class Logs:
         return self.matching(predicate)
 
     async def until(self, predicate: Predicate, count: int = 1) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.wait_for, predicate, count, 60)
+        # Generous: a replacement worker loads the model, 56 s once on a loaded machine.
+        return await asyncio.to_thread(self.wait_for, predicate, count, 300)
 
     def count(self, name: str) -> int:
         return len(self.matching(lambda e: e.get("event") == name))
