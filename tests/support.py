@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -104,3 +107,34 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not seen within {seconds} s: {what}")
         await asyncio.sleep(0.02)
+
+
+class Background:
+    """aiohttp applications served from a thread of their own, for a server in another process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runners: list[web.AppRunner] = []
+
+    def serve(self, app: web.Application) -> int:
+        async def start() -> int:
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self._runners.append(runner)
+            return int(runner.addresses[0][1])
+
+        return asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

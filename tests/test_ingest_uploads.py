@@ -18,6 +18,7 @@ import pytest
 
 from ingest.context import INGEST
 from tests.ingest_support import (
+    ARCHIVE_TYPE,
     IngestFactory,
     admin_get,
     member,
@@ -173,6 +174,23 @@ async def test_bodies_that_are_not_uploads_are_400(make_ingest: IngestFactory) -
     assert "no part named 'file'" in (await resp.json())["detail"]["cause"]
     bad_id = await upload(client, records_archive(), request_id="../../etc")
     assert bad_id.status == 400
+
+
+async def test_a_part_whose_headers_cannot_be_read_is_400(make_ingest: IngestFactory) -> None:
+    """Item 23.20 (found by schemathesis): a control byte in a part's name was a 500."""
+    client = await make_ingest()
+    body = (
+        b'--b0\r\nContent-Disposition: form-data; name="x\x01y"\r\n\r\nvalue\r\n--b0\r\n'
+        b'Content-Disposition: form-data; name="file"; filename="f"\r\nContent-Type: '
+        + ARCHIVE_TYPE.encode()
+        + b"\r\n\r\n"
+        + records_archive()
+        + b"\r\n--b0--\r\n"
+    )
+    headers = {"Authorization": "Bearer collector-token", "Content-Type": "multipart/form-data; boundary=b0"}
+    resp = await client.post("/api/ingress/v1/upload", data=body, headers=headers)
+    assert resp.status == 400
+    assert (await resp.json())["detail"]["response"] == "Invalid multipart body"
 
 
 def _pax_bomb() -> bytes:

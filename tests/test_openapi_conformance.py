@@ -68,6 +68,7 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("PUT", "/v1/embedding-models/active", "admin", {"model_name": "not-registered"}),
     ("PUT", "/v1/embedding-models/active", "admin", {}),
     ("DELETE", "/v1/embedding-models/not-registered", "admin", None),
+    ("DELETE", "/v1/embedding-models/active", "admin", None),
     ("GET", "/v1/telemetry", "admin", None),
     ("GET", "/v1/telemetry/consent", "user", None),
     ("PUT", "/v1/telemetry", "admin", {"enabled": True, "consent_version": "an-old-version"}),
@@ -143,7 +144,8 @@ def check(document: dict[str, Any], method: str, path: str, status: int, content
         return [f"{where}: {problem}" for problem in validate(document, media["schema"], json.loads(body))]
     if content_type == "text/event-stream":
         frames = [json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")]
-        problems = [p for frame in frames for p in validate(document, media["itemSchema"], frame)]
+        frame_schema = media["itemSchema"]["properties"]["data"]["contentSchema"]
+        problems = [p for frame in frames for p in validate(document, frame_schema, frame)]
         return [f"{where}: {problem}" for problem in problems] or ([] if frames else [f"{where}: no frames"])
     return []
 

@@ -36,6 +36,7 @@ SERVER_ROUTES = {
     ("GET", "/v1/embedding-models"): "admin",
     ("POST", "/v1/embedding-models"): "admin",
     ("PUT", "/v1/embedding-models/active"): "admin",
+    ("DELETE", "/v1/embedding-models/active"): "public",  # 405 for anyone
     ("DELETE", "/v1/embedding-models/{model_name}"): "admin",
     ("GET", "/v1/telemetry"): "admin",
     ("PUT", "/v1/telemetry"): "admin",
@@ -77,6 +78,7 @@ INGEST_ROUTES = {
     ("GET", "/liveness"): "public",
     ("GET", "/readiness"): "public",
     ("GET", "/metrics"): "public",
+    ("GET", "/openapi.json"): "public",
 }
 
 SAMPLE = {

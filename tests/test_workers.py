@@ -27,6 +27,7 @@ from aiohttp import web
 
 from tests.fake_llm import FakeLLM, free_port
 from tests.registry import Registry, fast_telemetry
+from tests.support import Background
 from tests.telemetry_support import ago, event, now, seed_state
 
 pytestmark = pytest.mark.timeout(600)
@@ -34,37 +35,6 @@ WORKERS = 4
 QUEUED = 5
 CLIENTS = 32
 Predicate = Callable[[dict[str, Any]], bool]
-
-
-class Background:
-    """aiohttp applications served from a thread of their own, for a server in another process."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runners: list[web.AppRunner] = []
-
-    def serve(self, app: web.Application) -> int:
-        async def start() -> int:
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self._runners.append(runner)
-            return int(runner.addresses[0][1])
-
-        return asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 class Logs:
@@ -329,44 +299,6 @@ async def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail
         raise AssertionError("the replacement worker never answered")
 
 
-async def test_sigterm_lets_open_streams_finish_then_every_worker_stops(server: Server) -> None:
-    server.llm.delay = 3.0  # the streams are open, waiting on the LLM, when SIGTERM comes
-
-    async def stream(session: aiohttp.ClientSession, started: asyncio.Event) -> list[str]:
-        events = []
-        async with session.post(
-            server.url + "/v1/streaming_query?user_id=streamer", json={"query": f"Slow {uuid.uuid4()}?"}
-        ) as resp:
-            assert resp.status == 200
-            async for raw in resp.content:
-                line = raw.decode().strip()
-                if line.startswith("data: "):
-                    events.append(json.loads(line[6:])["event"])
-                    started.set()
-        return events
-
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) for _ in range(4)]
-    starts = [asyncio.Event() for _ in sessions]
-    streams = [asyncio.create_task(stream(s, e)) for s, e in zip(sessions, starts, strict=True)]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in starts)), 60)
-        server.proc.send_signal(signal.SIGTERM)
-        finished = await asyncio.wait_for(asyncio.gather(*streams), 60)
-    finally:
-        for session in sessions:
-            await session.close()
-    for events in finished:
-        assert events[0] == "start"
-        assert events[-1] == "end"
-        assert "token" in events
-    code = await asyncio.to_thread(server.proc.wait, 60)
-    assert code == 0
-    stopped = server.logs.wait_for(
-        lambda e: e.get("event") in ("worker_stopped", "workers_stopped", "service_stopped"), count=WORKERS + 2
-    )
-    assert [e["event"] for e in stopped][-2:] == ["workers_stopped", "service_stopped"]
-
-
 async def test_a_siblings_death_does_not_stall_requests_in_the_other_workers(server: Server) -> None:
     """Item 23.9: 32 clients on kept-alive connections post feedback without pause; one worker is
     killed. Only requests on the dead worker's connections fail (and their clients go on with a new
@@ -423,3 +355,41 @@ async def test_a_siblings_death_does_not_stall_requests_in_the_other_workers(ser
     slowest_after = max(seconds for seconds, outcome in after if outcome == 200)
     assert slowest_after < max(before) + 2.0, (slowest_after, max(before))
     assert not server.logs.matching(lambda e: e.get("level") == "error" and e.get("event") == "request_failed")
+
+
+async def test_sigterm_lets_open_streams_finish_then_every_worker_stops(server: Server) -> None:
+    server.llm.delay = 3.0  # the streams are open, waiting on the LLM, when SIGTERM comes
+
+    async def stream(session: aiohttp.ClientSession, started: asyncio.Event) -> list[str]:
+        events = []
+        async with session.post(
+            server.url + "/v1/streaming_query?user_id=streamer", json={"query": f"Slow {uuid.uuid4()}?"}
+        ) as resp:
+            assert resp.status == 200
+            async for raw in resp.content:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:])["event"])
+                    started.set()
+        return events
+
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) for _ in range(4)]
+    starts = [asyncio.Event() for _ in sessions]
+    streams = [asyncio.create_task(stream(s, e)) for s, e in zip(sessions, starts, strict=True)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in starts)), 60)
+        server.proc.send_signal(signal.SIGTERM)
+        finished = await asyncio.wait_for(asyncio.gather(*streams), 60)
+    finally:
+        for session in sessions:
+            await session.close()
+    for events in finished:
+        assert events[0] == "start"
+        assert events[-1] == "end"
+        assert "token" in events
+    code = await asyncio.to_thread(server.proc.wait, 60)
+    assert code == 0
+    stopped = server.logs.wait_for(
+        lambda e: e.get("event") in ("worker_stopped", "workers_stopped", "service_stopped"), count=WORKERS + 2
+    )
+    assert [e["event"] for e in stopped][-2:] == ["workers_stopped", "service_stopped"]

@@ -20,7 +20,8 @@ from aiohttp import web
 
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
-from ingest.context import INGEST, INGEST_HEALTH, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.context import INGEST, INGEST_HEALTH, OPENAPI, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.openapi import build_openapi
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure, StorageUnavailable
 from lightspeed_common.atomic import ensure_dir
@@ -184,6 +185,10 @@ async def readiness(request: web.Request) -> web.Response:
     return web.json_response({"ready": True, "reason": "database open"})
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[INGEST].metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -235,6 +240,7 @@ def create_app(config: AppConfig) -> web.Application:
     settings = config.ingest
     app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
     app[REQUEST_IDS] = RequestIds()
+    app[OPENAPI] = build_openapi()
     app[BODY_PACE] = BodyPace(settings.timeouts.body_timeout_seconds, settings.timeouts.min_body_bytes_per_second)
     app[ALLOWED_HOSTS] = effective_allowed_hosts(settings.host, settings.allowed_hosts)
     ingest_metrics = IngestMetrics()
@@ -252,4 +258,5 @@ def create_app(config: AppConfig) -> web.Application:
     app.router.add_get("/liveness", liveness)
     app.router.add_get("/readiness", readiness)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_document)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -129,5 +130,7 @@ class Ingest:
 
 
 INGEST = web.AppKey("ingest", Ingest)
+# /openapi.json, built once.
+OPENAPI = web.AppKey("openapi", dict[str, Any])
 # The database's health, probed in the background for /readiness.
 INGEST_HEALTH = web.AppKey("ingest_health", HealthProbe)

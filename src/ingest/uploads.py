@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from ingest.archive import ArchiveRejected, Limits, inspect_archive
 from ingest.context import INGEST, Ingest
@@ -190,6 +191,8 @@ async def _read_parts(request: web.Request, ingest: Ingest) -> tuple[_Spooled, s
             found = await _read_each_part(await request.multipart(), ingest, pace)
     except TimeoutError:
         raise RequestTimeout("Request timeout", pace.cause()) from None
+    except BadHttpMessage as exc:  # a part's headers aiohttp cannot parse (a control byte in a name): not a 500
+        raise BadRequest("Invalid multipart body", f"a part's headers cannot be read: {exc.message}") from None
     if found is None:
         raise BadRequest("No archive", "the multipart body has no part named 'file' (or 'upload')")
     return found

@@ -36,9 +36,15 @@ def _content(kind: type[BaseModel] | str | tuple[str, ...], schemas: dict[str, A
     schemas[kind.__name__] = schema
     ref = {"$ref": REF.format(model=kind.__name__)}
     if getattr(kind, "media_type", None) == "text/event-stream":
-        # A stream of frames: the body is text; each `data:` line is one item (OpenAPI 3.2's itemSchema).
+        # A stream of events: the body is text; each event is one item (OpenAPI 3.2's itemSchema), whose
+        # `data` is a frame as JSON.
+        event = {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": {"type": "string", "contentMediaType": "application/json", "contentSchema": ref}},
+        }
         return {
-            "text/event-stream": {"schema": {"type": "string"}, "itemSchema": ref, "example": SSE_EXAMPLE},
+            "text/event-stream": {"schema": {"type": "string"}, "itemSchema": event, "example": SSE_EXAMPLE},
             "text/plain": {"schema": {"type": "string"}},
         }
     return {"application/json": {"schema": ref}}
@@ -54,6 +60,7 @@ def _response(
 
 _PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "conversation_id": {"type": "string", "format": "uuid"},
     "model_name": {"type": "string", "pattern": f"^{MODEL_NAME.pattern}$", "not": {"const": "active"}},
 }
 

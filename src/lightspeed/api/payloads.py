@@ -17,12 +17,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from lightspeed.answers.providers.base import IMAGE
 from lightspeed_common.errors import RequestInvalid, Unprocessable
@@ -75,9 +77,36 @@ def _choices(values: Iterable[str]) -> str:
     return str(sorted(values))
 
 
+_BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _image(content_type: str, base64_start: str) -> JsonDict:
+    """An image attachment as the document can say it: base64 whose data starts with the format's signature."""
+    content: JsonDict = {"allOf": [{"pattern": _BASE64}, {"pattern": f"^{base64_start}"}]}
+    return {
+        "properties": {"attachment_type": {"const": IMAGE}, "content_type": {"const": content_type}, "content": content}
+    }
+
+
 class Attachment(Body):
     """Checked by `check()` after the body parses, as lightspeed-stack checks it: a 422 whose detail is
-    `{"response": "Invalid attribute value", "cause"}`, one cause per problem."""
+    `{"response": "Invalid attribute value", "cause"}`, one cause per problem. The document states the
+    same rules (a text type with a text content type, or an image whose data is what it says)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {
+                        "attachment_type": {"enum": list(TEXT_ATTACHMENT_TYPES)},
+                        "content_type": {"enum": list(TEXT_CONTENT_TYPES)},
+                    }
+                },
+                _image("image/png", "iVBORw0KGgo"),  # base64 of PNG's signature
+                _image("image/jpeg", "/9j/"),  # of JPEG's
+            ]
+        }
+    )
 
     attachment_type: str = Field(description=f"One of {_choices((*TEXT_ATTACHMENT_TYPES, IMAGE))}")
     content_type: str = Field(description=f"One of {_choices((*TEXT_CONTENT_TYPES, *IMAGE_SIGNATURES))}")
@@ -130,14 +159,27 @@ ConversationId = Annotated[str, Field(json_schema_extra={"format": "uuid", "patt
 
 class QueryRequest(Body):
     # The document states the provider+model rule too: either both or neither.
-    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"provider": ["model"], "model": ["provider"]}})
+    # The document states the provider+model rule too: both (strings), or neither (absent or null).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"provider": {"type": "null"}, "model": {"type": "null"}}},
+                {
+                    "required": ["provider", "model"],
+                    "properties": {"provider": {"type": "string"}, "model": {"type": "string"}},
+                },
+            ]
+        }
+    )
 
     query: str = Field(min_length=1)
     conversation_id: ConversationId | None = None
     provider: str | None = None
     model: str | None = None
     system_prompt: str | None = None
-    attachments: list[Attachment] | None = None
+    attachments: list[Attachment] | None = Field(
+        default=None, json_schema_extra={"maxItems": 16}, description="At most answers.max_attachments (16 by default)"
+    )
     media_type: Literal["text/plain", "application/json"] | None = None
 
     @field_validator("conversation_id")
@@ -202,11 +244,24 @@ class FeedbackCategory(StrEnum):
     OTHER = "other"
 
 
+# "At least one form of feedback", as the document can say it: a sentiment, a comment that is not blank,
+# or a category.
+_SOME_FEEDBACK: JsonDict = {
+    "anyOf": [
+        {"required": ["sentiment"], "properties": {"sentiment": {"type": "integer"}}},
+        {"required": ["user_feedback"], "properties": {"user_feedback": {"type": "string", "pattern": "\\S"}}},
+        {"required": ["categories"], "properties": {"categories": {"type": "array", "minItems": 1}}},
+    ]
+}
+
+
 class FeedbackRequest(Body):
+    model_config = ConfigDict(json_schema_extra=_SOME_FEEDBACK)
+
     conversation_id: ConversationId
     user_question: str
     llm_response: str
-    sentiment: StrictInt | None = None
+    sentiment: StrictInt | None = Field(default=None, json_schema_extra={"enum": [-1, 1, None]})
     user_feedback: str | None = Field(default=None, max_length=4096)
     categories: list[FeedbackCategory] | None = None
 
@@ -282,6 +337,11 @@ class ValidationErrorItem(BaseModel):
 
 class ValidationErrorResponse(BaseModel):
     detail: list[ValidationErrorItem]
+
+
+class UnprocessableResponse(RootModel[ValidationErrorResponse | ErrorResponse]):
+    """A 422: a body that fails its model (`detail` a list), or a value the server refuses after parsing
+    it (an attachment, as lightspeed-stack answers: `detail` one `{response, cause}`)."""
 
 
 class LivenessResponse(BaseModel):

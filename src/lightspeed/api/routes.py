@@ -34,7 +34,7 @@ class Route:
 _ERRORS: dict[int, ResponseBody] = {
     401: p.ErrorResponse,
     403: p.ErrorResponse,
-    422: p.ValidationErrorResponse,
+    422: p.UnprocessableResponse,
 }
 _ANSWER_ERRORS: dict[int, ResponseBody] = {
     **_ERRORS,
@@ -225,6 +225,14 @@ ROUTES: tuple[Route, ...] = (
         "Switch retrieval to a registered model; the index is rebuilt in the background (admin)",
         sp.EmbeddingModelActivation,
         {202: sp.ActivationStarted, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+    ),
+    Route(
+        "DELETE",
+        "/v1/embedding-models/active",
+        models.delete_active,
+        "Not allowed (405): the active model is switched with PUT, never deleted",
+        responses={405: p.ErrorResponse},
+        authenticated=False,
     ),
     Route(
         "DELETE",

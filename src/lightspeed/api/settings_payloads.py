@@ -12,11 +12,21 @@ from lightspeed_common.telemetry_schema import MODEL_NAME, ModelSource, check_mo
 
 
 class EmbeddingModelRegistration(Body):
+    # The document states the path rule too: local_path (absolute) exactly when model_source is local_path.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["model_source"], "properties": {"model_source": {"const": "local_path"}}},
+            "then": {"required": ["local_path"], "properties": {"local_path": {"type": "string", "pattern": "^/"}}},
+            "else": {"properties": {"local_path": {"type": "null"}}},
+        }
+    )
+
     model_name: str = Field(
         description="Public identifier: a Hugging Face id or a short name; never a path.",
         json_schema_extra={"pattern": f"^{MODEL_NAME.pattern}$", "maxLength": 193},
     )
-    model_source: ModelSource
+    # The sources this server can load offline (telemetry's schema also knows nomic, which it refuses).
+    model_source: ModelSource = Field(json_schema_extra={"enum": list(LOADABLE_SOURCES)})
     local_path: str | None = Field(default=None, max_length=4096, description="For local_path models: a directory.")
     activate: StrictBool = False
 
@@ -51,6 +61,17 @@ class PurgeResult(BaseModel):
 
 
 class TelemetryUpdate(Body):
+    # Enabling needs the consent version, as the document can say it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"enabled": {"const": True}}},
+            "then": {
+                "required": ["consent_version"],
+                "properties": {"consent_version": {"type": "string", "minLength": 1}},
+            },
+        }
+    )
+
     enabled: StrictBool
     consent_version: str | None = Field(
         default=None, max_length=64, description="The version GET /v1/telemetry/consent returned; needed to enable."

@@ -46,6 +46,11 @@ async def activate_model(request: web.Request) -> web.Response:
     return web.json_response({"activation": asdict(activation)}, status=202)
 
 
+async def delete_active(request: web.Request) -> web.Response:
+    """The active model is switched (PUT), never deleted: 405, as for any method the resource lacks."""
+    raise web.HTTPMethodNotAllowed("DELETE", ["PUT"])
+
+
 async def delete_model(request: web.Request) -> web.Response:
     _admin(request)
     await request.app[MODELS].delete(request.match_info["model_name"])

@@ -1,0 +1,190 @@
+"""lightspeed-ingest's /openapi.json: every route, what it takes, every answer it gives.
+
+Written out, not derived: the ingest's bodies are a multipart archive, a JSON array checked event by
+event, and small objects; tests/test_schemathesis.py sends generated requests against this document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightspeed_common.telemetry_schema import ModelRegistrationEvent
+from lightspeed_common.version import VERSION
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
+ERROR_TEXTS = {
+    400: "the request is malformed; detail.cause says how",
+    401: "no credentials, or a key that is not printable ASCII",
+    403: "a wrong key, or none configured for this purpose",
+    408: "the body stopped arriving, or arrives too slowly",
+    413: "the body, or the number of events in it, is over the limit",
+    415: "not an archive of an allowed service",
+    421: "a Host this ingest does not answer for",
+    429: "too many requests; wait Retry-After seconds",
+    503: "the database cannot be reached, or too many uploads at once; retry after Retry-After",
+    507: "the disk is full; retry later",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["status_code", "detail"],
+    "properties": {
+        "status_code": {"type": "integer"},
+        "detail": {
+            "type": "object",
+            "required": ["response", "cause"],
+            "properties": {"response": {"type": "string"}, "cause": {"type": "string"}},
+        },
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _text(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def _object(*required: str) -> dict[str, Any]:
+    return {"type": "object", "required": list(required)}
+
+
+def _operation(summary: str, ok: dict[str, Any], errors: tuple[int, ...] = (), **extra: Any) -> dict[str, Any]:
+    failed = {str(status): _json(ERROR, ERROR_TEXTS[status]) for status in (*errors, 421)}
+    return {"summary": summary, "responses": {**ok, **failed}, **extra}
+
+
+def _body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {media_type: {"schema": schema}}}
+
+
+def _upload_paths() -> dict[str, Any]:
+    archive = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}, "metadata": {"type": "string"}},
+    }
+    request_id = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+    upload = _operation(
+        "Receive a batch of records (tar.gz), as console.redhat.com's ingress does",
+        {"202": _json(_object("request_id", "upload"), "stored (or stored before: upload.duplicate_request)")},
+        (400, 401, 403, 408, 413, 415, 503, 507),
+        security=[{"bearer": []}],
+        parameters=[{"name": "x-rh-insights-request-id", "in": "header", "required": False, "schema": request_id}],
+        requestBody={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": archive,
+                    "encoding": {"file": {"contentType": "application/vnd.redhat.lightspeed.periodic+tar"}},
+                }
+            },
+        },
+    )
+    return {"/api/ingress/v1/upload": {"post": upload}}
+
+
+def _telemetry_paths() -> dict[str, Any]:
+    events = {"type": "array", "items": {"$ref": "#/components/schemas/ModelRegistrationEvent"}}
+    counted = _object("accepted", "rejected", "duplicates", "capped", "results")
+    client_id = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    return {
+        "/api/v1/telemetry": {
+            "post": _operation(
+                "Count model_registration events (each is checked on its own)",
+                {"200": _json(counted, "each event's outcome: accepted, duplicate, capped or rejected")},
+                (400, 401, 403, 408, 413, 429, 503),
+                requestBody=_body("application/json", events),
+            )
+        },
+        "/api/v1/telemetry/clients/{client_id}": {
+            "delete": _operation(
+                "Forget an installation's contributions (knowing its random client id is the proof)",
+                {"200": _json(_object("deleted"), "what was removed")},
+                (400, 401, 403, 429, 503),
+                parameters=[client_id],
+            )
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    limit = {"type": "integer", "minimum": 1, "maximum": 1000}
+    client_id = {"type": "string", "format": "uuid"}
+    deletion = {"type": "object", "required": ["client_id"], "properties": {"client_id": client_id}}
+    admin_errors = (401, 403, 429, 503)
+    return {
+        "/api/admin/v1/models": {
+            "get": _operation(
+                "Embedding models reported by telemetry, with their counts",
+                {"200": _json(_object("models", "retention_days"), "the models")},
+                admin_errors,
+                security=ADMIN,
+            )
+        },
+        "/api/admin/v1/uploads": {
+            "get": _operation(
+                "Recent uploads and the totals",
+                {"200": _json(_object("uploads", "totals", "retention_days"), "the uploads")},
+                (400, *admin_errors),
+                security=ADMIN,
+                parameters=[{"name": "limit", "in": "query", "required": False, "schema": limit}],
+            )
+        },
+        "/api/admin/v1/deletions": {
+            "get": _operation(
+                "The deletions done, newest first",
+                {"200": _json(_object("deletions"), "the deletion log")},
+                admin_errors,
+                security=ADMIN,
+            ),
+            "post": _operation(
+                "Delete one installation's contributions",
+                {"200": _json(_object("deleted"), "what was removed")},
+                (400, 408, 413, *admin_errors),
+                security=ADMIN,
+                requestBody=_body("application/json", deletion),
+            ),
+        },
+        "/admin": {
+            "get": _operation(
+                "The admin page (Basic auth: any user name, the admin key as password)",
+                {"200": _text("text/html", "the page")},
+                (401, 403, 429),
+                security=ADMIN,
+            )
+        },
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    readiness = _object("ready", "reason")
+    return {
+        "/liveness": {"get": _operation("The process answers", {"200": _json(_object("alive"), "alive")})},
+        "/readiness": {
+            "get": _operation(
+                "Ready while the database answers (from a background check)",
+                {"200": _json(readiness, "ready"), "503": _json(readiness, "not ready: the reason; Retry-After")},
+            )
+        },
+        "/metrics": {"get": _operation("Prometheus metrics", {"200": _text("text/plain", "the metrics")})},
+        "/openapi.json": {"get": _operation("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    event = ModelRegistrationEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = {
+        "Error": ERROR_SCHEMA,
+        "ModelRegistrationEvent": {k: v for k, v in event.items() if k != "$defs"},
+        **event.get("$defs", {}),
+    }
+    schemes = {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lightspeed-ingest", "version": VERSION},
+        "paths": {**_upload_paths(), **_telemetry_paths(), **_admin_paths(), **_service_paths()},
+        "components": {"schemas": schemas, "securitySchemes": schemes},
+    }
