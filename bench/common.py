@@ -49,8 +49,11 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readiness
     raise RuntimeError("not ready in time")
 
 
-def start_server(workdir: Path, docs: Path, port: int, **service: Any) -> subprocess.Popen[bytes]:
-    """The real lightspeed server with the development-like config, logs to a file."""
+def start_server(
+    workdir: Path, docs: Path, port: int, answers: dict[str, Any] | None = None, **service: Any
+) -> subprocess.Popen[bytes]:
+    """The real lightspeed server with the development-like config (`answers` merged into its section),
+    logs to a file."""
     config = {
         "service": {"port": port, "state_dir": str(workdir / "state"), **service},
         "user_data_collection": {
@@ -59,7 +62,7 @@ def start_server(workdir: Path, docs: Path, port: int, **service: Any) -> subpro
             "transcripts_enabled": True,
             "transcripts_storage": str(workdir / "transcripts"),
         },
-        "answers": {"local": {"documents_dir": str(docs)}},
+        "answers": {"local": {"documents_dir": str(docs)}, **(answers or {})},
         "logging": {"format": "json", "level": "info"},
     }
     path = workdir / "config.yaml"

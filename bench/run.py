@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import answers_eval
+import attack_bench
 import collector_bench
 import conversations_bench
 import feedback_bench
@@ -39,5 +40,6 @@ results = {
     "ingest": ingest_bench.main(),
     "conversations": conversations_bench.main(),
     "hand-made parts": handmade_bench.main(),
+    "attacks": attack_bench.main(),
 }
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))
