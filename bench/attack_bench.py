@@ -87,7 +87,7 @@ def questions_and_attachments(workdir: Path) -> bool:
     ok &= beside < 2.0
     port = free_port()
     raised = {"max_prompt_chars": 1_000_000, "max_attachments": 64, "max_attachments_bytes": 1_000_000}
-    proc = start_server(workdir / "raised", docs, port, answers=raised, max_request_bytes=2_000_000)
+    proc = start_server(workdir / "warm", docs, port, answers=raised, max_request_bytes=2_000_000)
     try:
         base = f"http://127.0.0.1:{port}"
         alone, beside, statuses = asyncio.run(_question_beside(base, [_made_up(100_000, i) for i in range(6)]))
@@ -128,6 +128,7 @@ def readiness_in_an_outage(workdir: Path) -> bool:
             while asyncio.run(_readiness(base, 1))[0][0] != 503 and time.monotonic() < deadline:
                 time.sleep(0.2)
             down = asyncio.run(_readiness(base, 20))
+            database.start()
         finally:
             stop(proc)
     finally:
@@ -174,9 +175,10 @@ async def _feedback_load(base: str, victim: int, clients: int = 32) -> tuple[lis
 
 def a_worker_killed(workdir: Path) -> bool:
     port = free_port()
-    proc = start_server(workdir / "workers", REPO / "docs", port, workers=4)
+    # The state directory of an earlier start: four workers building the docs/ index at once take minutes.
+    proc = start_server(workdir / "warm", REPO / "docs", port, workers=4)
     try:
-        log = (workdir / "workers" / "server.log").read_text()
+        log = (workdir / "warm" / "server.log").read_text()
         victim = next(
             int(line.split('"pid": ')[1].split(",")[0])
             for line in log.splitlines()

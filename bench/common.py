@@ -65,6 +65,7 @@ def start_server(
         "answers": {"local": {"documents_dir": str(docs)}, **(answers or {})},
         "logging": {"format": "json", "level": "info"},
     }
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     log = (workdir / "server.log").open("wb")
