@@ -109,18 +109,23 @@ async def test_the_openai_provider_gets_the_earlier_turns_as_messages(
     assert third[0]["role"] == "system"
 
 
+async def three_questions(make_client: ClientFactory, make_config: Any, url: str, budget: int, first: str) -> None:
+    """Three questions in one conversation under this history budget; the fake provider keeps each request."""
+    config = openai_config(make_config, url)
+    config = config.model_copy(update={"answers": config.answers.model_copy(update={"history_max_chars": budget})})
+    client = await make_client(config)
+    cid = (await ask(client, first))["conversation_id"]
+    await ask(client, "Second?", cid)
+    await ask(client, "Third?", cid)
+
+
 async def test_the_history_sent_is_bounded_by_its_budget(
     make_client: ClientFactory,
     make_config: Any,
     llm: tuple[FakeLLM, str],
 ) -> None:
     fake, url = llm
-    config = openai_config(make_config, url)
-    config = config.model_copy(update={"answers": config.answers.model_copy(update={"history_max_chars": 40})})
-    client = await make_client(config)
-    cid = (await ask(client, "A first question that is long enough"))["conversation_id"]
-    await ask(client, "Second?", cid)
-    await ask(client, "Third?", cid)
+    await three_questions(make_client, make_config, url, 40, "A first question that is long enough")
     roles = [m["role"] for m in fake.requests[2]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]  # only "Second?" and its answer fit
     assert fake.requests[2]["messages"][1]["content"] == "Second?"
@@ -136,12 +141,7 @@ async def test_long_answers_count_against_the_history_budget(
     fake, url = llm
     long_answer = "word " * 1000
     fake.body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": long_answer}}]})
-    config = openai_config(make_config, url)
-    config = config.model_copy(update={"answers": config.answers.model_copy(update={"history_max_chars": 6000})})
-    client = await make_client(config)
-    cid = (await ask(client, "First?"))["conversation_id"]
-    await ask(client, "Second?", cid)
-    await ask(client, "Third?", cid)
+    await three_questions(make_client, make_config, url, 6000, "First?")
     sent = [(m["role"], len(m["content"])) for m in fake.requests[2]["messages"][1:]]
     assert sent == [("user", len("Second?")), ("assistant", len(long_answer)), ("user", len("Third?"))]
 

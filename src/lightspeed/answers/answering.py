@@ -79,9 +79,6 @@ class PerKeyLimit:
             if not users[0]:
                 del self._entries[key]
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 class Answerer:
     def __init__(self, index: DocumentIndex, provider: AnswerProvider, answers: AnswersConfig) -> None:
