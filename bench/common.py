@@ -75,13 +75,17 @@ def start_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    wait_ready(port, proc)
-    if service.get("workers", 1) > 1:  # one worker answering is not all of them ready
-        deadline = time.monotonic() + 180
-        while b'"workers_ready"' not in (workdir / "server.log").read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the workers did not all become ready")
-            time.sleep(0.2)
+    try:
+        wait_ready(port, proc)
+        if service.get("workers", 1) > 1:  # one worker answering is not all of them ready
+            deadline = time.monotonic() + 180
+            while b'"workers_ready"' not in (workdir / "server.log").read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the workers did not all become ready")
+                time.sleep(0.2)
+    except BaseException:
+        stop(proc)  # a server that did not get ready is not left running
+        raise
     return proc
 
 
