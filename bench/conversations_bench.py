@@ -27,10 +27,10 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 import psycopg  # noqa: E402 - after the path
 from tests.postgres import PASSWORD, PostgresServer  # noqa: E402
 
-from lightspeed.conversations import Turn  # noqa: E402
-from lightspeed.store import StateStore  # noqa: E402
-from lightspeed.store_backends import SQLiteStateStore  # noqa: E402
-from lightspeed.store_postgres import PostgresStateStore  # noqa: E402
+from lightspeed.store.conversations import Turn  # noqa: E402
+from lightspeed.store.postgres import PostgresStateStore  # noqa: E402
+from lightspeed.store.queries import StateStore  # noqa: E402
+from lightspeed.store.sqlite import SQLiteStateStore  # noqa: E402
 from lightspeed_common.config_base import DatabaseConfig  # noqa: E402
 
 CONVERSATIONS = 100_000

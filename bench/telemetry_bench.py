@@ -23,8 +23,8 @@ from pathlib import Path
 import aiohttp
 
 from common import REPO, free_port, stop, wait_ready
-from lightspeed.state import RuntimeSettings
-from lightspeed.store_backends import DATABASE_FILE, SQLiteStateStore
+from lightspeed.store.settings import RuntimeSettings
+from lightspeed.store.sqlite import DATABASE_FILE, SQLiteStateStore
 from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
 from lightspeed.telemetry.registry_client import RegistryClient
 from lightspeed.telemetry.sender import TelemetrySender

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from lightspeed.store_backends import DATABASE_FILE
+from lightspeed.store.sqlite import DATABASE_FILE
 from lightspeed_common.telemetry_schema import utc_timestamp
 
 # The spec's model_registration fields, written out here on purpose (not imported):

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from lightspeed.conversations import Turn
-from lightspeed.store_backends import DATABASE_FILE, SCHEMA_VERSION, SQLiteStateStore
+from lightspeed.store.conversations import Turn
+from lightspeed.store.sqlite import DATABASE_FILE, SCHEMA_VERSION, SQLiteStateStore
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import StorageError
 from tests.conftest import ClientFactory, StartupFailure

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from lightspeed.conversations import Turn
-from lightspeed.store import StateStore
-from lightspeed.store_backends import SQLiteStateStore
-from lightspeed.store_postgres import PostgresStateStore
+from lightspeed.store.conversations import Turn
+from lightspeed.store.postgres import PostgresStateStore
+from lightspeed.store.queries import StateStore
+from lightspeed.store.sqlite import SQLiteStateStore
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.sql import DatabaseError
 from tests.conftest import ClientFactory, ConfigFactory

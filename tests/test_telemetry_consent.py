@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.store_backends import DATABASE_FILE
+from lightspeed.store.sqlite import DATABASE_FILE
 from lightspeed.telemetry.registry_client import ssl_context
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ConfigError

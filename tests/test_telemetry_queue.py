@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lightspeed.store import StateStore
-from lightspeed.store_backends import SQLiteStateStore
-from lightspeed.store_postgres import PostgresStateStore
+from lightspeed.store.postgres import PostgresStateStore
+from lightspeed.store.queries import StateStore
+from lightspeed.store.sqlite import SQLiteStateStore
 from lightspeed.telemetry.queue import LEGACY_FILE, QueueBounds, TelemetryQueue
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent

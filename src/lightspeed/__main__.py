@@ -129,8 +129,8 @@ async def prepare_shared_state(config: AppConfig) -> None:
     imported (a failure stops the start here, not in every worker; workers then only read these)."""
     from lightspeed.identity import UserHasher  # noqa: PLC0415 - the main process of several workers
     from lightspeed.records.writer import prepare_storage  # noqa: PLC0415
-    from lightspeed.state import RuntimeSettings  # noqa: PLC0415
-    from lightspeed.store_backends import open_store  # noqa: PLC0415
+    from lightspeed.store import open_store  # noqa: PLC0415
+    from lightspeed.store.settings import RuntimeSettings  # noqa: PLC0415
     from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue  # noqa: PLC0415
     from lightspeed_common.identity import installation_id  # noqa: PLC0415
     from lightspeed_common.records import RECORD_KINDS  # noqa: PLC0415

@@ -46,9 +46,9 @@ from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 from lightspeed.records.writer import RecordWriter, prepare_storage
-from lightspeed.state import RuntimeSettings
-from lightspeed.store import StateStore
-from lightspeed.store_backends import open_store, shared
+from lightspeed.store import open_store, shared
+from lightspeed.store.queries import StateStore
+from lightspeed.store.settings import RuntimeSettings
 from lightspeed.telemetry.wiring import open_telemetry
 from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig

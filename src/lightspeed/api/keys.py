@@ -13,13 +13,13 @@ from lightspeed.answers.answering import Answerer
 from lightspeed.answers.redaction import Redactor
 from lightspeed.api.streams import RunningStreams
 from lightspeed.auth import Authenticator
-from lightspeed.conversations import ConversationStore
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelManager
 from lightspeed.records.writer import RecordWriter
-from lightspeed.state import RuntimeSettings
-from lightspeed.store import StateStore
+from lightspeed.store.conversations import ConversationStore
+from lightspeed.store.queries import StateStore
+from lightspeed.store.settings import RuntimeSettings
 from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed_common.config import AppConfig

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from lightspeed.store import StateStore
+from lightspeed.store.queries import StateStore
 from lightspeed_common.atomic import mark_migrated, read_lines
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 

@@ -36,8 +36,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from lightspeed.state import RuntimeSettings
-from lightspeed.store import StateStore
+from lightspeed.store.queries import StateStore
+from lightspeed.store.settings import RuntimeSettings
 from lightspeed.telemetry.queue import QueuedEvent
 from lightspeed.telemetry.registry_client import RegistryClient, RegistryRejected, RegistryUnavailable
 from lightspeed.telemetry.service import TelemetryService

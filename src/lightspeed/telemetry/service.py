@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from lightspeed.state import RuntimeSettings
+from lightspeed.store.settings import RuntimeSettings
 from lightspeed.telemetry.queue import TelemetryQueue
 from lightspeed_common.config import TelemetryConfig
 from lightspeed_common.errors import Conflict

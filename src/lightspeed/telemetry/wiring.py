@@ -11,9 +11,9 @@ import aiohttp
 import structlog
 
 from lightspeed.metrics import Metrics
-from lightspeed.state import RuntimeSettings
-from lightspeed.store import StateStore
-from lightspeed.store_backends import shared
+from lightspeed.store import shared
+from lightspeed.store.queries import StateStore
+from lightspeed.store.settings import RuntimeSettings
 from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
 from lightspeed.telemetry.registry_client import RegistryClient, ssl_context
 from lightspeed.telemetry.sender import TelemetrySender

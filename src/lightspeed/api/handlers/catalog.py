@@ -15,7 +15,7 @@ from aiohttp import web
 
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG
 from lightspeed.auth import require_admin
-from lightspeed.store_backends import DATABASE_FILE
+from lightspeed.store.sqlite import DATABASE_FILE
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import NotFound
 

@@ -28,7 +28,7 @@ from lightspeed.api.handlers.query import NO_PERMISSION, conversation_not_found
 from lightspeed.api.keys import AUTH, CONVERSATIONS, HASHER
 from lightspeed.api.payloads import parse_body
 from lightspeed.auth import User
-from lightspeed.conversations import Conversation, Turn
+from lightspeed.store.conversations import Conversation, Turn
 from lightspeed_common.errors import BadRequest, Forbidden
 from lightspeed_common.http.middleware import read_body
 

@@ -22,8 +22,8 @@ from lightspeed.api.catalog_payloads import StreamingInterruptRequest
 from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR, STREAMS
 from lightspeed.api.payloads import INVALID_ATTRIBUTE, QueryRequest, parse_body
 from lightspeed.auth import User
-from lightspeed.conversations import ConversationStore, Turn
 from lightspeed.records.formats import Transcript
+from lightspeed.store.conversations import ConversationStore, Turn
 from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import ApiError, Forbidden, NotFound, PayloadTooLarge, RecordWriteError, Unprocessable
 from lightspeed_common.http.keys import REQUEST_ID

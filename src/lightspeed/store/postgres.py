@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from lightspeed.store import StateStore
-from lightspeed.store_backends import CONVERSATION_TABLES, SHARED_TABLES
+from lightspeed.store.queries import StateStore
+from lightspeed.store.schema import CONVERSATION_TABLES, SHARED_TABLES
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.postgres import QmarkSession, migrate, open_pool, read_rows, transaction
 from lightspeed_common.sql import Session

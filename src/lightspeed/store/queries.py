@@ -8,12 +8,12 @@ directory, WAL: any number of worker processes on one host) or PostgreSQL
 loop never waits on the database.
 
 - conversations and their turns (`ConversationStore`, see `conversations`);
-- settings: the runtime settings (`state.RuntimeSettings`), one row per key, JSON;
+- settings: the runtime settings (`settings.RuntimeSettings`), one row per key, JSON;
 - telemetry_queue: validated events waiting to be sent, one JSON line each;
 - leases: who does a job only one process may do (the telemetry sender), until when.
 
-The backends, their schemas and how the configured one is opened are in
-`store_backends`. Files from before (`conversations.jsonl`, `settings.json`,
+The schema is in `schema`, the backends in `sqlite` and `postgres`, and opening
+the configured one in the package (`lightspeed.store`). Files from before (`conversations.jsonl`, `settings.json`,
 `telemetry_queue.jsonl`) are imported once, by the process that opens the store
 first (the supervisor, with workers), and renamed `*.migrated`: nothing is lost.
 """
@@ -33,7 +33,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import structlog
 
-from lightspeed.conversations import Conversation, Turn, topic_of
+from lightspeed.store.conversations import Conversation, Turn, topic_of
 from lightspeed_common.atomic import read_lines
 from lightspeed_common.errors import ServiceUnavailable
 from lightspeed_common.sql import DatabaseUnavailable, Session

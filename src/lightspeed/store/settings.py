@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from lightspeed.records.formats import utc_now
-from lightspeed.store import StateStore
+from lightspeed.store.queries import StateStore
 from lightspeed_common.atomic import mark_migrated
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,45 @@
+"""The embedded backend: `conversations.sqlite3` in the state directory, WAL, so any number of worker
+processes on one host share it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from lightspeed.store.queries import REMEMBERED_OWNERS, StateStore
+from lightspeed.store.schema import CONVERSATION_TABLES, SHARED_TABLES
+from lightspeed_common.sql import Session, dicts
+from lightspeed_common.sqlite import immediate_transaction, open_database
+
+DATABASE_FILE = "conversations.sqlite3"
+SCHEMA_VERSION = 2  # 2: settings, telemetry_queue, leases
+_SQLITE_SCHEMA = (
+    *CONVERSATION_TABLES,
+    *SHARED_TABLES,
+    "CREATE TABLE IF NOT EXISTS telemetry_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+)
+
+
+class SQLiteStateStore(StateStore):
+    """The embedded store: one SQLite file, WAL, synchronous=NORMAL (an application crash loses nothing;
+    a power cut may lose the last turns, never corrupt the file). Several workers on one host share it."""
+
+    def __init__(self, path: Path, remembered: int = REMEMBERED_OWNERS) -> None:
+        super().__init__(threads=1, remembered=remembered)
+        self.path = path
+        # Private from the start (SQLite gives its -wal and -shm files the database file's mode): it holds the
+        # telemetry client id and who owns which conversation.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._db = open_database(path, _SQLITE_SCHEMA, SCHEMA_VERSION, "NORMAL")
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return immediate_transaction(self._db)
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return dicts(self._db.execute(sql, tuple(args)))
+
+    def _close(self) -> None:
+        self._db.close()
