@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from lightspeed.api.workers import Supervisor
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG
-from lightspeed_common.http.supervisor import Supervisor
 from lightspeed_common.notify import Notifier
 from tests.support import until
 

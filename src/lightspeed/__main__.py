@@ -19,6 +19,14 @@ from pathlib import Path
 import structlog
 
 from lightspeed import cli
+from lightspeed.api.workers import (
+    Supervisor,
+    die_with_supervisor,
+    inherited_socket,
+    listening_socket,
+    metrics_directory,
+    worker_index,
+)
 from lightspeed.auth import API_KEY_PREFIX
 from lightspeed.preflight import server_checks
 from lightspeed_common.checks import check_config
@@ -27,14 +35,6 @@ from lightspeed_common.config_base import is_loopback
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_TEMPFAIL, StorageError
 from lightspeed_common.http.metrics import MULTIPROCESS_ENV
 from lightspeed_common.http.serving import run_service, run_with_config
-from lightspeed_common.http.supervisor import (
-    Supervisor,
-    die_with_supervisor,
-    inherited_socket,
-    listening_socket,
-    metrics_directory,
-    worker_index,
-)
 from lightspeed_common.notify import Notifier
 from lightspeed_common.version import VERSION
 
@@ -153,7 +153,7 @@ async def prepare_shared_state(config: AppConfig) -> None:
 
 
 def supervise(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool) -> int:
-    """`service.workers` processes on one socket (lightspeed_common.http.supervisor)."""
+    """`service.workers` processes on one socket (lightspeed.api.workers)."""
     from prometheus_client import multiprocess  # noqa: PLC0415 - only the main process of several workers
 
     service = config.service
