@@ -1,6 +1,6 @@
 """Delivery: recover, flush, claim, package, send, split, quarantine, clean up.
 
-The protocol (DESIGN.md section 4): claim by rename into the spool, package
+The protocol (docs/collector.md, "How a record travels"): claim by rename into the spool, package
 into outbox/, upload, journal `sent`, clean up, journal `done`. Every step is
 idempotent and the journal says which batches were accepted, so a crash at
 any point loses nothing and re-sends only a batch whose acceptance was never
