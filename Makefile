@@ -30,7 +30,7 @@ uninstall: ## Remove the systemd services and $(PREFIX)/venv; config and data st
 	packaging/uninstall.sh --prefix $(PREFIX)
 
 run: install ## Run the whole pipeline locally: server, collector, lightspeed-ingest (Ctrl-C stops)
-	$(PY) -m lightspeed_common.devrun --config $(CONFIG)
+	$(PY) dev/run.py --config $(CONFIG)
 
 run-server: install ## Run only the API server
 	$(VENV)/bin/lightspeed serve --config $(CONFIG)
@@ -46,12 +46,12 @@ test: install ## Run the test suite (two processes; a file's tests stay together
 	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: install ## Ruff lint and format check
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench dev
+	$(VENV)/bin/ruff format --check src tests bench dev
 
 format: install ## Apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench dev
+	$(VENV)/bin/ruff check --fix src tests bench dev
 
 typecheck: install ## mypy in strict mode
 	$(VENV)/bin/mypy

@@ -52,6 +52,7 @@ def _lint_imports_on_a_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess
     copy = tmp_path / "repo"
     shutil.copytree(SRC, copy / "src", ignore=shutil.ignore_patterns("__pycache__", "web"))
     shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    shutil.copytree(REPO / "dev", copy / "dev", ignore=shutil.ignore_patterns("__pycache__"))
     for relpath, line in extra.items():
         with (copy / "src" / relpath).open("a", encoding="utf-8") as module:
             module.write(f"\n{line}\n")
@@ -70,9 +71,10 @@ def _lint_imports_on_a_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess
     [
         ("collector/daemon.py", "import ingest.app  # noqa", "none imports another"),
         ("ingest/storage.py", "from lightspeed.api import keys  # noqa", "none imports another"),
-        ("lightspeed/state.py", "import collector.spool  # noqa", "none imports another"),
+        ("lightspeed/store/queries.py", "import collector.spool  # noqa", "none imports another"),
         ("lightspeed_common/atomic.py", "import lightspeed.metrics  # noqa", "foundation imports no daemon"),
         ("ingest/archive.py", "import sentence_transformers  # noqa", "loads the embedding stack"),
+        ("lightspeed_common/lonely.py", "ONLY_ONE_USER = 1", "two daemons"),
     ],
 )
 def test_the_import_contracts_fail_when_a_daemon_reaches_into_another(

@@ -18,6 +18,8 @@ import yaml
 from tests.fake_llm import free_port
 from tests.test_process import call, wait_ready
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def pipeline_config(tmp_path: Path, docs_dir: Path, api: int, ingress_port: int, interval: int) -> Path:
     data = tmp_path / "data"
@@ -57,7 +59,7 @@ def pipeline_config(tmp_path: Path, docs_dir: Path, api: int, ingress_port: int,
 def start_devrun(path: Path) -> subprocess.Popen[str]:
     """`make run`'s process, in a session of its own so a test can Ctrl-C its group as a terminal would."""
     return subprocess.Popen(
-        [sys.executable, "-m", "lightspeed_common.devrun", "--config", str(path)],
+        [sys.executable, str(REPO / "dev" / "run.py"), "--config", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -81,7 +81,7 @@ def stop_in_order(children: list[subprocess.Popen[bytes]], grace: float = 30.0) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightspeed_common.devrun")
+    parser = argparse.ArgumentParser(prog="python dev/run.py")
     parser.add_argument("--config", type=Path, default=Path("config/lightspeed.yaml"))
     args = parser.parse_args()
     try:
