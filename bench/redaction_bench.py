@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.test_redaction import ADVERSARIAL  # the inputs the tests bound, measured precisely
 
-from lightspeed.answers.redaction import Redactor
+from lightspeed.records.redaction import Redactor
 from lightspeed_common.config import RedactionConfig
 
 INPUTS = {

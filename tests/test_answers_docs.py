@@ -16,7 +16,7 @@ from lightspeed.answers.chunking import PATH_SEPARATOR, split_document
 from lightspeed.answers.index_cache import CACHE_DIR
 from lightspeed.answers.providers.local import NO_ANSWER
 from lightspeed.answers.retrieval import read_documents
-from lightspeed.api.keys import ANSWERS, CONFIG
+from lightspeed.api.state import CONFIG, SERVER
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.test_query import parse_sse
 
@@ -99,7 +99,7 @@ async def test_a_new_users_questions_get_short_answers_with_the_fact(
 async def test_an_exact_config_key_is_found_where_the_embeddings_alone_miss_it(
     docs_client: TestClient[Any, Any], query: str, section: str
 ) -> None:
-    index = docs_client.app[ANSWERS].index
+    index = docs_client.app[SERVER].answers.index
     assert (await ask(docs_client, query))["rag_chunks"][0]["content"] in {
         p.text for p in index.passages if p.section == section
     }

@@ -70,11 +70,13 @@ def _lint_imports_on_a_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess
     ("module", "line", "contract"),
     [
         ("collector/daemon.py", "import ingest.app  # noqa", "none imports another"),
-        ("ingest/storage.py", "from lightspeed.api import keys  # noqa", "none imports another"),
+        ("ingest/storage.py", "from lightspeed.api import state  # noqa", "none imports another"),
         ("lightspeed/store/queries.py", "import collector.spool  # noqa", "none imports another"),
         ("lightspeed_common/atomic.py", "import lightspeed.metrics  # noqa", "foundation imports no daemon"),
         ("ingest/archive.py", "import sentence_transformers  # noqa", "loads the embedding stack"),
         ("lightspeed_common/lonely.py", "ONLY_ONE_USER = 1", "two daemons"),
+        ("lightspeed/models/sources.py", "import lightspeed.answers.answering  # noqa", "No circles"),
+        ("lightspeed/store/schema.py", "import lightspeed.api.state  # noqa", "import it"),
     ],
 )
 def test_the_import_contracts_fail_when_a_daemon_reaches_into_another(
@@ -110,3 +112,55 @@ def test_no_function_is_over_50_lines() -> None:
                 if lines > 50:
                     long[f"{path.relative_to(SRC)}:{node.name}"] = lines
     assert long == {}
+
+
+HANDLERS = SRC / "lightspeed" / "api" / "handlers"
+
+
+def test_no_handler_imports_another() -> None:
+    imported = {
+        f"{path.stem} imports {node.module}"
+        for path in HANDLERS.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lightspeed.api.handlers")
+    }
+    assert imported == set()
+
+
+def _app_reads(node: ast.AST, helpers: dict[str, ast.AST], seen: set[str]) -> set[str]:
+    """The app keys a handler reads (`app[KEY]`), counting each field of `app[SERVER]` as a key of
+    its own, through the module's own helper functions and classes."""
+    reads = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Name) and sub.slice.id.isupper():
+            reads.add(sub.slice.id)
+        if isinstance(sub, ast.Attribute) and (
+            (isinstance(sub.value, ast.Name) and sub.value.id == "server")
+            or (isinstance(sub.value, ast.Subscript) and getattr(sub.value.slice, "id", None) == "SERVER")
+        ):
+            reads.add(f"SERVER.{sub.attr}")
+        called = sub.func.id if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) else None
+        if called in helpers and called not in seen:
+            seen.add(called)
+            reads |= _app_reads(helpers[called], helpers, seen)
+    return reads - {"SERVER", "REQUEST_ID"}  # SERVER only through its fields; REQUEST_ID is the request's
+
+
+def handler_reads() -> dict[str, set[str]]:
+    found = {}
+    for path in sorted(HANDLERS.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        helpers: dict[str, ast.AST] = {
+            n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        }
+        for name, node in helpers.items():
+            if isinstance(node, ast.AsyncFunctionDef) and node.args.args and node.args.args[0].arg == "request":
+                found[f"{path.stem}.{name}"] = _app_reads(node, helpers, {name})
+    return found
+
+
+def test_each_handler_reads_at_most_four_app_keys() -> None:
+    reads = handler_reads()
+    assert len(reads) > 30  # the walk finds the handlers
+    assert {"SERVER.auth", "SERVER.turns", "STREAMS"} == reads["query.streaming_query"]
+    assert {name: keys for name, keys in reads.items() if len(keys) > 4} == {}

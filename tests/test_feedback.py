@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.api.keys import HASHER
+from lightspeed.api.state import SERVER
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.support import fill_up, json_files
@@ -187,7 +187,7 @@ async def test_feedback_status_toggle_persists_across_restarts(make_client: Clie
     assert settings["feedback_enabled"] is False
     assert "admin1" not in json.dumps(settings)  # who changed it is kept as a hash
     # Item 23.18: the installation's keyed hash (the records' user hash), not a plain SHA-256 anyone can recompute.
-    assert settings["feedback_updated_by"] == restarted.app[HASHER]("admin1")
+    assert settings["feedback_updated_by"] == restarted.app[SERVER].hasher("admin1")
     assert settings["feedback_updated_by"] != hashlib.sha256(b"admin1").hexdigest()
 
 

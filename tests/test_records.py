@@ -18,7 +18,7 @@ from tests.support import fill_up, json_files, until
 
 
 def feedback(i: int, size: int = 10) -> Feedback:
-    return Feedback(f"h{i}", f"c{i}", "q", "r" * size, 1, None, None)
+    return Feedback(f"c{i}", "q", "r" * size, 1, None, None, user_hash=f"h{i}")
 
 
 async def test_no_json_is_ever_observable_half_written(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.answers.redaction import Redactor
+from lightspeed.records.redaction import Redactor
 from lightspeed_common.config import AppConfig, RedactionConfig, RedactionPattern
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.support import json_files, liveness_latencies_during, loop_pause_bound

@@ -20,7 +20,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from ingest.app import create_app as create_ingest_app
 from lightspeed.api.app import create_app
-from lightspeed.api.keys import OPENAPI
+from lightspeed.api.state import OPENAPI
 from lightspeed.models.embedding import SentenceTransformerEmbedder
 from lightspeed_common.config import config_from_mapping
 from tests.conftest import base_mapping

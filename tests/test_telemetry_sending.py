@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lightspeed.api.keys import SENDER
+from lightspeed.api.state import SERVER
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
@@ -124,7 +124,7 @@ async def test_a_long_retry_after_defers_and_survives_a_restart(
     again = await send(client)
     await client.close()
     restarted = await make_client(config)
-    await asyncio.wait_for(restarted.app[SENDER].waiting.wait(), 10)  # it looked at the schedule and waits
+    await asyncio.wait_for(restarted.app[SERVER].sender.waiting.wait(), 10)  # it looked at the schedule and waits
     status = await (await restarted.get("/v1/telemetry")).json()
     await restarted.close()
 
@@ -147,7 +147,7 @@ async def test_failed_sends_persist_the_next_attempt_so_a_restart_does_not_hamme
     stored = stored_settings(config.service.state_dir)["telemetry_sender"]
     attempts = len(registry.requests)
     restarted = await make_client(config)
-    await asyncio.wait_for(restarted.app[SENDER].waiting.wait(), 10)  # it looked at the schedule and waits
+    await asyncio.wait_for(restarted.app[SERVER].sender.waiting.wait(), 10)  # it looked at the schedule and waits
     await restarted.close()
 
     assert attempts == 3  # retry.max_attempts
@@ -217,7 +217,7 @@ async def test_nothing_is_sent_at_start_up_even_when_a_send_is_due(
         sender={"next_send_at": ago(days=1).isoformat()},
     )
     client = await make_client(config)
-    sender = client.app[SENDER]
+    sender = client.app[SERVER].sender
     await asyncio.wait_for(sender.waiting.wait(), 10)  # the schedule waits out the start-up delay
     during_start = len(registry.requests)
     await asyncio.wait_for(registry.arrived.wait(), 10)

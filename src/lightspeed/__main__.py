@@ -124,32 +124,19 @@ def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool 
 
 
 async def prepare_shared_state(config: AppConfig) -> None:
-    """Before the workers start, once, by this process alone: the directories, the installation id and
-    the user hasher's key made, the store's schema brought up to date and files from older releases
-    imported (a failure stops the start here, not in every worker; workers then only read these)."""
-    from lightspeed.identity import UserHasher  # noqa: PLC0415 - the main process of several workers
-    from lightspeed.records.writer import prepare_storage  # noqa: PLC0415
-    from lightspeed.store import open_store  # noqa: PLC0415
-    from lightspeed.store.settings import RuntimeSettings  # noqa: PLC0415
+    """Before the workers start, once, by this process alone: the state prepared as every worker's
+    start-up prepares it (api/state.py, `open_state`), and the telemetry queue's files from older
+    releases imported (a failure stops the start here, not in every worker; workers then only read these)."""
+    from lightspeed.api.state import open_state  # noqa: PLC0415 - the main process of several workers
     from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue  # noqa: PLC0415
-    from lightspeed_common.identity import installation_id  # noqa: PLC0415
-    from lightspeed_common.records import RECORD_KINDS  # noqa: PLC0415
 
-    state_dir = config.service.state_dir
-    await asyncio.to_thread(prepare_storage, "state", state_dir)
-    for kind in RECORD_KINDS:
-        if (path := kind.storage(config)) is not None:
-            await asyncio.to_thread(prepare_storage, kind.storage_key, path)
-    await asyncio.to_thread(installation_id, state_dir)
-    await asyncio.to_thread(UserHasher.from_state_dir, state_dir)
-    store = await asyncio.to_thread(open_store, config)
+    state = await open_state(config)
     try:
-        await RuntimeSettings.load(store, state_dir, config.user_data_collection.feedback_enabled)
         telemetry = config.telemetry
         bounds = QueueBounds(telemetry.queue_max_events, telemetry.queue_max_bytes, timedelta(days=1))
-        await TelemetryQueue.load(store, state_dir, bounds, lambda reason, count: None)
+        await TelemetryQueue.load(state.store, config.service.state_dir, bounds, lambda reason, count: None)
     finally:
-        await store.close()
+        await state.store.close()
 
 
 def supervise(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool) -> int:

@@ -93,6 +93,10 @@ class Unprocessable(ApiError):
     status = 422
 
 
+# lightspeed-stack's `response` for a request value it refuses (its 422s).
+INVALID_ATTRIBUTE = "Invalid attribute value"
+
+
 class Conflict(ApiError):
     status = 409
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from lightspeed.answers.extract import Excerpt, excerpts
 from lightspeed.answers.providers.base import AnswerProvider, Exchange
 from lightspeed.answers.retrieval import DocumentIndex, Hit, Query
+from lightspeed.models.embedding import Embedder
 from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import NotFound
 
@@ -99,6 +100,19 @@ class Answerer:
         if model not in self.provider.models:
             raise NotFound("Model not found", f"Model with ID {model} does not exist")
         return ModelChoice(provider, model)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.index.embedder
+
+    def index_with(self, embedder: Embedder) -> DocumentIndex:
+        """The documents indexed again with `embedder` (blocking: it embeds what the cache lacks)."""
+        return self.index.with_embedder(embedder)
+
+    def use(self, index: DocumentIndex) -> int:
+        """Search `index` from now on: one assignment, so a query sees the old index or the new one."""
+        self.index = index
+        return len(index.passages)
 
     def available(self) -> Sequence[ModelChoice]:
         return [ModelChoice(self.provider.name, m) for m in self.provider.models]

@@ -1,11 +1,17 @@
-"""The application factory. Every resource is a cleanup_ctx pair, opened off the event loop."""
+"""The application factory: create_app, and the start-up that opens the server's state in order.
+
+Start-up is one cleanup context (`_open`, within `create_app`): each part opens off the event loop,
+in the order the parts need each other, on one AsyncExitStack, so a failure
+part-way closes what was opened, in reverse, and a clean stop does the same.
+The handlers see the result as one typed object, `app[SERVER]` (api/state.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -18,38 +24,21 @@ from lightspeed.answers.index_cache import CACHE_DIR, IndexCache
 from lightspeed.answers.providers.base import AnswerProvider
 from lightspeed.answers.providers.local import LocalProvider
 from lightspeed.answers.providers.openai import OpenAIProvider
-from lightspeed.answers.redaction import Redactor
 from lightspeed.answers.retrieval import Document, DocumentIndex, read_documents
-from lightspeed.api.keys import (
-    ANSWERS,
-    AUTH,
-    CONFIG,
-    CONVERSATIONS,
-    HASHER,
-    METRICS,
-    MODELS,
-    OPENAPI,
-    RECORDS,
-    REDACTOR,
-    SENDER,
-    SETTINGS,
-    STORE,
-    STORE_HEALTH,
-    STREAMS,
-    TELEMETRY,
-)
 from lightspeed.api.openapi import build_openapi
 from lightspeed.api.routes import ROUTES, add_routes
+from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER, STREAMS, OpenedState, Server, open_state
 from lightspeed.api.streams import RunningStreams
-from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
-from lightspeed.records.writer import RecordWriter, prepare_storage
-from lightspeed.store import open_store, shared
-from lightspeed.store.queries import StateStore
-from lightspeed.store.settings import RuntimeSettings
+from lightspeed.records.feedback import FeedbackDesk
+from lightspeed.records.redaction import Redactor
+from lightspeed.records.writer import RecordWriter
+from lightspeed.store import shared
+from lightspeed.telemetry.service import TelemetryService
 from lightspeed.telemetry.wiring import open_telemetry
+from lightspeed.turns import Turns
 from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import effective_allowed_hosts
@@ -58,31 +47,11 @@ from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.http.pace import BodyPace
-from lightspeed_common.identity import RequestIds, installation_id
-from lightspeed_common.records import FEEDBACK, RECORD_KINDS, TRANSCRIPT
+from lightspeed_common.identity import RequestIds
+from lightspeed_common.records import FEEDBACK, TRANSCRIPT
 
 log = structlog.get_logger(__name__)
 DEGRADED_CHECK_SECONDS = 2.0  # how long start-up asks the provider whether it is ready (ls_started_in_degraded_mode)
-
-
-@dataclass(frozen=True)
-class OpenedState:
-    hasher: UserHasher
-    store: StateStore
-
-
-def open_state(config: AppConfig) -> OpenedState:
-    """Prepare the storage and state directories and open the state store (blocking).
-
-    Raises StorageError for a directory that cannot be created or written, or a store that cannot be opened.
-    """
-    prepare_storage("state", config.service.state_dir)
-    for kind in RECORD_KINDS:
-        if (path := kind.storage(config)) is not None:
-            prepare_storage(kind.storage_key, path)
-    state_dir = config.service.state_dir
-    installation_id(state_dir)  # made here, read by the collector (which may not write this directory)
-    return OpenedState(UserHasher.from_state_dir(state_dir), open_store(config))
 
 
 UNSHARED_PATHS = frozenset({"/liveness", "/readiness", "/metrics"})
@@ -92,10 +61,11 @@ UNSHARED_PATHS = frozenset({"/liveness", "/readiness", "/metrics"})
 async def fresh_shared_state(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Other processes write the store too (several workers, PostgreSQL): read the runtime settings
     again before a request uses them, and the telemetry queue before telemetry shows it."""
-    if request.path not in UNSHARED_PATHS and SETTINGS in request.app:
-        await request.app[SETTINGS].refresh()
-        if request.path.startswith(("/v1/telemetry", "/settings")) and TELEMETRY in request.app:
-            await request.app[TELEMETRY].queue.refresh()
+    if request.path not in UNSHARED_PATHS and SERVER in request.app:
+        server = request.app[SERVER]
+        await server.settings.refresh()
+        if request.path.startswith(("/v1/telemetry", "/settings")):
+            await server.telemetry.queue.refresh()
     return await handler(request)
 
 
@@ -123,7 +93,8 @@ async def _build_provider(config: AppConfig, index: DocumentIndex) -> AnswerProv
     return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens)
 
 
-async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
+@contextlib.contextmanager
+def _frozen_startup_heap() -> Iterator[None]:
     """Move everything start-up made (torch, the model, the index) out of the collector's reach.
 
     Otherwise every full collection walks millions of long-lived objects and
@@ -131,111 +102,146 @@ async def _freeze_startup_heap(app: web.Application) -> AsyncIterator[None]:
     """
     gc.collect()
     gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-async def _redactor_worker(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[REDACTOR].close()
-
-
-async def _start_background(app: web.Application) -> AsyncIterator[None]:
-    """Background work begins only once every resource is open: nothing runs during start-up."""
-    app[SENDER].start()
-    interval = app[CONFIG].service.database.health_check_interval_seconds
-    async with HealthProbe("database", app[STORE].check, interval).running() as probe:
-        app[STORE_HEALTH] = probe
+    try:
         yield
+    finally:
+        gc.unfreeze()
 
 
-CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-
-
-def _state(config: AppConfig) -> CleanupContext:
-    """The start-up checks, the directories, the persisted state, the record writer."""
-
-    async def state(app: web.Application) -> AsyncIterator[None]:
-        # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
-        if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
-            raise problems[0]
-        opened = await asyncio.to_thread(open_state, config)
-        app[AUTH] = await asyncio.to_thread(preflight.authenticator, config)
-        app[HASHER] = opened.hasher
-        app[STORE] = app[CONVERSATIONS] = opened.store
-        try:
-            app[SETTINGS] = await RuntimeSettings.load(
-                opened.store, config.service.state_dir, config.user_data_collection.feedback_enabled, shared(config)
-            )
-        except BaseException:
-            await opened.store.close()
-            raise
-        writer = RecordWriter(
-            FEEDBACK.storage(config),
-            TRANSCRIPT.storage(config),
-            config.service.record_writer_threads,
-            on_result=app[METRICS].record_result,
-        )
-        app[RECORDS] = writer
-        yield
-        await writer.close()
-        await opened.store.close()
-
-    return state
-
-
-def _telemetry(config: AppConfig, reset_client_id: bool) -> CleanupContext:
-    """The opt-in telemetry service and its sender (started last, by _start_background)."""
-
-    async def telemetry(app: web.Application) -> AsyncIterator[None]:
-        opened = await open_telemetry(config, app[STORE], app[SETTINGS], app[METRICS], reset_client_id)
-        app[TELEMETRY], app[SENDER] = opened.service, opened.sender
-        yield
-        await opened.close()
-
-    return telemetry
-
-
-def _answers(config: AppConfig, embedder: Embedder | None, provider: AnswerProvider | None) -> CleanupContext:
-    """The embedding model, the passage index over the documents, the answer provider, the model manager."""
+def _default_model(config: AppConfig, embedder: Embedder | None) -> tuple[str, Callable[[], Embedder]]:
+    """The default embedding model's name, and how to load it (`embedder` when a test gives one)."""
     local = config.answers.local
-    default_name = local.embedding_model_path.name if local.embedding_model_path else DEFAULT_MODEL_NAME
+    name = local.embedding_model_path.name if local.embedding_model_path else DEFAULT_MODEL_NAME
 
-    def load_default() -> Embedder:
-        return embedder if embedder is not None else load_embedder(local.embedding_model_path, default_name)
+    def load() -> Embedder:
+        return embedder if embedder is not None else load_embedder(local.embedding_model_path, name)
 
-    async def answers(app: web.Application) -> AsyncIterator[None]:
-        catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
-        documents = await asyncio.to_thread(_documents, config)
-        model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
-        index = await asyncio.to_thread(_index, config, model, documents)
-        answerer = provider or await _build_provider(config, index)
-        app[ANSWERS] = Answerer(index, answerer, config.answers)
-        for choice in app[ANSWERS].available():
-            app[METRICS].offer_model(choice.provider, choice.model)
-        try:
-            degraded = await asyncio.wait_for(answerer.unready_reason(), DEGRADED_CHECK_SECONDS) is not None
-        except TimeoutError:
-            degraded = True
-        app[METRICS].ls.started_in_degraded_mode.set(1 if degraded else 0)
-        manager = ModelManager(
-            catalog,
-            app[ANSWERS],
-            app[TELEMETRY],
-            models_dir=models_dir(config),
-            default_name=default_name,
-            load_default=load_default,
-        )
-        app[MODELS] = manager
-        log.info(
-            "answers_ready", provider=answerer.name, passages=len(index.passages), embedding_model=index.embedder.name
-        )
-        yield
-        await manager.close()
+    return name, load
+
+
+@contextlib.asynccontextmanager
+async def _answers(
+    config: AppConfig, metrics: Metrics, embedder: Embedder | None, provider: AnswerProvider | None
+) -> AsyncIterator[tuple[Answerer, ModelCatalog]]:
+    """The embedding model, the passage index over the documents, and the answer provider."""
+    _, load_default = _default_model(config, embedder)
+    catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
+    documents = await asyncio.to_thread(_documents, config)
+    model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
+    index = await asyncio.to_thread(_index, config, model, documents)
+    answerer = provider or await _build_provider(config, index)
+    answers = Answerer(index, answerer, config.answers)
+    for choice in answers.available():
+        metrics.offer_model(choice.provider, choice.model)
+    try:
+        degraded = await asyncio.wait_for(answerer.unready_reason(), DEGRADED_CHECK_SECONDS) is not None
+    except TimeoutError:
+        degraded = True
+    metrics.ls.started_in_degraded_mode.set(1 if degraded else 0)
+    log.info("answers_ready", provider=answerer.name, passages=len(index.passages), embedding_model=model.name)
+    try:
+        yield answers, catalog
+    finally:
         await answerer.close()
-        app[ANSWERS].close()
+        answers.close()
 
-    return answers
+
+def _model_manager(
+    config: AppConfig, catalog: ModelCatalog, answers: Answerer, telemetry: TelemetryService, embedder: Embedder | None
+) -> ModelManager:
+    default_name, load_default = _default_model(config, embedder)
+    return ModelManager(
+        catalog,
+        answers,
+        telemetry,
+        models_dir=models_dir(config),
+        default_name=default_name,
+        load_default=load_default,
+    )
+
+
+def _user_data(
+    config: AppConfig,
+    state: OpenedState,
+    answers: Answerer,
+    redactor: Redactor,
+    writer: RecordWriter,
+    *,
+    metrics: Metrics,
+) -> tuple[Turns, FeedbackDesk]:
+    """Where a user's words become conversations and records: turns, and feedback."""
+    collection = config.user_data_collection
+    turns = Turns(
+        answers,
+        state.store,
+        state.hasher,
+        redactor,
+        writer,
+        metrics=metrics,
+        limits=config.answers,
+        transcripts_enabled=collection.transcripts_enabled,
+    )
+    feedback = FeedbackDesk(
+        state.settings,
+        state.store,
+        state.hasher,
+        redactor,
+        writer,
+        storage_configured=collection.feedback_storage is not None,
+    )
+    return turns, feedback
+
+
+async def _open(
+    stack: contextlib.AsyncExitStack,
+    config: AppConfig,
+    metrics: Metrics,
+    *,
+    embedder: Embedder | None,
+    provider: AnswerProvider | None,
+    reset_telemetry_client_id: bool,
+) -> Server:
+    """Start-up in order: the checks, the state, the record writer, telemetry, answers and the model
+    manager; then background work (the sender, the store's health probe), once everything is open.
+    Each part's closing goes on `stack`."""
+    stack.push_async_callback((redactor := Redactor.from_config(config.redaction)).close)
+    # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
+    if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
+        raise problems[0]
+    state = await open_state(config)
+    stack.push_async_callback(state.store.close)
+    auth = await asyncio.to_thread(preflight.authenticator, config)
+    writer = RecordWriter(
+        FEEDBACK.storage(config),
+        TRANSCRIPT.storage(config),
+        config.service.record_writer_threads,
+        metrics.record_result,
+    )
+    stack.push_async_callback(writer.close)
+    telemetry = await open_telemetry(config, state.store, state.settings, metrics, reset_telemetry_client_id)
+    stack.push_async_callback(telemetry.close)
+    answers, catalog = await stack.enter_async_context(_answers(config, metrics, embedder, provider))
+    models = _model_manager(config, catalog, answers, telemetry.service, embedder)
+    stack.push_async_callback(models.close)
+    stack.enter_context(_frozen_startup_heap())
+    # Background work begins only once every resource is open: nothing runs during start-up.
+    telemetry.sender.start()
+    probe = HealthProbe("database", state.store.check, config.service.database.health_check_interval_seconds)
+    health = await stack.enter_async_context(probe.running())
+    turns, feedback = _user_data(config, state, answers, redactor, writer, metrics=metrics)
+    return Server(
+        auth=auth,
+        hasher=state.hasher,
+        store=state.store,
+        health=health,
+        settings=state.settings,
+        telemetry=telemetry.service,
+        sender=telemetry.sender,
+        answers=answers,
+        models=models,
+        turns=turns,
+        feedback=feedback,
+    )
 
 
 def create_app(
@@ -259,7 +265,6 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[HTTP_METRICS] = app[METRICS]
-    app[REDACTOR] = Redactor.from_config(config.redaction)
     app[OPENAPI] = build_openapi(ROUTES)
     app[STREAMS] = RunningStreams()
     app[REQUEST_IDS] = RequestIds()
@@ -267,15 +272,19 @@ def create_app(
         config.service.timeouts.body_timeout_seconds, config.service.timeouts.min_body_bytes_per_second
     )
     app[ALLOWED_HOSTS] = effective_allowed_hosts(config.service.host, config.service.allowed_hosts)
-    app.cleanup_ctx.extend(
-        [
-            _redactor_worker,
-            _state(config),
-            _telemetry(config, reset_telemetry_client_id),
-            _answers(config, embedder, provider),
-            _freeze_startup_heap,
-            _start_background,
-        ]
-    )
+
+    async def start(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            app[SERVER] = await _open(
+                stack,
+                config,
+                app[METRICS],
+                embedder=embedder,
+                provider=provider,
+                reset_telemetry_client_id=reset_telemetry_client_id,
+            )
+            yield
+
+    app.cleanup_ctx.append(start)
     add_routes(app)
     return app

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from lightspeed.answers.providers.base import IMAGE
-from lightspeed_common.errors import RequestInvalid, Unprocessable
+from lightspeed_common.errors import INVALID_ATTRIBUTE, RequestInvalid, Unprocessable
 
 
 class Body(BaseModel):
@@ -70,7 +70,6 @@ TEXT_ATTACHMENT_TYPES = ("alert", "api object", "configuration", "error message"
 TEXT_CONTENT_TYPES = ("text/plain", "application/json", "application/yaml", "application/xml")
 # What each image content type's data starts with.
 IMAGE_SIGNATURES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
-INVALID_ATTRIBUTE = "Invalid attribute value"
 
 
 def _choices(values: Iterable[str]) -> str:

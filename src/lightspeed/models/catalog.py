@@ -15,16 +15,15 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from lightspeed.answers.answering import Answerer
 from lightspeed.models.embedding import Embedder
 from lightspeed.models.probe import find_and_probe
 from lightspeed.models.sources import ModelUnavailable
-from lightspeed.records.formats import utc_now
 from lightspeed.telemetry.service import ModelFacts, TelemetryService
 from lightspeed_common.atomic import write_private
 from lightspeed_common.errors import Conflict, NotFound
@@ -32,6 +31,7 @@ from lightspeed_common.errors import Conflict, NotFound
 log = structlog.get_logger(__name__)
 CATALOG_FILE = "embedding_models.json"
 T = TypeVar("T")
+Index = TypeVar("Index")
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,27 @@ class Activation:
     error: str | None = None
 
 
+class Retrieval(Protocol[Index]):
+    """What activating a model changes: retrieval's index (`answers.Answerer` is one). A protocol, so
+    the models package does not import the answers package, which imports it."""
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    def index_with(self, embedder: Embedder) -> Index:
+        """The documents indexed again with `embedder` (blocking)."""
+
+    def use(self, index: Index) -> int:
+        """Search `index` from now on (one assignment: a query sees the old or the new); its passages."""
+
+
 class ModelManager:
     """Register, list and activate embedding models for a running server."""
 
     def __init__(
         self,
         catalog: ModelCatalog,
-        answerer: Answerer,
+        retrieval: Retrieval[Any],
         telemetry: TelemetryService,
         *,
         models_dir: Path,
@@ -120,7 +134,7 @@ class ModelManager:
         load_default: Callable[[], Embedder],
     ) -> None:
         self.catalog = catalog
-        self._answerer = answerer
+        self._retrieval = retrieval
         self._telemetry = telemetry
         self._models_dir = models_dir
         self._default_name = default_name
@@ -133,7 +147,7 @@ class ModelManager:
 
     @property
     def active_name(self) -> str:
-        return self._answerer.index.embedder.name
+        return self._retrieval.embedder.name
 
     async def _on_loader(self, func: Callable[[], T]) -> T:
         async with self._load_lock:
@@ -142,7 +156,9 @@ class ModelManager:
     async def register(self, name: str, source: str, local_path: str | None, activate: bool) -> dict[str, Any]:
         """Load, test, store and (if asked and usable) activate a model; report what happened."""
         result = await self._on_loader(lambda: find_and_probe(name, source, local_path, self._models_dir))
-        entry = RegisteredModel(result.facts, local_path, utc_now().isoformat(), result.error_code, result.error)
+        entry = RegisteredModel(
+            result.facts, local_path, datetime.now(UTC).isoformat(), result.error_code, result.error
+        )
         await self.catalog.save({**self.catalog.models, name: entry}, self.catalog.active)
         queued = self._telemetry.record_model(result.facts)
         if queued:
@@ -173,7 +189,7 @@ class ModelManager:
         active = self.active_name
         models = [{**m.to_json(), "active": m.name == active} for m in self.catalog.models.values()]
         if self._default_name not in self.catalog.models:
-            embedder = self._answerer.index.embedder if active == self._default_name else None
+            embedder = self._retrieval.embedder if active == self._default_name else None
             models.insert(0, self._default_entry(embedder, active == self._default_name))
         return {
             "active": active,
@@ -206,7 +222,7 @@ class ModelManager:
         if self._activation_task is not None and not self._activation_task.done():
             assert self.activation is not None
             raise Conflict("An activation is in progress", f"'{self.activation.model_name}' is being activated")
-        self.activation = Activation(name, "building", utc_now().isoformat())
+        self.activation = Activation(name, "building", datetime.now(UTC).isoformat())
         self._activation_task = asyncio.create_task(self._activate(self.activation, embedder))
         return self.activation
 
@@ -214,16 +230,16 @@ class ModelManager:
         name = activation.model_name
         try:
             model = embedder if embedder is not None else await self._on_loader(lambda: self._load(name))
-            index = await self._on_loader(lambda: self._answerer.index.with_embedder(model))
-            self._answerer.index = index  # one assignment: queries see the old index or the new one
+            index = await self._on_loader(lambda: self._retrieval.index_with(model))
+            passages = self._retrieval.use(index)
             await self.catalog.save(self.catalog.models, None if name == self._default_name else name)
         except Exception as exc:
             activation.state, activation.error = "failed", str(exc)
             log.exception("embedding_model_activation_failed", model=name)
         else:
             activation.state = "done"
-            log.info("embedding_model_activated", model=name, passages=len(index.passages))
-        activation.finished_at = utc_now().isoformat()
+            log.info("embedding_model_activated", model=name, passages=passages)
+        activation.finished_at = datetime.now(UTC).isoformat()
 
     def _load(self, name: str) -> Embedder:
         """A registered model (or the default) loaded again (blocking). Raises ModelUnavailable."""

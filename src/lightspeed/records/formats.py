@@ -7,20 +7,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 
-def utc_now() -> datetime:
+def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
-class Feedback:
-    user_hash: str
+class GivenFeedback:
+    """What a user sends as feedback, before redaction."""
+
     conversation_id: str
     user_question: str
     llm_response: str
     sentiment: int | None
     user_feedback: str | None
     categories: list[str] | None
-    timestamp: datetime = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feedback(GivenFeedback):
+    """A feedback record: the given feedback redacted, its author's hash, and when it came."""
+
+    user_hash: str
+    timestamp: datetime = field(default_factory=_utc_now)
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -52,7 +60,7 @@ class Transcript:
     query_is_valid: bool = True
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     tool_results: list[dict[str, Any]] = field(default_factory=list)
-    timestamp: datetime = field(default_factory=utc_now)
+    timestamp: datetime = field(default_factory=_utc_now)
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,10 @@ the question as the records keep it (redacted), the answer, the model and
 provider, when it started and completed, and each attachment's type, content
 type and size (never its content).
 
+The ownership rule is here too: a conversation belongs to the user hash that
+began it; an unknown one is 404 and someone else's 403 (lightspeed-stack's
+texts), except that an admin may read, rename or delete another's.
+
 Deleting a conversation removes its history; transcripts already written to
 `transcripts_storage` stay where the collector expects them.
 """
@@ -16,7 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from lightspeed_common.errors import Forbidden, NotFound
+
 TOPIC_CHARS = 100
+NO_PERMISSION = "User does not have permission to perform this action"
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,25 @@ def topic_of(question: str) -> str:
     """A new conversation's topic summary: its first question's first line, shortened."""
     line = question.strip().splitlines()[0] if question.strip() else ""
     return line if len(line) <= TOPIC_CHARS else line[: TOPIC_CHARS - 1].rstrip() + "…"
+
+
+def conversation_not_found(conversation_id: str) -> NotFound:
+    return NotFound("Conversation not found", f"Conversation with ID {conversation_id} does not exist")
+
+
+def check_access(found: Conversation | None, user_id: str, user_hash: str, *, admin: bool, action: str) -> None:
+    """403 when `found` is someone else's and the caller is no admin; an unknown conversation passes."""
+    if found is not None and found.owner != user_hash and not admin:
+        cause = f"User {user_id} does not have permission to {action} conversation with ID {found.conversation_id}"
+        raise Forbidden(NO_PERMISSION, cause)
+
+
+async def check_owner(store: ConversationStore, conversation_id: str, user_id: str, user_hash: str) -> None:
+    """What a question or a feedback about a conversation needs: 404 for an unknown one, 403 for
+    someone else's (an admin's too: a turn or a feedback is its owner's to add)."""
+    owner = await store.owner(conversation_id)
+    if owner is None:
+        raise conversation_not_found(conversation_id)
+    if owner != user_hash:
+        cause = f"User {user_id} does not have permission to read conversation with ID {conversation_id}"
+        raise Forbidden(NO_PERMISSION, cause)

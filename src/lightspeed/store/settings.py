@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from lightspeed.records.formats import utc_now
 from lightspeed.store.queries import StateStore
 from lightspeed_common.atomic import mark_migrated
 
@@ -73,7 +72,7 @@ class RuntimeSettings:
         async with self._lock:
             await self.refresh()
             previous = self.feedback_enabled
-            now = utc_now()
+            now = datetime.now(UTC)
             await self._write(
                 {
                     "feedback_enabled": enabled,

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG
+from lightspeed.api.state import CONFIG, SERVER
 from lightspeed.auth import require_admin
 from lightspeed.store.sqlite import DATABASE_FILE
 from lightspeed_common.config import AppConfig
@@ -47,18 +47,18 @@ def _provider_config(app: web.Application, provider_id: str) -> dict[str, Any]:
     if provider_id == "local":
         local = answers.local
         return {"documents_dir": str(local.documents_dir), "top_k": local.top_k, "min_score": local.min_score}
-    embedder = app[ANSWERS].index.embedder
+    embedder = app[SERVER].answers.index.embedder
     return {"model": embedder.name, "embedding_dimension": embedder.dimension}
 
 
 def _provider_ids(app: web.Application) -> list[str]:
-    return [app[ANSWERS].provider.name, "sentence-transformers"]
+    return [app[SERVER].answers.provider.name, "sentence-transformers"]
 
 
 async def providers(request: web.Request) -> web.Response:
     """GET /v1/providers: `{"providers": {"inference": [{provider_id, provider_type}]}}`."""
     app = request.app
-    app[AUTH](request)
+    app[SERVER].auth(request)
     listed = [{"provider_id": p, "provider_type": PROVIDER_TYPES[p]} for p in _provider_ids(app)]
     return web.json_response({"providers": {INFERENCE: listed}})
 
@@ -66,11 +66,15 @@ async def providers(request: web.Request) -> web.Response:
 async def provider(request: web.Request) -> web.Response:
     """GET /v1/providers/{provider_id}: its type, its settings (secrets masked) and its health now."""
     app = request.app
-    app[AUTH](request)
+    app[SERVER].auth(request)
     provider_id = request.match_info["provider_id"]
     if provider_id not in _provider_ids(app):
         raise NotFound("Provider not found", f"Provider with ID {provider_id} does not exist")
-    reason = await app[ANSWERS].provider.unready_reason() if provider_id == app[ANSWERS].provider.name else None
+    reason = (
+        await app[SERVER].answers.provider.unready_reason()
+        if provider_id == app[SERVER].answers.provider.name
+        else None
+    )
     health = {"status": "Error", "message": reason} if reason else {"status": "OK", "message": "Healthy"}
     body = {
         "api": INFERENCE,
@@ -83,12 +87,12 @@ async def provider(request: web.Request) -> web.Response:
 
 
 async def shields(request: web.Request) -> web.Response:
-    request.app[AUTH](request)
+    request.app[SERVER].auth(request)
     return web.json_response({"shields": []})
 
 
 async def tools(request: web.Request) -> web.Response:
-    request.app[AUTH](request)
+    request.app[SERVER].auth(request)
     return web.json_response({"tools": []})
 
 
@@ -138,5 +142,5 @@ def _conversation_store(config: AppConfig) -> dict[str, Any]:
 async def configuration(request: web.Request) -> web.Response:
     """GET /v1/config (admin): the configuration as lightspeed-stack's clients read it."""
     app = request.app
-    require_admin(app[AUTH](request))
+    require_admin(app[SERVER].auth(request))
     return web.json_response({"configuration": stack_configuration(app[CONFIG])})

@@ -24,12 +24,11 @@ from lightspeed.api.conversation_payloads import (
     ConversationUpdateResponse,
     Message,
 )
-from lightspeed.api.handlers.query import NO_PERMISSION, conversation_not_found
-from lightspeed.api.keys import AUTH, CONVERSATIONS, HASHER
 from lightspeed.api.payloads import parse_body
+from lightspeed.api.state import SERVER
 from lightspeed.auth import User
-from lightspeed.store.conversations import Conversation, Turn
-from lightspeed_common.errors import BadRequest, Forbidden
+from lightspeed.store.conversations import Conversation, Turn, check_access, conversation_not_found
+from lightspeed_common.errors import BadRequest
 from lightspeed_common.http.middleware import read_body
 
 
@@ -49,21 +48,19 @@ def _conversation_id(request: web.Request) -> str:
 
 async def _allowed(request: web.Request, action: str) -> tuple[User, str, Conversation | None]:
     """The user, the conversation id, and the conversation when it exists and the user may `action` it."""
-    app = request.app
-    user = app[AUTH](request)
+    server = request.app[SERVER]
+    user = server.auth(request)
     conversation_id = _conversation_id(request)
-    found = await app[CONVERSATIONS].get(conversation_id)
-    if found is not None and found.owner != app[HASHER](user.user_id) and user.role != "admin":
-        cause = f"User {user.user_id} does not have permission to {action} conversation with ID {conversation_id}"
-        raise Forbidden(NO_PERMISSION, cause)
+    found = await server.store.get(conversation_id)
+    check_access(found, user.user_id, server.hasher(user.user_id), admin=user.role == "admin", action=action)
     return user, conversation_id, found
 
 
 async def _own(request: web.Request) -> list[Conversation]:
     """The caller's conversations, most recent first."""
-    app = request.app
-    user = app[AUTH](request)
-    return await app[CONVERSATIONS].list_for(app[HASHER](user.user_id))
+    server = request.app[SERVER]
+    user = server.auth(request)
+    return await server.store.list_for(server.hasher(user.user_id))
 
 
 async def list_v1(request: web.Request) -> web.Response:
@@ -113,13 +110,13 @@ async def get_conversation(request: web.Request) -> web.Response:
     _, conversation_id, found = await _allowed(request, "read")
     if found is None:
         raise conversation_not_found(conversation_id)
-    turns = await request.app[CONVERSATIONS].turns(conversation_id)
+    turns = await request.app[SERVER].store.turns(conversation_id)
     return _json(ConversationResponse(conversation_id=conversation_id, chat_history=[_turn(t) for t in turns]))
 
 
 async def delete_conversation(request: web.Request) -> web.Response:
     _, conversation_id, found = await _allowed(request, "delete")
-    deleted = found is not None and await request.app[CONVERSATIONS].delete(conversation_id)
+    deleted = found is not None and await request.app[SERVER].store.delete(conversation_id)
     response = "Conversation deleted successfully" if deleted else "Conversation not found"
     return _json(
         ConversationDeleteResponse(conversation_id=conversation_id, deleted=deleted, response=response, success=True)
@@ -129,7 +126,7 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def update_conversation(request: web.Request) -> web.Response:
     _, conversation_id, found = await _allowed(request, "update")
     body = parse_body(ConversationUpdateRequest, await read_body(request))
-    if found is None or not await request.app[CONVERSATIONS].set_topic(conversation_id, body.topic_summary):
+    if found is None or not await request.app[SERVER].store.set_topic(conversation_id, body.topic_summary):
         raise conversation_not_found(conversation_id)
     return _json(
         ConversationUpdateResponse(

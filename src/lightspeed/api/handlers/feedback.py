@@ -1,68 +1,44 @@
-"""POST /v1/feedback, GET and PUT /v1/feedback/status."""
+"""POST /v1/feedback, GET and PUT /v1/feedback/status: HTTP in, the feedback desk (records/feedback.py), HTTP out."""
 
 from __future__ import annotations
 
-import structlog
 from aiohttp import web
 
-from lightspeed.api.handlers.query import check_conversation_owner
-from lightspeed.api.keys import AUTH, CONFIG, CONVERSATIONS, HASHER, RECORDS, REDACTOR, SETTINGS
 from lightspeed.api.payloads import FeedbackRequest, FeedbackStatusUpdate, parse_body
+from lightspeed.api.state import SERVER
 from lightspeed.auth import require_admin
-from lightspeed.records.formats import Feedback
-from lightspeed_common.errors import ApiError, Conflict, Forbidden, RecordWriteError
+from lightspeed.records.formats import GivenFeedback
 from lightspeed_common.http.middleware import read_body
-
-log = structlog.get_logger(__name__)
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    app = request.app
-    user = app[AUTH](request)
-    if not app[SETTINGS].feedback_enabled:
-        raise Forbidden("Storing feedback is disabled", "Storing feedback is disabled.")
+    server = request.app[SERVER]
+    user = server.auth(request)
+    server.feedback.check_enabled()  # 403 before the body is read, as lightspeed-stack answers
     body = parse_body(FeedbackRequest, await read_body(request))
-    user_hash = app[HASHER](user.user_id)
-    await check_conversation_owner(app[CONVERSATIONS], body.conversation_id, user, user_hash)
-    # One decision for the three texts together: short ones on the loop, long ones in the worker process.
-    question, response, comment = await app[REDACTOR].redact_all(
-        [body.user_question, body.llm_response, body.user_feedback or ""]
-    )
-    feedback = Feedback(
-        user_hash=user_hash,
+    given = GivenFeedback(
         conversation_id=body.conversation_id,
-        user_question=question,
-        llm_response=response,
+        user_question=body.user_question,
+        llm_response=body.llm_response,
         sentiment=body.sentiment,
-        user_feedback=comment if body.user_feedback is not None else None,
+        user_feedback=body.user_feedback,
         categories=[c.value for c in body.categories] if body.categories else None,
     )
-    try:
-        path = await app[RECORDS].write_feedback(feedback)
-    except RecordWriteError as exc:
-        log.error("feedback_write_failed", reason=exc.reason)
-        raise ApiError("Failed to store feedback", exc.reason) from exc
-    log.debug("record_written", kind="feedback", file=path.name)
+    await server.feedback.submit(user.user_id, given)
     return web.json_response({"response": "feedback received"})
 
 
 async def get_feedback_status(request: web.Request) -> web.Response:
-    enabled = request.app[SETTINGS].feedback_enabled
+    enabled = request.app[SERVER].feedback.enabled
     return web.json_response({"functionality": "feedback", "status": {"enabled": enabled}})
 
 
 async def put_feedback_status(request: web.Request) -> web.Response:
-    app = request.app
-    user = app[AUTH](request)
+    server = request.app[SERVER]
+    user = server.auth(request)
     require_admin(user)
     body = parse_body(FeedbackStatusUpdate, await read_body(request))
-    if body.status and app[CONFIG].user_data_collection.feedback_storage is None:
-        raise Conflict(
-            "Feedback cannot be enabled",
-            "user_data_collection.feedback_storage is not configured",
-        )
-    change = await app[SETTINGS].set_feedback_enabled(body.status, user.user_id, app[HASHER](user.user_id))
-    log.info("feedback_status_changed", previous=change.previous_status, updated=change.updated_status)
+    change = await server.feedback.set_enabled(body.status, user.user_id)
     return web.json_response(
         {
             "status": {

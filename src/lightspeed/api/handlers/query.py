@@ -1,4 +1,4 @@
-"""POST /v1/query and POST /v1/streaming_query."""
+"""POST /v1/query, POST /v1/streaming_query and its interrupt: HTTP in, a turn (lightspeed.turns), HTTP out."""
 
 from __future__ import annotations
 
@@ -6,210 +6,51 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from lightspeed.answers.answering import ModelChoice, recent_history, retrieval_query
-from lightspeed.answers.providers.base import Attachment, Exchange, Question, Usage
-from lightspeed.answers.retrieval import Hit
+from lightspeed.answers.providers.base import Attachment, Usage
 from lightspeed.api.catalog_payloads import StreamingInterruptRequest
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, CONVERSATIONS, HASHER, METRICS, RECORDS, REDACTOR, STREAMS
-from lightspeed.api.payloads import INVALID_ATTRIBUTE, QueryRequest, parse_body
-from lightspeed.auth import User
-from lightspeed.records.formats import Transcript
-from lightspeed.store.conversations import ConversationStore, Turn
-from lightspeed_common.config import AnswersConfig
-from lightspeed_common.errors import ApiError, Forbidden, NotFound, PayloadTooLarge, RecordWriteError, Unprocessable
+from lightspeed.api.payloads import QueryRequest, parse_body
+from lightspeed.api.state import SERVER, STREAMS
+from lightspeed.turns import Ask, PreparedTurn, Turns, rag_chunks, referenced_documents
+from lightspeed_common.errors import ApiError, NotFound
 from lightspeed_common.http.keys import REQUEST_ID
 from lightspeed_common.http.middleware import read_body
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class PreparedQuery:
-    user: User
-    user_hash: str
-    body: QueryRequest
-    choice: ModelChoice
-    conversation_id: str
-    is_new: bool
-    question: Question
-    started_at: datetime
+def _ask(body: QueryRequest) -> Ask:
+    attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
+    return Ask(body.query, body.conversation_id, body.provider, body.model, body.system_prompt, attachments)
 
 
-NO_PERMISSION = "User does not have permission to perform this action"
-
-
-def conversation_not_found(conversation_id: str) -> NotFound:
-    return NotFound("Conversation not found", f"Conversation with ID {conversation_id} does not exist")
-
-
-async def check_conversation_owner(store: ConversationStore, conversation_id: str, user: User, user_hash: str) -> None:
-    """404 for an unknown conversation, 403 for someone else's (lightspeed-stack's texts)."""
-    owner = await store.owner(conversation_id)
-    if owner is None:
-        raise conversation_not_found(conversation_id)
-    if owner != user_hash:
-        raise Forbidden(
-            NO_PERMISSION,
-            f"User {user.user_id} does not have permission to read conversation with ID {conversation_id}",
-        )
-
-
-def check_sizes(body: QueryRequest, limits: AnswersConfig) -> None:
-    """A question's cost is bounded by its size: lightspeed-stack's 413 for a prompt too long or
-    attachments too large, its 422 for an attachment too many."""
-    prompt = len(body.query) + len(body.system_prompt or "")
-    if prompt > limits.max_prompt_chars:
-        raise PayloadTooLarge(
-            "Prompt is too long",
-            f"The prompt exceeds the maximum allowed length: {prompt} characters, at most {limits.max_prompt_chars}.",
-        )
-    attachments = body.attachments or []
-    if len(attachments) > limits.max_attachments:
-        cause = f"Too many attachments: {len(attachments)}, at most {limits.max_attachments}"
-        raise Unprocessable(INVALID_ATTRIBUTE, cause)
-    size = sum(a.size for a in attachments)
-    if size > limits.max_attachments_bytes:
-        raise PayloadTooLarge(
-            "File too large",
-            f"The attachments total {size} bytes, more than the maximum of {limits.max_attachments_bytes} bytes",
-        )
-
-
-async def prepare_query(request: web.Request) -> PreparedQuery:
-    app = request.app
-    user = app[AUTH](request)
+async def prepare_turn(request: web.Request) -> tuple[QueryRequest, PreparedTurn]:
+    server = request.app[SERVER]
+    user = server.auth(request)
     body = parse_body(QueryRequest, await read_body(request))
-    check_sizes(body, app[CONFIG].answers)
+    ask = _ask(body)
+    server.turns.check_sizes(ask)  # before the attachments' own checks, as lightspeed-stack orders them
     for attachment in body.attachments or ():
         attachment.check()
-    choice = app[ANSWERS].choose_model(body.provider, body.model)
-    user_hash = app[HASHER](user.user_id)
-    started_at = datetime.now(UTC)
-    history: list[Exchange] = []
-    if body.conversation_id is not None:
-        store = app[CONVERSATIONS]
-        await check_conversation_owner(store, body.conversation_id, user, user_hash)
-        turns = [Exchange(t.question, t.answer) for t in await store.turns(body.conversation_id)]
-        history = recent_history(turns, app[CONFIG].answers.history_max_chars)
-    conversation_id = body.conversation_id or str(uuid.uuid4())
-    found = await app[ANSWERS].retrieve(retrieval_query(body.query, history), user_hash)
-    attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
-    question = Question(body.query, choice.model, body.system_prompt, attachments, found.hits, history, found.excerpts)
-    is_new = body.conversation_id is None
-    return PreparedQuery(user, user_hash, body, choice, conversation_id, is_new, question, started_at)
-
-
-def rag_chunks(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    return [{"content": h.passage.text, "source": h.passage.source, "score": round(h.score, 4)} for h in hits]
-
-
-def referenced_documents(hits: Sequence[Hit]) -> list[dict[str, str]]:
-    seen: dict[str, str] = {}
-    for hit in hits:
-        seen.setdefault(hit.passage.source, hit.passage.title)
-    return [{"doc_url": source, "doc_title": title} for source, title in seen.items()]
-
-
-async def remember_turn(app: web.Application, prepared: PreparedQuery, redacted_query: str, answer: str) -> None:
-    """Add the turn to the conversation's history (the question as the records keep it, redacted)."""
-    turn = Turn(
-        question=redacted_query,
-        answer=answer,
-        model=prepared.choice.model,
-        provider=prepared.choice.provider,
-        started_at=prepared.started_at,
-        completed_at=datetime.now(UTC),
-        attachments=[a.metadata() for a in prepared.question.attachments],
-    )
-    await app[CONVERSATIONS].add_turn(prepared.conversation_id, prepared.user_hash, turn)
-
-
-def _recorded_attachments(attachments: Sequence[Attachment], redacted: Iterator[str]) -> list[dict[str, Any]]:
-    """The attachments as the transcript keeps them: metadata, and a text's content redacted (never image bytes)."""
-    recorded = []
-    for attachment in attachments:
-        entry: dict[str, Any] = attachment.metadata()
-        if not attachment.is_image:
-            entry["content"] = next(redacted)
-        recorded.append(entry)
-    return recorded
-
-
-async def finish_turn(app: web.Application, prepared: PreparedQuery, answer: str, truncated: bool) -> None:
-    """Add the turn to the conversation and write the transcript.
-
-    A transcript that cannot be written is logged and counted; it never turns
-    an answer the user already has into an error.
-    """
-    attachments = prepared.question.attachments
-    recording = app[CONFIG].user_data_collection.transcripts_enabled
-    texts = [a.content for a in attachments if not a.is_image] if recording else []
-    # The question and the text attachments redacted together: the loop or the worker process is chosen
-    # by their total length, so many short attachments cannot stall the loop.
-    redacted = iter(await app[REDACTOR].redact_all([prepared.body.query, *texts]))
-    redacted_query = next(redacted)
-    await remember_turn(app, prepared, redacted_query, answer)
-    if not recording:
-        return
-    transcript = Transcript(
-        user_hash=prepared.user_hash,
-        conversation_id=prepared.conversation_id,
-        provider=prepared.choice.provider,
-        model=prepared.choice.model,
-        query_provider=prepared.body.provider,
-        query_model=prepared.body.model,
-        redacted_query=redacted_query,
-        llm_response=answer,
-        rag_chunks=rag_chunks(prepared.question.hits),
-        truncated=truncated,
-        attachments=_recorded_attachments(attachments, redacted),
-    )
-    try:
-        path = await app[RECORDS].write_transcript(transcript)
-    except RecordWriteError as exc:
-        log.error("transcript_write_failed", reason=exc.reason)
-    else:
-        log.debug("record_written", kind="transcript", file=path.name)
-
-
-def _llm_failed(app: web.Application, prepared: PreparedQuery) -> None:
-    app[METRICS].llm_failure(prepared.choice.provider, prepared.choice.model)
-
-
-def _llm_answered(app: web.Application, prepared: PreparedQuery, endpoint: str, started: float, usage: Usage) -> None:
-    choice = prepared.choice
-    seconds = time.perf_counter() - started
-    app[METRICS].llm_call(
-        choice.provider, choice.model, endpoint, seconds=seconds, sent=usage.input_tokens, received=usage.output_tokens
-    )
+    return body, await server.turns.prepare(user.user_id, ask)
 
 
 async def query(request: web.Request) -> web.Response:
-    app = request.app
-    prepared = await prepare_query(request)
-    started = time.perf_counter()
-    try:
-        completion = await app[ANSWERS].provider.complete(prepared.question)
-    except ApiError:
-        _llm_failed(app, prepared)
-        raise
-    _llm_answered(app, prepared, "/v1/query", started, Usage(completion.input_tokens, completion.output_tokens))
-    await finish_turn(request.app, prepared, completion.text, truncated=False)
+    turns = request.app[SERVER].turns
+    _, turn = await prepare_turn(request)
+    completion = await turns.complete(turn, "/v1/query")
+    await turns.finish(turn, completion.text, truncated=False)
     return web.json_response(
         {
-            "conversation_id": prepared.conversation_id,
+            "conversation_id": turn.conversation_id,
             "response": completion.text,
-            "rag_chunks": rag_chunks(prepared.question.hits),
-            "referenced_documents": referenced_documents(prepared.question.hits),
+            "rag_chunks": rag_chunks(turn.question.hits),
+            "referenced_documents": referenced_documents(turn.question.hits),
             "truncated": False,
             "input_tokens": completion.input_tokens,
             "output_tokens": completion.output_tokens,
@@ -235,12 +76,14 @@ async def _first_piece(pieces: AsyncGenerator[str, None]) -> str | None:
 class AnswerStream:
     """Writes one answer to the client, as SSE frames or, for media_type text/plain, as raw text."""
 
-    def __init__(self, response: web.StreamResponse, prepared: PreparedQuery, request_id: str, usage: Usage) -> None:
+    def __init__(
+        self, response: web.StreamResponse, turn: PreparedTurn, request_id: str, usage: Usage, as_text: bool
+    ) -> None:
         self.response = response
-        self.prepared = prepared
+        self.turn = turn
         self.request_id = request_id
         self.usage = usage  # the provider fills it as the answer ends
-        self.as_text = prepared.body.media_type == "text/plain"
+        self.as_text = as_text
         self.parts: list[str] = []
 
     async def event(self, event: str, data: dict[str, Any], **extra: Any) -> None:
@@ -254,7 +97,7 @@ class AnswerStream:
 
     async def run(self, first: str | None, pieces: AsyncGenerator[str, None]) -> None:
         """start, the tokens, turn_complete; `end` is the caller's, as an interrupted stream ends too."""
-        await self.event("start", {"conversation_id": self.prepared.conversation_id, "request_id": self.request_id})
+        await self.event("start", {"conversation_id": self.turn.conversation_id, "request_id": self.request_id})
         if first is not None:
             await self.token(first)
         async for piece in pieces:
@@ -263,7 +106,7 @@ class AnswerStream:
 
     async def end(self, truncated: bool) -> None:
         end = {
-            "referenced_documents": referenced_documents(self.prepared.question.hits),
+            "referenced_documents": referenced_documents(self.turn.question.hits),
             "truncated": truncated,
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,
@@ -271,9 +114,9 @@ class AnswerStream:
         await self.event("end", end, available_quotas={})
 
 
-async def _open_stream(request: web.Request, prepared: PreparedQuery, usage: Usage) -> AnswerStream:
+async def _open_stream(request: web.Request, turn: PreparedTurn, usage: Usage, as_text: bool) -> AnswerStream:
     response = web.StreamResponse()
-    stream = AnswerStream(response, prepared, request.app[STREAMS].new_id(request[REQUEST_ID]), usage)
+    stream = AnswerStream(response, turn, request.app[STREAMS].new_id(request[REQUEST_ID]), usage, as_text)
     response.headers.update(
         {
             "Content-Type": "text/plain; charset=utf-8" if stream.as_text else "text/event-stream",
@@ -288,7 +131,7 @@ async def _open_stream(request: web.Request, prepared: PreparedQuery, usage: Usa
 async def _run_interruptible(request: web.Request, stream: AnswerStream, task: asyncio.Task[None]) -> bool:
     """Wait for the stream's task; True when it ran to the end, False when interrupted through the API.
     Cancelling the handler (the client went away) cancels the task and propagates."""
-    with request.app[STREAMS].running(stream.request_id, stream.prepared.user.user_id, task):
+    with request.app[STREAMS].running(stream.request_id, stream.turn.user_id, task):
         try:
             await task
         except asyncio.CancelledError:
@@ -301,24 +144,24 @@ async def _run_interruptible(request: web.Request, stream: AnswerStream, task: a
 
 
 async def streaming_query(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    prepared = await prepare_query(request)
+    turns: Turns = request.app[SERVER].turns
+    body, turn = await prepare_turn(request)
     started = time.perf_counter()
     usage = Usage()
-    pieces = app[ANSWERS].provider.stream(prepared.question, usage)
+    pieces = turns.stream(turn, usage)
     try:
         first = await _first_piece(pieces)
     except ApiError:
-        _llm_failed(app, prepared)
+        turns.failed(turn)
         raise
-    stream = await _open_stream(request, prepared, usage)
+    stream = await _open_stream(request, turn, usage, as_text=body.media_type == "text/plain")
     completed = False
     try:
         completed = await _run_interruptible(request, stream, asyncio.create_task(stream.run(first, pieces)))
         await stream.end(truncated=not completed)
-        _llm_answered(app, prepared, "/v1/streaming_query", started, usage)
+        turns.answered(turn, "/v1/streaming_query", started, usage)
     except ApiError as exc:
-        _llm_failed(app, prepared)
+        turns.failed(turn)
         log.warning("stream_failed", status=exc.status, response=exc.response)
         with contextlib.suppress(ConnectionError):
             await stream.event("error", {"response": exc.response, "cause": exc.cause})
@@ -327,7 +170,7 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     finally:
         await pieces.aclose()
         # Shielded: the transcript is written even when the handler is being cancelled.
-        await asyncio.shield(finish_turn(app, prepared, "".join(stream.parts), truncated=not completed))
+        await asyncio.shield(turns.finish(turn, "".join(stream.parts), truncated=not completed))
     with contextlib.suppress(ConnectionError):
         await stream.response.write_eof()
     return stream.response
@@ -335,10 +178,9 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
 
 async def interrupt(request: web.Request) -> web.Response:
     """POST /v1/streaming_query/interrupt: stop the caller's stream that is running under `request_id`."""
-    app = request.app
-    user = app[AUTH](request)
+    user = request.app[SERVER].auth(request)
     body = parse_body(StreamingInterruptRequest, await read_body(request))
-    if not app[STREAMS].interrupt(body.request_id, user.user_id):
+    if not request.app[STREAMS].interrupt(body.request_id, user.user_id):
         raise NotFound("Streaming Request not found", f"Streaming Request with ID {body.request_id} does not exist")
     return web.json_response(
         {"request_id": body.request_id, "interrupted": True, "message": "Streaming request interrupted"}

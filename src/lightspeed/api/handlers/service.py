@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lightspeed.api.keys import ANSWERS, AUTH, CONFIG, METRICS, OPENAPI, STORE_HEALTH
+from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER
 from lightspeed_common.records import storage_roots
 from lightspeed_common.version import VERSION
 
@@ -24,7 +24,7 @@ NO_LLAMA_STACK = "none"
 
 async def root(request: web.Request) -> web.Response:
     """GET /: a short page naming the service (authenticated, as lightspeed-stack's)."""
-    request.app[AUTH](request)
+    request.app[SERVER].auth(request)
     return web.Response(text=ROOT_PAGE.format(version=VERSION), content_type="text/html")
 
 
@@ -32,13 +32,13 @@ async def authorized(request: web.Request) -> web.Response:
     """POST /authorized: who the credentials say the caller is. `skip_userid_check` is true when
     the auth module takes the user id on trust (noop, noop-with-token), false for api-key."""
     app = request.app
-    user = app[AUTH](request)
+    user = app[SERVER].auth(request)
     trusted = app[CONFIG].authentication.module != "api-key"
     return web.json_response({"user_id": user.user_id, "username": user.username, "skip_userid_check": trusted})
 
 
 async def info(request: web.Request) -> web.Response:
-    request.app[AUTH](request)
+    request.app[SERVER].auth(request)
     return web.json_response({"name": "lightspeed", "service_version": VERSION, "llama_stack_version": NO_LLAMA_STACK})
 
 
@@ -64,14 +64,14 @@ async def readiness(request: web.Request) -> web.Response:
     reasons: list[str] = []
     impacts: list[str] = []
     unhealthy: list[dict[str, str]] = []
-    provider = app[ANSWERS].provider
+    provider = app[SERVER].answers.provider
     provider_reason = await provider.unready_reason()
     if provider_reason:
         reasons.append(provider_reason)
         impacts.append(LLM_UNAVAILABLE)
         unhealthy.append({"provider_id": provider.name, "status": "unhealthy", "message": provider_reason})
     # Conversations, settings and the telemetry queue: without them no question can be answered.
-    database = app[STORE_HEALTH].problem
+    database = app[SERVER].health.problem
     if database:
         reasons.append(f"database: {database}")
         impacts.append(STATE_UNAVAILABLE)
@@ -115,8 +115,8 @@ async def models(request: web.Request) -> web.Response:
     """The answer models (`llm`) and the embedding model retrieval uses (`embedding`); `?model_type=`
     keeps one type (an unknown type: none)."""
     app = request.app
-    app[AUTH](request)
-    answers = app[ANSWERS]
+    app[SERVER].auth(request)
+    answers = app[SERVER].answers
     embedder = answers.index.embedder
     listed = [
         _catalog_model(

@@ -7,9 +7,9 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from lightspeed.api.keys import AUTH, SENDER, TELEMETRY
 from lightspeed.api.payloads import parse_body
 from lightspeed.api.settings_payloads import TelemetryUpdate
+from lightspeed.api.state import SERVER
 from lightspeed.auth import require_admin
 from lightspeed.telemetry.registry_client import RegistryRejected, RegistryUnavailable
 from lightspeed.telemetry.service import NOT_ENABLED
@@ -22,11 +22,11 @@ log = structlog.get_logger(__name__)
 
 
 def _admin(request: web.Request) -> None:
-    require_admin(request.app[AUTH](request))
+    require_admin(request.app[SERVER].auth(request))
 
 
 def _status(request: web.Request) -> dict[str, object]:
-    return {**request.app[TELEMETRY].status(), "sender": request.app[SENDER].status()}
+    return {**request.app[SERVER].telemetry.status(), "sender": request.app[SERVER].sender.status()}
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -35,26 +35,26 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    request.app[AUTH](request)
-    return web.json_response(request.app[TELEMETRY].consent())
+    request.app[SERVER].auth(request)
+    return web.json_response(request.app[SERVER].telemetry.consent())
 
 
 async def put_status(request: web.Request) -> web.Response:
     _admin(request)
     body = parse_body(TelemetryUpdate, await read_body(request))
-    service = request.app[TELEMETRY]
+    service = request.app[SERVER].telemetry
     if body.enabled:
         await service.enable(body.consent_version or "")
     else:
         await service.disable()
-    request.app[SENDER].reschedule()
+    request.app[SERVER].sender.reschedule()
     return web.json_response(_status(request))
 
 
 async def get_queue(request: web.Request) -> web.Response:
     """Exactly what would be sent, in order; `will_send` is false for events dated before consent."""
     _admin(request)
-    service = request.app[TELEMETRY]
+    service = request.app[SERVER].telemetry
     consented = service.consented_at
     events = [
         {
@@ -71,13 +71,13 @@ async def get_queue(request: web.Request) -> web.Response:
 
 async def purge_queue(request: web.Request) -> web.Response:
     _admin(request)
-    return web.json_response({"purged": await request.app[TELEMETRY].purge()})
+    return web.json_response({"purged": await request.app[SERVER].telemetry.purge()})
 
 
 async def send_now(request: web.Request) -> web.Response:
     """Start a send; with `?wait=N` wait up to N seconds (max 30) for its outcome, else 202."""
     _admin(request)
-    service = request.app[TELEMETRY]
+    service = request.app[SERVER].telemetry
     if not service.is_effective():
         reason = service.disabled_reason()
         if reason in (None, NOT_ENABLED):
@@ -87,7 +87,7 @@ async def send_now(request: web.Request) -> web.Response:
         wait = min(max(float(request.query.get("wait", "0")), 0.0), MAX_WAIT_SECONDS)
     except ValueError:
         raise web.HTTPBadRequest(text="wait must be a number of seconds") from None
-    task = request.app[SENDER].send_now()
+    task = request.app[SERVER].sender.send_now()
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), timeout=wait)
     except TimeoutError:
@@ -100,14 +100,14 @@ async def send_now(request: web.Request) -> web.Response:
 async def request_deletion(request: web.Request) -> web.Response:
     """Ask the registry to delete this installation's contributions (its client id is all that is sent)."""
     _admin(request)
-    service = request.app[TELEMETRY]
+    service = request.app[SERVER].telemetry
     client_id = service.client_id
     if client_id is None:
         raise Conflict("No client id", "telemetry was never enabled here, so the registry holds nothing from it")
     if service.config.registry_url is None:
         raise Conflict("No registry", "telemetry.registry_url is not configured")
     try:
-        reply = await request.app[SENDER].request_deletion(client_id)
+        reply = await request.app[SERVER].sender.request_deletion(client_id)
     except RegistryUnavailable as exc:
         raise ServiceUnavailable("The registry cannot be reached", f"try again later ({exc})") from None
     except RegistryRejected as exc:

@@ -1,0 +1,226 @@
+"""A turn of a conversation, from question to transcript: prepare, answer, remember, record.
+
+The HTTP handlers (`api/handlers/query.py`) translate requests into these
+calls and the results back into JSON or server-sent events; everything a turn
+decides is here:
+
+1. **prepare**: the question's size limits (413/422), the model asked for
+   (404), the conversation's owner (404/403, `store.conversations`), the
+   recent history that fits `answers.history_max_chars`, and retrieval for
+   the question (with the earlier questions a follow-up leans on);
+2. **answer**: the provider's completion or its stream, counted in the
+   metrics (`ls_llm_calls_total`, failures, tokens);
+3. **remember**: the turn added to the conversation, its question redacted;
+4. **record**: the transcript written (when `transcripts_enabled`), with the
+   question and text attachments redacted; a transcript that cannot be
+   written is logged and counted, never turned into an error for an answer
+   the user already has.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from lightspeed.answers.answering import Answerer, ModelChoice, recent_history, retrieval_query
+from lightspeed.answers.providers.base import Attachment, Completion, Exchange, Question, Usage
+from lightspeed.answers.retrieval import Hit
+from lightspeed.identity import UserHasher
+from lightspeed.metrics import Metrics
+from lightspeed.records.formats import Transcript
+from lightspeed.records.redaction import Redactor
+from lightspeed.records.writer import RecordWriter
+from lightspeed.store.conversations import ConversationStore, Turn, check_owner
+from lightspeed_common.config import AnswersConfig
+from lightspeed_common.errors import INVALID_ATTRIBUTE, ApiError, PayloadTooLarge, RecordWriteError, Unprocessable
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question as the user sent it."""
+
+    query: str
+    conversation_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    attachments: Sequence[Attachment] = ()
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    user_id: str
+    user_hash: str
+    ask: Ask
+    choice: ModelChoice
+    conversation_id: str
+    question: Question
+    started_at: datetime
+
+
+def rag_chunks(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    return [{"content": h.passage.text, "source": h.passage.source, "score": round(h.score, 4)} for h in hits]
+
+
+def referenced_documents(hits: Sequence[Hit]) -> list[dict[str, str]]:
+    seen: dict[str, str] = {}
+    for hit in hits:
+        seen.setdefault(hit.passage.source, hit.passage.title)
+    return [{"doc_url": source, "doc_title": title} for source, title in seen.items()]
+
+
+def check_sizes(ask: Ask, limits: AnswersConfig) -> None:
+    """A question's cost is bounded by its size: lightspeed-stack's 413 for a prompt too long or
+    attachments too large, its 422 for an attachment too many."""
+    prompt = len(ask.query) + len(ask.system_prompt or "")
+    if prompt > limits.max_prompt_chars:
+        raise PayloadTooLarge(
+            "Prompt is too long",
+            f"The prompt exceeds the maximum allowed length: {prompt} characters, at most {limits.max_prompt_chars}.",
+        )
+    if len(ask.attachments) > limits.max_attachments:
+        cause = f"Too many attachments: {len(ask.attachments)}, at most {limits.max_attachments}"
+        raise Unprocessable(INVALID_ATTRIBUTE, cause)
+    size = sum(a.size for a in ask.attachments)
+    if size > limits.max_attachments_bytes:
+        raise PayloadTooLarge(
+            "File too large",
+            f"The attachments total {size} bytes, more than the maximum of {limits.max_attachments_bytes} bytes",
+        )
+
+
+def _recorded_attachments(attachments: Sequence[Attachment], redacted: Iterator[str]) -> list[dict[str, Any]]:
+    """The attachments as the transcript keeps them: metadata, and a text's content redacted (never image bytes)."""
+    recorded = []
+    for attachment in attachments:
+        entry: dict[str, Any] = attachment.metadata()
+        if not attachment.is_image:
+            entry["content"] = next(redacted)
+        recorded.append(entry)
+    return recorded
+
+
+class Turns:
+    def __init__(
+        self,
+        answerer: Answerer,
+        conversations: ConversationStore,
+        hasher: UserHasher,
+        redactor: Redactor,
+        writer: RecordWriter,
+        *,
+        metrics: Metrics,
+        limits: AnswersConfig,
+        transcripts_enabled: bool,
+    ) -> None:
+        self._answerer = answerer
+        self._conversations = conversations
+        self._hasher = hasher
+        self._redactor = redactor
+        self._writer = writer
+        self._metrics = metrics
+        self._limits = limits
+        self._transcripts_enabled = transcripts_enabled
+
+    def check_sizes(self, ask: Ask) -> None:
+        check_sizes(ask, self._limits)
+
+    async def prepare(self, user_id: str, ask: Ask) -> PreparedTurn:
+        """Everything before the provider is asked (sizes, model, owner, history, retrieval)."""
+        self.check_sizes(ask)
+        choice = self._answerer.choose_model(ask.provider, ask.model)
+        user_hash = self._hasher(user_id)
+        started_at = datetime.now(UTC)
+        history: list[Exchange] = []
+        if ask.conversation_id is not None:
+            await check_owner(self._conversations, ask.conversation_id, user_id, user_hash)
+            turns = [Exchange(t.question, t.answer) for t in await self._conversations.turns(ask.conversation_id)]
+            history = recent_history(turns, self._limits.history_max_chars)
+        conversation_id = ask.conversation_id or str(uuid.uuid4())
+        found = await self._answerer.retrieve(retrieval_query(ask.query, history), user_hash)
+        question = Question(
+            ask.query, choice.model, ask.system_prompt, ask.attachments, found.hits, history, found.excerpts
+        )
+        return PreparedTurn(user_id, user_hash, ask, choice, conversation_id, question, started_at)
+
+    async def complete(self, turn: PreparedTurn, endpoint: str) -> Completion:
+        """The provider's whole answer, counted."""
+        started = time.perf_counter()
+        try:
+            completion = await self._answerer.provider.complete(turn.question)
+        except ApiError:
+            self.failed(turn)
+            raise
+        self.answered(turn, endpoint, started, Usage(completion.input_tokens, completion.output_tokens))
+        return completion
+
+    def stream(self, turn: PreparedTurn, usage: Usage) -> AsyncGenerator[str, None]:
+        """The provider's answer piece by piece; it fills `usage` as it ends. The caller counts it
+        (`answered` or `failed`): only the caller knows when a stream has ended, and how."""
+        return self._answerer.provider.stream(turn.question, usage)
+
+    def failed(self, turn: PreparedTurn) -> None:
+        self._metrics.llm_failure(turn.choice.provider, turn.choice.model)
+
+    def answered(self, turn: PreparedTurn, endpoint: str, started: float, usage: Usage) -> None:
+        seconds = time.perf_counter() - started
+        sent, received = usage.input_tokens, usage.output_tokens
+        self._metrics.llm_call(
+            turn.choice.provider, turn.choice.model, endpoint, seconds=seconds, sent=sent, received=received
+        )
+
+    async def finish(self, turn: PreparedTurn, answer: str, truncated: bool) -> None:
+        """Remember the turn in the conversation and record its transcript."""
+        attachments = turn.question.attachments
+        texts = [a.content for a in attachments if not a.is_image] if self._transcripts_enabled else []
+        # The question and the text attachments redacted together: the loop or the worker process is chosen
+        # by their total length, so many short attachments cannot stall the loop.
+        redacted = iter(await self._redactor.redact_all([turn.ask.query, *texts]))
+        redacted_query = next(redacted)
+        await self._remember(turn, redacted_query, answer)
+        if self._transcripts_enabled:
+            await self._record(turn, redacted_query, _recorded_attachments(attachments, redacted), answer, truncated)
+
+    async def _remember(self, turn: PreparedTurn, redacted_query: str, answer: str) -> None:
+        """Add the turn to the conversation's history (the question as the records keep it, redacted)."""
+        remembered = Turn(
+            question=redacted_query,
+            answer=answer,
+            model=turn.choice.model,
+            provider=turn.choice.provider,
+            started_at=turn.started_at,
+            completed_at=datetime.now(UTC),
+            attachments=[a.metadata() for a in turn.question.attachments],
+        )
+        await self._conversations.add_turn(turn.conversation_id, turn.user_hash, remembered)
+
+    async def _record(
+        self, turn: PreparedTurn, redacted_query: str, attachments: list[dict[str, Any]], answer: str, truncated: bool
+    ) -> None:
+        transcript = Transcript(
+            user_hash=turn.user_hash,
+            conversation_id=turn.conversation_id,
+            provider=turn.choice.provider,
+            model=turn.choice.model,
+            query_provider=turn.ask.provider,
+            query_model=turn.ask.model,
+            redacted_query=redacted_query,
+            llm_response=answer,
+            rag_chunks=rag_chunks(turn.question.hits),
+            truncated=truncated,
+            attachments=attachments,
+        )
+        try:
+            path = await self._writer.write_transcript(transcript)
+        except RecordWriteError as exc:
+            log.error("transcript_write_failed", reason=exc.reason)
+        else:
+            log.debug("record_written", kind="transcript", file=path.name)
