@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -138,3 +140,21 @@ class Background:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def restore_dump(path: Path, dump: str) -> None:
+    """A SQLite file from an `sqlite3 .dump` in tests/data (a file as an earlier release wrote it)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript((DATA / dump).read_text())
+
+
+def sqlite_schema(path: Path) -> tuple[int, dict[str, str]]:
+    """A SQLite file's version and its tables and indexes, each statement with its whitespace normalised."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    normal = {name: " ".join(sql.replace("IF NOT EXISTS ", "").split()) for name, sql in rows}
+    return version, normal

@@ -16,6 +16,7 @@ from ingest.sqlite_storage import SCHEMA_VERSION, SQLiteStorage
 from ingest.storage import Database, DuplicateUpload, RecordInfo, Storage, StorageFailure, UploadInfo
 from lightspeed_common.config_base import DatabaseConfig
 from tests.postgres import PASSWORD, PgDatabase
+from tests.support import restore_dump, sqlite_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -75,3 +76,18 @@ def test_a_publish_that_fails_leaves_no_upload_and_no_record(storage: Storage) -
     assert storage.upload_totals()["uploads"] == 0
     assert storage.add_upload(_upload("batch"), [record], lambda: None).new_records == 1
     storage.close()
+
+
+def test_a_database_the_release_before_numbered_migrations_wrote_opens_unchanged(tmp_path: Path) -> None:
+    fresh, old = tmp_path / "fresh.sqlite3", tmp_path / "old.sqlite3"
+    SQLiteStorage(fresh).close()
+    restore_dump(old, "ingest-v1.sql")
+    before = sqlite_schema(old)
+    storage = SQLiteStorage(old)
+    try:
+        assert sqlite_schema(old) == before == sqlite_schema(fresh)
+        assert before[0] == SCHEMA_VERSION
+        storage.add_upload(_upload("r1"), [], lambda: None)
+        assert storage.find_upload("r1") is not None
+    finally:
+        storage.close()

@@ -21,7 +21,7 @@ from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.sql import DatabaseError
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.postgres import PASSWORD, PgDatabase
-from tests.support import loop_pause_bound, until
+from tests.support import loop_pause_bound, restore_dump, sqlite_schema, until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -149,3 +149,26 @@ async def test_a_lost_database_is_named_by_readiness_and_answered_503_with_retry
     await until(ready, "readiness 200 once the database is back")
     follow_up = {"query": "and then?", "conversation_id": conversation}
     assert (await client.post("/v1/query?user_id=alice", json=follow_up)).status == 200
+
+
+CONVERSATION = "0b7c8f5e-1111-4d6a-9a43-7d7c2d8b6f01"  # the one in tests/data/state-v*.sql
+
+
+@pytest.mark.parametrize("dump", ["state-v1.sql", "state-v2.sql"])
+async def test_a_sqlite_store_an_earlier_release_wrote_is_upgraded_in_place(tmp_path: Path, dump: str) -> None:
+    """Numbered migrations: a file at version 1 gets version 2's tables, a file as the release before
+    numbered migrations wrote it (version 2) is left as it is; both end with a fresh file's schema."""
+    fresh, old = tmp_path / "fresh.sqlite3", tmp_path / "old.sqlite3"
+    await SQLiteStateStore(fresh).close()
+    restore_dump(old, dump)
+    store = SQLiteStateStore(old, remembered=0)
+    try:
+        assert sqlite_schema(old) == sqlite_schema(fresh)
+        assert await store.owner(CONVERSATION) == "ownerhash"
+        assert [t.answer for t in await store.turns(CONVERSATION)] == ["a."]
+        assert await store.settings() == ({"feedback_enabled": False} if dump == "state-v2.sql" else {})
+        assert [line for _, line in await store.queued()] == (['{"x": 1}'] if dump == "state-v2.sql" else [])
+        await store.put_settings({"feedback_enabled": True})  # the upgraded tables take writes
+        assert await store.settings() == {"feedback_enabled": True}
+    finally:
+        await store.close()

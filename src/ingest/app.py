@@ -20,10 +20,10 @@ from aiohttp import web
 
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
-from ingest.context import INGEST, INGEST_HEALTH, OPENAPI, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.context import INGEST, OPENAPI, Ingest, IngestMetrics, KeyRing, parse_keys
 from ingest.openapi import build_openapi
 from ingest.sqlite_storage import SQLiteStorage
-from ingest.storage import UNAVAILABLE_RETRY_AFTER, Database, Storage, StorageFailure, StorageUnavailable
+from ingest.storage import Database, Storage, StorageFailure, StorageUnavailable
 from lightspeed_common.atomic import ensure_dir
 from lightspeed_common.checks import Check, run_checks, writable_directory
 from lightspeed_common.config import AppConfig
@@ -36,7 +36,7 @@ from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, 
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
-from lightspeed_common.sql import database_password
+from lightspeed_common.sql import UNAVAILABLE_RETRY_AFTER, database_password
 
 log = structlog.get_logger("ingest")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -175,7 +175,7 @@ async def liveness(request: web.Request) -> web.Response:
 async def readiness(request: web.Request) -> web.Response:
     """Ready while the database answers the background probe; 503 with the reason (and Retry-After) when
     it does not. Answers at once: the probe, not this request, waits on the database."""
-    problem = request.app[INGEST_HEALTH].problem
+    problem = request.app[INGEST].health.problem
     if problem:
         return web.json_response(
             {"ready": False, "reason": f"database: {problem}"},
@@ -195,45 +195,54 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _state(config: AppConfig, ingest_metrics: IngestMetrics) -> CleanupContext:
-    """Start-up and shutdown of the ingest's state: checks, keys, storage, recovery, the retention task."""
-    settings = config.ingest
+    """Start-up and shutdown of the ingest's state: one typed object (`Ingest`) under one key, as the
+    server's (docs/architecture.md, "App state")."""
 
     async def state(app: web.Application) -> AsyncIterator[None]:
-        if problems := await asyncio.to_thread(run_checks, ingest_checks(config)):
-            raise problems[0]
-        upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
-        storage, archives = await asyncio.to_thread(_open_storage, settings)
-        db = Database(storage)
-        removed = await db.run(recover, storage, archives)
-        if removed:
-            log.warning("ingest_recovered", removed_unfinished_files=removed)
-        ingest = Ingest(settings, db, archives, upload_keys, telemetry_keys, admin_keys, ingest_metrics)
-        app[INGEST] = ingest
-        if not upload_keys.keys:
-            log.warning(
-                "ingest_no_upload_tokens", hint="every upload is refused until ingest.uploads.tokens_file is set"
-            )
-        retention = asyncio.create_task(_retention_loop(ingest))
-        log.info(
-            "ingest_ready",
-            state_dir=str(settings.state_dir),
-            database="postgresql" if storage.shared else "sqlite",
-            allowed_services=list(settings.uploads.allowed_services),
-            telemetry_auth=bool(telemetry_keys.keys),
-            admin=bool(admin_keys.keys),
-        )
-        probe = HealthProbe(
-            "database", functools.partial(db.call, storage.check), settings.database.health_check_interval_seconds
-        )
-        async with probe.running():
-            app[INGEST_HEALTH] = probe
+        async with contextlib.AsyncExitStack() as stack:
+            app[INGEST] = await _open(stack, config, ingest_metrics)
             yield
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention
-        await db.close()
 
     return state
+
+
+async def _open(stack: contextlib.AsyncExitStack, config: AppConfig, ingest_metrics: IngestMetrics) -> Ingest:
+    """Start-up in order: the checks, the keys, the storage and its recovery, the database's health probe,
+    the retention task. Each part's closing goes on `stack`."""
+    settings = config.ingest
+    if problems := await asyncio.to_thread(run_checks, ingest_checks(config)):
+        raise problems[0]
+    upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
+    storage, archives = await asyncio.to_thread(_open_storage, settings)
+    db = Database(storage)
+    stack.push_async_callback(db.close)
+    removed = await db.run(recover, storage, archives)
+    if removed:
+        log.warning("ingest_recovered", removed_unfinished_files=removed)
+    probe = HealthProbe(
+        "database", functools.partial(db.call, storage.check), settings.database.health_check_interval_seconds
+    )
+    health = await stack.enter_async_context(probe.running())
+    ingest = Ingest(settings, db, archives, upload_keys, telemetry_keys, admin_keys, ingest_metrics, health)
+    if not upload_keys.keys:
+        log.warning("ingest_no_upload_tokens", hint="every upload is refused until ingest.uploads.tokens_file is set")
+    retention = asyncio.create_task(_retention_loop(ingest))
+    stack.push_async_callback(_cancelled, retention)
+    log.info(
+        "ingest_ready",
+        state_dir=str(settings.state_dir),
+        database="postgresql" if storage.shared else "sqlite",
+        allowed_services=list(settings.uploads.allowed_services),
+        telemetry_auth=bool(telemetry_keys.keys),
+        admin=bool(admin_keys.keys),
+    )
+    return ingest
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(config: AppConfig) -> web.Application:

@@ -106,6 +106,7 @@ class Ingest:
     telemetry_keys: KeyRing
     admin_keys: KeyRing
     metrics: IngestMetrics
+    health: HealthProbe  # the database's, probed in the background for /readiness
     by_address: TokenBuckets = field(init=False)
     by_client: TokenBuckets = field(init=False)
     new_clients_by_address: TokenBuckets = field(init=False)
@@ -129,8 +130,7 @@ class Ingest:
         )
 
 
+# What start-up opened: one typed object, built once every part of it is open.
 INGEST = web.AppKey("ingest", Ingest)
-# /openapi.json, built once.
+# /openapi.json, built by create_app.
 OPENAPI = web.AppKey("openapi", dict[str, Any])
-# The database's health, probed in the background for /readiness.
-INGEST_HEALTH = web.AppKey("ingest_health", HealthProbe)

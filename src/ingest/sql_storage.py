@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -30,35 +29,25 @@ from ingest.storage import (
     event_key,
     iso,
 )
-from lightspeed_common.sql import Session
+from lightspeed_common.sql import Session, SQLDatabase
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage:
+class SQLStorage(SQLDatabase):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.
     GREATEST = "max"
     INSERTION_ORDER = "rowid"
 
-    def _transaction(self) -> AbstractContextManager[Session]:
-        """A write transaction; the backend's errors come out as StorageFailure."""
-        raise NotImplementedError
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Rows as dicts, from a consistent snapshot."""
-        raise NotImplementedError
+    # `_transaction` and `_read` (lightspeed_common.sql.SQLDatabase): the backend's errors come out as
+    # StorageFailure.
 
     def _is_duplicate_key(self, exc: BaseException) -> bool:
         raise NotImplementedError
-
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """`work` in a write transaction (a backend may run it again after a deadlock)."""
-        with self._transaction() as session:
-            return work(session)
 
     def _one_of(self, column: str, values: Sequence[str | int]) -> tuple[str, list[Any]]:
         """`column` is one of `values`: the condition and its arguments."""

@@ -16,8 +16,7 @@ from ingest.storage import StorageFailure
 from lightspeed_common.sql import Session, dicts
 from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS uploads (
     request_id TEXT PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -91,7 +90,7 @@ class SQLiteStorage(SQLStorage):
         self.path = path
         try:
             # A 202 or a telemetry reply is sent after the commit: it must survive a power cut (FULL).
-            self._db = open_database(path, _statements(_SCHEMA), SCHEMA_VERSION, "FULL")
+            self._db = open_database(path, SQLITE_MIGRATIONS, "FULL")
         except (sqlite3.Error, SchemaTooNew) as exc:
             raise StorageFailure(f"{path}: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)) from None
 
@@ -122,3 +121,11 @@ class SQLiteStorage(SQLStorage):
 
 def _statements(script: str) -> list[str]:
     return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+# Numbered migrations (lightspeed_common.sqlite): n brings a file from version n-1 to n. Never edit one
+# that was released; add the next at the end.
+SQLITE_MIGRATIONS = [
+    _statements(_SCHEMA_1),  # 1: uploads, records, models, contributions, seen events, deletions
+]
+SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

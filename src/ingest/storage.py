@@ -5,7 +5,8 @@ default, and `postgres_storage.PostgresStorage`, for several nodes), so the
 handlers never see SQL. Implementations translate their driver's errors into
 `StorageFailure` and its kinds: no handler sees a driver's exception. A
 database that cannot be reached (`StorageUnavailable`) is answered 503 with
-Retry-After by `Database.run`, and the readiness probe says why.
+Retry-After by `Database.run` (the foundation's `sql.DatabaseThreads`, as the
+server's store), and the readiness probe says why.
 
 What is stored, and what is not:
 - uploads: request id, time, service/category, the archive's file name, size
@@ -21,16 +22,13 @@ What is stored, and what is not:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
-from lightspeed_common.errors import ServiceUnavailable
+from lightspeed_common.sql import DatabaseThreads, DatabaseUnavailable
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 MODEL_DIMENSIONS = (
@@ -109,7 +107,7 @@ class StorageFailure(Exception):
     """The database failed (unreachable, corrupt, a newer schema); the message says how."""
 
 
-class StorageUnavailable(StorageFailure):
+class StorageUnavailable(StorageFailure, DatabaseUnavailable):
     """The database cannot be reached now (down, restarting, the network); a later try may work."""
 
 
@@ -147,33 +145,12 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-T = TypeVar("T")
-P = ParamSpec("P")
-
-
-UNAVAILABLE_RETRY_AFTER = "5"  # seconds; a restarting database is usually back within a few
-
-
-class Database:
-    """A backend driven from asyncio: calls run on the backend's threads (one for SQLite: in order)."""
+class Database(DatabaseThreads):
+    """A backend driven from asyncio (`lightspeed_common.sql.DatabaseThreads`: one thread for SQLite)."""
 
     def __init__(self, storage: Storage) -> None:
+        super().__init__(storage.threads, "ingest-db")
         self.storage = storage
-        self._thread = ThreadPoolExecutor(max_workers=storage.threads, thread_name_prefix="ingest-db")
 
-    async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`call` on a database thread; an unreachable database is ServiceUnavailable (503, Retry-After)."""
-        try:
-            return await self.call(call, *args, **kwargs)
-        except StorageUnavailable as exc:
-            raise ServiceUnavailable(
-                "Database unavailable", f"{exc}; try again later", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
-            ) from None
-
-    async def call(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`call` on a database thread, its exceptions unchanged."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(call, *args, **kwargs))
-
-    async def close(self) -> None:
-        await self.call(self.storage.close)
-        self._thread.shutdown(wait=True)
+    async def close(self, closing: Callable[[], None] | None = None) -> None:
+        await super().close(closing or self.storage.close)

@@ -27,14 +27,11 @@ import psycopg_pool
 import structlog
 
 from lightspeed_common.config_base import DatabaseConfig
-from lightspeed_common.sql import Cursor, DatabaseError, DatabaseUnavailable, dicts
+from lightspeed_common.sql import Cursor, DatabaseError, DatabaseUnavailable, Migrations, dicts
 
 log = structlog.get_logger(__name__)
 # psycopg's SQLSTATE classes that mean "the server or the connection is gone", not "this statement is wrong".
 _UNAVAILABLE = ("08", "57P")
-
-
-Migrations = Sequence[Sequence[str]]  # migrations[n] brings the schema from version n to n + 1
 
 
 def describe(exc: BaseException) -> str:

@@ -20,13 +20,9 @@ first (the supervisor, with workers), and renamed `*.migrated`: nothing is lost.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -35,8 +31,7 @@ import structlog
 
 from lightspeed.store.conversations import Conversation, Turn, topic_of
 from lightspeed_common.atomic import read_lines
-from lightspeed_common.errors import ServiceUnavailable
-from lightspeed_common.sql import DatabaseUnavailable, Session
+from lightspeed_common.sql import DatabaseThreads, SQLDatabase
 
 log = structlog.get_logger(__name__)
 
@@ -50,44 +45,31 @@ _CONVERSATION_COLUMNS = (
 )
 
 
-class StateStore:
+class StateStore(SQLDatabase):
     """The queries, for both databases; the subclasses open them. Every public method is safe to call
-    from the event loop. `shared`: other processes write too (several workers, or PostgreSQL)."""
+    from the event loop (it runs on the store's threads: `lightspeed_common.sql.DatabaseThreads`)."""
 
     def __init__(self, threads: int, remembered: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="state-store")
+        self._threads = DatabaseThreads(threads, "state-store")
         # Owners never change, so one looked up or created here is remembered: the owner check on every
         # follow-up and feedback costs a dict lookup, not a trip to the store. The oldest is forgotten past
         # `remembered` (0: nothing is remembered, as when another process may delete a conversation).
         self._owners: dict[str, str] = {}
         self._remembered = remembered
 
-    def _transaction(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
     def _close(self) -> None:
         raise NotImplementedError
 
     async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`call` on a store thread; a database that cannot be reached is ServiceUnavailable (503)."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
-        except DatabaseUnavailable as exc:
-            raise ServiceUnavailable(
-                "Database unavailable", f"{exc}; try again later", headers={"Retry-After": "5"}
-            ) from None
+        return await self._threads.run(call, *args, **kwargs)
 
     async def check(self) -> None:
         """ServiceUnavailable when the database does not answer a trivial query."""
         await self._run(self._read, "SELECT 1")
 
     async def close(self) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        await self._threads.close(self._close)
 
     # -- conversations ---------------------------------------------------------------------
 

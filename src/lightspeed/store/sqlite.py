@@ -15,12 +15,16 @@ from lightspeed_common.sql import Session, dicts
 from lightspeed_common.sqlite import immediate_transaction, open_database
 
 DATABASE_FILE = "conversations.sqlite3"
-SCHEMA_VERSION = 2  # 2: settings, telemetry_queue, leases
-_SQLITE_SCHEMA = (
-    *CONVERSATION_TABLES,
-    *SHARED_TABLES,
-    "CREATE TABLE IF NOT EXISTS telemetry_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
-)
+# Numbered migrations (lightspeed_common.sqlite): n brings a file from version n-1 to n. Never edit one
+# that was released; add the next at the end.
+SQLITE_MIGRATIONS: list[list[str]] = [
+    [*CONVERSATION_TABLES],  # 1: conversations and their turns
+    [  # 2: the runtime settings, the telemetry queue and the leases move from files into the store
+        *SHARED_TABLES,
+        "CREATE TABLE IF NOT EXISTS telemetry_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+    ],
+]
+SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 
 
 class SQLiteStateStore(StateStore):
@@ -33,7 +37,7 @@ class SQLiteStateStore(StateStore):
         # Private from the start (SQLite gives its -wal and -shm files the database file's mode): it holds the
         # telemetry client id and who owns which conversation.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = open_database(path, _SQLITE_SCHEMA, SCHEMA_VERSION, "NORMAL")
+        self._db = open_database(path, SQLITE_MIGRATIONS, "NORMAL")
 
     def _transaction(self) -> AbstractContextManager[Session]:
         return immediate_transaction(self._db)
