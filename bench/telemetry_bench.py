@@ -25,7 +25,7 @@ import aiohttp
 from common import REPO, free_port, stop, wait_ready
 from lightspeed.store.settings import RuntimeSettings
 from lightspeed.store.sqlite import DATABASE_FILE, SQLiteStateStore
-from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
+from lightspeed.store.telemetry_queue import QueueBounds, TelemetryQueue
 from lightspeed.telemetry.registry_client import RegistryClient
 from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import ModelFacts, TelemetryService

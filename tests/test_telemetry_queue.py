@@ -15,7 +15,7 @@ import pytest
 from lightspeed.store.postgres import PostgresStateStore
 from lightspeed.store.queries import StateStore
 from lightspeed.store.sqlite import SQLiteStateStore
-from lightspeed.telemetry.queue import LEGACY_FILE, QueueBounds, TelemetryQueue
+from lightspeed.store.telemetry_queue import LEGACY_FILE, QueueBounds, TelemetryQueue
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 from tests.postgres import PASSWORD, PgDatabase

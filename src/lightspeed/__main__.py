@@ -128,7 +128,7 @@ async def prepare_shared_state(config: AppConfig) -> None:
     start-up prepares it (api/state.py, `open_state`), and the telemetry queue's files from older
     releases imported (a failure stops the start here, not in every worker; workers then only read these)."""
     from lightspeed.api.state import open_state  # noqa: PLC0415 - the main process of several workers
-    from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue  # noqa: PLC0415
+    from lightspeed.store.telemetry_queue import QueueBounds, TelemetryQueue  # noqa: PLC0415
 
     state = await open_state(config)
     try:

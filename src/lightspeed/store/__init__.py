@@ -4,11 +4,14 @@ database, and opening the configured one.
 - `queries`: the store's queries, written once for both databases (`StateStore`);
 - `schema`: the tables; `sqlite` and `postgres`: the two backends;
 - `conversations`: what a conversation and a turn are, and the protocol the handlers use;
-- `settings`: the runtime settings (the feedback toggle, telemetry's state) kept in the store.
+- `settings`: the runtime settings (the feedback toggle, telemetry's state) kept in the store;
+- `telemetry_queue`: the events waiting to be sent, bounded, kept in the store;
+- leases (who alone does a job, such as sending telemetry, until when): queries in `queries`.
 
 SQLite (`conversations.sqlite3` in the state directory, WAL: any number of worker processes on one
 host) by default; PostgreSQL (`service.database.url`) for API servers on several hosts, its schema
-versioned in `schema_version`.
+versioned in `schema_version`; SQLite's in the file's `user_version`. Both schemas are numbered
+migrations (`sqlite.SQLITE_MIGRATIONS`, `postgres.POSTGRES_MIGRATIONS`).
 """
 
 from __future__ import annotations

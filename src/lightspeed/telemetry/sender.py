@@ -38,7 +38,7 @@ from tenacity.stop import stop_base
 
 from lightspeed.store.queries import StateStore
 from lightspeed.store.settings import RuntimeSettings
-from lightspeed.telemetry.queue import QueuedEvent
+from lightspeed.store.telemetry_queue import QueuedEvent
 from lightspeed.telemetry.registry_client import RegistryClient, RegistryRejected, RegistryUnavailable
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed_common.backoff import RetryAfterOrBackoff, retry_after_of

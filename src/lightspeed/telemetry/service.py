@@ -27,7 +27,7 @@ import structlog
 from pydantic import ValidationError
 
 from lightspeed.store.settings import RuntimeSettings
-from lightspeed.telemetry.queue import TelemetryQueue
+from lightspeed.store.telemetry_queue import TelemetryQueue
 from lightspeed_common.config import TelemetryConfig
 from lightspeed_common.errors import Conflict
 from lightspeed_common.telemetry_schema import (

@@ -14,7 +14,7 @@ from lightspeed.metrics import Metrics
 from lightspeed.store import shared
 from lightspeed.store.queries import StateStore
 from lightspeed.store.settings import RuntimeSettings
-from lightspeed.telemetry.queue import QueueBounds, TelemetryQueue
+from lightspeed.store.telemetry_queue import QueueBounds, TelemetryQueue
 from lightspeed.telemetry.registry_client import RegistryClient, ssl_context
 from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
