@@ -10,15 +10,20 @@ from pathlib import Path
 import pytest
 
 from lightspeed.identity import UserHasher
-from lightspeed.records.formats import Feedback
+from lightspeed.records.formats import Feedback, Transcript
 from lightspeed.records.writer import RecordWriter, prepare_storage
 from lightspeed_common.atomic import write_atomic
 from lightspeed_common.errors import RecordWriteError, StorageError
+from lightspeed_common.records import FEEDBACK, TRANSCRIPT
 from tests.support import fill_up, json_files, until
 
 
 def feedback(i: int, size: int = 10) -> Feedback:
     return Feedback(f"c{i}", "q", "r" * size, 1, None, None, user_hash=f"h{i}")
+
+
+def transcript(user_hash: str, conversation_id: str) -> Transcript:
+    return Transcript(user_hash, conversation_id, "local", "m", None, None, "q", "a", [], False, [])
 
 
 async def test_no_json_is_ever_observable_half_written(tmp_path: Path) -> None:
@@ -213,3 +218,28 @@ def test_every_record_kind_names_a_config_key_an_archive_folder_and_a_layout_of_
         assert kind.layout.count("/") == kind.depth
         assert BY_FOLDER[kind.folder] is kind
     assert sorted(BY_FOLDER) == ["feedback", "transcripts"]  # lightspeed-stack's archive folders
+    assert TRANSCRIPT.layout == "<user_id>/<conversation_id>/<uuid4>.json"  # lightspeed-stack's
+
+
+async def test_the_writer_puts_each_record_where_its_kind_says(tmp_path: Path) -> None:
+    """RecordKind.path is the one statement of the layout: the files land at its depth, in the folders
+    the record's own identity fields name."""
+    writer = RecordWriter(tmp_path / "feedback", tmp_path / "transcripts", threads=1)
+    try:
+        in_feedback = await writer.write_feedback(feedback(1))
+        in_transcripts = await writer.write_transcript(transcript("hash1", "conv1"))
+    finally:
+        await writer.close()
+    written = ((FEEDBACK, tmp_path / "feedback", in_feedback), (TRANSCRIPT, tmp_path / "transcripts", in_transcripts))
+    for kind, root, path in written:
+        relative = path.relative_to(root)
+        assert len(relative.parts) == kind.depth + 1
+        identity = kind.identity_fields(json.loads(path.read_text()))
+        assert list(relative.parts[:-1]) == [identity[name] for name in kind.directories]
+    assert in_transcripts.relative_to(tmp_path / "transcripts").parts[:2] == ("hash1", "conv1")
+
+
+@pytest.mark.parametrize("unsafe", ["", "..", "a/b", "."])
+def test_a_record_whose_identity_cannot_name_a_folder_gets_no_path(tmp_path: Path, unsafe: str) -> None:
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        TRANSCRIPT.path(tmp_path, {"metadata": {"user_id": unsafe, "conversation_id": "c"}}, "id")

@@ -6,10 +6,12 @@ format in the server (`lightspeed.records.formats`) and a directory key in
 the config (`user_data_collection.<storage_key>`).
 
 Each record is one JSON file `<uuid4>.json`, written atomically (a temporary
-`.<uuid4>.json.tmp` beside it, renamed into place), `depth` folders below
-its storage directory. In an upload archive it sits under `<folder>/` with
-the same relative path. The layouts and field names are lightspeed-stack's,
-so its downstream pipeline reads ours.
+`.<uuid4>.json.<pid>.tmp` beside it, renamed into place), in the folders its
+kind's `directories` name below its storage directory: `RecordKind.path` is
+the one place a record's path is made (the server's writer calls it). In an
+upload archive it sits under `<folder>/` with the same relative path. The
+layouts and field names are lightspeed-stack's, so its downstream pipeline
+reads ours.
 """
 
 from __future__ import annotations
@@ -30,15 +32,34 @@ class RecordKind:
     name: KindName  # in logs, metrics and errors
     storage_key: str  # the directory: `user_data_collection.<storage_key>`
     folder: str  # the top-level folder in an upload archive, and the kind the ingest indexes
-    depth: int  # folders between the storage directory and the file
-    layout: str  # the path below the storage directory, for people
+    # The identity fields whose values name the folders between the storage directory and the file, in order.
+    directories: tuple[str, ...]
     fields_under: str | None  # the object holding user_id, conversation_id and timestamp (None: the top level)
-    format_version: int  # of the JSON layout; the files carry none (lightspeed-stack's format), bump on a change
+
+    @property
+    def depth(self) -> int:
+        """Folders between the storage directory and the file."""
+        return len(self.directories)
+
+    @property
+    def layout(self) -> str:
+        """The path below the storage directory, for people: `<user_id>/<conversation_id>/<uuid4>.json`."""
+        return "/".join([*(f"<{name}>" for name in self.directories), f"<uuid4>{RECORD_SUFFIX}"])
 
     def identity_fields(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
         """The object of a parsed record that holds its user, conversation and timestamp."""
         source = record.get(self.fields_under) if self.fields_under else record
         return source if isinstance(source, Mapping) else {}
+
+    def path(self, root: Path, record: Mapping[str, Any], file_id: str) -> Path:
+        """Where `record` lives below its storage directory `root`: `file_id` + .json, in the folders
+        its identity fields name. ValueError for a value that is not one plain path component."""
+        identity = self.identity_fields(record)
+        folders = [str(identity.get(name, "")) for name in self.directories]
+        for part in (*folders, file_id):
+            if part in ("", ".", "..") or "/" in part or "\0" in part:
+                raise ValueError(f"{self.name} record: {part!r} cannot name a folder or file")
+        return root.joinpath(*folders, f"{file_id}{RECORD_SUFFIX}")
 
     def storage(self, config: AppConfig) -> Path | None:
         path: Path | None = getattr(config.user_data_collection, self.storage_key)
@@ -49,19 +70,15 @@ FEEDBACK = RecordKind(
     name="feedback",
     storage_key="feedback_storage",
     folder="feedback",
-    depth=0,
-    layout="<uuid4>.json",
+    directories=(),
     fields_under=None,
-    format_version=1,
 )
 TRANSCRIPT = RecordKind(
     name="transcript",
     storage_key="transcripts_storage",
     folder="transcripts",
-    depth=2,
-    layout="<user_hash>/<conversation_id>/<uuid4>.json",
+    directories=("user_id", "conversation_id"),  # user_id holds the user's hash, never the id itself
     fields_under="metadata",
-    format_version=1,
 )
 RECORD_KINDS: tuple[RecordKind, ...] = (FEEDBACK, TRANSCRIPT)
 BY_FOLDER = {kind.folder: kind for kind in RECORD_KINDS}

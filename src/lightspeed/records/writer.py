@@ -27,7 +27,7 @@ from lightspeed.records.formats import Feedback, Transcript
 from lightspeed.records.frames import REPLY, pack_request
 from lightspeed_common.atomic import ensure_dir, write_atomic
 from lightspeed_common.errors import RecordWriteError, StorageError
-from lightspeed_common.records import FEEDBACK, TRANSCRIPT, KindName
+from lightspeed_common.records import FEEDBACK, TRANSCRIPT, KindName, RecordKind
 
 log = structlog.get_logger(__name__)
 EXITED = "the record writer process exited"
@@ -214,26 +214,23 @@ class RecordWriter:
         self._on_result = on_result
 
     async def write_feedback(self, feedback: Feedback) -> Path:
-        if self._feedback_dir is None:
-            raise RecordWriteError(FEEDBACK.name, f"no {FEEDBACK.storage_key} is configured")
-        path = self._feedback_dir / f"{uuid.uuid4()}.json"
-        return await self._write(FEEDBACK.name, path, feedback.to_record())
+        return await self._write(FEEDBACK, self._feedback_dir, feedback.to_record())
 
     async def write_transcript(self, transcript: Transcript) -> Path:
-        if self._transcripts_dir is None:
-            raise RecordWriteError(TRANSCRIPT.name, f"no {TRANSCRIPT.storage_key} is configured")
-        directory = self._transcripts_dir / transcript.user_hash / transcript.conversation_id
-        path = directory / f"{uuid.uuid4()}.json"
-        return await self._write(TRANSCRIPT.name, path, transcript.to_record())
+        return await self._write(TRANSCRIPT, self._transcripts_dir, transcript.to_record())
 
-    async def _write(self, kind: KindName, path: Path, record: dict[str, Any]) -> Path:
+    async def _write(self, kind: RecordKind, root: Path | None, record: dict[str, Any]) -> Path:
+        """`record` where its kind says (`RecordKind.path`), atomically, in the writer process."""
+        if root is None:
+            raise RecordWriteError(kind.name, f"no {kind.storage_key} is configured")
+        path = kind.path(root, record, str(uuid.uuid4()))
         data = json.dumps(record, ensure_ascii=False).encode("utf-8")
         try:
             await self._process.write(path, data)
         except OSError as exc:
-            self._on_result(kind, False)
-            raise RecordWriteError(kind, exc.strerror or str(exc)) from exc
-        self._on_result(kind, True)
+            self._on_result(kind.name, False)
+            raise RecordWriteError(kind.name, exc.strerror or str(exc)) from exc
+        self._on_result(kind.name, True)
         return path
 
     async def close(self) -> None:
