@@ -16,76 +16,18 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.config_base import HttpTimeoutsConfig
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, StorageError
+from lightspeed_common.http.guarded_site import GuardedSite
 from lightspeed_common.logs import configure_logging
 from lightspeed_common.notify import Notifier, watchdog_running
 
 log = structlog.get_logger(__name__)
-
-
-class GuardedSite(web.TCPSite):
-    """A TCP site that closes a connection whose first request head is not complete in time.
-
-    aiohttp has no such timeout: a client that opens connections and never
-    finishes a request line holds a file descriptor each until the process
-    runs out (then accept() fails for everyone). After the first request,
-    the keep-alive timeout bounds the wait for the next head.
-    """
-
-    def __init__(
-        self,
-        runner: web.AppRunner,
-        host: str,
-        port: int,
-        header_timeout: float,
-        sock: socket.socket | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(runner, host, port, **kwargs)
-        self._header_timeout = header_timeout
-        self._sock = sock  # a socket already listening (a worker's, from the supervisor); else bind host:port
-
-    def _connection(self) -> asyncio.BaseProtocol:
-        server = self._runner.server
-        assert server is not None  # the runner is set up before a site starts
-        handler = server()
-        loop = asyncio.get_running_loop()
-        loop.call_later(self._header_timeout, _close_if_no_request, handler)
-        return handler
-
-    async def start(self) -> None:
-        # TCPSite.start with our protocol factory; the same arguments, read back from the site.
-        await web.BaseSite.start(self)
-        loop = asyncio.get_running_loop()
-        if self._sock is not None:
-            self._server = await loop.create_server(
-                self._connection, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
-            )
-            return
-        self._server = await loop.create_server(
-            self._connection,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
-
-
-def _close_if_no_request(handler: RequestHandler) -> None:
-    # _request_count is aiohttp's count of request heads parsed on this connection.
-    if handler.transport is not None and not handler._request_count:
-        log.info("connection_closed_header_timeout")
-        handler.force_close()  # closes the transport too
 
 
 async def serve_app(

@@ -1,0 +1,84 @@
+"""The one place the daemons reach into aiohttp's private attributes: a header timeout for new connections.
+
+aiohttp has no timeout for a new connection's first request head: a client
+that opens connections and never finishes a request line holds a file
+descriptor each until the process runs out (then accept() fails for
+everyone). aiohttp 3.14 closes a connection that sends nothing within the
+keep-alive timeout, but our header timeout is its own setting
+(`timeouts.header_timeout_seconds`, 10 s, against keep-alive's 15 s), and no
+public hook sits between accepting a connection and parsing its first head.
+
+So this adapter, and nothing else, uses aiohttp's internals:
+- `TCPSite.start`'s arguments, read back from the site (`_runner`, `_host`,
+  `_port`, `_ssl_context`, `_backlog`, `_reuse_address`, `_reuse_port`), and
+  its `_server`, to start the same listening server with our protocol factory;
+- `RequestHandler._request_count`, the request heads parsed on a connection.
+
+pyproject.toml pins aiohttp below its next minor release for this reason; the
+hostile-client tests (tests/lightspeed/test_hostile_clients.py) are the guard a
+version bump must pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = structlog.get_logger(__name__)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site that closes a connection whose first request head is not complete in time. After the
+    first request, the keep-alive timeout bounds the wait for the next head."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        header_timeout: float,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._header_timeout = header_timeout
+        self._sock = sock  # a socket already listening (a worker's, from the supervisor); else bind host:port
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        server = self._runner.server
+        assert server is not None  # the runner is set up before a site starts
+        handler = server()
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._header_timeout, _close_if_no_request, handler)
+        return handler
+
+    async def start(self) -> None:
+        # TCPSite.start with our protocol factory; the same arguments, read back from the site.
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                self._connection, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+            )
+            return
+        self._server = await loop.create_server(
+            self._connection,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+
+def _close_if_no_request(handler: RequestHandler) -> None:
+    # _request_count is aiohttp's count of request heads parsed on this connection.
+    if handler.transport is not None and not handler._request_count:
+        log.info("connection_closed_header_timeout")
+        handler.force_close()  # closes the transport too
