@@ -4,7 +4,7 @@ Baseline, same run: one pass of `str.count` over the same text (the cost of
 reading 1 MiB once). Target: every rule linear, the worst rule under 0.75 s
 on 1 MiB (the old rules took 8 s to minutes on such inputs). A rule holds the
 GIL while it scans, so the worst rule is also the longest pause a huge request
-can cause other requests (tests/test_redaction.py checks /liveness < 100 ms).
+can cause other requests (tests/lightspeed/test_redaction.py checks /liveness < 100 ms).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_redaction import ADVERSARIAL  # the inputs the tests bound, measured precisely
+from tests.lightspeed.test_redaction import ADVERSARIAL  # the inputs the tests bound, measured precisely
 
 from lightspeed.records.redaction import Redactor
 from lightspeed_common.config import RedactionConfig

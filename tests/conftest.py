@@ -20,7 +20,6 @@ from lightspeed_common.config import AppConfig, config_from_mapping
 from tests.fake_llm import llm  # noqa: F401 - a fixture, shared by the tests that talk to an OpenAI server
 from tests.ingest_support import IngestFactory, ingest_config
 from tests.postgres import PgDatabase, pg_database, postgres_server  # noqa: F401 - fixtures
-from tests.registry import Registry
 from tests.support import deep_merge
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,7 +47,7 @@ def embedder() -> SentenceTransformerEmbedder:
 
     One torch thread per test process: `make test` runs two processes on two cores, and a process
     embedding a whole index with two threads starved the other's event loop (a /liveness timing
-    test saw 115 ms while tests/test_answers_docs.py built the docs/ index next to it)."""
+    test saw 115 ms while tests/lightspeed/test_answers_docs.py built the docs/ index next to it)."""
     import torch
 
     torch.set_num_threads(1)
@@ -152,15 +151,6 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     yield mount
     for target in reversed(mounted):
         subprocess.run(["umount", "-l", str(target)], check=False)
-
-
-@pytest.fixture
-async def registry(aiohttp_server: Any) -> Registry:
-    """A real model registry on 127.0.0.1 that records what it receives and answers as scripted."""
-    fake = Registry()
-    server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    fake.url = str(server.make_url("/api/v1/telemetry"))
-    return fake
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

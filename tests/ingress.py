@@ -128,7 +128,7 @@ def config_file(config: AppConfig, tmp_path: Path) -> Path:
 
 async def start_process(config: AppConfig, tmp_path: Path, *args: str, fault: str | None = None) -> Any:
     """`lightspeed-collector run ARGS` as a process; with `fault`, one that ends itself at that step."""
-    command = ["tests.crashing_collector", fault] if fault else ["collector", "run"]
+    command = ["tests.collector.crashing_collector", fault] if fault else ["collector", "run"]
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -1,7 +1,7 @@
 """lightspeed-ingest's /openapi.json: every route, what it takes, every answer it gives.
 
 Written out, not derived: the ingest's bodies are a multipart archive, a JSON array checked event by
-event, and small objects; tests/test_schemathesis.py sends generated requests against this document.
+event, and small objects; tests/common/test_schemathesis.py sends generated requests against this document.
 """
 
 from __future__ import annotations

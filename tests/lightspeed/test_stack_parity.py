@@ -15,8 +15,8 @@ from lightspeed.models.embedding import SentenceTransformerEmbedder
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.fake_llm import FakeLLM, free_port, openai_config
+from tests.lightspeed.test_query import TrickleProvider, parse_sse
 from tests.support import json_files
-from tests.test_query import TrickleProvider, parse_sse
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + bytes(30)

@@ -14,9 +14,9 @@ from lightspeed.cli import EXIT_REFUSED, EXIT_UNAVAILABLE
 from lightspeed_common.errors import EXIT_CONFIG
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
+from tests.processes import process_config, start, wait_ready
 from tests.registry import Registry, fast_telemetry
 from tests.telemetry_support import stored_settings
-from tests.test_process import process_config, start, wait_ready
 
 
 @dataclass

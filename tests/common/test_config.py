@@ -14,7 +14,7 @@ from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, ConfigError, StorageError
 from tests.conftest import ConfigFactory, StartupFailure
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SPEC_EXAMPLE = """
 user_data_collection:
   feedback_enabled: true

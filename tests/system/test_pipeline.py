@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 
 from tests.fake_llm import free_port
-from tests.test_process import call, wait_ready
+from tests.processes import call, wait_ready
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pipeline_config(tmp_path: Path, docs_dir: Path, api: int, ingress_port: int, interval: int) -> Path:

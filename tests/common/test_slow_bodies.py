@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.common.relay import SlowRelay
 from tests.conftest import ClientFactory
 from tests.ingest_support import ADMIN_KEY, ARCHIVE_TYPE, TOKEN, IngestFactory, records_archive
-from tests.relay import SlowRelay
 from tests.telemetry_support import CLIENT_ID, ago, event
 
 RelayFactory = Callable[..., Awaitable[SlowRelay]]

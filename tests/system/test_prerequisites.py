@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent / "prerequisites.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "prerequisites.sh"
 
 
 def test_a_user_without_the_packages_is_told_in_one_line_what_to_install() -> None:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.fake_llm import free_port
-from tests.systemd_harness import REPO, Container, booted
+from tests.system.systemd_harness import REPO, Container, booted
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(600)]
 ADMIN_KEY = "systemd-test-admin-key-0123456789"

@@ -21,7 +21,7 @@ from lightspeed_common.backoff import parse_retry_after
 from lightspeed_common.config import AppConfig, config_from_mapping
 from lightspeed_common.identity import installation_id
 from lightspeed_common.version import VERSION
-from tests.crashing_collector import FAULT_EXIT
+from tests.collector.crashing_collector import FAULT_EXIT
 from tests.ingress import Ingress, Reply, start_process, write_record
 from tests.support import deep_merge, until
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import ClientFactory
 from tests.fake_llm import ANSWER_PIECES, FakeLLM, free_port, openai_config
+from tests.lightspeed.test_query import parse_sse
 from tests.support import json_files
-from tests.test_query import parse_sse
 
 
 async def test_openai_answers_with_passages_as_context(

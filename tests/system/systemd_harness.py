@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lightspeed-tests" / "systemd-rootfs"
 # postgresql: the container's own database server, for the PostgreSQL-backed ingest.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "libstdc++6", "postgresql")

@@ -16,7 +16,7 @@ import yaml
 
 from lightspeed_common.notify import Notifier
 from tests.fake_llm import free_port
-from tests.test_process import call, process_config
+from tests.processes import call, process_config
 
 
 class NotifySocket:

@@ -18,13 +18,13 @@ from lightspeed.answers.providers.local import NO_ANSWER
 from lightspeed.answers.retrieval import read_documents
 from lightspeed.api.state import CONFIG, SERVER
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.test_query import parse_sse
+from tests.lightspeed.test_query import parse_sse
 
 # The module's first app embeds all of docs/ (about 1,150 texts): 30 s on a quiet machine, past the
 # suite's 120 s per-test timeout on a loaded one. The others start from its cache.
 pytestmark = pytest.mark.timeout(600)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = REPO / "bench" / "answers_questions.yaml"
 
 

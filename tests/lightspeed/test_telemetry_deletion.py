@@ -7,9 +7,9 @@ from typing import Any
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
 from tests.ingest_support import IngestFactory, admin_get
+from tests.lightspeed.test_settings_cli import lightspeed
 from tests.registry import Registry, fast_telemetry
 from tests.telemetry_support import enable, queue_failed_registration
-from tests.test_settings_cli import lightspeed
 
 
 async def models(ingest: Any) -> list[str]:

@@ -35,7 +35,7 @@ def test_help_shows_the_options_an_operator_needs() -> None:
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     collector = subprocess.run(
         [sys.executable, "-m", "collector", "--help"], capture_output=True, text=True, check=True, timeout=60
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 HEAVY = ("torch", "sentence_transformers", "transformers")

@@ -135,4 +135,4 @@ def test_an_unusable_state_directory_exits_73(tmp_path: Path) -> None:
     assert "storage_unusable" in result.stdout
 
 
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "ingest.production.yaml"
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "ingest.production.yaml"

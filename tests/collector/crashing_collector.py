@@ -1,4 +1,4 @@
-"""`python -m tests.crashing_collector STEP --config FILE [--once]`: the collector, ending the process
+"""`python -m tests.collector.crashing_collector STEP --config FILE [--once]`: the collector, ending the process
 at the delivery step STEP (`after_claim`, `after_package`, `after_upload`, `after_journal`,
 `after_cleanup`) as a crash would: no cleanup, no flush, exit status FAULT_EXIT.
 

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
-from tests.test_openapi_conformance import operation_for, validate
-from tests.test_query import TrickleProvider
+from tests.lightspeed.test_openapi_conformance import operation_for, validate
+from tests.lightspeed.test_query import TrickleProvider
 
 DOCUMENT = json.loads((Path(__file__).parent / "lightspeed-stack-openapi.json").read_text())
 # fmt: off
