@@ -27,9 +27,8 @@ ERROR_TEXTS = {
 }
 ERROR_SCHEMA = {
     "type": "object",
-    "required": ["status_code", "detail"],
+    "required": ["detail"],
     "properties": {
-        "status_code": {"type": "integer"},
         "detail": {
             "type": "object",
             "required": ["response", "cause"],

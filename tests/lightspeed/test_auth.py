@@ -34,7 +34,6 @@ async def test_noop_with_token_requires_a_bearer_header(make_client: ClientFacto
     missing = await client.post("/v1/query", json={"query": "start"})
     assert missing.status == 401
     assert await missing.json() == {
-        "status_code": 401,
         "detail": {
             "response": "Missing or invalid credentials provided by client",
             "cause": "No Authorization header found",

@@ -162,7 +162,6 @@ async def test_only_the_owner_or_an_admin_reads_renames_or_deletes(
         refused = await client.request(method, f"/v2/conversations/{cid}", json=body, headers=as_user("bob"))
         assert refused.status == 403
         assert await refused.json() == {
-            "status_code": 403,
             "detail": {
                 "response": "User does not have permission to perform this action",
                 "cause": f"User bob does not have permission to {action} conversation with ID {cid}",
@@ -197,7 +196,6 @@ async def test_delete_removes_the_history_and_keeps_the_transcripts(client: Any,
     gone = await client.get(f"/v2/conversations/{cid}?user_id=alice")
     assert gone.status == 404
     assert await gone.json() == {
-        "status_code": 404,
         "detail": {"response": "Conversation not found", "cause": f"Conversation with ID {cid} does not exist"},
     }
     again = await (await client.delete(f"/v2/conversations/{cid}?user_id=alice")).json()
@@ -213,7 +211,6 @@ async def test_bad_ids_and_bodies_are_400_and_422(client: Any) -> None:
     bad = await client.get("/v1/conversations/not-a-uuid?user_id=alice")
     assert bad.status == 400
     assert await bad.json() == {
-        "status_code": 400,
         "detail": {
             "response": "Invalid conversation ID format",
             "cause": "The conversation ID not-a-uuid has invalid format.",

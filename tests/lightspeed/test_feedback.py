@@ -157,7 +157,6 @@ async def test_disabled_feedback_is_403_and_writes_nothing(make_client: ClientFa
     resp = await client.post("/v1/feedback?user_id=alice", json=feedback_body(conversation_id, sentiment=1))
     assert resp.status == 403
     assert await resp.json() == {
-        "status_code": 403,
         "detail": {"response": "Storing feedback is disabled", "cause": "Storing feedback is disabled."},
     }
     assert json_files(config.user_data_collection.feedback_storage) == []

@@ -157,13 +157,11 @@ async def test_provider_and_model_together_must_be_offered(client: Any) -> None:
     provider = await client.post("/v1/query", json={"query": "start", "provider": "openai", "model": "gpt-4"})
     assert provider.status == 404
     assert await provider.json() == {
-        "status_code": 404,
         "detail": {"response": "Provider not found", "cause": "Provider with ID openai does not exist"},
     }
     model = await client.post("/v1/query", json={"query": "start", "provider": "local", "model": "gpt-4"})
     assert model.status == 404
     assert await model.json() == {
-        "status_code": 404,
         "detail": {"response": "Model not found", "cause": "Model with ID gpt-4 does not exist"},
     }
 
@@ -202,7 +200,6 @@ async def test_conversations_belong_to_their_user(client: Any) -> None:
     other = await client.post("/v1/query?user_id=mallory", json={"query": "x", "conversation_id": conversation_id})
     assert other.status == 403
     assert await other.json() == {
-        "status_code": 403,
         "detail": {
             "response": "User does not have permission to perform this action",
             "cause": f"User mallory does not have permission to read conversation with ID {conversation_id}",
@@ -212,7 +209,6 @@ async def test_conversations_belong_to_their_user(client: Any) -> None:
     unknown = await client.post("/v1/query?user_id=alice", json={"query": "x", "conversation_id": unknown_id})
     assert unknown.status == 404
     assert await unknown.json() == {
-        "status_code": 404,
         "detail": {
             "response": "Conversation not found",
             "cause": f"Conversation with ID {unknown_id} does not exist",

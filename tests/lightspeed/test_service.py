@@ -119,7 +119,6 @@ async def test_unknown_routes_and_methods_answer_in_the_error_format(client: Any
     missing = await client.get("/v1/nothing")
     assert missing.status == 404
     assert await missing.json() == {
-        "status_code": 404,
         "detail": {"response": "Not Found", "cause": "No such route"},
     }
     wrong = await client.get("/v1/feedback")
@@ -179,7 +178,6 @@ async def test_models_needs_a_token_when_the_auth_module_does(make_client: Clien
     missing = await client.get("/v1/models")
     assert missing.status == 401
     assert await missing.json() == {
-        "status_code": 401,
         "detail": {
             "response": "Missing or invalid credentials provided by client",
             "cause": "No Authorization header found",

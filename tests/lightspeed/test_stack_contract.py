@@ -23,6 +23,13 @@ from tests.lightspeed.test_openapi_conformance import operation_for, validate
 from tests.lightspeed.test_query import TrickleProvider
 
 DOCUMENT = json.loads((Path(__file__).parent / "lightspeed-stack-openapi.json").read_text())
+# The wire wins over the document: lightspeed-stack's error models list `status_code`, so its schemas require
+# it, but its endpoints raise `HTTPException(**response.model_dump())`, which sends `detail` alone. Bodies are
+# checked against what its server sends: `detail`, and no `status_code`.
+for _schema in DOCUMENT["components"]["schemas"].values():
+    if "status_code" in _schema.get("properties", {}):
+        _schema["required"] = [name for name in _schema["required"] if name != "status_code"]
+        _schema["not"] = {"required": ["status_code"]}
 # fmt: off
 IN_SCOPE = (
     "/", "/liveness", "/readiness", "/metrics", "/authorized", "/v1/info", "/v1/config", "/v1/models",

@@ -323,7 +323,9 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    status_code: int
+    """lightspeed-stack's error body as its server sends it: `detail` only (its schemas' `status_code`
+    never reaches the wire)."""
+
     detail: ErrorDetail
 
 

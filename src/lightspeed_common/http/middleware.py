@@ -27,9 +27,10 @@ INTERNAL_CAUSE = "An unexpected error occurred; see the server log"
 
 
 def error_response(status: int, response: str, cause: str, headers: dict[str, str] | None = None) -> web.Response:
-    """`{"status_code", "detail": {"response", "cause"}}`: lightspeed-stack's published error schemas
-    require `status_code` beside `detail` (its own server sends only `detail`; clients read `detail`)."""
-    body = {"status_code": status, "detail": {"response": response, "cause": cause}}
+    """`{"detail": {"response", "cause"}}`, as lightspeed-stack sends it. Its published error schemas also
+    list `status_code`, but its endpoints raise `HTTPException(**response.model_dump())`, which puts only
+    `detail` on the wire; the wire wins."""
+    body = {"detail": {"response": response, "cause": cause}}
     return web.json_response(body, status=status, headers=headers)
 
 
