@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from lightspeed.answers.answering import Answerer, ModelChoice, recent_history, retrieval_query
+from lightspeed.answers.answering import Answerer, Found, ModelChoice, recent_history, retrieval_query
 from lightspeed.answers.providers.base import Attachment, Completion, Exchange, Question, Usage
 from lightspeed.answers.retrieval import Hit
 from lightspeed.identity import UserHasher
@@ -38,7 +38,14 @@ from lightspeed.records.redaction import Redactor
 from lightspeed.records.writer import RecordWriter
 from lightspeed.store.conversations import ConversationStore, Turn, check_owner
 from lightspeed_common.config import AnswersConfig
-from lightspeed_common.errors import INVALID_ATTRIBUTE, ApiError, PayloadTooLarge, RecordWriteError, Unprocessable
+from lightspeed_common.errors import (
+    INVALID_ATTRIBUTE,
+    ApiError,
+    NotFound,
+    PayloadTooLarge,
+    RecordWriteError,
+    Unprocessable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +60,9 @@ class Ask:
     model: str | None = None
     system_prompt: str | None = None
     attachments: Sequence[Attachment] = ()
+    generate_topic_summary: bool = True  # a new conversation's topic summary: its first question's first line
+    vector_store_ids: Sequence[str] | None = None  # None: the docs index; []: no retrieval; an id: unknown here
+    shield_ids: Sequence[str] | None = None  # this server runs no shields: any id is unknown
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,16 @@ def referenced_documents(hits: Sequence[Hit]) -> list[dict[str, str]]:
     for hit in hits:
         seen.setdefault(hit.passage.source, hit.passage.title)
     return [{"doc_url": source, "doc_title": title} for source, title in seen.items()]
+
+
+def check_named_parts(ask: Ask) -> None:
+    """Shields and vector stores a question names: this server has neither, so any id is lightspeed-stack's
+    404 for an unknown one ("Shield not found", "Vector Store not found")."""
+    if missing := sorted(set(ask.shield_ids or ())):
+        plural = "s" if len(missing) > 1 else ""
+        raise NotFound(f"Shield{plural} not found", f"Shield{plural} with ID {', '.join(missing)} does not exist")
+    if ask.vector_store_ids:
+        raise NotFound("Vector Store not found", f"Vector Store with ID {ask.vector_store_ids[0]} does not exist")
 
 
 def check_sizes(ask: Ask, limits: AnswersConfig) -> None:
@@ -144,8 +164,12 @@ class Turns:
             await check_owner(self._conversations, ask.conversation_id, user_id, user_hash)
             turns = [Exchange(t.question, t.answer) for t in await self._conversations.turns(ask.conversation_id)]
             history = recent_history(turns, self._limits.history_max_chars)
+        check_named_parts(ask)
         conversation_id = ask.conversation_id or str(uuid.uuid4())
-        found = await self._answerer.retrieve(retrieval_query(ask.query, history), user_hash)
+        if ask.vector_store_ids == []:  # lightspeed-stack's "query none of the stores"
+            found = Found([], [])
+        else:
+            found = await self._answerer.retrieve(retrieval_query(ask.query, history), user_hash)
         question = Question(
             ask.query, choice.model, ask.system_prompt, ask.attachments, found.hits, history, found.excerpts
         )
@@ -200,7 +224,9 @@ class Turns:
             completed_at=datetime.now(UTC),
             attachments=[a.metadata() for a in turn.question.attachments],
         )
-        await self._conversations.add_turn(turn.conversation_id, turn.user_hash, remembered)
+        new = turn.ask.conversation_id is None
+        topic = new and turn.ask.generate_topic_summary
+        await self._conversations.add_turn(turn.conversation_id, turn.user_hash, remembered, topic=topic)
 
     async def _record(
         self, turn: PreparedTurn, redacted_query: str, attachments: list[dict[str, Any]], answer: str, truncated: bool

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lightspeed.answers.providers.local import NO_IMAGES
 from lightspeed.models.embedding import SentenceTransformerEmbedder
 from lightspeed_common.config import AppConfig
@@ -25,30 +23,6 @@ PNG, JPEG = base64.b64encode(PNG_BYTES).decode(), base64.b64encode(JPEG_BYTES).d
 
 def image(content: str = PNG, content_type: str = "image/png", attachment_type: str = "image") -> dict[str, str]:
     return {"attachment_type": attachment_type, "content_type": content_type, "content": content}
-
-
-@pytest.mark.parametrize(
-    ("attachment", "cause"),
-    [
-        (image(content_type="text/plain"), "Invalid content type text/plain for an image attachment"),
-        (image(attachment_type="log"), "Invalid attachment type log for content type image/png"),
-        (image(content="not base64!"), "Invalid image attachment: the content is not valid base64"),
-        (image(content=base64.b64encode(b"hello").decode()), "it is not PNG or JPEG data"),
-        (image(content=JPEG), "Invalid image attachment: declared image/png, but it is image/jpeg data"),
-        (image(attachment_type="screenshot"), "Invalid attachment type screenshot"),
-        (image(attachment_type="log", content_type="text/html"), "Invalid attachment content type text/html"),
-    ],
-)
-async def test_bad_attachments_are_422_each_with_its_cause(
-    client: Any, config: AppConfig, attachment: dict[str, str], cause: str
-) -> None:
-    for endpoint in ("/v1/query", "/v1/streaming_query"):
-        resp = await client.post(endpoint, json={"query": "What is this?", "attachments": [attachment]})
-        assert resp.status == 422
-        detail = (await resp.json())["detail"]
-        assert detail["response"] == "Invalid attribute value"
-        assert cause in detail["cause"]
-    assert json_files(config.user_data_collection.transcripts_storage) == []
 
 
 async def test_images_are_accepted_and_recorded_without_their_bytes(client: Any, config: AppConfig) -> None:

@@ -95,9 +95,8 @@ class Answerer:
         """The default model, or the requested one if this server offers it (404 otherwise)."""
         if provider is None or model is None:
             return ModelChoice(self.provider.name, self.provider.models[0])
-        if provider != self.provider.name:
-            raise NotFound("Provider not found", f"Provider with ID {provider} does not exist")
-        if model not in self.provider.models:
+        if provider != self.provider.name or model not in self.provider.models:
+            # lightspeed-stack's answer for a provider/model pair it does not serve, whichever part is unknown.
             raise NotFound("Model not found", f"Model with ID {model} does not exist")
         return ModelChoice(provider, model)
 

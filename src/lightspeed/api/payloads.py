@@ -6,12 +6,9 @@ One pydantic model per body: it validates requests, documents them in
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from collections.abc import Iterable
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,8 +23,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from lightspeed.answers.providers.base import IMAGE
-from lightspeed_common.errors import INVALID_ATTRIBUTE, RequestInvalid, Unprocessable
+from lightspeed_common.errors import RequestInvalid
 
 
 class Body(BaseModel):
@@ -37,28 +33,35 @@ class Body(BaseModel):
 T = TypeVar("T", bound=BaseModel)
 
 
+def _context(ctx: dict[str, Any]) -> dict[str, Any]:
+    """An error's `ctx` as FastAPI sends it: an exception in it becomes `{}` (its JSON encoder's reading of
+    an object with no fields), anything else stays."""
+    return {key: {} if isinstance(value, BaseException) else value for key, value in ctx.items()}
+
+
 def parse_body(model: type[T], raw: bytes) -> T:
-    """Validate raw JSON bytes against `model`, raising RequestInvalid with body-rooted locs."""
+    """Validate raw JSON bytes against `model`, raising RequestInvalid with body-rooted locs: the items of
+    lightspeed-stack's (FastAPI's) 422, `{type, loc, msg, input}` and `ctx` where pydantic gives one."""
     try:
         return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
         errors = []
-        for err in exc.errors(include_url=False, include_context=False):
-            loc = ["body", *err["loc"]]
+        for err in exc.errors(include_url=False):
             bad_json = err["type"] == "json_invalid"
-            errors.append(
-                {
-                    "type": err["type"],
-                    "loc": loc,
-                    "msg": err["msg"],
-                    # Echoing the raw text of a malformed body helps nobody and may be large.
-                    "input": {} if bad_json else err["input"],
-                }
-            )
+            item = {
+                "type": err["type"],
+                "loc": ["body", *err["loc"]],
+                "msg": err["msg"],
+                # Echoing the raw text of a malformed body helps nobody and may be large.
+                "input": {} if bad_json else err["input"],
+            }
+            if "ctx" in err:
+                item["ctx"] = _context(err["ctx"])
+            errors.append(item)
         raise RequestInvalid(errors) from None
 
 
-def _valid_uuid(value: str) -> str:
+def valid_uuid(value: str) -> str:
     try:
         uuid.UUID(value)
     except ValueError:
@@ -66,172 +69,8 @@ def _valid_uuid(value: str) -> str:
     return value
 
 
-TEXT_ATTACHMENT_TYPES = ("alert", "api object", "configuration", "error message", "event", "log", "stack trace")
-TEXT_CONTENT_TYPES = ("text/plain", "application/json", "application/yaml", "application/xml")
-# What each image content type's data starts with.
-IMAGE_SIGNATURES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
-
-
-def _choices(values: Iterable[str]) -> str:
-    return str(sorted(values))
-
-
-_BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-
-
-def _image(content_type: str, base64_start: str) -> JsonDict:
-    """An image attachment as the document can say it: base64 whose data starts with the format's signature."""
-    content: JsonDict = {"allOf": [{"pattern": _BASE64}, {"pattern": f"^{base64_start}"}]}
-    return {
-        "properties": {"attachment_type": {"const": IMAGE}, "content_type": {"const": content_type}, "content": content}
-    }
-
-
-class Attachment(Body):
-    """Checked by `check()` after the body parses, as lightspeed-stack checks it: a 422 whose detail is
-    `{"response": "Invalid attribute value", "cause"}`, one cause per problem. The document states the
-    same rules (a text type with a text content type, or an image whose data is what it says)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "oneOf": [
-                {
-                    "properties": {
-                        "attachment_type": {"enum": list(TEXT_ATTACHMENT_TYPES)},
-                        "content_type": {"enum": list(TEXT_CONTENT_TYPES)},
-                    }
-                },
-                _image("image/png", "iVBORw0KGgo"),  # base64 of PNG's signature
-                _image("image/jpeg", "/9j/"),  # of JPEG's
-            ]
-        }
-    )
-
-    attachment_type: str = Field(description=f"One of {_choices((*TEXT_ATTACHMENT_TYPES, IMAGE))}")
-    content_type: str = Field(description=f"One of {_choices((*TEXT_CONTENT_TYPES, *IMAGE_SIGNATURES))}")
-    content: str = Field(description="The text, or for attachment_type image the base64-encoded PNG or JPEG data")
-
-    def check(self) -> None:
-        if self.attachment_type == IMAGE:
-            self._check_image()
-            return
-        if self.attachment_type not in TEXT_ATTACHMENT_TYPES:
-            cause = f"Invalid attachment type {self.attachment_type}: must be one of {_choices(TEXT_ATTACHMENT_TYPES)}"
-            raise Unprocessable(INVALID_ATTRIBUTE, cause + " or 'image'")
-        if self.content_type in IMAGE_SIGNATURES:
-            cause = f"Invalid attachment type {self.attachment_type} for content type {self.content_type}"
-            raise Unprocessable(INVALID_ATTRIBUTE, cause + ": image data needs attachment type 'image'")
-        if self.content_type not in TEXT_CONTENT_TYPES:
-            cause = (
-                f"Invalid attachment content type {self.content_type}: must be one of {_choices(TEXT_CONTENT_TYPES)}"
-            )
-            raise Unprocessable(INVALID_ATTRIBUTE, cause)
-
-    def _check_image(self) -> None:
-        if self.content_type not in IMAGE_SIGNATURES:
-            cause = f"Invalid content type {self.content_type} for an image attachment"
-            raise Unprocessable(INVALID_ATTRIBUTE, f"{cause}: must be one of {_choices(IMAGE_SIGNATURES)}")
-        try:
-            data = base64.b64decode(self.content, validate=True)
-        except binascii.Error:
-            raise Unprocessable(
-                INVALID_ATTRIBUTE, "Invalid image attachment: the content is not valid base64"
-            ) from None
-        if not data.startswith(IMAGE_SIGNATURES[self.content_type]):
-            found = next((t for t, s in IMAGE_SIGNATURES.items() if data.startswith(s)), None)
-            seen = f"it is {found} data" if found else "it is not PNG or JPEG data"
-            raise Unprocessable(
-                INVALID_ATTRIBUTE, f"Invalid image attachment: declared {self.content_type}, but {seen}"
-            )
-
-    @property
-    def size(self) -> int:
-        """Bytes: the decoded image, or the text's UTF-8."""
-        if self.attachment_type == IMAGE:
-            return len(self.content) * 3 // 4 - self.content[-2:].count("=")
-        return len(self.content.encode())
-
-
 UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 ConversationId = Annotated[str, Field(json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})]
-
-
-class QueryRequest(Body):
-    # The document states the provider+model rule too: either both or neither.
-    # The document states the provider+model rule too: both (strings), or neither (absent or null).
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"properties": {"provider": {"type": "null"}, "model": {"type": "null"}}},
-                {
-                    "required": ["provider", "model"],
-                    "properties": {"provider": {"type": "string"}, "model": {"type": "string"}},
-                },
-            ]
-        }
-    )
-
-    query: str = Field(min_length=1)
-    conversation_id: ConversationId | None = None
-    provider: str | None = None
-    model: str | None = None
-    system_prompt: str | None = None
-    attachments: list[Attachment] | None = Field(
-        default=None, json_schema_extra={"maxItems": 16}, description="At most answers.max_attachments (16 by default)"
-    )
-    media_type: Literal["text/plain", "application/json"] | None = None
-
-    @field_validator("conversation_id")
-    @classmethod
-    def _conversation_id(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_uuid(value)
-
-    @model_validator(mode="after")
-    def _provider_with_model(self) -> Self:
-        if self.provider is not None and self.model is None:
-            raise ValueError("Model must be specified if provider is specified")
-        if self.model is not None and self.provider is None:
-            raise ValueError("Provider must be specified if model is specified")
-        return self
-
-
-class StreamFrame(BaseModel):
-    """One server-sent event of /v1/streaming_query: a line `data: <this object as JSON>`, then a blank line.
-
-    `start` carries conversation_id and request_id; `token` id and token; `turn_complete` the whole text;
-    `end` referenced_documents, truncated and the token counts (with available_quotas beside data);
-    `error` response and cause. With media_type text/plain the answer streams as plain text instead.
-    """
-
-    media_type: ClassVar[str] = "text/event-stream"
-
-    event: Literal["start", "token", "turn_complete", "end", "error"]
-    data: dict[str, Any]
-    available_quotas: dict[str, Any] | None = None
-
-
-class RagChunk(BaseModel):
-    content: str
-    source: str | None = None
-    score: float | None = None
-
-
-class ReferencedDocument(BaseModel):
-    doc_url: str
-    doc_title: str
-
-
-class QueryResponse(BaseModel):
-    conversation_id: str
-    response: str
-    rag_chunks: list[RagChunk]
-    referenced_documents: list[ReferencedDocument]
-    truncated: bool
-    input_tokens: int
-    output_tokens: int
-    available_quotas: dict[str, int]
-    tool_calls: list[dict[str, Any]]
-    tool_results: list[dict[str, Any]]
 
 
 class FeedbackCategory(StrEnum):
@@ -267,7 +106,7 @@ class FeedbackRequest(Body):
     @field_validator("conversation_id")
     @classmethod
     def _conversation_id(cls, value: str) -> str:
-        return _valid_uuid(value)
+        return valid_uuid(value)
 
     @field_validator("sentiment")
     @classmethod
@@ -334,6 +173,7 @@ class ValidationErrorItem(BaseModel):
     loc: list[str | int]
     msg: str
     input: Any
+    ctx: dict[str, Any] | None = Field(default=None, description="What the check compared against, when it says")
 
 
 class ValidationErrorResponse(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from lightspeed.api import catalog_payloads as catp
 from lightspeed.api import conversation_payloads as cp
 from lightspeed.api import payloads as p
+from lightspeed.api import query_payloads as qp
 from lightspeed.api import settings_payloads as sp
 from lightspeed.api.handlers import catalog, conversations, feedback, models, query, service, settings_page, telemetry
 
@@ -111,16 +112,16 @@ ROUTES: tuple[Route, ...] = (
         "/v1/query",
         query.query,
         "Answer a question",
-        p.QueryRequest,
-        {200: p.QueryResponse, **_ANSWER_ERRORS},
+        qp.QueryRequest,
+        {200: qp.QueryResponse, **_ANSWER_ERRORS},
     ),
     Route(
         "POST",
         "/v1/streaming_query",
         query.streaming_query,
         "Answer a question as server-sent events (start, token, turn_complete, end, error)",
-        p.QueryRequest,
-        {200: p.StreamFrame, **_ANSWER_ERRORS},
+        qp.QueryRequest,
+        {200: qp.StreamFrame, **_ANSWER_ERRORS},
     ),
     Route(
         "POST",

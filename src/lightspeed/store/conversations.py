@@ -55,8 +55,9 @@ class ConversationStore(Protocol):
 
     async def owner(self, conversation_id: str) -> str | None: ...
 
-    async def add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
-        """Append a turn, creating the conversation (owned by `owner`) if it is new."""
+    async def add_turn(self, conversation_id: str, owner: str, turn: Turn, *, topic: bool = True) -> None:
+        """Append a turn, creating the conversation (owned by `owner`) if it is new; with `topic`, one
+        without a topic summary takes this turn's question's first line."""
 
     async def get(self, conversation_id: str) -> Conversation | None: ...
 

@@ -91,18 +91,20 @@ class StateStore(SQLDatabase):
             del self._owners[next(iter(self._owners))]
         self._owners[conversation_id] = owner
 
-    async def add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
-        """Append a turn, creating the conversation (owned by `owner`) if it is new."""
-        await self._run(self._add_turn, conversation_id, owner, turn)
+    async def add_turn(self, conversation_id: str, owner: str, turn: Turn, *, topic: bool = True) -> None:
+        """Append a turn, creating the conversation (owned by `owner`) if it is new. `topic`: a conversation
+        without a topic summary takes the first line of this turn's question as its own."""
+        await self._run(self._add_turn, conversation_id, owner, turn, topic)
         self._remember(conversation_id, owner)
 
-    def _add_turn(self, conversation_id: str, owner: str, turn: Turn) -> None:
+    def _add_turn(self, conversation_id: str, owner: str, turn: Turn, topic: bool) -> None:
         completed = turn.completed_at.isoformat()
+        summary = topic_of(turn.question) if topic else None
         with self._transaction() as session:
             session.execute(
                 "INSERT INTO conversations (conversation_id, owner, created_at, topic_summary) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (conversation_id) DO NOTHING",
-                (conversation_id, owner, turn.started_at.isoformat(), topic_of(turn.question)),
+                (conversation_id, owner, turn.started_at.isoformat(), summary),
             )
             # The update locks the conversation's row (PostgreSQL; SQLite's whole file is locked already):
             # two workers adding turns at once number them one after the other.
@@ -110,7 +112,7 @@ class StateStore(SQLDatabase):
                 "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1, "
                 "last_used_model = ?, last_used_provider = ?, topic_summary = COALESCE(topic_summary, ?) "
                 "WHERE conversation_id = ? RETURNING message_count",
-                (completed, turn.model, turn.provider, topic_of(turn.question), conversation_id),
+                (completed, turn.model, turn.provider, summary, conversation_id),
             ).fetchone()[0]
             session.execute(
                 "INSERT INTO turns (conversation_id, seq, question, answer, model, provider, started_at, "

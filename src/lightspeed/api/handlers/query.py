@@ -14,7 +14,8 @@ from aiohttp import web
 
 from lightspeed.answers.providers.base import Attachment, Usage
 from lightspeed.api.catalog_payloads import StreamingInterruptRequest
-from lightspeed.api.payloads import QueryRequest, parse_body
+from lightspeed.api.payloads import parse_body
+from lightspeed.api.query_payloads import QueryRequest
 from lightspeed.api.state import SERVER, STREAMS
 from lightspeed.turns import Ask, PreparedTurn, Turns, rag_chunks, referenced_documents
 from lightspeed_common.errors import ApiError, NotFound
@@ -26,7 +27,17 @@ log = structlog.get_logger(__name__)
 
 def _ask(body: QueryRequest) -> Ask:
     attachments = [Attachment(a.attachment_type, a.content_type, a.content, a.size) for a in body.attachments or ()]
-    return Ask(body.query, body.conversation_id, body.provider, body.model, body.system_prompt, attachments)
+    return Ask(
+        body.query,
+        body.conversation_id,
+        body.provider,
+        body.model,
+        body.system_prompt,
+        attachments,
+        generate_topic_summary=bool(body.generate_topic_summary),  # null is false, as lightspeed-stack reads it
+        vector_store_ids=body.vector_store_ids,
+        shield_ids=body.shield_ids,
+    )
 
 
 async def prepare_turn(request: web.Request) -> tuple[QueryRequest, PreparedTurn]:
