@@ -83,14 +83,13 @@ INVALID = [
         "Value error, Improper sentiment value of 0, needs to be -1 or 1",
     ),
     ({"sentiment": 2}, ["body", "sentiment"], "value_error", None),
-    ({"sentiment": True}, ["body", "sentiment"], "int_type", None),
-    ({"sentiment": 1.0}, ["body", "sentiment"], "int_type", None),
-    ({"sentiment": "1"}, ["body", "sentiment"], "int_type", None),
+    ({"sentiment": 1.5}, ["body", "sentiment"], "int_from_float", None),
+    ({"sentiment": "one"}, ["body", "sentiment"], "int_parsing", None),
     ({"user_feedback": "x" * 4097}, ["body", "user_feedback"], "string_too_long", None),
     ({"categories": ["rude"]}, ["body", "categories", 0], "enum", None),
     ({"sentiment": 1, "rating": 5}, ["body", "rating"], "extra_forbidden", None),
     (
-        {"user_feedback": "   "},
+        {"user_feedback": ""},
         ["body"],
         "value_error",
         "Value error, At least one form of feedback must be provided: 'sentiment', 'user_feedback', or 'categories'",
@@ -114,6 +113,21 @@ async def test_invalid_feedback_is_422_and_writes_nothing(
     if msg is not None:
         assert match[0]["msg"] == msg
     assert json_files(config.user_data_collection.feedback_storage) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "sentiment"),
+    [({"sentiment": "1"}, 1), ({"sentiment": 1.0}, 1), ({"sentiment": -1}, -1), ({"user_feedback": "   "}, None)],
+)
+async def test_feedback_is_read_as_lightspeed_stack_reads_it(
+    client: Any, config: AppConfig, extra: dict[str, Any], sentiment: int | None
+) -> None:
+    """Its lax integers for sentiment, and any user_feedback but "" counting as feedback."""
+    conversation_id = await start_conversation(client)
+    resp = await client.post("/v1/feedback?user_id=alice", json=feedback_body(conversation_id, **extra))
+    assert resp.status == 200, await resp.text()
+    [record] = [json.loads(p.read_text()) for p in json_files(config.user_data_collection.feedback_storage)]
+    assert record["sentiment"] == sentiment
 
 
 @pytest.mark.parametrize("missing", ["conversation_id", "user_question", "llm_response"])
@@ -190,12 +204,22 @@ async def test_feedback_status_toggle_persists_across_restarts(make_client: Clie
     assert settings["feedback_updated_by"] != hashlib.sha256(b"admin1").hexdigest()
 
 
-@pytest.mark.parametrize("body", [{"status": "false"}, {"status": 0}, {}, {"status": True, "x": 1}])
-async def test_feedback_status_needs_a_strict_bool(client: Any, body: dict[str, Any]) -> None:
-    """status is required and must be a JSON boolean."""
+@pytest.mark.parametrize("body", [{"status": "maybe"}, {"status": 2}, {"status": None}, {"status": True, "x": 1}])
+async def test_feedback_status_that_is_no_bool_is_422(client: Any, body: dict[str, Any]) -> None:
+    """status is read as lightspeed-stack reads it (pydantic's lax bool), so what no bool reading takes is a 422."""
     resp = await client.put("/v1/feedback/status", json=body)
     assert resp.status == 422
     assert (await resp.json())["detail"][0]["loc"][0] == "body"
+
+
+@pytest.mark.parametrize(("body", "enabled"), [({"status": "false"}, False), ({"status": 1}, True), ({}, False)])
+async def test_feedback_status_reads_what_lightspeed_stack_reads(
+    client: Any, body: dict[str, Any], enabled: bool
+) -> None:
+    """lightspeed-stack's FeedbackStatusUpdateRequest: a lax bool, false when absent."""
+    resp = await client.put("/v1/feedback/status", json=body)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["status"]["updated_status"] is enabled
 
 
 async def test_feedback_storage_failure_is_500_and_leaves_no_partial_file(

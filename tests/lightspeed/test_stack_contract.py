@@ -128,7 +128,7 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("GET", "/v1/feedback/status", None, None),
     ("PUT", "/v1/feedback/status", "admin", {"status": True}),
     ("PUT", "/v1/feedback/status", "user", {"status": True}),
-    ("PUT", "/v1/feedback/status", "admin", {"status": "yes"}),
+    ("PUT", "/v1/feedback/status", "admin", {"status": "maybe"}),
     ("PUT", "/v1/feedback/status", None, {"status": True}),
     *[(m, p, who, None) for m, p in [("GET", "/v1/conversations"), ("GET", "/v2/conversations")]
       for who in ("user", None)],

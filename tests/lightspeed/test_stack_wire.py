@@ -216,3 +216,65 @@ async def test_a_new_conversation_gets_a_topic_summary_only_when_asked(
     await client.post("/v1/query", json={"query": "And stop it?", "conversation_id": conversation_id})
     listed = (await (await client.get("/v1/conversations")).json())["conversations"]
     assert [c["topic_summary"] for c in listed if c["conversation_id"] == conversation_id] == [topic]
+
+
+def _feedback(**fields: Any) -> dict[str, Any]:
+    return {"conversation_id": UNKNOWN, "user_question": "q", "llm_response": "a", **fields}
+
+
+NONE_GIVEN = "At least one form of feedback must be provided: 'sentiment', 'user_feedback', or 'categories'"
+# (method, path, body) -> (status, whole body), for the routes beside the query endpoints.
+OTHER_CASES: dict[str, tuple[str, str, dict[str, Any] | None, int, Any]] = {
+    "feedback: improper conversation id (unquoted, unlike the query's)": (
+        "POST",
+        "/v1/feedback",
+        _feedback(conversation_id="nope", sentiment=1),
+        422,
+        {"detail": [value_error("Improper conversation ID nope", ["body", "conversation_id"], "nope")]},
+    ),
+    "feedback: a sentiment that is neither -1 nor 1": (
+        "POST",
+        "/v1/feedback",
+        _feedback(sentiment=0),
+        422,
+        {"detail": [value_error("Improper sentiment value of 0, needs to be -1 or 1", ["body", "sentiment"], 0)]},
+    ),
+    "feedback: none given": (
+        "POST",
+        "/v1/feedback",
+        _feedback(user_feedback=""),
+        422,
+        {"detail": [value_error(NONE_GIVEN, ["body"], _feedback(user_feedback=""))]},
+    ),
+    "feedback: an unknown conversation": (
+        "POST",
+        "/v1/feedback",
+        _feedback(sentiment=1),
+        404,
+        detail("Conversation not found", f"Conversation with ID {UNKNOWN} does not exist"),
+    ),
+    "conversation: an id that is no UUID": (
+        "GET",
+        "/v1/conversations/nope",
+        None,
+        400,
+        detail("Invalid conversation ID format", "The conversation ID nope has invalid format."),
+    ),
+    "conversation: an unknown one": (
+        "GET",
+        f"/v1/conversations/{UNKNOWN}",
+        None,
+        404,
+        detail("Conversation not found", f"Conversation with ID {UNKNOWN} does not exist"),
+    ),
+}
+
+
+@pytest.mark.parametrize("condition", list(OTHER_CASES))
+async def test_other_routes_answer_each_condition_as_lightspeed_stack(
+    client: Any, config: AppConfig, condition: str
+) -> None:
+    method, path, body, status, expected = OTHER_CASES[condition]
+    resp = await client.request(method, path, json=body)
+    assert (resp.status, await resp.json()) == (status, expected)
+    assert json_files(config.user_data_collection.feedback_storage) == []

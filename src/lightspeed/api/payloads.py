@@ -15,8 +15,6 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
-    StrictBool,
-    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -61,11 +59,14 @@ def parse_body(model: type[T], raw: bytes) -> T:
         raise RequestInvalid(errors) from None
 
 
-def valid_uuid(value: str) -> str:
+def valid_uuid(value: str, quoted: bool = True) -> str:
+    """`value` if it is a UUID; lightspeed-stack's ValueError otherwise (its query quotes the id, its
+    feedback does not)."""
     try:
         uuid.UUID(value)
     except ValueError:
-        raise ValueError(f"Improper conversation ID '{value}'") from None
+        shown = f"'{value}'" if quoted else value
+        raise ValueError(f"Improper conversation ID {shown}") from None
     return value
 
 
@@ -99,14 +100,14 @@ class FeedbackRequest(Body):
     conversation_id: ConversationId
     user_question: str
     llm_response: str
-    sentiment: StrictInt | None = Field(default=None, json_schema_extra={"enum": [-1, 1, None]})
+    sentiment: int | None = Field(default=None, json_schema_extra={"enum": [-1, 1, None]})
     user_feedback: str | None = Field(default=None, max_length=4096)
     categories: list[FeedbackCategory] | None = None
 
     @field_validator("conversation_id")
     @classmethod
     def _conversation_id(cls, value: str) -> str:
-        return valid_uuid(value)
+        return valid_uuid(value, quoted=False)
 
     @field_validator("sentiment")
     @classmethod
@@ -124,8 +125,8 @@ class FeedbackRequest(Body):
 
     @model_validator(mode="after")
     def _some_feedback(self) -> Self:
-        has_text = bool(self.user_feedback and self.user_feedback.strip())
-        if self.sentiment is None and not has_text and not self.categories:
+        # As lightspeed-stack counts it: any user_feedback but "" is feedback (blanks too).
+        if self.sentiment is None and not self.user_feedback and self.categories is None:
             raise ValueError(
                 "At least one form of feedback must be provided: 'sentiment', 'user_feedback', or 'categories'"
             )
@@ -137,7 +138,7 @@ class FeedbackResponse(BaseModel):
 
 
 class FeedbackStatusUpdate(Body):
-    status: StrictBool
+    status: bool = False  # lightspeed-stack's default, and its lax reading (true, "true", 1)
 
 
 class FeedbackStatus(BaseModel):
