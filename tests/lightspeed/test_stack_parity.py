@@ -195,18 +195,25 @@ async def test_providers_shields_and_tools_are_what_this_server_has(client: Any)
 
 async def test_two_running_streams_never_share_a_request_id(make_client: ClientFactory, config: AppConfig) -> None:
     """A client may send the same X-Request-ID twice: the second stream gets its own id, so an interrupt
-    stops exactly the stream it names."""
+    stops exactly the stream it names. (An X-Request-ID that is no UUID is never a stream's id: the
+    interrupt takes UUIDs only, as lightspeed-stack's does.)"""
     client = await make_client(config, provider=TrickleProvider())
-    headers = {"X-Request-ID": "same-id"}
+    same = "0b7c8f5e-2222-4d6a-9a43-7d7c2d8b6f01"
+    headers = {"X-Request-ID": same}
     first = await client.post("/v1/streaming_query", json={"query": "a"}, headers=headers)
     second = await client.post("/v1/streaming_query", json={"query": "b"}, headers=headers)
     ids = []
     for stream in (first, second):
         ids.append(json.loads((await stream.content.readuntil(b"\n\n"))[len("data: ") :])["data"]["request_id"])
-    assert ids[0] == "same-id"
-    assert ids[1] != "same-id"
+    assert ids[0] == same
+    assert ids[1] != same
     for request_id in ids:
         stopped = await client.post("/v1/streaming_query/interrupt", json={"request_id": request_id})
         assert stopped.status == 200
     for stream in (first, second):
         assert parse_sse((await stream.read()).decode())[-1]["data"]["truncated"] is True
+    other = await client.post("/v1/streaming_query", json={"query": "c"}, headers={"X-Request-ID": "not-a-uuid"})
+    started = json.loads((await other.content.readuntil(b"\n\n"))[len("data: ") :])["data"]["request_id"]
+    assert started != "not-a-uuid"
+    stopped = await client.post("/v1/streaming_query/interrupt", json={"request_id": started})
+    assert stopped.status == 200

@@ -278,3 +278,29 @@ async def test_other_routes_answer_each_condition_as_lightspeed_stack(
     resp = await client.request(method, path, json=body)
     assert (resp.status, await resp.json()) == (status, expected)
     assert json_files(config.user_data_collection.feedback_storage) == []
+
+
+SUID_CASES = {
+    "interrupt: a request id that is no UUID": (
+        "POST",
+        "/v1/streaming_query/interrupt",
+        {"request_id": "abc"},
+        422,
+        {"detail": [value_error("Improper request ID abc", ["body", "request_id"], "abc")]},
+    ),
+    "interrupt: a well-formed id of no stream": (
+        "POST",
+        "/v1/streaming_query/interrupt",
+        {"request_id": UNKNOWN},
+        404,
+        detail("Streaming Request not found", f"Streaming Request with ID {UNKNOWN} does not exist"),
+    ),
+    "conversation: llama-stack's 48-hex id is well-formed, and unknown here": (
+        "GET",
+        f"/v1/conversations/conv_{'a' * 48}",
+        None,
+        404,
+        detail("Conversation not found", f"Conversation with ID conv_{'a' * 48} does not exist"),
+    ),
+}
+OTHER_CASES.update(SUID_CASES)

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from lightspeed.api.payloads import Body
+from lightspeed.api.payloads import SUID_PATTERN, Body, is_suid
 
 
 class StreamingInterruptRequest(Body):
-    request_id: str = Field(min_length=1, description="The request_id of the stream's start event")
+    request_id: str = Field(
+        description="The request_id of the stream's start event (a UUID)", json_schema_extra={"pattern": SUID_PATTERN}
+    )
+
+    @field_validator("request_id")
+    @classmethod
+    def _request_id(cls, value: str) -> str:
+        if not is_suid(value):
+            raise ValueError(f"Improper request ID {value}")  # lightspeed-stack's text
+        return value
 
 
 class StreamingInterruptResponse(BaseModel):

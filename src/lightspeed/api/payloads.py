@@ -59,18 +59,35 @@ def parse_body(model: type[T], raw: bytes) -> T:
         raise RequestInvalid(errors) from None
 
 
-def valid_uuid(value: str, quoted: bool = True) -> str:
-    """`value` if it is a UUID; lightspeed-stack's ValueError otherwise (its query quotes the id, its
-    feedback does not)."""
+def is_suid(value: str) -> bool:
+    """lightspeed-stack's `check_suid`, rule for rule: a UUID, or 48 hexadecimal digits (llama-stack's ids),
+    optionally after `conv_`. Ids this server makes are UUIDs; the others are well-formed but unknown."""
+    digits = value.removeprefix("conv_")
+    if len(digits) == 48:
+        try:
+            int(digits, 16)
+        except ValueError:
+            return False
+        return True
     try:
         uuid.UUID(value)
     except ValueError:
+        return False
+    return True
+
+
+def valid_uuid(value: str, quoted: bool = True) -> str:
+    """`value` if it is a well-formed id (`is_suid`); lightspeed-stack's ValueError otherwise (its query
+    quotes the id, its feedback does not)."""
+    if not is_suid(value):
         shown = f"'{value}'" if quoted else value
-        raise ValueError(f"Improper conversation ID {shown}") from None
+        raise ValueError(f"Improper conversation ID {shown}")
     return value
 
 
 UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+# What `is_suid` takes, as the document can say it: a UUID, or 48 hex digits (optionally after conv_).
+SUID_PATTERN = f"(?:{UUID_PATTERN})|^(?:conv_)?[0-9a-fA-F]{{48}}$"
 ConversationId = Annotated[str, Field(json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})]
 
 

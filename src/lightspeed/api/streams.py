@@ -24,7 +24,12 @@ class RunningStreams:
         self._streams: dict[str, RunningStream] = {}
 
     def new_id(self, wanted: str) -> str:
-        """`wanted` (the request's X-Request-ID), unless a running stream has it already."""
+        """`wanted` (the request's X-Request-ID) when it is a UUID no running stream has, else a new one:
+        the interrupt takes UUIDs only, as lightspeed-stack's does."""
+        try:
+            uuid.UUID(wanted)
+        except ValueError:
+            return str(uuid.uuid4())
         return wanted if wanted not in self._streams else str(uuid.uuid4())
 
     @contextlib.contextmanager

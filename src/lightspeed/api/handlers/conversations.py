@@ -7,7 +7,6 @@ history from the store; transcripts already written stay for the collector.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from lightspeed.api.conversation_payloads import (
     ConversationUpdateResponse,
     Message,
 )
-from lightspeed.api.payloads import parse_body
+from lightspeed.api.payloads import is_suid, parse_body
 from lightspeed.api.state import SERVER
 from lightspeed.auth import User
 from lightspeed.store.conversations import Conversation, Turn, check_access, conversation_not_found
@@ -37,12 +36,10 @@ def _json(model: object) -> web.Response:
 
 
 def _conversation_id(request: web.Request) -> str:
-    """The path's conversation id, 400 when it is not a UUID (as lightspeed-stack answers)."""
+    """The path's conversation id, 400 when it is not one lightspeed-stack takes (`is_suid`)."""
     value = request.match_info["conversation_id"]
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise BadRequest("Invalid conversation ID format", f"The conversation ID {value} has invalid format.") from None
+    if not is_suid(value):
+        raise BadRequest("Invalid conversation ID format", f"The conversation ID {value} has invalid format.")
     return value
 
 
