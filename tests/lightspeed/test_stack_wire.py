@@ -304,3 +304,26 @@ SUID_CASES = {
     ),
 }
 OTHER_CASES.update(SUID_CASES)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "action"),
+    [
+        ("POST", "/v1/query", {"query": "And then?"}, "read"),
+        ("POST", "/v1/streaming_query", {"query": "And then?"}, "read"),
+        ("POST", "/v1/feedback", {"user_question": "q", "llm_response": "a", "sentiment": 1}, "submit feedback for"),
+    ],
+)
+async def test_another_users_conversation_is_403_in_lightspeed_stacks_words(
+    client: Any, config: AppConfig, method: str, path: str, body: dict[str, Any], action: str
+) -> None:
+    """Its ForbiddenResponse.conversation, with the action each endpoint names."""
+    started = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    conversation_id = (await started.json())["conversation_id"]
+    resp = await client.request(method, f"{path}?user_id=mallory", json={**body, "conversation_id": conversation_id})
+    cause = f"User mallory does not have permission to {action} conversation with ID {conversation_id}"
+    assert (resp.status, await resp.json()) == (
+        403,
+        detail("User does not have permission to perform this action", cause),
+    )
+    assert json_files(config.user_data_collection.feedback_storage) == []

@@ -53,7 +53,7 @@ class FeedbackDesk:
         """Check, redact and write one feedback; the record's path."""
         self.check_enabled()
         user_hash = self._hasher(user_id)
-        await check_owner(self._conversations, given.conversation_id, user_id, user_hash)
+        await check_owner(self._conversations, given.conversation_id, user_id, user_hash, "submit feedback for")
         # One decision for the three texts together: short ones on the loop, long ones in the worker process.
         question, response, comment = await self._redactor.redact_all(
             [given.user_question, given.llm_response, given.user_feedback or ""]

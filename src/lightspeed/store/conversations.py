@@ -90,12 +90,15 @@ def check_access(found: Conversation | None, user_id: str, user_hash: str, *, ad
         raise Forbidden(NO_PERMISSION, cause)
 
 
-async def check_owner(store: ConversationStore, conversation_id: str, user_id: str, user_hash: str) -> None:
+async def check_owner(
+    store: ConversationStore, conversation_id: str, user_id: str, user_hash: str, action: str = "read"
+) -> None:
     """What a question or a feedback about a conversation needs: 404 for an unknown one, 403 for
-    someone else's (an admin's too: a turn or a feedback is its owner's to add)."""
+    someone else's (an admin's too: a turn or a feedback is its owner's to add). `action` words the 403
+    as lightspeed-stack does: "read" for a question, "submit feedback for" for a feedback."""
     owner = await store.owner(conversation_id)
     if owner is None:
         raise conversation_not_found(conversation_id)
     if owner != user_hash:
-        cause = f"User {user_id} does not have permission to read conversation with ID {conversation_id}"
+        cause = f"User {user_id} does not have permission to {action} conversation with ID {conversation_id}"
         raise Forbidden(NO_PERMISSION, cause)
