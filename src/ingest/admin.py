@@ -17,7 +17,7 @@ from ingest.registry import delete_client, parse_client_id, source_address
 from lightspeed_common.errors import BadRequest, Forbidden, TooManyRequests
 from lightspeed_common.http.bearer import UnreadableCredentials
 from lightspeed_common.http.middleware import read_body
-from lightspeed_common.http.pages import static_page
+from lightspeed_common.http.pages import sign_in, static_page
 from lightspeed_common.json_text import parse_json
 
 log = structlog.get_logger("ingest")
@@ -93,4 +93,4 @@ async def request_deletion(request: web.Request) -> web.Response:
     return web.json_response({"deleted": await delete_client(ingest, client_id, "admin")})
 
 
-admin_page = static_page("ingest.web", "admin", "lightspeed-ingest", "the ingest's admin key", check_admin)
+admin_page = static_page("ingest.web", "admin", sign_in("lightspeed-ingest", "the ingest's admin key"), check_admin)

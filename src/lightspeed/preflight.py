@@ -33,7 +33,7 @@ def authenticator(config: AppConfig) -> Authenticator:
         keys_text = read_api_keys(config.authentication)
     except OSError as exc:
         raise ConfigError("authentication.api_key.keys_file", [f"cannot read {exc.filename}: {exc.strerror}"]) from None
-    return build_authenticator(config.authentication, keys_text)
+    return build_authenticator(config.authentication, config.authorization, keys_text)
 
 
 def openai_key(config: AppConfig) -> str | None:

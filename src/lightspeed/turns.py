@@ -153,15 +153,16 @@ class Turns:
     def check_sizes(self, ask: Ask) -> None:
         check_sizes(ask, self._limits)
 
-    async def prepare(self, user_id: str, ask: Ask) -> PreparedTurn:
-        """Everything before the provider is asked (sizes, model, owner, history, retrieval)."""
+    async def prepare(self, user_id: str, ask: Ask, *, others: bool = False) -> PreparedTurn:
+        """Everything before the provider is asked (sizes, model, owner, history, retrieval); `others`:
+        the caller may continue other users' conversations."""
         self.check_sizes(ask)
         choice = self._answerer.choose_model(ask.provider, ask.model)
         user_hash = self._hasher(user_id)
         started_at = datetime.now(UTC)
         history: list[Exchange] = []
         if ask.conversation_id is not None:
-            await check_owner(self._conversations, ask.conversation_id, user_id, user_hash)
+            await check_owner(self._conversations, ask.conversation_id, user_id, user_hash, others=others)
             turns = [Exchange(t.question, t.answer) for t in await self._conversations.turns(ask.conversation_id)]
             history = recent_history(turns, self._limits.history_max_chars)
         check_named_parts(ask)

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lightspeed_common.config_auth import AuthenticationConfig, AuthorizationConfig
 from lightspeed_common.config_base import DatabaseConfig, HttpTimeoutsConfig, Section
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.errors import ConfigError
@@ -89,20 +90,6 @@ class UserDataCollectionConfig(Section):
         if self.transcripts_enabled and self.transcripts_storage is None:
             raise ValueError("transcripts_storage is required when transcripts_enabled is true")
         return self
-
-
-class ApiKeyAuthConfig(Section):
-    """Where the api-key module finds its keys: a file, or a systemd credential."""
-
-    keys_file: Path | None = None
-    credential: str | None = "lightspeed-api-keys"
-
-
-class AuthenticationConfig(Section):
-    module: Literal["noop", "noop-with-token", "api-key"] = "noop"
-    default_user_id: str = "00000000-0000-0000-0000-000"
-    default_username: str = "lightspeed-user"
-    api_key: ApiKeyAuthConfig = ApiKeyAuthConfig()
 
 
 class RedactionPattern(Section):
@@ -268,6 +255,7 @@ class AppConfig(BaseSettings):
 
     service: ServiceConfig = ServiceConfig()
     authentication: AuthenticationConfig = AuthenticationConfig()
+    authorization: AuthorizationConfig = AuthorizationConfig()
     user_data_collection: UserDataCollectionConfig = UserDataCollectionConfig()
     redaction: RedactionConfig = RedactionConfig()
     answers: AnswersConfig = AnswersConfig()

@@ -20,48 +20,49 @@ USER_KEY, ADMIN_API_KEY = "user-key-0123456789", "admin-key-0123456789"
 
 # public: anyone; user: any valid credential; admin: the admin role (or the ingest's admin key).
 # A call is "refused" when it answers 401 or 403; any other status means the handler let it through.
+# The server's rows also name the route's action (None: any caller), which access rules grant to roles.
 SERVER_ROUTES = {
-    ("POST", "/v1/query"): "user",
-    ("POST", "/v1/streaming_query"): "user",
-    ("POST", "/v1/streaming_query/interrupt"): "user",
-    ("GET", "/v1/config"): "admin",
-    ("GET", "/v1/providers"): "user",
-    ("GET", "/v1/providers/{provider_id}"): "user",
-    ("GET", "/v1/shields"): "user",
-    ("GET", "/v1/tools"): "user",
-    ("POST", "/v1/feedback"): "user",
-    ("GET", "/v1/feedback/status"): "public",
-    ("PUT", "/v1/feedback/status"): "admin",
-    ("GET", "/v1/models"): "user",
-    ("GET", "/v1/embedding-models"): "admin",
-    ("POST", "/v1/embedding-models"): "admin",
-    ("PUT", "/v1/embedding-models/active"): "admin",
-    ("DELETE", "/v1/embedding-models/active"): "public",  # 405 for anyone
-    ("DELETE", "/v1/embedding-models/{model_name}"): "admin",
-    ("GET", "/v1/telemetry"): "admin",
-    ("PUT", "/v1/telemetry"): "admin",
-    ("GET", "/v1/telemetry/consent"): "user",
-    ("GET", "/v1/telemetry/queue"): "admin",
-    ("DELETE", "/v1/telemetry/queue"): "admin",
-    ("POST", "/v1/telemetry/send"): "admin",
-    ("POST", "/v1/telemetry/deletion-request"): "admin",
-    ("GET", "/settings"): "admin",
-    ("GET", "/settings/{asset}"): "admin",
-    ("GET", "/liveness"): "public",
-    ("GET", "/readiness"): "public",
-    ("GET", "/metrics"): "public",
-    ("GET", "/openapi.json"): "public",
-    ("GET", "/"): "user",
-    ("POST", "/authorized"): "user",
-    ("GET", "/v1/info"): "user",
-    ("GET", "/v1/conversations"): "user",
-    ("GET", "/v1/conversations/{conversation_id}"): "user",
-    ("PUT", "/v1/conversations/{conversation_id}"): "user",
-    ("DELETE", "/v1/conversations/{conversation_id}"): "user",
-    ("GET", "/v2/conversations"): "user",
-    ("GET", "/v2/conversations/{conversation_id}"): "user",
-    ("PUT", "/v2/conversations/{conversation_id}"): "user",
-    ("DELETE", "/v2/conversations/{conversation_id}"): "user",
+    ("POST", "/v1/query"): ("user", "query"),
+    ("POST", "/v1/streaming_query"): ("user", "streaming_query"),
+    ("POST", "/v1/streaming_query/interrupt"): ("user", "streaming_query"),
+    ("GET", "/v1/config"): ("admin", "get_config"),
+    ("GET", "/v1/providers"): ("user", "list_providers"),
+    ("GET", "/v1/providers/{provider_id}"): ("user", "get_provider"),
+    ("GET", "/v1/shields"): ("user", "get_shields"),
+    ("GET", "/v1/tools"): ("user", "get_tools"),
+    ("POST", "/v1/feedback"): ("user", "feedback"),
+    ("GET", "/v1/feedback/status"): ("public", None),
+    ("PUT", "/v1/feedback/status"): ("admin", "manage_feedback"),
+    ("GET", "/v1/models"): ("user", "get_models"),
+    ("GET", "/v1/embedding-models"): ("admin", "get_embedding_models"),
+    ("POST", "/v1/embedding-models"): ("admin", "manage_embedding_models"),
+    ("PUT", "/v1/embedding-models/active"): ("admin", "manage_embedding_models"),
+    ("DELETE", "/v1/embedding-models/active"): ("public", None),  # 405 for anyone
+    ("DELETE", "/v1/embedding-models/{model_name}"): ("admin", "manage_embedding_models"),
+    ("GET", "/v1/telemetry"): ("admin", "get_telemetry"),
+    ("PUT", "/v1/telemetry"): ("admin", "manage_telemetry"),
+    ("GET", "/v1/telemetry/consent"): ("user", "info"),
+    ("GET", "/v1/telemetry/queue"): ("admin", "get_telemetry"),
+    ("DELETE", "/v1/telemetry/queue"): ("admin", "manage_telemetry"),
+    ("POST", "/v1/telemetry/send"): ("admin", "manage_telemetry"),
+    ("POST", "/v1/telemetry/deletion-request"): ("admin", "manage_telemetry"),
+    ("GET", "/settings"): ("admin", "view_settings"),
+    ("GET", "/settings/{asset}"): ("admin", "view_settings"),
+    ("GET", "/liveness"): ("public", None),
+    ("GET", "/readiness"): ("public", None),
+    ("GET", "/metrics"): ("public", None),
+    ("GET", "/openapi.json"): ("public", None),
+    ("GET", "/"): ("user", "info"),
+    ("POST", "/authorized"): ("user", None),
+    ("GET", "/v1/info"): ("user", "info"),
+    ("GET", "/v1/conversations"): ("user", "list_conversations"),
+    ("GET", "/v1/conversations/{conversation_id}"): ("user", "get_conversation"),
+    ("PUT", "/v1/conversations/{conversation_id}"): ("user", "update_conversation"),
+    ("DELETE", "/v1/conversations/{conversation_id}"): ("user", "delete_conversation"),
+    ("GET", "/v2/conversations"): ("user", "list_conversations"),
+    ("GET", "/v2/conversations/{conversation_id}"): ("user", "get_conversation"),
+    ("PUT", "/v2/conversations/{conversation_id}"): ("user", "update_conversation"),
+    ("DELETE", "/v2/conversations/{conversation_id}"): ("user", "delete_conversation"),
 }
 
 # For the ingest, "user" is a collector's upload token; "user_only": the admin key is not one.
@@ -155,7 +156,43 @@ async def test_every_route_has_a_row(
 
 async def test_server_routes_follow_the_access_policy(make_client: ClientFactory, server_config: Any) -> None:
     client = await make_client(server_config)
-    await check_access(client, SERVER_ROUTES, {"none": None, "user": USER_KEY, "admin": ADMIN_API_KEY})
+    levels = {route: level for route, (level, _) in SERVER_ROUTES.items()}
+    await check_access(client, levels, {"none": None, "user": USER_KEY, "admin": ADMIN_API_KEY})
+
+
+# Access rules of a site's own: roles to actions, `*` for every caller, `admin` for everything.
+ACCESS_RULES = [
+    {"role": "viewer", "actions": ["list_conversations", "get_conversation", "info"]},
+    {"role": "operator", "actions": ["admin"]},
+    {"role": "*", "actions": ["get_models"]},
+]
+ROLE_KEYS = {"viewer": "viewer-key-0123456789", "operator": "operator-key-0123456789", "user": USER_KEY}
+
+
+def allowed_by_rules(level: str, action: str | None, role: str | None) -> bool:
+    if level == "public":
+        return True
+    if role is None:
+        return False
+    granted = {action for rule in ACCESS_RULES if rule["role"] in (role, "*") for action in rule["actions"]}
+    return action is None or "admin" in granted or action in granted
+
+
+async def test_access_rules_decide_every_route_for_every_role(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Any
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"key": key, "user_id": role, "role": role} for role, key in ROLE_KEYS.items()]))
+    auth = {"module": "api-key", "api_key": {"keys_file": str(keys)}}
+    client = await make_client(make_config(authentication=auth, authorization={"access_rules": ACCESS_RULES}))
+    wrong = []
+    for (method, path), (level, action) in sorted(SERVER_ROUTES.items()):
+        for role in (None, *ROLE_KEYS):
+            headers = {"Authorization": f"Bearer {ROLE_KEYS[role]}"} if role else {}
+            resp = await client.request(method, concrete(path), json={}, headers=headers)
+            if (resp.status in (401, 403)) == allowed_by_rules(level, action, role):
+                wrong.append(f"{method} {path} as {role}: {resp.status} (action: {action})")
+    assert wrong == []
 
 
 async def test_ingest_routes_follow_the_access_policy(make_ingest: IngestFactory) -> None:

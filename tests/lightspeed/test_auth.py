@@ -123,6 +123,29 @@ async def test_malformed_keys_files_are_refused_without_echoing_keys(
     assert "k," not in str(error)
 
 
+@pytest.mark.parametrize(
+    ("content", "rules", "message"),
+    [
+        ("- {key: k1, user_id: a, role: root}", [], "entry 0: role must be user or admin, not root"),
+        (
+            "- {key: k1, user_id: a, roles: [viewer, ghost]}",
+            [{"role": "viewer", "actions": ["info"]}],
+            "no access rule names ghost",
+        ),
+        ("- {key: k1, user_id: a, roles: []}", [], "entry 0: roles must be a non-empty list"),
+    ],
+)
+async def test_key_roles_must_be_ones_the_policy_knows(
+    startup_failure: StartupFailure, make_config: Any, tmp_path: Path, content: str, rules: list[Any], message: str
+) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(content)
+    auth = {"module": "api-key", "api_key": {"keys_file": str(path)}}
+    error = await startup_failure(make_config(authentication=auth, authorization={"access_rules": rules}))
+    assert isinstance(error, ConfigError)
+    assert message in str(error)
+
+
 EVIL = {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"}
 
 

@@ -211,6 +211,7 @@ async def _open(
     state = await open_state(config)
     stack.push_async_callback(state.store.close)
     auth = await asyncio.to_thread(preflight.authenticator, config)
+    stack.push_async_callback(auth.close)
     writer = RecordWriter(
         FEEDBACK.storage(config),
         TRANSCRIPT.storage(config),

@@ -105,6 +105,8 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": _content(route.body, schemas)}
         if route.authenticated:
             operation["security"] = [{"bearer": []}, {}]
+            # The action access rules grant for this route (docs/auth.md).
+            operation["x-action"] = route.action.value if route.action is not None else None
         paths.setdefault(_PARAMETER.sub(r"{\1}", route.path), {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",

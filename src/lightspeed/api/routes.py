@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from lightspeed.access import forbidden
 from lightspeed.api import catalog_payloads as catp
 from lightspeed.api import conversation_payloads as cp
 from lightspeed.api import payloads as p
 from lightspeed.api import query_payloads as qp
 from lightspeed.api import settings_payloads as sp
 from lightspeed.api.handlers import catalog, conversations, feedback, models, query, service, settings_page, telemetry
+from lightspeed.api.state import SERVER, USER
+from lightspeed_common.config_auth import Action
+from lightspeed_common.errors import Unauthorized
 
 ResponseBody = type[BaseModel] | str | tuple[str, ...] | None
 
@@ -28,6 +33,10 @@ class Route:
     # A status's body: a model (JSON), media types (text), or None (no body, e.g. 204).
     responses: dict[int, ResponseBody] = field(default_factory=dict)
     authenticated: bool = True
+    # What the caller's roles must allow (lightspeed.access); None on an authenticated route: any caller.
+    action: Action | None = None
+    # A browser page: without credentials, a Basic challenge instead of the JSON 401.
+    challenge: Callable[[], web.Response] | None = None
     # Query parameters: name -> description (all optional strings).
     query: dict[str, str] = field(default_factory=dict)
 
@@ -55,6 +64,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.list_v1,
         "The caller's conversations",
         responses={200: cp.ConversationsListResponse, **_ERRORS},
+        action=Action.LIST_CONVERSATIONS,
     ),
     Route(
         "GET",
@@ -62,6 +72,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.get_conversation,
         "A conversation's history (its owner or an admin)",
         responses={200: cp.ConversationResponse, **_CONVERSATION_ERRORS},
+        action=Action.GET_CONVERSATION,
     ),
     Route(
         "DELETE",
@@ -69,6 +80,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.delete_conversation,
         "Delete a conversation's history (its owner or an admin); transcripts already written stay",
         responses={200: cp.ConversationDeleteResponse, **_ERRORS, 400: p.ErrorResponse},
+        action=Action.DELETE_CONVERSATION,
     ),
     Route(
         "PUT",
@@ -77,6 +89,7 @@ ROUTES: tuple[Route, ...] = (
         "Set a conversation's topic summary (its owner or an admin)",
         cp.ConversationUpdateRequest,
         {200: cp.ConversationUpdateResponse, **_CONVERSATION_ERRORS},
+        action=Action.UPDATE_CONVERSATION,
     ),
     Route(
         "GET",
@@ -84,6 +97,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.list_v2,
         "The caller's conversations",
         responses={200: cp.ConversationsListResponseV2, **_ERRORS},
+        action=Action.LIST_CONVERSATIONS,
     ),
     Route(
         "GET",
@@ -91,6 +105,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.get_conversation,
         "A conversation's history (its owner or an admin)",
         responses={200: cp.ConversationResponse, **_CONVERSATION_ERRORS},
+        action=Action.GET_CONVERSATION,
     ),
     Route(
         "DELETE",
@@ -98,6 +113,7 @@ ROUTES: tuple[Route, ...] = (
         conversations.delete_conversation,
         "Delete a conversation's history (its owner or an admin); transcripts already written stay",
         responses={200: cp.ConversationDeleteResponse, **_ERRORS, 400: p.ErrorResponse},
+        action=Action.DELETE_CONVERSATION,
     ),
     Route(
         "PUT",
@@ -106,6 +122,7 @@ ROUTES: tuple[Route, ...] = (
         "Set a conversation's topic summary (its owner or an admin)",
         cp.ConversationUpdateRequest,
         {200: cp.ConversationUpdateResponse, **_CONVERSATION_ERRORS},
+        action=Action.UPDATE_CONVERSATION,
     ),
     Route(
         "POST",
@@ -114,6 +131,7 @@ ROUTES: tuple[Route, ...] = (
         "Answer a question",
         qp.QueryRequest,
         {200: qp.QueryResponse, **_ANSWER_ERRORS},
+        action=Action.QUERY,
     ),
     Route(
         "POST",
@@ -122,6 +140,7 @@ ROUTES: tuple[Route, ...] = (
         "Answer a question as server-sent events (start, token, turn_complete, end, error)",
         qp.QueryRequest,
         {200: qp.StreamFrame, **_ANSWER_ERRORS},
+        action=Action.STREAMING_QUERY,
     ),
     Route(
         "POST",
@@ -130,6 +149,7 @@ ROUTES: tuple[Route, ...] = (
         "Stop the caller's stream that is running: the stream ends with end (truncated true)",
         catp.StreamingInterruptRequest,
         {200: catp.StreamingInterruptResponse, **_ERRORS, 404: p.ErrorResponse},
+        action=Action.STREAMING_QUERY,
     ),
     Route(
         "GET",
@@ -137,6 +157,7 @@ ROUTES: tuple[Route, ...] = (
         catalog.configuration,
         "The configuration in lightspeed-stack's shape, secrets masked (admin)",
         responses={200: catp.ConfigurationResponse, **_AUTH_ERRORS},
+        action=Action.GET_CONFIG,
     ),
     Route(
         "GET",
@@ -144,6 +165,7 @@ ROUTES: tuple[Route, ...] = (
         catalog.providers,
         "The answer provider and the embedding provider, by API",
         responses={200: catp.ProvidersListResponse, **_AUTH_ERRORS},
+        action=Action.LIST_PROVIDERS,
     ),
     Route(
         "GET",
@@ -151,6 +173,7 @@ ROUTES: tuple[Route, ...] = (
         catalog.provider,
         "A provider's type, settings (secrets masked) and health",
         responses={200: catp.ProviderResponse, **_AUTH_ERRORS, 404: p.ErrorResponse},
+        action=Action.GET_PROVIDER,
     ),
     Route(
         "GET",
@@ -158,6 +181,7 @@ ROUTES: tuple[Route, ...] = (
         catalog.shields,
         "The shields guarding the model: none",
         responses={200: catp.ShieldsResponse, **_AUTH_ERRORS},
+        action=Action.GET_SHIELDS,
     ),
     Route(
         "GET",
@@ -165,6 +189,7 @@ ROUTES: tuple[Route, ...] = (
         catalog.tools,
         "The tools the model may call: none",
         responses={200: catp.ToolsResponse, **_AUTH_ERRORS},
+        action=Action.GET_TOOLS,
     ),
     Route(
         "POST",
@@ -179,6 +204,7 @@ ROUTES: tuple[Route, ...] = (
             413: p.ErrorResponse,
             500: p.ErrorResponse,
         },
+        action=Action.FEEDBACK,
     ),
     Route(
         "GET",
@@ -195,6 +221,7 @@ ROUTES: tuple[Route, ...] = (
         "Turn storing feedback on or off (admin); persists across restarts",
         p.FeedbackStatusUpdate,
         {200: p.FeedbackStatusUpdateResponse, **_ERRORS, 409: p.ErrorResponse},
+        action=Action.MANAGE_FEEDBACK,
     ),
     Route(
         "GET",
@@ -203,6 +230,7 @@ ROUTES: tuple[Route, ...] = (
         "The answer models (llm) and the embedding model (embedding) this server offers",
         responses={200: p.ModelsResponse, 401: p.ErrorResponse, 403: p.ErrorResponse},
         query={"model_type": "Only models of this type: llm or embedding (another type: none)"},
+        action=Action.GET_MODELS,
     ),
     Route(
         "GET",
@@ -210,6 +238,7 @@ ROUTES: tuple[Route, ...] = (
         models.list_models,
         "Registered embedding models, the active one and any activation in progress (admin)",
         responses={200: sp.EmbeddingModelList, **_ERRORS},
+        action=Action.GET_EMBEDDING_MODELS,
     ),
     Route(
         "POST",
@@ -218,6 +247,7 @@ ROUTES: tuple[Route, ...] = (
         "Register an embedding model: load it, run a test inference, store its metadata (admin)",
         sp.EmbeddingModelRegistration,
         {201: sp.EmbeddingModelRegistered, **_ERRORS, 413: p.ErrorResponse, 422: sp.RegistrationRefused},
+        action=Action.MANAGE_EMBEDDING_MODELS,
     ),
     Route(
         "PUT",
@@ -226,6 +256,7 @@ ROUTES: tuple[Route, ...] = (
         "Switch retrieval to a registered model; the index is rebuilt in the background (admin)",
         sp.EmbeddingModelActivation,
         {202: sp.ActivationStarted, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+        action=Action.MANAGE_EMBEDDING_MODELS,
     ),
     Route(
         "DELETE",
@@ -242,6 +273,7 @@ ROUTES: tuple[Route, ...] = (
         models.delete_model,
         "Forget a registered model that is not active (admin)",
         responses={204: None, **_ERRORS, 404: p.ErrorResponse, 409: p.ErrorResponse},
+        action=Action.MANAGE_EMBEDDING_MODELS,
     ),
     Route(
         "GET",
@@ -249,6 +281,7 @@ ROUTES: tuple[Route, ...] = (
         telemetry.get_status,
         "Telemetry settings: enabled, why not, client id, queue size, next send (admin)",
         responses={200: sp.TelemetryStatus, **_ERRORS},
+        action=Action.GET_TELEMETRY,
     ),
     Route(
         "PUT",
@@ -257,6 +290,7 @@ ROUTES: tuple[Route, ...] = (
         "Enable (with the consent version) or disable telemetry (admin)",
         sp.TelemetryUpdate,
         {200: sp.TelemetryStatus, **_ERRORS, 409: p.ErrorResponse},
+        action=Action.MANAGE_TELEMETRY,
     ),
     Route(
         "GET",
@@ -264,6 +298,7 @@ ROUTES: tuple[Route, ...] = (
         telemetry.get_consent,
         "Exactly what enabling telemetry agrees to: every field, what is never sent, where it goes",
         responses={200: sp.ConsentDocument, 401: p.ErrorResponse},
+        action=Action.INFO,
     ),
     Route(
         "GET",
@@ -271,6 +306,7 @@ ROUTES: tuple[Route, ...] = (
         telemetry.get_queue,
         "The queued events, exactly as they would be sent (admin)",
         responses={200: sp.TelemetryQueueView, **_ERRORS},
+        action=Action.GET_TELEMETRY,
     ),
     Route(
         "DELETE",
@@ -278,6 +314,7 @@ ROUTES: tuple[Route, ...] = (
         telemetry.purge_queue,
         "Delete every queued event (admin)",
         responses={200: sp.PurgeResult, **_ERRORS},
+        action=Action.MANAGE_TELEMETRY,
     ),
     Route(
         "POST",
@@ -285,6 +322,7 @@ ROUTES: tuple[Route, ...] = (
         telemetry.send_now,
         "Send the queue now; ?wait=N waits up to N seconds (max 30) for the outcome (admin)",
         responses={200: sp.SendResult, 202: sp.SendResult, **_ERRORS, 409: p.ErrorResponse},
+        action=Action.MANAGE_TELEMETRY,
     ),
     Route(
         "POST",
@@ -298,6 +336,7 @@ ROUTES: tuple[Route, ...] = (
             502: p.ErrorResponse,
             503: p.ErrorResponse,
         },
+        action=Action.MANAGE_TELEMETRY,
     ),
     Route(
         "GET",
@@ -305,6 +344,8 @@ ROUTES: tuple[Route, ...] = (
         settings_page.settings_page,
         "The settings page (HTML; Basic auth with an admin key as the password)",
         responses={200: "text/html", 401: "text/html", 403: p.ErrorResponse},
+        action=Action.VIEW_SETTINGS,
+        challenge=settings_page.challenge,
     ),
     Route(
         "GET",
@@ -312,8 +353,17 @@ ROUTES: tuple[Route, ...] = (
         settings_page.settings_page,
         "The settings page's script and style sheet",
         responses={200: ("text/javascript", "text/css"), 401: "text/html", 403: p.ErrorResponse, 404: p.ErrorResponse},
+        action=Action.VIEW_SETTINGS,
+        challenge=settings_page.challenge,
     ),
-    Route("GET", "/", service.root, "A page naming the service", responses={200: "text/html", **_AUTH_ERRORS}),
+    Route(
+        "GET",
+        "/",
+        service.root,
+        "A page naming the service",
+        responses={200: "text/html", **_AUTH_ERRORS},
+        action=Action.INFO,
+    ),
     Route(
         "POST",
         "/authorized",
@@ -327,6 +377,7 @@ ROUTES: tuple[Route, ...] = (
         service.info,
         "The service's name and version",
         responses={200: p.InfoResponse, **_AUTH_ERRORS},
+        action=Action.INFO,
     ),
     Route(
         "GET",
@@ -363,6 +414,28 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def guarded(route: Route) -> Handler:
+    """The route's handler behind its authentication and authorization: the caller, known and allowed
+    the route's action, is `request[USER]` to the handler."""
+    if not route.authenticated:
+        return route.handler
+    action, handler, challenge = route.action, route.handler, route.challenge
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        try:
+            user = await request.app[SERVER].auth(request)
+        except Unauthorized:
+            if challenge is None:
+                raise
+            return challenge()
+        if action is not None and not user.may(action):
+            raise forbidden(user.user_id)
+        request[USER] = user
+        return await handler(request)
+
+    return guard
+
+
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, route.path, guarded(route))

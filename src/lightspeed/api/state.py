@@ -2,7 +2,7 @@
 
 Both HTTP daemons keep their state the same way (docs/architecture.md, "App
 state"): what `create_app` knows before start-up is a typed `web.AppKey` each
-(`CONFIG`, `METRICS`, `OPENAPI`, `STREAMS` here; the shared middleware's keys
+(`CONFIG`, `METRICS`, `OPENAPI`, `STREAMS` here, and `USER` on each request; the shared middleware's keys
 in `lightspeed_common.http.keys`), and everything start-up opens is one typed,
 frozen object under one key (`SERVER` here, `INGEST` in the ingest), built
 once every part of it is open. A handler reads `request.app[SERVER].turns`;
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lightspeed.access import User
 from lightspeed.api.streams import RunningStreams
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
@@ -46,6 +47,8 @@ CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 STREAMS = web.AppKey("streams", RunningStreams)
+# Who is asking: set by the route's guard (routes.py) before the handler runs.
+USER = web.RequestKey("user", User)
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ class ConversationStore(Protocol):
 
     async def turns(self, conversation_id: str) -> list[Turn]: ...
 
-    async def list_for(self, owner: str) -> list[Conversation]:
-        """The owner's conversations, most recent message first."""
+    async def list_for(self, owner: str | None) -> list[Conversation]:
+        """The owner's conversations (None: everyone's), most recent message first."""
 
     async def delete(self, conversation_id: str) -> bool: ...
 
@@ -83,22 +83,30 @@ def conversation_not_found(conversation_id: str) -> NotFound:
     return NotFound("Conversation not found", f"Conversation with ID {conversation_id} does not exist")
 
 
-def check_access(found: Conversation | None, user_id: str, user_hash: str, *, admin: bool, action: str) -> None:
-    """403 when `found` is someone else's and the caller is no admin; an unknown conversation passes."""
-    if found is not None and found.owner != user_hash and not admin:
+def check_access(found: Conversation | None, user_id: str, user_hash: str, *, others: bool, action: str) -> None:
+    """403 when `found` is someone else's and the caller may not `action` others' (`others`); an
+    unknown conversation passes."""
+    if found is not None and found.owner != user_hash and not others:
         cause = f"User {user_id} does not have permission to {action} conversation with ID {found.conversation_id}"
         raise Forbidden(NO_PERMISSION, cause)
 
 
 async def check_owner(
-    store: ConversationStore, conversation_id: str, user_id: str, user_hash: str, action: str = "read"
+    store: ConversationStore,
+    conversation_id: str,
+    user_id: str,
+    user_hash: str,
+    action: str = "read",
+    *,
+    others: bool = False,
 ) -> None:
     """What a question or a feedback about a conversation needs: 404 for an unknown one, 403 for
-    someone else's (an admin's too: a turn or a feedback is its owner's to add). `action` words the 403
-    as lightspeed-stack does: "read" for a question, "submit feedback for" for a feedback."""
+    someone else's unless `others` (the caller may continue others' conversations; a feedback is
+    always its owner's to give). `action` words the 403 as lightspeed-stack does: "read" for a
+    question, "submit feedback for" for a feedback."""
     owner = await store.owner(conversation_id)
     if owner is None:
         raise conversation_not_found(conversation_id)
-    if owner != user_hash:
+    if owner != user_hash and not others:
         cause = f"User {user_id} does not have permission to {action} conversation with ID {conversation_id}"
         raise Forbidden(NO_PERMISSION, cause)

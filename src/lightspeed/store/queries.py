@@ -134,11 +134,12 @@ class StateStore(SQLDatabase):
         rows = await self._run(self._select, "WHERE conversation_id = ?", (conversation_id,))
         return rows[0] if rows else None
 
-    async def list_for(self, owner: str) -> list[Conversation]:
-        """The owner's conversations, most recent message first."""
-        return await self._run(
-            self._select, "WHERE owner = ? ORDER BY COALESCE(last_message_at, created_at) DESC", (owner,)
-        )
+    async def list_for(self, owner: str | None) -> list[Conversation]:
+        """The owner's conversations (None: everyone's), most recent message first."""
+        order = "ORDER BY COALESCE(last_message_at, created_at) DESC"
+        if owner is None:
+            return await self._run(self._select, order, ())
+        return await self._run(self._select, f"WHERE owner = ? {order}", (owner,))
 
     def _select(self, where: str, args: Sequence[Any]) -> list[Conversation]:
         rows = self._read(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations {where}", args)  # noqa: S608 - fixed

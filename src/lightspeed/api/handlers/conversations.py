@@ -1,7 +1,9 @@
 """GET/DELETE/PUT /v1/conversations and /v2/conversations: a user's conversations and their history.
 
-Only the owner sees, renames or deletes a conversation; an admin may too
-(lightspeed-stack's "others' conversations" actions). Deleting removes the
+Only the owner sees, renames or deletes a conversation, unless the caller's roles allow
+lightspeed-stack's "others' conversations" actions (an admin's do): `list_other_conversations`
+lists everyone's, `read_`/`delete_other_conversations` read and delete them, and, as
+lightspeed-stack has it, `query_other_conversations` renames them. Deleting removes the
 history from the store; transcripts already written stay for the collector.
 """
 
@@ -11,6 +13,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from lightspeed.access import User
 from lightspeed.api.conversation_payloads import (
     ConversationData,
     ConversationDeleteResponse,
@@ -24,9 +27,9 @@ from lightspeed.api.conversation_payloads import (
     Message,
 )
 from lightspeed.api.payloads import is_suid, parse_body
-from lightspeed.api.state import SERVER
-from lightspeed.auth import User
+from lightspeed.api.state import SERVER, USER
 from lightspeed.store.conversations import Conversation, Turn, check_access, conversation_not_found
+from lightspeed_common.config_auth import Action
 from lightspeed_common.errors import BadRequest
 from lightspeed_common.http.middleware import read_body
 
@@ -43,21 +46,31 @@ def _conversation_id(request: web.Request) -> str:
     return value
 
 
+_OTHERS = {
+    "read": Action.READ_OTHERS_CONVERSATIONS,
+    "delete": Action.DELETE_OTHERS_CONVERSATIONS,
+    "update": Action.QUERY_OTHERS_CONVERSATIONS,
+}
+
+
 async def _allowed(request: web.Request, action: str) -> tuple[User, str, Conversation | None]:
     """The user, the conversation id, and the conversation when it exists and the user may `action` it."""
     server = request.app[SERVER]
-    user = server.auth(request)
+    user = request[USER]
     conversation_id = _conversation_id(request)
     found = await server.store.get(conversation_id)
-    check_access(found, user.user_id, server.hasher(user.user_id), admin=user.role == "admin", action=action)
+    others = user.may(_OTHERS[action])
+    check_access(found, user.user_id, server.hasher(user.user_id), others=others, action=action)
     return user, conversation_id, found
 
 
 async def _own(request: web.Request) -> list[Conversation]:
-    """The caller's conversations, most recent first."""
+    """The caller's conversations (everyone's, to a caller allowed to list others'), most recent first."""
     server = request.app[SERVER]
-    user = server.auth(request)
-    return await server.store.list_for(server.hasher(user.user_id))
+    user = request[USER]
+    return await server.store.list_for(
+        None if user.may(Action.LIST_OTHERS_CONVERSATIONS) else server.hasher(user.user_id)
+    )
 
 
 async def list_v1(request: web.Request) -> web.Response:

@@ -5,15 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from lightspeed.api.payloads import FeedbackRequest, FeedbackStatusUpdate, parse_body
-from lightspeed.api.state import SERVER
-from lightspeed.auth import require_admin
+from lightspeed.api.state import SERVER, USER
 from lightspeed.records.formats import GivenFeedback
 from lightspeed_common.http.middleware import read_body
 
 
 async def post_feedback(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    user = server.auth(request)
+    user = request[USER]
     server.feedback.check_enabled()  # 403 before the body is read, as lightspeed-stack answers
     body = parse_body(FeedbackRequest, await read_body(request))
     given = GivenFeedback(
@@ -35,8 +34,7 @@ async def get_feedback_status(request: web.Request) -> web.Response:
 
 async def put_feedback_status(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    user = server.auth(request)
-    require_admin(user)
+    user = request[USER]
     body = parse_body(FeedbackStatusUpdate, await read_body(request))
     change = await server.feedback.set_enabled(body.status, user.user_id)
     return web.json_response(

@@ -9,22 +9,15 @@ from aiohttp import web
 from lightspeed.api.payloads import parse_body
 from lightspeed.api.settings_payloads import EmbeddingModelActivation, EmbeddingModelRegistration
 from lightspeed.api.state import METRICS, SERVER
-from lightspeed.auth import require_admin
 from lightspeed_common.http.middleware import read_body
 
 
-def _admin(request: web.Request) -> None:
-    require_admin(request.app[SERVER].auth(request))
-
-
 async def list_models(request: web.Request) -> web.Response:
-    _admin(request)
     return web.json_response(request.app[SERVER].models.listing())
 
 
 async def register_model(request: web.Request) -> web.Response:
     """201 with the measured metadata; 422 with the reason (and the stored failure) when unusable."""
-    _admin(request)
     body = parse_body(EmbeddingModelRegistration, await read_body(request))
     result = await request.app[SERVER].models.register(
         body.model_name, body.model_source, body.local_path, body.activate
@@ -42,7 +35,6 @@ async def register_model(request: web.Request) -> web.Response:
 
 async def activate_model(request: web.Request) -> web.Response:
     """202: the index is rebuilt in the background; GET /v1/embedding-models shows the progress."""
-    _admin(request)
     body = parse_body(EmbeddingModelActivation, await read_body(request))
     activation = await request.app[SERVER].models.activate(body.model_name)
     return web.json_response({"activation": asdict(activation)}, status=202)
@@ -54,6 +46,5 @@ async def delete_active(request: web.Request) -> web.Response:
 
 
 async def delete_model(request: web.Request) -> web.Response:
-    _admin(request)
     await request.app[SERVER].models.delete(request.match_info["model_name"])
     return web.Response(status=204)

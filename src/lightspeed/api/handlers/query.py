@@ -16,13 +16,20 @@ from lightspeed.answers.providers.base import Attachment, Usage
 from lightspeed.api.catalog_payloads import StreamingInterruptRequest
 from lightspeed.api.payloads import parse_body
 from lightspeed.api.query_payloads import QueryRequest
-from lightspeed.api.state import SERVER, STREAMS
+from lightspeed.api.state import SERVER, STREAMS, USER
 from lightspeed.turns import Ask, PreparedTurn, Turns, rag_chunks, referenced_documents
-from lightspeed_common.errors import ApiError, NotFound
+from lightspeed_common.config_auth import Action
+from lightspeed_common.errors import ApiError, Forbidden, NotFound
 from lightspeed_common.http.keys import REQUEST_ID
 from lightspeed_common.http.middleware import read_body
 
 log = structlog.get_logger(__name__)
+# lightspeed-stack's words for a model or provider in a request from a caller not allowed `model_override`.
+MODEL_OVERRIDE_FORBIDDEN = Forbidden(
+    "This instance does not permit overriding model/provider in the query request (missing permission: "
+    "model_override). Please remove the model and provider fields from your request.",
+    "User lacks model_override permission required to override model/provider.",
+)
 
 
 def _ask(body: QueryRequest) -> Ask:
@@ -42,13 +49,18 @@ def _ask(body: QueryRequest) -> Ask:
 
 async def prepare_turn(request: web.Request) -> tuple[QueryRequest, PreparedTurn]:
     server = request.app[SERVER]
-    user = server.auth(request)
+    user = request[USER]
     body = parse_body(QueryRequest, await read_body(request))
     ask = _ask(body)
     server.turns.check_sizes(ask)  # before the attachments' own checks, as lightspeed-stack orders them
     for attachment in body.attachments or ():
         attachment.check()
-    return body, await server.turns.prepare(user.user_id, ask)
+    if (body.provider is not None or (body.model is not None and "/" in body.model)) and not user.may(
+        Action.MODEL_OVERRIDE
+    ):
+        raise MODEL_OVERRIDE_FORBIDDEN
+    others = user.may(Action.QUERY_OTHERS_CONVERSATIONS)
+    return body, await server.turns.prepare(user.user_id, ask, others=others)
 
 
 async def query(request: web.Request) -> web.Response:
@@ -189,7 +201,7 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
 
 async def interrupt(request: web.Request) -> web.Response:
     """POST /v1/streaming_query/interrupt: stop the caller's stream that is running under `request_id`."""
-    user = request.app[SERVER].auth(request)
+    user = request[USER]
     body = parse_body(StreamingInterruptRequest, await read_body(request))
     if not request.app[STREAMS].interrupt(body.request_id, user.user_id):
         raise NotFound("Streaming Request not found", f"Streaming Request with ID {body.request_id} does not exist")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER
+from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER, USER
 from lightspeed_common.records import storage_roots
 from lightspeed_common.version import VERSION
 
@@ -24,21 +24,19 @@ NO_LLAMA_STACK = "none"
 
 async def root(request: web.Request) -> web.Response:
     """GET /: a short page naming the service (authenticated, as lightspeed-stack's)."""
-    request.app[SERVER].auth(request)
     return web.Response(text=ROOT_PAGE.format(version=VERSION), content_type="text/html")
 
 
 async def authorized(request: web.Request) -> web.Response:
     """POST /authorized: who the credentials say the caller is. `skip_userid_check` is true when
-    the auth module takes the user id on trust (noop, noop-with-token), false for api-key."""
+    the auth module takes the user id on trust (noop, noop-with-token), false for api-key and jwk-token."""
     app = request.app
-    user = app[SERVER].auth(request)
-    trusted = app[CONFIG].authentication.module != "api-key"
+    user = request[USER]
+    trusted = app[CONFIG].authentication.module in ("noop", "noop-with-token")
     return web.json_response({"user_id": user.user_id, "username": user.username, "skip_userid_check": trusted})
 
 
 async def info(request: web.Request) -> web.Response:
-    request.app[SERVER].auth(request)
     return web.json_response({"name": "lightspeed", "service_version": VERSION, "llama_stack_version": NO_LLAMA_STACK})
 
 
@@ -115,7 +113,6 @@ async def models(request: web.Request) -> web.Response:
     """The answer models (`llm`) and the embedding model retrieval uses (`embedding`); `?model_type=`
     keeps one type (an unknown type: none)."""
     app = request.app
-    app[SERVER].auth(request)
     answers = app[SERVER].answers
     embedder = answers.index.embedder
     listed = [

@@ -1,16 +1,9 @@
-"""/settings: a plain HTML page over the JSON API, protected like the admin API (see webpage.py)."""
+"""/settings: a plain HTML page over the JSON API; the route's guard lets only callers allowed
+`view_settings` in, and asks a browser without credentials to sign in (Basic, the key as the password)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from lightspeed_common.http.pages import sign_in, static_page
 
-from lightspeed.api.state import SERVER
-from lightspeed.auth import require_admin
-from lightspeed_common.http.pages import static_page
-
-
-def _admin_only(request: web.Request) -> None:
-    require_admin(request.app[SERVER].auth(request))
-
-
-settings_page = static_page("lightspeed.web", "settings", "lightspeed", "an admin API key", _admin_only)
+challenge = sign_in("lightspeed", "an admin API key")
+settings_page = static_page("lightspeed.web", "settings", challenge, None)

@@ -10,7 +10,6 @@ from aiohttp import web
 from lightspeed.api.payloads import parse_body
 from lightspeed.api.settings_payloads import TelemetryUpdate
 from lightspeed.api.state import SERVER
-from lightspeed.auth import require_admin
 from lightspeed.telemetry.registry_client import RegistryRejected, RegistryUnavailable
 from lightspeed.telemetry.service import NOT_ENABLED
 from lightspeed_common.errors import BadGateway, Conflict, ServiceUnavailable
@@ -21,26 +20,19 @@ MAX_WAIT_SECONDS = 30.0
 log = structlog.get_logger(__name__)
 
 
-def _admin(request: web.Request) -> None:
-    require_admin(request.app[SERVER].auth(request))
-
-
 def _status(request: web.Request) -> dict[str, object]:
     return {**request.app[SERVER].telemetry.status(), "sender": request.app[SERVER].sender.status()}
 
 
 async def get_status(request: web.Request) -> web.Response:
-    _admin(request)
     return web.json_response(_status(request))
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    request.app[SERVER].auth(request)
     return web.json_response(request.app[SERVER].telemetry.consent())
 
 
 async def put_status(request: web.Request) -> web.Response:
-    _admin(request)
     body = parse_body(TelemetryUpdate, await read_body(request))
     service = request.app[SERVER].telemetry
     if body.enabled:
@@ -53,7 +45,6 @@ async def put_status(request: web.Request) -> web.Response:
 
 async def get_queue(request: web.Request) -> web.Response:
     """Exactly what would be sent, in order; `will_send` is false for events dated before consent."""
-    _admin(request)
     service = request.app[SERVER].telemetry
     consented = service.consented_at
     events = [
@@ -70,13 +61,11 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 async def purge_queue(request: web.Request) -> web.Response:
-    _admin(request)
     return web.json_response({"purged": await request.app[SERVER].telemetry.purge()})
 
 
 async def send_now(request: web.Request) -> web.Response:
     """Start a send; with `?wait=N` wait up to N seconds (max 30) for its outcome, else 202."""
-    _admin(request)
     service = request.app[SERVER].telemetry
     if not service.is_effective():
         reason = service.disabled_reason()
@@ -99,7 +88,6 @@ async def send_now(request: web.Request) -> web.Response:
 
 async def request_deletion(request: web.Request) -> web.Response:
     """Ask the registry to delete this installation's contributions (its client id is all that is sent)."""
-    _admin(request)
     service = request.app[SERVER].telemetry
     client_id = service.client_id
     if client_id is None:
