@@ -21,6 +21,7 @@ from tests.fake_llm import llm  # noqa: F401 - a fixture, shared by the tests th
 from tests.ingest_support import IngestFactory, ingest_config
 from tests.postgres import PgDatabase, pg_database, postgres_server  # noqa: F401 - fixtures
 from tests.support import deep_merge
+from tests.tls_support import connect_proxy, private_ca  # noqa: F401 - fixtures: outbound TLS and proxy tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

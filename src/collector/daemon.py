@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 from watchfiles import Change, awatch
 
@@ -23,6 +22,7 @@ from collector.discovery import iter_records
 from collector.spool import Spool
 from collector.upload import Uploader, build_uploader
 from lightspeed_common.config import AppConfig
+from lightspeed_common.http.outbound import Outbound
 from lightspeed_common.notify import Notifier
 from lightspeed_common.records import is_record_name
 
@@ -89,8 +89,10 @@ class Collector:
         await asyncio.to_thread(self.spool.prepare)
         await asyncio.to_thread(self.delivery.load_status)
         await self.delivery.recover()
-        async with aiohttp.ClientSession() as session:
-            uploader = await build_uploader(self.config, session)
+        cfg = self.config.collector
+        outbound = await asyncio.to_thread(Outbound.build, cfg.tls, cfg.proxy, "collector")
+        async with outbound.session() as session:
+            uploader = await build_uploader(self.config, (session, outbound))
             if self.once:
                 try:
                     return await self.flush(uploader)

@@ -3,15 +3,13 @@
 The contract: POST multipart/form-data, part `file` named `<batch_id>.tar.gz`
 with content type `application/vnd.redhat.<service>.periodic+tar`, headers
 `Authorization: Bearer <token>`, `x-rh-insights-request-id: <batch_id>` and a
-User-Agent naming product, version and installation. Any 2xx is acceptance,
+User-Agent carrying the identity (collector.identity). Any 2xx is acceptance,
 whatever the body.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +18,14 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from collector.errors import BatchTooLarge, IngressRejected, IngressUnavailable, TokenRejected
+from collector.identity import Credentials, build_credentials
+from collector.identity import user_agent as user_agent_of
 from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after
 from lightspeed_common.config import AppConfig, RetryConfig
-from lightspeed_common.credentials import read_secret
-from lightspeed_common.identity import installation_id
+from lightspeed_common.http.outbound import Outbound
 from lightspeed_common.json_text import parse_json
-from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
-
-TokenSource = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -60,31 +56,32 @@ def classify(status: int, body: str, retry_after: float | None) -> Exception | N
 class Uploader:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: tuple[aiohttp.ClientSession, Outbound],
         *,
         url: str,
         service: str,
-        token: TokenSource,
-        user_agent: str,
+        credentials: Credentials,
+        user_agent_product: str,
         retry: RetryConfig,
         timeout_seconds: float,
     ) -> None:
-        self._session = session
+        self._session, outbound = session
         self._url = url
+        self._via = outbound.via(url)
         self._content_type = f"application/vnd.redhat.{service}.periodic+tar"
-        self._token = token
-        self._user_agent = user_agent
+        self._credentials = credentials
+        self._product = user_agent_product
         self._retry = retry
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=timeout_seconds)
 
     async def upload(self, batch_id: str, archive: Path) -> Accepted:
         """Deliver `archive`, retrying what is worth retrying.
 
-        Raises TokenRejected (after one re-read of the token), BatchTooLarge,
-        IngressRejected, or IngressUnavailable once the retries are spent.
+        Raises TokenRejected (after one fresh token), BatchTooLarge, IngressRejected, or
+        IngressUnavailable once the retries are spent (or no token can be had now).
         """
         started = time.monotonic()
-        token = await asyncio.to_thread(self._token)
+        token = await self._credentials.token()
         retried_token = False
         attempts = 0
         while True:
@@ -98,8 +95,9 @@ class Uploader:
                 if retried_token:
                     raise
                 retried_token = True
-                token = await asyncio.to_thread(self._token)
-                log.warning("ingress_token_rejected", batch_id=batch_id, action="re-reading the token once")
+                self._credentials.refused()
+                token = await self._credentials.token()
+                log.warning("ingress_token_rejected", batch_id=batch_id, action="trying a fresh token once")
 
     def _retrying(self) -> AsyncRetrying:
         config = self._retry
@@ -112,14 +110,16 @@ class Uploader:
         )
 
     async def _post_once(self, batch_id: str, archive: Path, token: str | None) -> tuple[int, str | None]:
-        headers = {"x-rh-insights-request-id": batch_id, "User-Agent": self._user_agent}
+        user_agent = user_agent_of(self._product, self._credentials.identity)
+        headers = {"x-rh-insights-request-id": batch_id, "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         form = aiohttp.FormData()
         try:
             with archive.open("rb") as handle:
                 form.add_field("file", handle, filename=f"{batch_id}.tar.gz", content_type=self._content_type)
-                async with self._session.post(self._url, data=form, headers=headers, timeout=self._timeout) as resp:
+                post = self._session.post(self._url, data=form, headers=headers, timeout=self._timeout, **self._via)
+                async with post as resp:
                     body = await resp.text(errors="replace")
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     error = classify(resp.status, body, retry_after)
@@ -150,26 +150,16 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-async def build_uploader(config: AppConfig, session: aiohttp.ClientSession) -> Uploader:
-    """The uploader the config describes; the token is read at each upload (it may rotate)."""
+async def build_uploader(config: AppConfig, http: tuple[aiohttp.ClientSession, Outbound]) -> Uploader:
+    """The uploader the config describes, with the configured mode's credentials."""
     dc = config.user_data_collection.data_collector
-    try:
-        identity = await asyncio.to_thread(installation_id, config.service.state_dir)
-    except OSError as exc:
-        # The server creates it; a collector that may not write the server's state says so.
-        log.warning("installation_id_unavailable", state_dir=str(config.service.state_dir), error=exc.strerror)
-        identity = "unknown"
     cfg = config.collector
-
-    def token() -> str | None:
-        return read_secret(dc.ingress_server_auth_token, cfg.ingress_token_file, cfg.ingress_token_credential)
-
     return Uploader(
-        session,
+        http,
         url=str(dc.ingress_server_url),
         service=dc.ingress_content_service_name or "lightspeed",
-        token=token,
-        user_agent=f"lightspeed-collector/{VERSION} (installation {identity})",
+        credentials=await build_credentials(config, http),
+        user_agent_product=cfg.identity.user_agent_product,
         retry=cfg.retry,
         timeout_seconds=float(dc.connection_timeout_seconds),
     )

@@ -15,6 +15,7 @@ from lightspeed_common.checks import Check, writable_directory
 from lightspeed_common.config import AppConfig
 from lightspeed_common.credentials import read_secret
 from lightspeed_common.errors import ConfigError
+from lightspeed_common.http.outbound import Outbound
 from lightspeed_common.records import RECORD_KINDS
 
 
@@ -44,6 +45,12 @@ def openai_key(config: AppConfig) -> str | None:
         raise ConfigError("answers.openai.api_key_file", [f"cannot read it: {exc.strerror}"]) from exc
 
 
+def openai_outbound(config: AppConfig) -> Outbound:
+    """TLS and the proxy to the OpenAI-compatible server (its files read here, so check-config sees them)."""
+    cfg = config.answers.openai
+    return Outbound.build(cfg.tls, cfg.proxy, "answers.openai")
+
+
 def embedding_model_path(config: AppConfig) -> None:
     path = config.answers.local.embedding_model_path
     if path is not None and not path.is_dir():
@@ -64,6 +71,7 @@ def server_checks(config: AppConfig) -> list[Check]:
             checks.append(functools.partial(writable_directory, kind.storage_key, path))
     if config.answers.provider == "openai":
         checks.append(lambda: openai_key(config))
+        checks.append(lambda: openai_outbound(config))
     if config.telemetry.registry_url is not None:
         checks.append(lambda: registry_token(config.telemetry))
     return checks

@@ -29,7 +29,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lightspeed_common.config_auth import AuthenticationConfig, AuthorizationConfig
-from lightspeed_common.config_base import DatabaseConfig, HttpTimeoutsConfig, Section
+from lightspeed_common.config_base import (
+    ClientTlsConfig,
+    DatabaseConfig,
+    HttpTimeoutsConfig,
+    ProxyConfig,
+    Section,
+)
 from lightspeed_common.config_ingest import IngestConfig
 from lightspeed_common.errors import ConfigError
 
@@ -133,6 +139,8 @@ class OpenAIProviderConfig(Section):
     api_key_credential: str | None = "lightspeed-openai-api-key"
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_tokens: PositiveInt = 1024
+    tls: ClientTlsConfig = ClientTlsConfig()
+    proxy: ProxyConfig = ProxyConfig()
 
 
 class AnswersConfig(Section):
@@ -171,6 +179,36 @@ class RetryConfig(Section):
     max_retry_after_seconds: float = Field(default=3600.0, ge=0)
 
 
+class CollectorIdentityConfig(Section):
+    """Who the collector is to the ingress: lightspeed-to-dataverse-exporter's modes (docs/collector.md)."""
+
+    mode: Literal["manual", "openshift", "sso"] = "manual"
+    # What the User-Agent names after `cluster/`. Default: manual, this installation's id; openshift, the
+    # content of cluster_id_file; sso, the token's preferred_username or sub.
+    identity_id: str | None = None
+    # The User-Agent is `<user_agent_product>/user-data-collection cluster/<identity>`.
+    user_agent_product: str = Field(default="lightspeed-collector", pattern=r"^[A-Za-z0-9._-]+$")
+    # openshift: a pull secret (.dockerconfigjson), and the cluster id (`oc get clusterversion version
+    # -o jsonpath='{.spec.clusterID}'`) unless identity_id gives it.
+    pull_secret_file: Path | None = None
+    pull_secret_credential: str | None = "lightspeed-pull-secret"  # noqa: S105 - a credential name
+    cluster_id_file: Path | None = None
+    # sso: an OAuth2 client-credentials grant; optionally the token is exchanged at exchange_url for the
+    # ingress token (`auths.cloud.openshift.com.auth` of the answer).
+    token_url: HttpUrl | None = None
+    client_id: str | None = None
+    client_secret_file: Path | None = None
+    client_secret_credential: str | None = "lightspeed-sso-client-secret"  # noqa: S105 - a credential name
+    scope: str | None = None
+    exchange_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _sso_needs_client(self) -> Self:
+        if self.mode == "sso" and (self.token_url is None or not self.client_id):
+            raise ValueError("mode sso needs token_url and client_id")
+        return self
+
+
 class CollectorConfig(Section):
     """lightspeed-collector's own settings, beyond the spec's `data_collector` block."""
 
@@ -184,6 +222,10 @@ class CollectorConfig(Section):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     flush_on_stop: bool = True
     retry: RetryConfig = RetryConfig()
+    identity: CollectorIdentityConfig = CollectorIdentityConfig()
+    # How the ingress and the SSO endpoints are reached: a private CA, mTLS, a proxy.
+    tls: ClientTlsConfig = ClientTlsConfig()
+    proxy: ProxyConfig = ProxyConfig()
 
 
 class EmbeddingConfig(Section):

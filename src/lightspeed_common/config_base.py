@@ -1,10 +1,11 @@
-"""What every config section is, and the settings both HTTP daemons share (timeouts, allowed hosts)."""
+"""What every config section is, and the settings daemons share (timeouts, allowed hosts, outbound TLS and proxies)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PostgresDsn, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PostgresDsn, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -65,4 +66,43 @@ class DatabaseConfig(Section):
     def _no_password_in_url(cls, url: PostgresDsn | None) -> PostgresDsn | None:
         if url is not None and any(host.get("password") for host in url.hosts()):
             raise ValueError("the URL holds a password: put it in password_file or the password credential instead")
+        return url
+
+
+class ClientTlsConfig(Section):
+    """How a daemon checks a server it calls, and proves itself to one that asks (mTLS)."""
+
+    # PEM CA certificates to trust instead of the system's (a private CA).
+    ca_file: Path | None = None
+    # A client certificate (PEM, with its chain) and its private key: from a file, or a systemd credential.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_credential: str | None = None
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> Self:
+        has_key = self.key_file is not None or self.key_credential is not None
+        if has_key != (self.cert_file is not None):
+            raise ValueError("a client certificate needs its key (key_file or key_credential), and a key its cert_file")
+        return self
+
+
+class ProxyConfig(Section):
+    """An HTTP proxy (CONNECT for https) between a daemon and a server it calls."""
+
+    # http://proxy.example:3128; no user name or password here.
+    url: HttpUrl | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    password_credential: str | None = None
+    # Hosts reached directly, as NO_PROXY lists them (`.example.com`, `10.0.0.1`); the NO_PROXY
+    # (or no_proxy) environment variable adds its own.
+    no_proxy: tuple[str, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: HttpUrl | None) -> HttpUrl | None:
+        if url is not None and (url.username or url.password):
+            raise ValueError("the URL holds credentials: use username and password_file or password_credential")
         return url

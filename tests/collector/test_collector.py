@@ -8,63 +8,20 @@ import itertools
 import json
 import tarfile
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from collector.daemon import Collector
 from lightspeed_common.backoff import parse_retry_after
-from lightspeed_common.config import AppConfig, config_from_mapping
+from lightspeed_common.config import AppConfig
 from lightspeed_common.identity import installation_id
-from lightspeed_common.version import VERSION
+from tests.collector.conftest import TOKEN, CollectorConfig
 from tests.collector.crashing_collector import FAULT_EXIT
 from tests.ingress import Ingress, Reply, start_process, write_record
-from tests.support import deep_merge, until
-
-TOKEN = "ingress-token-0123456789"
-
-
-@pytest.fixture
-async def ingress(aiohttp_server: Any) -> Ingress:
-    fake = Ingress()
-    server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    fake.url = f"http://127.0.0.1:{server.port}/api/ingress/v1/upload"
-    return fake
-
-
-CollectorConfig = Callable[..., AppConfig]
-
-
-@pytest.fixture
-def make_config(tmp_path: Path, ingress: Ingress) -> CollectorConfig:
-    def build(**sections: Any) -> AppConfig:
-        base = {
-            "service": {"state_dir": str(tmp_path / "state")},
-            "user_data_collection": {
-                "feedback_enabled": True,
-                "feedback_storage": str(tmp_path / "data" / "feedback"),
-                "transcripts_enabled": True,
-                "transcripts_storage": str(tmp_path / "data" / "transcripts"),
-                "data_collector": {
-                    "enabled": True,
-                    "ingress_server_url": ingress.url,
-                    "ingress_server_auth_token": TOKEN,
-                    "ingress_content_service_name": "lightspeed",
-                    "collection_interval": 3600,
-                    "connection_timeout_seconds": 2,
-                },
-            },
-            "collector": {
-                "retry": {"initial_seconds": 0.01, "max_seconds": 0.05, "jitter_seconds": 0, "max_attempts": 4}
-            },
-        }
-        return config_from_mapping(deep_merge(base, sections))
-
-    return build
+from tests.support import until
 
 
 def roots(config: AppConfig) -> tuple[Path, Path]:
@@ -104,7 +61,7 @@ async def test_once_delivers_everything_exactly_and_cleans_up(ingress: Ingress, 
     assert received.content_type == "application/vnd.redhat.lightspeed.periodic+tar"
     assert received.headers["Authorization"] == f"Bearer {TOKEN}"
     identity = installation_id(config.service.state_dir)
-    assert received.headers["User-Agent"] == f"lightspeed-collector/{VERSION} (installation {identity})"
+    assert received.headers["User-Agent"] == f"lightspeed-collector/user-data-collection cluster/{identity}"
     assert remaining(config) == []
     feedback_dir, transcripts_dir = roots(config)
     assert feedback_dir.is_dir()

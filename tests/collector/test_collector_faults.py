@@ -18,12 +18,11 @@ from structlog.testing import capture_logs
 
 from collector.__main__ import main as collector_main
 from collector.daemon import Collector
+from tests.collector.conftest import CollectorConfig
 from tests.collector.crashing_collector import FAULT_EXIT
-from tests.collector.test_collector import CollectorConfig, ingress, make_config, remaining, roots, write_records
+from tests.collector.test_collector import remaining, roots, write_records
 from tests.ingress import Ingress, Reply, config_file, start_process, write_record
 from tests.support import fill_up
-
-__all__ = ["ingress", "make_config"]  # fixtures shared with test_collector
 
 
 def storage_on(disk: Path) -> dict[str, str]:

@@ -90,7 +90,8 @@ async def _build_provider(config: AppConfig, index: DocumentIndex) -> AnswerProv
     if cfg.base_url is None or cfg.model is None:  # the config validator prevents this
         raise ConfigError("answers.openai", ["base_url and model are required"])
     key = await asyncio.to_thread(preflight.openai_key, config)
-    return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens)
+    outbound = await asyncio.to_thread(preflight.openai_outbound, config)
+    return OpenAIProvider(str(cfg.base_url), cfg.model, key, cfg.timeout_seconds, cfg.max_tokens, outbound=outbound)
 
 
 @contextlib.contextmanager
@@ -210,8 +211,7 @@ async def _open(
         raise problems[0]
     state = await open_state(config)
     stack.push_async_callback(state.store.close)
-    auth = await asyncio.to_thread(preflight.authenticator, config)
-    stack.push_async_callback(auth.close)
+    stack.push_async_callback((auth := await asyncio.to_thread(preflight.authenticator, config)).close)
     writer = RecordWriter(
         FEEDBACK.storage(config),
         TRANSCRIPT.storage(config),

@@ -12,7 +12,7 @@ from lightspeed_common.telemetry_schema import MODEL_NAME
 from lightspeed_common.version import VERSION
 
 if TYPE_CHECKING:
-    from lightspeed.api.routes import Route
+    from lightspeed.api.route import Route
 
 REF = "#/components/schemas/{model}"
 

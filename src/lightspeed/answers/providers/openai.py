@@ -16,6 +16,7 @@ import aiohttp
 
 from lightspeed.answers.providers.base import Completion, Question, Usage, count_tokens, user_text
 from lightspeed_common.errors import BadGateway, ServiceUnavailable
+from lightspeed_common.http.outbound import Outbound
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer the question using the context passages when they "
@@ -60,12 +61,15 @@ def build_messages(question: Question) -> list[dict[str, Any]]:
 class OpenAIProvider:
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float, max_tokens: int) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str | None, timeout: float, max_tokens: int, *, outbound: Outbound
+    ) -> None:
         self._base = base_url.rstrip("/")
         self.models: Sequence[str] = (model,)
         self._max_tokens = max_tokens
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._session = aiohttp.ClientSession(
+        self._via = outbound.via(self._base)
+        self._session = outbound.session(
             headers=headers, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10))
         )
         self._health: tuple[float, str | None] = (0.0, None)
@@ -84,7 +88,7 @@ class OpenAIProvider:
     async def complete(self, question: Question) -> Completion:
         url = f"{self._base}/chat/completions"
         try:
-            async with self._session.post(url, json=self._body(question, False)) as resp:
+            async with self._session.post(url, json=self._body(question, False), **self._via) as resp:
                 await _raise_for_status(resp)
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -103,7 +107,7 @@ class OpenAIProvider:
         url = f"{self._base}/chat/completions"
         received: list[str] = []
         try:
-            async with self._session.post(url, json=self._body(question, True)) as resp:
+            async with self._session.post(url, json=self._body(question, True), **self._via) as resp:
                 await _raise_for_status(resp)
                 async for raw in resp.content:
                     line = raw.decode("utf-8", errors="replace").strip()
@@ -127,7 +131,9 @@ class OpenAIProvider:
         if time.monotonic() - checked_at < HEALTH_CACHE_SECONDS:
             return reason
         try:
-            async with self._session.get(f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            async with self._session.get(
+                f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=2), **self._via
+            ) as resp:
                 reason = None if resp.status < 500 else f"the provider answered {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = f"the provider cannot be reached: {_describe(exc)}"
@@ -175,4 +181,7 @@ def _delta_text(data: str, usage: Usage) -> str:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the request timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError) and not str(exc.os_error):
+        # A reset during the TLS handshake (no common version, a refused client certificate) says nothing.
+        return f"cannot connect to {exc.host}:{exc.port}: {type(exc.os_error).__name__} (ssl: {exc.ssl is not False})"
     return str(exc) or type(exc).__name__
