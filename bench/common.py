@@ -50,10 +50,15 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readiness
 
 
 def start_server(
-    workdir: Path, docs: Path, port: int, answers: dict[str, Any] | None = None, **service: Any
+    workdir: Path,
+    docs: Path,
+    port: int,
+    answers: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
+    **service: Any,
 ) -> subprocess.Popen[bytes]:
-    """The real lightspeed server with the development-like config (`answers` merged into its section),
-    logs to a file."""
+    """The real lightspeed server with the development-like config (`answers` merged into its section,
+    `sections` added at the top), logs to a file."""
     config = {
         "service": {"port": port, "state_dir": str(workdir / "state"), **service},
         "user_data_collection": {
@@ -64,6 +69,7 @@ def start_server(
         },
         "answers": {"local": {"documents_dir": str(docs)}, **(answers or {})},
         "logging": {"format": "json", "level": "info"},
+        **(sections or {}),
     }
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"

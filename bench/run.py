@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import answers_eval
 import attack_bench
+import auth_bench
 import collector_bench
 import conversations_bench
 import feedback_bench
@@ -31,6 +32,7 @@ if os.geteuid() != 0:
 results = {
     "startup": startup_bench.main(),
     "redaction": redaction_bench.main(),
+    "auth": auth_bench.main(),
     "feedback": feedback_bench.main(),
     "collector": collector_bench.main(),
     "telemetry": telemetry_bench.main(),
