@@ -4,6 +4,7 @@ test), lightspeed-stack's 401 texts, the key set's cache and its bounded refresh
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.fake_llm import free_port
 from tests.jwks import IdentityProvider, SigningKey, jwk_auth, serve_identity_provider
+from tests.lightspeed.test_stack_contract import check
 
 CLAIMS = {"user_id": "u-1234", "username": "alice"}
 
@@ -251,3 +253,27 @@ async def test_a_model_override_needs_its_action(
             }
         },
     )
+
+
+async def test_the_configuration_shows_the_rules_in_lightspeed_stacks_shape(
+    make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    config = make_config(
+        authentication=jwk_auth(idp.url, jwt_configuration={"role_rules": SITE_ROLE_RULES}),
+        authorization={"access_rules": SITE_ACCESS_RULES},
+    )
+    client = await make_client(config)
+    admin = bearer(rsa_key.sign({"user_id": "a-1", "username": "ada", "groups": ["lightspeed-admins"]}))
+    resp = await client.get("/v1/config", headers=admin)
+    raw = await resp.read()
+    assert check("GET", "/v1/config", resp.status, "application/json", raw) == []
+    shown = json.loads(raw)["configuration"]
+    rules = [{**rule, "negate": False} for rule in SITE_ROLE_RULES]
+    assert shown["authentication"] == {
+        "module": "jwk-token",
+        "jwk_config": {
+            "url": idp.url,
+            "jwt_configuration": {"user_id_claim": "user_id", "username_claim": "username", "role_rules": rules},
+        },
+    }
+    assert shown["authorization"] == {"access_rules": SITE_ACCESS_RULES}

@@ -112,10 +112,31 @@ def stack_configuration(config: AppConfig) -> dict[str, Any]:
             "transcripts_enabled": collection.transcripts_enabled,
             "transcripts_storage": str(collection.transcripts_storage) if collection.transcripts_storage else None,
         },
-        "authentication": {"module": auth.module},
+        "authentication": _authentication(config),
+        "authorization": _authorization(config),
         "inference": inference,
         "conversation_cache": _conversation_store(config),
     }
+
+
+def _authentication(config: AppConfig) -> dict[str, Any]:
+    """The module, and jwk-token's lightspeed-stack keys (our extensions left out)."""
+    auth = config.authentication
+    jwk = auth.jwk_config
+    if jwk is None:
+        return {"module": auth.module}
+    claims = jwk.jwt_configuration
+    jwt_configuration = {
+        "user_id_claim": claims.user_id_claim,
+        "username_claim": claims.username_claim,
+        "role_rules": [rule.model_dump(mode="json") for rule in claims.role_rules],
+    }
+    return {"module": auth.module, "jwk_config": {"url": str(jwk.url), "jwt_configuration": jwt_configuration}}
+
+
+def _authorization(config: AppConfig) -> dict[str, Any] | None:
+    rules = config.authorization.access_rules
+    return {"access_rules": [rule.model_dump(mode="json") for rule in rules]} if rules else None
 
 
 def _conversation_store(config: AppConfig) -> dict[str, Any]:
