@@ -182,14 +182,17 @@ SITE_ACCESS_RULES = [
 ]
 
 
-async def test_roles_from_claims_decide_what_a_token_may_do(
-    make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
-) -> None:
-    config = make_config(
+def site_config(make_config: ConfigFactory, idp: IdentityProvider) -> Any:
+    return make_config(
         authentication=jwk_auth(idp.url, jwt_configuration={"role_rules": SITE_ROLE_RULES}),
         authorization={"access_rules": SITE_ACCESS_RULES},
     )
-    client = await make_client(config)
+
+
+async def test_roles_from_claims_decide_what_a_token_may_do(
+    make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    client = await make_client(site_config(make_config, idp))
     viewer = bearer(rsa_key.sign({"user_id": "v-1", "username": "vera", "groups": ["staff", "lightspeed-viewers"]}))
     admin = bearer(rsa_key.sign({"user_id": "a-1", "username": "ada", "groups": ["lightspeed-admins"]}))
     nobody = bearer(rsa_key.sign({"user_id": "n-1", "username": "ned", "groups": ["staff"]}))
@@ -258,11 +261,7 @@ async def test_a_model_override_needs_its_action(
 async def test_the_configuration_shows_the_rules_in_lightspeed_stacks_shape(
     make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
 ) -> None:
-    config = make_config(
-        authentication=jwk_auth(idp.url, jwt_configuration={"role_rules": SITE_ROLE_RULES}),
-        authorization={"access_rules": SITE_ACCESS_RULES},
-    )
-    client = await make_client(config)
+    client = await make_client(site_config(make_config, idp))
     admin = bearer(rsa_key.sign({"user_id": "a-1", "username": "ada", "groups": ["lightspeed-admins"]}))
     resp = await client.get("/v1/config", headers=admin)
     raw = await resp.read()
