@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
-import jwt
 import structlog
 
 from collector.errors import IngressUnavailable
@@ -153,6 +152,8 @@ class SsoCredentials:
 
 def derive_identity(token: str) -> str:
     """The token's `preferred_username` or `sub` (not verified: it only names us), as the exporter does."""
+    import jwt  # noqa: PLC0415 - only here: PyJWT brings `cryptography`, 25 ms and MBs the collector need not load
+
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
