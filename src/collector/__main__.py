@@ -19,11 +19,11 @@ import structlog
 
 from collector.daemon import Collector
 from collector.discovery import scan
-from collector.spool import Spool, spool_dir
+from collector.spool import Spool
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 from lightspeed_common.logs import configure_logging
-from lightspeed_common.records import RECORD_KINDS, is_record_name, storage_roots
+from lightspeed_common.records import RECORD_KINDS, is_record_name, spool_dir, storage_roots
 from lightspeed_common.version import VERSION
 
 log = structlog.get_logger("collector")

@@ -27,18 +27,11 @@ from collector.discovery import RecordFile
 from collector.tarstream import TarGzWriter
 from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
 from lightspeed_common.config import AppConfig
-from lightspeed_common.records import is_record_name, storage_roots
+from lightspeed_common.records import is_record_name, spool_dir, storage_roots
 
 STATUS_FILE = "status.json"
 # Why a claimed file cannot be shipped (it goes to quarantine), or None.
 Problem = Callable[[bytes], str | None]
-
-
-def spool_dir(config: AppConfig) -> Path:
-    if config.collector.spool_dir is not None:
-        return config.collector.spool_dir
-    first = next(iter(storage_roots(config).values()), config.service.state_dir)
-    return first.parent / "spool"
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,19 @@ def storage_roots(config: AppConfig) -> dict[str, Path]:
     return {folder: path for folder, path in roots.items() if path is not None}
 
 
+def spool_dir(config: AppConfig) -> Path:
+    """The collector's spool: `collector.spool_dir`, else `spool` beside the first storage directory."""
+    if config.collector.spool_dir is not None:
+        return config.collector.spool_dir
+    first = next(iter(storage_roots(config).values()), config.service.state_dir)
+    return first.parent / "spool"
+
+
+def erasure_notes_dir(config: AppConfig) -> Path:
+    """Where the server leaves erasure notes for the collector (DESIGN.md §3, "Erasure")."""
+    return spool_dir(config) / "erasures"
+
+
 def is_record_name(name: str) -> bool:
     """A finished record's file name (temporaries start with a dot)."""
     return name.endswith(RECORD_SUFFIX) and not name.startswith(".")

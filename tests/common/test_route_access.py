@@ -52,6 +52,8 @@ SERVER_ROUTES = {
     ("GET", "/readiness"): ("public", None),
     ("GET", "/metrics"): ("public", None),
     ("GET", "/openapi.json"): ("public", None),
+    ("DELETE", "/v1/users/me/data"): ("user", None),
+    ("DELETE", "/v1/users/{user_id}/data"): ("admin", "admin"),
     ("GET", "/"): ("user", "info"),
     ("POST", "/authorized"): ("user", None),
     ("GET", "/v1/info"): ("user", "info"),
@@ -88,6 +90,7 @@ SAMPLE = {
     "{provider_id}": "local",
     "{asset}": "page.js",
     "{client_id}": "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10",
+    "{user_id}": "someone",
 }
 
 

@@ -109,6 +109,9 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("GET", "/v1/providers/nope", "user", None),
     ("GET", "/v1/shields", "user", None),
     ("GET", "/v1/tools", None, None),
+    ("DELETE", "/v1/users/someone/data", "user", None),
+    ("DELETE", "/v1/users/someone/data", "admin", None),
+    ("DELETE", "/v1/users/me/data", "user", None),
 ]
 
 

@@ -209,8 +209,7 @@ async def _open(
     # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
     if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
         raise problems[0]
-    state = await open_state(config)
-    stack.push_async_callback(state.store.close)
+    stack.push_async_callback((state := await open_state(config)).store.close)
     stack.push_async_callback((auth := await asyncio.to_thread(preflight.authenticator, config)).close)
     writer = RecordWriter(
         FEEDBACK.storage(config),
@@ -242,6 +241,7 @@ async def _open(
         models=models,
         turns=turns,
         feedback=feedback,
+        eraser=state.eraser,
     )
 
 

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from lightspeed.api import payloads as p
 from lightspeed.api import settings_payloads as sp
-from lightspeed.api.handlers import models, settings_page, telemetry
+from lightspeed.api.handlers import models, settings_page, telemetry, users
 from lightspeed.api.route import ERRORS, Route
 from lightspeed_common.config_auth import Action
 
 OWN_ROUTES: tuple[Route, ...] = (
+    Route(
+        "DELETE",
+        "/v1/users/me/data",
+        users.erase_me,
+        "Erase the caller's conversations and records on this side; the collector and the ingest follow",
+        responses={200: sp.UserDataErased, **ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/v1/users/{user_id}/data",
+        users.erase_user,
+        "Erase a user's conversations and records on this side (admin); the collector and the ingest follow",
+        responses={200: sp.UserDataErased, **ERRORS},
+        action=Action.ADMIN,
+    ),
     Route(
         "GET",
         "/v1/embedding-models",

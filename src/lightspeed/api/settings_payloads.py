@@ -144,3 +144,19 @@ class TelemetryQueueView(Loose):
 
 class SendResult(Loose):
     result: str
+
+
+class ErasedCounts(BaseModel):
+    """What an erasure removed on this side, per place."""
+
+    conversations: int
+    turns: int
+    transcripts: int
+    feedback: int
+
+
+class UserDataErased(BaseModel):
+    user_id: str
+    erased: ErasedCounts
+    # The collector drops the user's records from batches not yet sent and tells the ingest.
+    collector_notified: bool

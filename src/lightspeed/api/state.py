@@ -25,6 +25,7 @@ from lightspeed.access import User
 from lightspeed.api.streams import RunningStreams
 from lightspeed.identity import UserHasher
 from lightspeed.metrics import Metrics
+from lightspeed.privacy.erasure import Eraser
 from lightspeed.records.writer import prepare_storage
 from lightspeed.store import open_store, shared
 from lightspeed.store.queries import StateStore
@@ -66,6 +67,7 @@ class Server:
     models: ModelManager
     turns: Turns
     feedback: FeedbackDesk
+    eraser: Eraser
 
 
 SERVER = web.AppKey("server", Server)
@@ -76,11 +78,13 @@ class OpenedState:
     hasher: UserHasher
     store: StateStore
     settings: RuntimeSettings
+    eraser: Eraser
 
 
 async def open_state(config: AppConfig) -> OpenedState:
     """The storage and state directories made and proven writable, the installation id and the user
-    hasher's key made, the store opened with its schema current, and files from older releases imported.
+    hasher's key made, the store opened with its schema current, files from older releases imported, and
+    erasures a stop interrupted finished (lightspeed.privacy.erasure).
 
     Raises StorageError for a directory that cannot be created or written, or a store that cannot be opened.
     """
@@ -95,7 +99,9 @@ async def open_state(config: AppConfig) -> OpenedState:
     try:
         feedback_default = config.user_data_collection.feedback_enabled
         settings = await RuntimeSettings.load(store, state_dir, feedback_default, shared(config))
+        eraser = Eraser(config, store, hasher)
+        await eraser.replay()
     except BaseException:
         await store.close()
         raise
-    return OpenedState(hasher, store, settings)
+    return OpenedState(hasher, store, settings, eraser)

@@ -68,6 +68,9 @@ class ConversationStore(Protocol):
 
     async def delete(self, conversation_id: str) -> bool: ...
 
+    async def erase_owner(self, owner: str) -> tuple[int, int]:
+        """Delete every conversation of `owner` with its turns: (conversations, turns) removed."""
+
     async def set_topic(self, conversation_id: str, topic_summary: str) -> bool: ...
 
     async def close(self) -> None: ...

@@ -175,6 +175,22 @@ class StateStore(SQLDatabase):
             removed = session.execute("DELETE FROM conversations WHERE conversation_id = ?", (conversation_id,))
             return removed.rowcount > 0
 
+    async def erase_owner(self, owner: str) -> tuple[int, int]:
+        """Delete every conversation of `owner` with its turns, in one transaction: (conversations, turns)."""
+        for conversation_id in [c for c, o in self._owners.items() if o == owner]:
+            del self._owners[conversation_id]
+        return await self._run(self._erase_owner, owner)
+
+    def _erase_owner(self, owner: str) -> tuple[int, int]:
+        with self._transaction() as session:
+            turns = session.execute(
+                "DELETE FROM turns WHERE conversation_id IN "
+                "(SELECT conversation_id FROM conversations WHERE owner = ?)",
+                (owner,),
+            ).rowcount
+            conversations = session.execute("DELETE FROM conversations WHERE owner = ?", (owner,)).rowcount
+            return conversations, turns
+
     async def set_topic(self, conversation_id: str, topic_summary: str) -> bool:
         return (
             await self._run(

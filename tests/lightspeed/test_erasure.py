@@ -1,0 +1,118 @@
+"""Erasing one user's data on the server's side: the store, the records not yet claimed, the note the
+collector reads; idempotent, and finished at the next start when a stop interrupted it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightspeed.identity import UserHasher
+from lightspeed.privacy.erasure import write_note
+from lightspeed_common.config import AppConfig
+from lightspeed_common.records import erasure_notes_dir
+from tests.conftest import ClientFactory, ConfigFactory
+from tests.lightspeed.test_conversations import KEYS, as_user
+
+
+def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump(KEYS))
+    return make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}})
+
+
+async def use(client: Any, user: str, questions: int) -> list[str]:
+    """`questions` questions in one conversation and another, and one feedback; the conversation ids."""
+    conversations = []
+    for n in range(questions):
+        body: dict[str, Any] = {"query": f"How do I start the server? ({n})"}
+        if n and n < questions - 1:
+            body["conversation_id"] = conversations[0]
+        resp = await client.post("/v1/query", json=body, headers=as_user(user))
+        assert resp.status == 200, await resp.text()
+        conversations.append((await resp.json())["conversation_id"])
+    feedback = {
+        "conversation_id": conversations[0],
+        "user_question": "How do I start the server?",
+        "llm_response": "make run",
+        "sentiment": 1,
+    }
+    assert (await client.post("/v1/feedback", json=feedback, headers=as_user(user))).status == 200
+    return sorted(set(conversations))
+
+
+def files_holding(config: AppConfig, user_hash: str) -> list[Path]:
+    data = config.user_data_collection
+    roots = [data.feedback_storage, data.transcripts_storage]
+    return [
+        p for root in roots if root for p in root.rglob("*.json") if user_hash in p.read_text() or user_hash in str(p)
+    ]
+
+
+async def test_a_user_erases_their_data_and_only_theirs(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    client = await make_client(config)
+    hasher = UserHasher.from_state_dir(config.service.state_dir)
+    await use(client, "alice", 3)
+    bobs = await use(client, "bob", 2)
+    alice, bob = hasher("alice"), hasher("bob")
+    assert len(files_holding(config, alice)) == 4  # three transcripts, one feedback
+    bob_files = files_holding(config, bob)
+    resp = await client.delete("/v1/users/me/data", headers=as_user("alice"))
+    assert await resp.json() == {
+        "user_id": "alice",
+        "erased": {"conversations": 2, "turns": 3, "transcripts": 3, "feedback": 1},
+        "collector_notified": True,
+    }
+    assert files_holding(config, alice) == []
+    assert files_holding(config, bob) == bob_files
+    assert (await (await client.get("/v1/conversations", headers=as_user("alice"))).json())["conversations"] == []
+    listed = (await (await client.get("/v1/conversations", headers=as_user("bob"))).json())["conversations"]
+    assert sorted(c["conversation_id"] for c in listed) == bobs
+    note = json.loads((erasure_notes_dir(config) / f"{alice}.json").read_text())
+    assert note["server_done"] is True
+    assert note["erased"] == {"conversations": 2, "turns": 3, "transcripts": 3, "feedback": 1}
+    # Again: nothing left, nothing else touched.
+    again = await (await client.delete("/v1/users/me/data", headers=as_user("alice"))).json()
+    assert again["erased"] == {"conversations": 0, "turns": 0, "transcripts": 0, "feedback": 0}
+    assert files_holding(config, bob) == bob_files
+
+
+async def test_only_an_admin_erases_another_user(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    client = await make_client(config)
+    await use(client, "bob", 1)
+    refused = await client.delete("/v1/users/bob/data", headers=as_user("alice"))
+    assert refused.status == 403
+    assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("bob"))
+    resp = await client.delete("/v1/users/bob/data", headers=as_user("admin"))
+    assert (await resp.json())["erased"] == {"conversations": 1, "turns": 1, "transcripts": 1, "feedback": 1}
+    assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("bob")) == []
+
+
+async def test_an_interrupted_erasure_finishes_at_the_next_start(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    first = await make_client(config)
+    await use(first, "alice", 2)
+    await use(first, "bob", 1)
+    await first.close()
+    alice = UserHasher.from_state_dir(config.service.state_dir)("alice")
+    # Where a stop in the middle leaves it: the note written, nothing removed yet.
+    write_note(
+        erasure_notes_dir(config) / f"{alice}.json", {"user_hash": alice, "requested_at": "x", "server_done": False}
+    )
+    second = await make_client(config)
+    assert files_holding(config, alice) == []
+    assert (await (await second.get("/v1/conversations", headers=as_user("alice"))).json())["conversations"] == []
+    assert len((await (await second.get("/v1/conversations", headers=as_user("bob"))).json())["conversations"]) == 1
+    note = json.loads((erasure_notes_dir(config) / f"{alice}.json").read_text())
+    assert note["server_done"] is True
+    assert note["requested_at"] == "x"
