@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import structlog
 
 from collector.discovery import Planned, RecordFile, batches, iter_records
+from collector.erasures import ErasedUsers
 from collector.errors import (
     BatchTooLarge,
     IngressError,
@@ -34,6 +35,7 @@ from collector.spool import Package, Spool
 from collector.upload import Uploader
 from lightspeed_common.config import AppConfig
 from lightspeed_common.json_text import parse_json
+from lightspeed_common.records import erasure_notes_dir
 
 log = structlog.get_logger("collector")
 Checkpoint = Callable[[str], None]
@@ -164,7 +166,8 @@ class Delivery:
     async def _package(self, batch_id: str) -> Package | None:
         """The batch's archive, None if nothing was left to send. Raises SpoolTrouble."""
         try:
-            package = await asyncio.to_thread(self.spool.package, batch_id, json_problem)
+            erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
+            package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds)
         except OSError as exc:
             raise self._spool_trouble("package", batch_id, exc) from exc
         if package is not None:

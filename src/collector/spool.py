@@ -32,6 +32,8 @@ from lightspeed_common.records import is_record_name, spool_dir, storage_roots
 STATUS_FILE = "status.json"
 # Why a claimed file cannot be shipped (it goes to quarantine), or None.
 Problem = Callable[[bytes], str | None]
+# Whether a claimed record (member name, bytes) is an erased user's: deleted, never shipped.
+Erased = Callable[[str, bytes], bool]
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,14 @@ class Spool:
                     found.append(name if prefix == "." else f"{prefix}/{name}")
         return sorted(found)
 
-    def package(self, batch_id: str, problem: Problem = lambda data: None) -> Package | None:
+    def package(
+        self, batch_id: str, problem: Problem = lambda data: None, erased: Erased = lambda member, data: False
+    ) -> Package | None:
         """Stream the claimed files into outbox/<batch_id>.tar.gz (None if nothing is left).
 
         Members are `<kind folder>/...` (`feedback/...`, `transcripts/...`), bytes
-        identical to the files. Files `problem` finds fault with are quarantined instead.
+        identical to the files. Files `problem` finds fault with are quarantined instead;
+        an erased user's records are deleted.
         """
         base = self.claimed / batch_id
         final = self.outbox / f"{batch_id}.tar.gz"
@@ -120,6 +125,9 @@ class Spool:
             for member in self.members(batch_id):
                 with open(f"{base}/{member}", "rb") as handle:  # noqa: PTH123 - hot loop, plain str paths
                     data = handle.read()
+                if erased(member, data):
+                    os.unlink(f"{base}/{member}")  # noqa: PTH108 - hot loop, plain str paths
+                    continue
                 if (reason := problem(data)) is not None:
                     self._quarantine_file(batch_id, member, reason)
                     continue
