@@ -1,10 +1,6 @@
-"""`lightspeed models ...` and `lightspeed telemetry ...`: the settings API from a terminal.
-
-Every command talks to the running server (its URL from `--url`, else the
-config's service.host and port); the API key comes from `--api-key-file` or
-`LIGHTSPEED_API_KEY` and is never printed. Exit codes: 0 done, 1 the server
-refused (its reason is printed), 69 the server cannot be reached, 78 a bad
-config file.
+"""`lightspeed models ...`, `lightspeed telemetry ...` and `lightspeed erase`: the settings API from
+a terminal. Every command talks to the running server (its URL from `--url`, else the config's
+service.host and port); cli_base.py has what they share and the exit codes.
 """
 
 from __future__ import annotations
@@ -12,70 +8,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import aiohttp
+from lightspeed import cli_users
+from lightspeed.cli_base import (
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Api,
+    ApiRefused,
+    Command,
+    ask_terminal,
+    connection,
+    dump,
+    run_command,
+    table,
+)
 
-from lightspeed_common.config import load_config
-from lightspeed_common.errors import EXIT_CONFIG, ConfigError
-
-EXIT_REFUSED = 1
-EXIT_UNAVAILABLE = 69
-EXIT_USAGE = 2  # a confirmation is needed and there is no terminal: add --yes
+__all__ = ["EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "add_commands", "run"]
 ACTIVATION_TIMEOUT_SECONDS = 600.0
 
 
-class ApiRefused(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        self.status = status
-        self.body = body
-        super().__init__(_reason(status, body))
-
-
-def _reason(status: int, body: Any) -> str:
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, list):
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
-    if isinstance(detail, dict):
-        return f"{detail.get('response')}: {detail.get('cause')}"
-    return f"HTTP {status}"
-
-
-class Api:
-    """A tiny synchronous client over aiohttp, one request at a time."""
-
-    def __init__(self, base_url: str, api_key: str | None) -> None:
-        self._base = base_url.rstrip("/")
-        self._headers = {"Accept": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, seconds: float = 120) -> Any:
-        return asyncio.run(self.request(method, path, body, seconds))
-
-    async def request(self, method: str, path: str, body: dict[str, Any] | None, seconds: float) -> Any:
-        client_timeout = aiohttp.ClientTimeout(total=seconds)
-        async with (
-            aiohttp.ClientSession(timeout=client_timeout) as session,
-            session.request(method, self._base + path, json=body, headers=self._headers) as response,
-        ):
-            text = await response.text()
-            data = json.loads(text) if text else {}
-            if response.status >= 400:
-                raise ApiRefused(response.status, data)
-            return data
-
-
 def add_commands(commands: Any) -> None:
-    """The `models` and `telemetry` sub-commands of `lightspeed`."""
+    """The `models`, `telemetry` and `erase` sub-commands of `lightspeed`."""
     models = commands.add_parser("models", help="register, list and activate embedding models")
     model_commands = models.add_subparsers(dest="action", required=True)
-    _connection(model_commands.add_parser("list", help="list registered models"))
-    register = _connection(model_commands.add_parser("register", help="register a model"))
+    connection(model_commands.add_parser("list", help="list registered models"))
+    register = connection(model_commands.add_parser("register", help="register a model"))
     register.add_argument("model_name", help="public name, e.g. all-MiniLM-L6-v2 or org/name")
     register.add_argument(
         "--source",
@@ -86,7 +48,7 @@ def add_commands(commands: Any) -> None:
     )
     register.add_argument("--path", help="the model directory (implies --source local_path)")
     register.add_argument("--activate", action="store_true", help="make it the active model when it loads")
-    activate = _connection(model_commands.add_parser("activate", help="switch retrieval to a registered model"))
+    activate = connection(model_commands.add_parser("activate", help="switch retrieval to a registered model"))
     activate.add_argument("model_name", help="a registered model's name, as `lightspeed models list` shows it")
     activate.add_argument("--no-wait", action="store_true", help="return once the switch has started")
 
@@ -97,112 +59,31 @@ def add_commands(commands: Any) -> None:
         ("queue", "print the queued events exactly as they would be sent (JSON lines)"),
         ("disable", "turn telemetry off (sends nothing about it)"),
     ):
-        _connection(telemetry_commands.add_parser(name, help=text))
-    enable = _connection(telemetry_commands.add_parser("enable", help="review the fields and turn telemetry on"))
+        connection(telemetry_commands.add_parser(name, help=text))
+    enable = connection(telemetry_commands.add_parser("enable", help="review the fields and turn telemetry on"))
     enable.add_argument("--yes", action="store_true", help="consent without the prompt (the fields are still shown)")
-    send = _connection(telemetry_commands.add_parser("send", help="send the queue now"))
+    send = connection(telemetry_commands.add_parser("send", help="send the queue now"))
     send.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (max 30)")
-    purge = _connection(telemetry_commands.add_parser("purge", help="delete every queued event"))
+    purge = connection(telemetry_commands.add_parser("purge", help="delete every queued event"))
     purge.add_argument("--yes", action="store_true", help="do not ask")
-    deletion = _connection(
+    deletion = connection(
         telemetry_commands.add_parser("request-deletion", help="ask the registry to delete this installation's data")
     )
     deletion.add_argument("--yes", action="store_true", help="do not ask")
+    cli_users.add_commands(commands)
 
 
-def _connection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", type=Path, default=None, help="config file (for the server's address)")
-    parser.add_argument("--url", help="the server's base URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--api-key-file", type=Path, help="file with an admin API key (or set LIGHTSPEED_API_KEY)")
-    parser.add_argument("--json", action="store_true", help="print the server's JSON answers")
-    return parser
-
-
-def _base_url(args: argparse.Namespace, default_config: Path) -> str:
-    """--url; else the address in --config; else in the default config file if there is one; else the
-    default address (a development install has no /etc/lightspeed/lightspeed.yaml)."""
-    if args.url:
-        return str(args.url)
-    if args.config is None and not default_config.exists():
-        return DEFAULT_URL
-    service = load_config(args.config or default_config).service
-    host = "127.0.0.1" if service.host in ("0.0.0.0", "") else service.host  # noqa: S104 - mapping, not binding
-    host = "[::1]" if host == "::" else host
-    return f"http://{host}:{service.port}"
-
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class NoTerminal(Exception):
-    """A question needs an answer and nobody can give one (a script, a pipe, CI)."""
-
-
-def ask_terminal(question: str) -> str:
-    """The answer typed at the terminal; NoTerminal when stdin is not one, "" (no) at end of input."""
-    if not sys.stdin.isatty():
-        raise NoTerminal
-    try:
-        return input(question)
-    except EOFError:
-        return ""
-
-
-def run(  # noqa: PLR0911 - one exit code per kind of failure, each with its own line
-    args: argparse.Namespace, default_config: Path, out: TextIO = sys.stdout, ask: Callable[[str], str] = ask_terminal
-) -> int:
-    try:
-        key = args.api_key_file.read_text(encoding="utf-8").strip() if args.api_key_file else None
-        api = Api(_base_url(args, default_config), key or os.environ.get("LIGHTSPEED_API_KEY"))
-        command = COMMANDS[(args.command, args.action)]
-        return command(api, args, out, ask)
-    except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration: {'; '.join(exc.problems)}", file=sys.stderr)
-        return EXIT_CONFIG
-    except OSError as exc:
-        if isinstance(exc, aiohttp.ClientConnectionError):
-            print(f"cannot reach the lightspeed server: {exc}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
-        print(f"cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        print(f"cannot reach the lightspeed server: {str(exc) or type(exc).__name__}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except ApiRefused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except NoTerminal:
-        print(
-            f"`lightspeed {args.command} {args.action}` asks for confirmation and there is no terminal to ask: "
-            "run it with --yes to confirm",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-
-
-def _table(rows: Sequence[Sequence[Any]], out: TextIO) -> None:
-    cells = [["-" if v is None else ", ".join(v) if isinstance(v, list) else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    for row in cells:
-        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip(), file=out)
-
-
-def _dump(data: Any, out: TextIO) -> None:
-    print(json.dumps(data, indent=2), file=out)
-
-
-Command = Callable[[Api, argparse.Namespace, TextIO, Callable[[str], str]], int]
 MODEL_COLUMNS = ("model_name", "model_source", "status", "embedding_dimension", "normalization", "distance_metric")
 
 
 def models_list(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
     listing = api.call("GET", "/v1/embedding-models")
     if args.json:
-        _dump(listing, out)
+        dump(listing, out)
         return 0
     rows = [[*MODEL_COLUMNS, "active"]]
     rows += [[m.get(c) for c in MODEL_COLUMNS] + ["*" if m["active"] else ""] for m in listing["models"]]
-    _table(rows, out)
+    table(rows, out)
     return 0
 
 
@@ -219,7 +100,7 @@ def models_register(api: Api, args: argparse.Namespace, out: TextIO, ask: Callab
             return EXIT_REFUSED
         raise
     if args.json:
-        _dump(result, out)
+        dump(result, out)
         return 0
     model = result["model"]
     print(f"registered {model['model_name']}", file=out)
@@ -266,7 +147,7 @@ async def _wait_for_activation(api: Api, name: str, out: TextIO) -> int:
 def telemetry_status(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
     status = api.call("GET", "/v1/telemetry")
     if args.json:
-        _dump(status, out)
+        dump(status, out)
         return 0
     state = "enabled" if status["enabled"] else f"disabled ({status['disabled_reason']})"
     queue, sender = status["queue"], status["sender"]
@@ -279,7 +160,7 @@ def telemetry_status(api: Api, args: argparse.Namespace, out: TextIO, ask: Calla
         ["next send", sender["next_send_at"]],
         ["last send", f"{last['result']} at {last['finished_at']}" if last else "never"],
     ]
-    _table(rows, out)
+    table(rows, out)
     return 0
 
 
@@ -294,7 +175,7 @@ def telemetry_enable(api: Api, args: argparse.Namespace, out: TextIO, ask: Calla
         return EXIT_REFUSED
     print(consent["purpose"], file=out)
     print(f"\nEach registered model queues one event, sent about daily to {consent['registry_url']}:", file=out)
-    _table([["field", "type", "meaning"], *[[f["name"], f["type"], f["description"]] for f in consent["fields"]]], out)
+    table([["field", "type", "meaning"], *[[f["name"], f["type"], f["description"]] for f in consent["fields"]]], out)
     print("\nNever sent: " + "; ".join(consent["never_sent"]), file=out)
     if not args.yes and ask("\nEnable telemetry and send these fields? [y/N] ").strip().lower() not in ("y", "yes"):
         print("telemetry stays off", file=out)
@@ -316,7 +197,7 @@ def telemetry_disable(api: Api, args: argparse.Namespace, out: TextIO, ask: Call
 def telemetry_queue(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
     queue = api.call("GET", "/v1/telemetry/queue")
     if args.json:
-        _dump(queue, out)
+        dump(queue, out)
         return 0
     for item in queue["events"]:
         print(json.dumps(item["event"], separators=(",", ":")), file=out)
@@ -328,7 +209,7 @@ def telemetry_queue(api: Api, args: argparse.Namespace, out: TextIO, ask: Callab
 def telemetry_send(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
     outcome = api.call("POST", f"/v1/telemetry/send?wait={args.wait:g}", seconds=args.wait + 30)
     if args.json:
-        _dump(outcome, out)
+        dump(outcome, out)
         return 0
     if outcome["result"] == "sending":
         print("sending in the background; see `lightspeed telemetry status`", file=out)
@@ -362,7 +243,7 @@ def telemetry_request_deletion(api: Api, args: argparse.Namespace, out: TextIO, 
         return 0
     result = api.call("POST", "/v1/telemetry/deletion-request")
     if args.json:
-        _dump(result, out)
+        dump(result, out)
         return 0
     deleted = result["registry"].get("deleted") or {}
     print(
@@ -383,4 +264,11 @@ COMMANDS: dict[tuple[str, str], Command] = {
     ("telemetry", "send"): telemetry_send,
     ("telemetry", "purge"): telemetry_purge,
     ("telemetry", "request-deletion"): telemetry_request_deletion,
+    **cli_users.COMMANDS,
 }
+
+
+def run(
+    args: argparse.Namespace, default_config: Path, out: TextIO = sys.stdout, ask: Callable[[str], str] = ask_terminal
+) -> int:
+    return run_command(args, default_config, COMMANDS, out, ask)

@@ -9,12 +9,14 @@ from typing import Any
 
 import yaml
 
+from lightspeed.cli import EXIT_USAGE
 from lightspeed.identity import UserHasher
 from lightspeed.privacy.erasure import write_note
 from lightspeed_common.config import AppConfig
 from lightspeed_common.records import erasure_notes_dir
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.lightspeed.test_conversations import KEYS, as_user
+from tests.lightspeed.test_settings_cli import lightspeed
 
 
 def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
@@ -116,3 +118,25 @@ async def test_an_interrupted_erasure_finishes_at_the_next_start(
     note = json.loads((erasure_notes_dir(config) / f"{alice}.json").read_text())
     assert note["server_done"] is True
     assert note["requested_at"] == "x"
+
+
+async def test_the_command_line_asks_then_erases_through_the_running_server(
+    make_client: ClientFactory, make_config: ConfigFactory
+) -> None:
+    config = make_config()  # noop: every caller holds the admin role
+    client = await make_client(config)
+    resp = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    assert resp.status == 200
+    alice = UserHasher.from_state_dir(config.service.state_dir)("alice")
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+    unasked = await lightspeed("erase", "--user-id", "alice", *url)
+    assert unasked.code == EXIT_USAGE
+    assert "run it with --yes" in unasked.err
+    declined = await lightspeed("erase", "--user-id", "alice", *url, typed="n\n")
+    assert declined.code == 0
+    assert declined.out.strip().endswith("nothing erased")
+    assert len(files_holding(config, alice)) == 1
+    erased = await lightspeed("erase", "--user-id", "alice", *url, typed="y\n")
+    assert erased.code == 0
+    assert "erased 1 conversations (1 turns), 1 transcripts and 0 feedback" in erased.out
+    assert files_holding(config, alice) == []
