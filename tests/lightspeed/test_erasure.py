@@ -3,7 +3,12 @@ collector reads; idempotent, and finished at the next start when a stop interrup
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +20,10 @@ from lightspeed.privacy.erasure import write_note
 from lightspeed_common.config import AppConfig
 from lightspeed_common.records import erasure_notes_dir
 from tests.conftest import ClientFactory, ConfigFactory
+from tests.fake_llm import free_port
 from tests.lightspeed.test_conversations import KEYS, as_user
 from tests.lightspeed.test_settings_cli import lightspeed
+from tests.processes import call, process_config, start, wait_ready
 
 
 def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
@@ -140,3 +147,56 @@ async def test_the_command_line_asks_then_erases_through_the_running_server(
     assert erased.code == 0
     assert "erased 1 conversations (1 turns), 1 transcripts and 0 feedback" in erased.out
     assert files_holding(config, alice) == []
+
+
+def test_a_server_killed_in_the_middle_of_an_erasure_finishes_it_at_start(tmp_path: Path, docs_dir: Path) -> None:
+    port = free_port()
+    config = process_config(tmp_path, docs_dir, port)
+    server = start(config, tmp_path)
+    try:
+        wait_ready(port, server)
+        call(port, "POST", "/v1/query?user_id=alice", {"query": "How do I start the server?"}, token="t")
+        feedback = tmp_path / "feedback"
+        state = tmp_path / "state"
+        alice = UserHasher.from_state_dir(state)("alice")
+        # Many other records make the feedback scan long enough to be killed in.
+        for n in range(30_000):
+            (feedback / f"{uuid.uuid4()}.json").write_text(json.dumps({"user_id": "b" * 64, "n": n}))
+        for _ in range(3):
+            (feedback / f"{uuid.uuid4()}.json").write_text(json.dumps({"user_id": alice}))
+        note = tmp_path / "spool" / "erasures" / f"{alice}.json"
+        request = threading.Thread(target=_erase_quietly, args=(port,), daemon=True)
+        request.start()
+        deadline = time.monotonic() + 60
+        while not (note.exists() and b'"server_done": false' in _read(note)):
+            assert time.monotonic() < deadline, "the erasure never started"
+        _kill(server)  # SIGKILL: mid-erasure
+        assert b'"server_done": false' in note.read_bytes()
+        server = start(config, tmp_path)
+        wait_ready(port, server)
+        assert json.loads(note.read_bytes())["server_done"] is True
+        holding = [p for p in tmp_path.rglob("*.json") if p != note and alice in f"{p}{p.read_text()}"]
+        assert holding == []
+        assert call(port, "GET", "/v1/conversations?user_id=alice", token="t")["conversations"] == []
+        assert len(list(feedback.glob("*.json"))) == 30_000
+    finally:
+        _kill(server)
+
+
+def _kill(server: subprocess.Popen[str]) -> None:
+    server.kill()
+    server.wait()
+    if server.stdout is not None:
+        server.stdout.close()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _erase_quietly(port: int) -> None:
+    with contextlib.suppress(OSError):  # the server is killed while it answers
+        call(port, "DELETE", "/v1/users/me/data?user_id=alice", token="t")
