@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import aiohttp
 
@@ -65,6 +65,24 @@ class Api:
             if response.status >= 400:
                 raise ApiRefused(response.status, data)
             return data
+
+    def download(self, path: str, sink: BinaryIO, seconds: float = 600) -> int:
+        """GET `path` into `sink` as it arrives (a large answer never sits in memory); the bytes written."""
+        return asyncio.run(self._download(path, sink, seconds))
+
+    async def _download(self, path: str, sink: BinaryIO, seconds: float) -> int:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
+            session.get(self._base + path, headers=self._headers) as response,
+        ):
+            if response.status >= 400:
+                text = await response.text()
+                raise ApiRefused(response.status, json.loads(text) if text else {})
+            written = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                sink.write(chunk)
+                written += len(chunk)
+            return written
 
 
 def connection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

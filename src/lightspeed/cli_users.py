@@ -1,11 +1,15 @@
-"""`lightspeed erase --user-id ID`: a user's data erased through the running server's API
-(DELETE /v1/users/{user_id}/data, the admin action), so it is safe while the server and the
-collector run; it asks first unless `--yes`."""
+"""`lightspeed erase --user-id ID` and `lightspeed export --user-id ID`: one user's data, through the
+running server's API (/v1/users/{user_id}/data, the admin action), so both are safe while the server
+and the collector run. `erase` asks first unless `--yes`; `export` writes the JSON document to
+`--output` (mode 0600: it is the user's data) or to standard output."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -17,6 +21,10 @@ def add_commands(commands: Any) -> None:
     erase.set_defaults(action="")
     erase.add_argument("--user-id", required=True, help="the user's id, as the auth module names it")
     erase.add_argument("--yes", action="store_true", help="do not ask")
+    export = connection(commands.add_parser("export", help="one user's conversations and records, as JSON"))
+    export.set_defaults(action="")
+    export.add_argument("--user-id", required=True, help="the user's id, as the auth module names it")
+    export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
 
 
 def erase(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
@@ -37,4 +45,20 @@ def erase(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], 
     return 0
 
 
-COMMANDS: dict[tuple[str, str], Command] = {("erase", ""): erase}
+def export(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
+    path = f"/v1/users/{quote(args.user_id, safe='')}/data"
+    if args.output is None:
+        api.download(path, sys.stdout.buffer)
+        return 0
+    partial = args.output.with_name(f".{args.output.name}.tmp")
+    try:
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+            written = api.download(path, sink)
+        partial.replace(args.output)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {written} bytes to {args.output}", file=out)
+    return 0
+
+
+COMMANDS: dict[tuple[str, str], Command] = {("erase", ""): erase, ("export", ""): export}

@@ -53,6 +53,8 @@ SERVER_ROUTES = {
     ("GET", "/metrics"): ("public", None),
     ("GET", "/openapi.json"): ("public", None),
     ("DELETE", "/v1/users/me/data"): ("user", None),
+    ("GET", "/v1/users/me/data"): ("user", None),
+    ("GET", "/v1/users/{user_id}/data"): ("admin", "admin"),
     ("DELETE", "/v1/users/{user_id}/data"): ("admin", "admin"),
     ("GET", "/"): ("user", "info"),
     ("POST", "/authorized"): ("user", None),

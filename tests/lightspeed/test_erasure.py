@@ -32,9 +32,14 @@ def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
     return make_config(authentication={"module": "api-key", "api_key": {"keys_file": str(keys)}})
 
 
+async def api_key_client(make_client: ClientFactory, config: AppConfig) -> tuple[Any, UserHasher]:
+    """A client of the app for `config`, and the installation's user hasher."""
+    return await make_client(config), UserHasher.from_state_dir(config.service.state_dir)
+
+
 async def use(client: Any, user: str, questions: int) -> list[str]:
     """`questions` questions in one conversation and another, and one feedback; the conversation ids."""
-    conversations = []
+    conversations: list[str] = []
     for n in range(questions):
         body: dict[str, Any] = {"query": f"How do I start the server? ({n})"}
         if n and n < questions - 1:
@@ -64,8 +69,7 @@ async def test_a_user_erases_their_data_and_only_theirs(
     make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     config = api_key_config(make_config, tmp_path)
-    client = await make_client(config)
-    hasher = UserHasher.from_state_dir(config.service.state_dir)
+    client, hasher = await api_key_client(make_client, config)
     await use(client, "alice", 3)
     bobs = await use(client, "bob", 2)
     alice, bob = hasher("alice"), hasher("bob")
@@ -95,14 +99,14 @@ async def test_only_an_admin_erases_another_user(
     make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     config = api_key_config(make_config, tmp_path)
-    client = await make_client(config)
+    client, hasher = await api_key_client(make_client, config)
     await use(client, "bob", 1)
     refused = await client.delete("/v1/users/bob/data", headers=as_user("alice"))
     assert refused.status == 403
-    assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("bob"))
+    assert files_holding(config, hasher("bob"))
     resp = await client.delete("/v1/users/bob/data", headers=as_user("admin"))
     assert (await resp.json())["erased"] == {"conversations": 1, "turns": 1, "transcripts": 1, "feedback": 1}
-    assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("bob")) == []
+    assert files_holding(config, hasher("bob")) == []
 
 
 async def test_an_interrupted_erasure_finishes_at_the_next_start(

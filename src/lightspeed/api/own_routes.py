@@ -10,6 +10,21 @@ from lightspeed_common.config_auth import Action
 
 OWN_ROUTES: tuple[Route, ...] = (
     Route(
+        "GET",
+        "/v1/users/me/data",
+        users.export_me,
+        "The caller's conversations, and their feedback and transcripts not yet shipped (one JSON document)",
+        responses={200: sp.UserDataExport, **ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/users/{user_id}/data",
+        users.export_user,
+        "A user's conversations, and their feedback and transcripts not yet shipped (admin)",
+        responses={200: sp.UserDataExport, **ERRORS},
+        action=Action.ADMIN,
+    ),
+    Route(
         "DELETE",
         "/v1/users/me/data",
         users.erase_me,

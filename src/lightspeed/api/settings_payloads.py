@@ -160,3 +160,15 @@ class UserDataErased(BaseModel):
     erased: ErasedCounts
     # The collector drops the user's records from batches not yet sent and tells the ingest.
     collector_notified: bool
+
+
+class UserDataExport(BaseModel):
+    """A user's data on this side; the records as they were written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    exported_at: str
+    conversations: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+    transcripts: list[dict[str, Any]]

@@ -1,5 +1,6 @@
-"""DELETE /v1/users/me/data and /v1/users/{user_id}/data: erase one user's data on this side
-(lightspeed.privacy.erasure); the collector finishes the job through the note it is left."""
+"""/v1/users/me/data and /v1/users/{user_id}/data: one user's data on this side. DELETE erases it
+(lightspeed.privacy.erasure; the collector finishes the job through the note it is left), GET
+exports it as one JSON document, streamed (lightspeed.privacy.export)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from lightspeed.api.state import SERVER, USER
+from lightspeed.api.state import CONFIG, SERVER, USER
+from lightspeed.privacy.export import export_document
 
 
 async def _erase(request: web.Request, user_id: str) -> web.Response:
@@ -21,3 +23,24 @@ async def erase_me(request: web.Request) -> web.Response:
 
 async def erase_user(request: web.Request) -> web.Response:
     return await _erase(request, request.match_info["user_id"])
+
+
+async def _export(request: web.Request, user_id: str) -> web.StreamResponse:
+    server = request.app[SERVER]
+    document = export_document(request.app[CONFIG], server.store, user_id, server.hasher(user_id))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    first = await anext(document)  # the store answers before the status is sent: a 503 stays a 503
+    await response.prepare(request)
+    await response.write(first)
+    async for piece in document:
+        await response.write(piece)
+    await response.write_eof()
+    return response
+
+
+async def export_me(request: web.Request) -> web.StreamResponse:
+    return await _export(request, request[USER].user_id)
+
+
+async def export_user(request: web.Request) -> web.StreamResponse:
+    return await _export(request, request.match_info["user_id"])

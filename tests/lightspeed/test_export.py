@@ -1,0 +1,69 @@
+"""A user's access request: their conversations, feedback and transcripts on this side as one JSON
+document, streamed; only theirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import ClientFactory, ConfigFactory
+from tests.lightspeed.test_conversations import as_user
+from tests.lightspeed.test_erasure import api_key_client, api_key_config, use
+from tests.lightspeed.test_settings_cli import lightspeed
+
+
+async def test_a_user_exports_exactly_their_own_data(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    client, hasher = await api_key_client(make_client, config)
+    alices = await use(client, "alice", 3)
+    await use(client, "bob", 2)
+    resp = await client.get("/v1/users/me/data", headers=as_user("alice"))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    text = await resp.text()
+    assert hasher("bob") not in text
+    document = json.loads(text)
+    assert document["user_id"] == "alice"
+    assert sorted(c["conversation_id"] for c in document["conversations"]) == alices
+    questions = sorted(t["question"] for c in document["conversations"] for t in c["turns"])
+    assert questions == [f"How do I start the server? ({n})" for n in range(3)]
+    assert all("owner" not in c for c in document["conversations"])
+    assert [f["user_id"] for f in document["feedback"]] == [hasher("alice")]
+    assert document["feedback"][0]["llm_response"] == "make run"
+    # One transcript per turn, in the turn's conversation.
+    per_turn = sorted(c["conversation_id"] for c in document["conversations"] for _ in c["turns"])
+    assert sorted(t["metadata"]["conversation_id"] for t in document["transcripts"]) == per_turn
+    assert {t["metadata"]["user_id"] for t in document["transcripts"]} == {hasher("alice")}
+
+
+async def test_only_an_admin_exports_another_user(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    client, _ = await api_key_client(make_client, config)
+    await use(client, "bob", 1)
+    assert (await client.get("/v1/users/bob/data", headers=as_user("alice"))).status == 403
+    document = await (await client.get("/v1/users/bob/data", headers=as_user("admin"))).json()
+    assert (len(document["conversations"]), len(document["feedback"]), len(document["transcripts"])) == (1, 1, 1)
+    empty = await (await client.get("/v1/users/me/data", headers=as_user("alice"))).json()
+    assert (empty["conversations"], empty["feedback"], empty["transcripts"]) == ([], [], [])
+
+
+async def test_the_command_line_writes_the_document_to_a_private_file_or_standard_output(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    client = await make_client(make_config())  # noop: every caller holds the admin role
+    resp = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    conversation = (await resp.json())["conversation_id"]
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+    target = tmp_path / "alice.json"
+    written = await lightspeed("export", "--user-id", "alice", *url, "--output", str(target))
+    assert written.code == 0
+    assert target.stat().st_mode & 0o777 == 0o600
+    document = json.loads(target.read_text())
+    assert [c["conversation_id"] for c in document["conversations"]] == [conversation]
+    assert not target.with_name(".alice.json.tmp").exists()
+    printed = await lightspeed("export", "--user-id", "alice", *url)
+    assert json.loads(printed.out)["conversations"] == document["conversations"]
