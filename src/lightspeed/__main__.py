@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "new-api-key":
         print(new_api_key())
         return 0
-    if args.command in ("models", "telemetry", "erase", "export"):
+    if args.command in ("models", "telemetry", "erase", "export", "audit"):
         return cli.run(args, DEFAULT_CONFIG)
     return run_with_config(
         args.config, "lightspeed", lambda config: serve(config, args.config, args.reset_telemetry_client_id)

@@ -1,7 +1,7 @@
-"""`lightspeed erase --user-id ID` and `lightspeed export --user-id ID`: one user's data, through the
-running server's API (/v1/users/{user_id}/data, the admin action), so both are safe while the server
-and the collector run. `erase` asks first unless `--yes`; `export` writes the JSON document to
-`--output` (mode 0600: it is the user's data) or to standard output."""
+"""`lightspeed erase --user-id ID`, `lightspeed export --user-id ID` and `lightspeed audit`: one user's
+data, and the trail of what was done with it, through the running server's API (the admin action),
+so all are safe while the server and the collector run. `erase` asks first unless `--yes`; `export`
+writes the JSON document to `--output` (mode 0600: it is the user's data) or to standard output."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from lightspeed.cli_base import Api, Command, connection, dump
+from lightspeed.cli_base import Api, Command, connection, dump, table
 
 
 def add_commands(commands: Any) -> None:
@@ -25,6 +25,9 @@ def add_commands(commands: Any) -> None:
     export.set_defaults(action="")
     export.add_argument("--user-id", required=True, help="the user's id, as the auth module names it")
     export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
+    trail = connection(commands.add_parser("audit", help="the audit trail: erasures and exports, newest first"))
+    trail.set_defaults(action="")
+    trail.add_argument("--limit", type=int, default=100, help="how many events (1 to 1000)")
 
 
 def erase(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
@@ -61,4 +64,17 @@ def export(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str],
     return 0
 
 
-COMMANDS: dict[tuple[str, str], Command] = {("erase", ""): erase, ("export", ""): export}
+def audit(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
+    events = api.call("GET", f"/v1/audit?limit={args.limit}")["events"]
+    if args.json:
+        dump(events, out)
+        return 0
+    rows = [("at", "action", "subject", "requested by", "counts")]
+    for event in events:
+        counts = " ".join(f"{name}={value}" for name, value in event["counts"].items())
+        rows.append((event["at"][:19], event["action"], event["subject"][:16], event["requested_by"][:16], counts))
+    table(rows, out)
+    return 0
+
+
+COMMANDS: dict[tuple[str, str], Command] = {("erase", ""): erase, ("export", ""): export, ("audit", ""): audit}

@@ -53,6 +53,7 @@ SERVER_ROUTES = {
     ("GET", "/metrics"): ("public", None),
     ("GET", "/openapi.json"): ("public", None),
     ("DELETE", "/v1/users/me/data"): ("user", None),
+    ("GET", "/v1/audit"): ("admin", "admin"),
     ("GET", "/v1/users/me/data"): ("user", None),
     ("GET", "/v1/users/{user_id}/data"): ("admin", "admin"),
     ("DELETE", "/v1/users/{user_id}/data"): ("admin", "admin"),

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from structlog.testing import capture_logs
 
 from lightspeed.cli import EXIT_USAGE
 from lightspeed.identity import UserHasher
+from lightspeed.privacy.audit import AUDIT_MESSAGE_ID
 from lightspeed.privacy.erasure import write_note
 from lightspeed_common.config import AppConfig
 from lightspeed_common.records import erasure_notes_dir
@@ -204,3 +206,28 @@ def _read(path: Path) -> bytes:
 def _erase_quietly(port: int) -> None:
     with contextlib.suppress(OSError):  # the server is killed while it answers
         call(port, "DELETE", "/v1/users/me/data?user_id=alice", token="t")
+
+
+async def test_every_erasure_and_export_is_audited_and_the_audit_outlives_them(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = api_key_config(make_config, tmp_path)
+    client, hasher = await api_key_client(make_client, config)
+    await use(client, "alice", 2)
+    with capture_logs() as logs:
+        await (await client.get("/v1/users/me/data", headers=as_user("alice"))).read()
+        await client.delete("/v1/users/me/data", headers=as_user("alice"))
+        await client.delete("/v1/users/bob/data", headers=as_user("admin"))
+    trail = await (await client.get("/v1/audit", headers=as_user("admin"))).json()
+    alice, bob, admin = hasher("alice"), hasher("bob"), hasher("root-admin")
+    assert [(e["action"], e["subject"], e["requested_by"], e["counts"]) for e in trail["events"]] == [
+        ("erasure", bob, admin, {"conversations": 0, "turns": 0, "transcripts": 0, "feedback": 0}),
+        ("erasure", alice, alice, {"conversations": 2, "turns": 2, "transcripts": 2, "feedback": 1}),
+        ("export", alice, alice, {"conversations": 2, "feedback": 1, "transcripts": 2}),
+    ]
+    journal = [e for e in logs if e.get("message_id") == AUDIT_MESSAGE_ID]
+    assert [(e["action"], e["subject"]) for e in journal] == [("export", alice), ("erasure", alice), ("erasure", bob)]
+    assert "alice" not in json.dumps(trail)  # hashes only, never an id or any content
+    newest = await (await client.get("/v1/audit?limit=1", headers=as_user("admin"))).json()
+    assert newest["events"] == trail["events"][:1]
+    assert (await client.get("/v1/audit", headers=as_user("alice"))).status == 403

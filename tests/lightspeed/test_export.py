@@ -67,3 +67,17 @@ async def test_the_command_line_writes_the_document_to_a_private_file_or_standar
     assert not target.with_name(".alice.json.tmp").exists()
     printed = await lightspeed("export", "--user-id", "alice", *url)
     assert json.loads(printed.out)["conversations"] == document["conversations"]
+
+
+async def test_the_command_line_lists_the_audit_trail(make_client: ClientFactory, make_config: ConfigFactory) -> None:
+    client = await make_client(make_config())  # noop: every caller holds the admin role
+    await client.delete("/v1/users/me/data?user_id=alice")
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+    listed = await lightspeed("audit", *url)
+    assert listed.code == 0
+    header, row = listed.out.strip().splitlines()
+    assert header.split() == ["at", "action", "subject", "requested", "by", "counts"]
+    assert row.split()[1] == "erasure"
+    assert row.endswith("conversations=0 feedback=0 transcripts=0 turns=0")
+    as_json = await lightspeed("audit", "--json", *url)
+    assert [e["action"] for e in json.loads(as_json.out)] == ["erasure"]

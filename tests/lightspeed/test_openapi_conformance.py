@@ -109,6 +109,7 @@ SCENARIOS: list[tuple[str, str, str | None, Any]] = [
     ("GET", "/v1/providers/nope", "user", None),
     ("GET", "/v1/shields", "user", None),
     ("GET", "/v1/tools", None, None),
+    ("GET", "/v1/audit", "admin", None),
     ("GET", "/v1/users/me/data", "user", None),
     ("GET", "/v1/users/someone/data", "admin", None),
     ("GET", "/v1/users/someone/data", "user", None),

@@ -11,6 +11,15 @@ from lightspeed_common.config_auth import Action
 OWN_ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
+        "/v1/audit",
+        users.audit_trail,
+        "The audit trail, newest first: erasures and exports, who asked, what they touched (admin)",
+        responses={200: sp.AuditTrail, **ERRORS},
+        action=Action.ADMIN,
+        query={"limit": "How many events: 1 to 1000 (more is 1000); default, or not a number, 100"},
+    ),
+    Route(
+        "GET",
         "/v1/users/me/data",
         users.export_me,
         "The caller's conversations, and their feedback and transcripts not yet shipped (one JSON document)",

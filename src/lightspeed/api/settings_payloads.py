@@ -172,3 +172,15 @@ class UserDataExport(BaseModel):
     conversations: list[dict[str, Any]]
     feedback: list[dict[str, Any]]
     transcripts: list[dict[str, Any]]
+
+
+class AuditEventView(BaseModel):
+    at: str
+    action: str
+    subject: str
+    requested_by: str
+    counts: dict[str, int]
+
+
+class AuditTrail(BaseModel):
+    events: list[AuditEventView]

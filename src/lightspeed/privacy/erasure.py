@@ -23,7 +23,8 @@ from pathlib import Path
 
 import structlog
 
-from lightspeed.store.conversations import ConversationStore
+from lightspeed.privacy.audit import audit
+from lightspeed.store.queries import StateStore
 from lightspeed_common.atomic import fsync_dir, write_atomic
 from lightspeed_common.config import AppConfig
 from lightspeed_common.records import FEEDBACK, TRANSCRIPT, erasure_notes_dir, is_record_name
@@ -110,17 +111,18 @@ def erase_feedback(root: Path | None, user_hash: str) -> int:
 
 
 class Eraser:
-    def __init__(self, config: AppConfig, store: ConversationStore, hasher: Callable[[str], str]) -> None:
+    def __init__(self, config: AppConfig, store: StateStore, hasher: Callable[[str], str]) -> None:
         self._config = config
         self._store = store
         self._hasher = hasher
         self._lock = asyncio.Lock()
 
-    async def erase(self, user_id: str) -> Erased:
-        return await self.erase_hash(self._hasher(user_id))
+    async def erase(self, user_id: str, requested_by: str) -> Erased:
+        """`requested_by`: the user id of who asked (kept as its keyed hash in the audit trail)."""
+        return await self.erase_hash(self._hasher(user_id), self._hasher(requested_by))
 
-    async def erase_hash(self, user_hash: str, requested_at: str | None = None) -> Erased:
-        """Everything of `user_hash` on the server's side; the collector told through the note."""
+    async def erase_hash(self, user_hash: str, requested_by: str, requested_at: str | None = None) -> Erased:
+        """Everything of `user_hash` on the server's side; the collector told through the note; audited."""
         path = note_path(self._config, user_hash)
         note: dict[str, object] = {
             "user_hash": user_hash,
@@ -135,11 +137,12 @@ class Eraser:
             erased = Erased(conversations, turns, transcripts, feedback)
             await asyncio.to_thread(write_note, path, {**note, "server_done": True, "erased": asdict(erased)})
         log.info("user_data_erased", user_hash=user_hash, **asdict(erased))
+        await audit(self._store, "erasure", user_hash, requested_by, asdict(erased))
         return erased
 
     async def replay(self) -> int:
         """Finish the erasures a stop interrupted; how many there were."""
         notes = await asyncio.to_thread(pending_notes, self._config)
         for note in notes:
-            await self.erase_hash(str(note["user_hash"]), str(note.get("requested_at") or "") or None)
+            await self.erase_hash(str(note["user_hash"]), "start-up", str(note.get("requested_at") or "") or None)
         return len(notes)

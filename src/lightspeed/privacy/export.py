@@ -82,12 +82,14 @@ async def _chunks(records: Iterator[bytes]) -> AsyncIterator[list[bytes]]:
 
 
 async def export_document(
-    config: AppConfig, store: ConversationStore, user_id: str, user_hash: str
+    config: AppConfig, store: ConversationStore, user_id: str, user_hash: str, counts: dict[str, int]
 ) -> AsyncIterator[bytes]:
-    """The document's bytes, piece by piece."""
+    """The document's bytes, piece by piece; `counts` gets how many of each part it held."""
     head = {"user_id": user_id, "exported_at": datetime.now(UTC).isoformat()}
     yield json.dumps(head)[:-1].encode() + b', "conversations": ['
-    for n, conversation in enumerate(await store.list_for(user_hash)):
+    conversations = await store.list_for(user_hash)
+    counts["conversations"] = len(conversations)
+    for n, conversation in enumerate(conversations):
         turns = [
             {**asdict(t), "started_at": t.started_at.isoformat(), "completed_at": t.completed_at.isoformat()}
             for t in await store.turns(conversation.conversation_id)
@@ -99,8 +101,8 @@ async def export_document(
         ("transcripts", transcripts_of(TRANSCRIPT.storage(config), user_hash)),
     ):
         yield f'], "{key}": ['.encode()
-        first = True
+        counts[key] = 0
         async for chunk in _chunks(records):
-            yield (b"" if first else b", ") + b", ".join(record.strip() for record in chunk)
-            first = False
+            yield (b", " if counts[key] else b"") + b", ".join(record.strip() for record in chunk)
+            counts[key] += len(chunk)
     yield b"]}"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from lightspeed.store.queries import StateStore
-from lightspeed.store.schema import CONVERSATION_TABLES, SHARED_TABLES
+from lightspeed.store.schema import AUDIT_COLUMNS, CONVERSATION_TABLES, SHARED_TABLES
 from lightspeed_common.config_base import DatabaseConfig
 from lightspeed_common.postgres import QmarkSession, migrate, open_pool, read_rows, transaction
 from lightspeed_common.sql import Session
@@ -21,6 +21,7 @@ POSTGRES_MIGRATIONS = [
         *SHARED_TABLES,
         "CREATE TABLE telemetry_queue (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, line TEXT NOT NULL)",
     ],
+    [f"CREATE TABLE audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {AUDIT_COLUMNS})"],
 ]
 
 

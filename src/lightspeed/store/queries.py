@@ -29,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import structlog
 
+from lightspeed.store.audit import AuditEvent
 from lightspeed.store.conversations import Conversation, Turn, topic_of
 from lightspeed_common.atomic import read_lines
 from lightspeed_common.sql import DatabaseThreads, SQLDatabase
@@ -243,6 +244,22 @@ class StateStore(SQLDatabase):
                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                         (name, json.dumps(value, sort_keys=True)),
                     )
+
+    # -- the audit trail -----------------------------------------------------------------------
+
+    async def add_audit(self, event: AuditEvent) -> None:
+        row = (event.at, event.action, event.subject, event.requested_by, json.dumps(event.counts, sort_keys=True))
+        await self._run(
+            self._write_count,
+            "INSERT INTO audit (at, action, subject, requested_by, counts) VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+
+    async def audit_events(self, limit: int) -> list[AuditEvent]:
+        """The newest `limit` events, newest first."""
+        sql = "SELECT at, action, subject, requested_by, counts FROM audit ORDER BY id DESC LIMIT ?"
+        rows = await self._run(self._read, sql, (limit,))
+        return [AuditEvent(**{**row, "counts": json.loads(row["counts"])}) for row in rows]
 
     # -- the telemetry queue -------------------------------------------------------------------
 

@@ -33,3 +33,8 @@ SHARED_TABLES = (
     "CREATE TABLE IF NOT EXISTS leases "
     "(name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
 )
+
+# The audit trail (lightspeed.privacy.audit): never erased with a user's data. Each backend adds its id column.
+AUDIT_COLUMNS = (
+    "at TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, requested_by TEXT NOT NULL, counts TEXT NOT NULL"
+)

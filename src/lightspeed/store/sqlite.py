@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lightspeed.store.queries import REMEMBERED_OWNERS, StateStore
-from lightspeed.store.schema import CONVERSATION_TABLES, SHARED_TABLES
+from lightspeed.store.schema import AUDIT_COLUMNS, CONVERSATION_TABLES, SHARED_TABLES
 from lightspeed_common.sql import Session, dicts
 from lightspeed_common.sqlite import immediate_transaction, open_database
 
@@ -23,6 +23,7 @@ SQLITE_MIGRATIONS: list[list[str]] = [
         *SHARED_TABLES,
         "CREATE TABLE IF NOT EXISTS telemetry_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
     ],
+    [f"CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, {AUDIT_COLUMNS})"],  # 3: the audit trail
 ]
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 
