@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lightspeed.store.conversations import Turn
-from lightspeed.store.postgres import PostgresStateStore
+from lightspeed.store.postgres import POSTGRES_MIGRATIONS, PostgresStateStore
 from lightspeed.store.queries import StateStore
 from lightspeed.store.sqlite import SQLiteStateStore
 from lightspeed_common.config_base import DatabaseConfig
@@ -94,8 +94,9 @@ async def test_one_holder_of_a_lease_at_a_time(two_stores: tuple[StateStore, Sta
 def test_a_postgresql_store_from_a_newer_release_is_refused(pg_database: PgDatabase) -> None:
     store = PostgresStateStore(DatabaseConfig(url=pg_database.url), PASSWORD)
     asyncio.run(store.close())
-    pg_database.query("UPDATE schema_version SET version = 2 WHERE component = 'lightspeed' RETURNING 1")
-    with pytest.raises(DatabaseError, match="lightspeed schema version 2; this release knows 1"):
+    newer = len(POSTGRES_MIGRATIONS) + 1
+    pg_database.query(f"UPDATE schema_version SET version = {newer} WHERE component = 'lightspeed' RETURNING 1")  # noqa: S608 - a number
+    with pytest.raises(DatabaseError, match=f"lightspeed schema version {newer}; this release knows {newer - 1}"):
         PostgresStateStore(DatabaseConfig(url=pg_database.url), PASSWORD)
 
 
