@@ -4,6 +4,7 @@ fetches and can rotate, fail or serve garbage, and the tokens it signs."""
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -67,10 +68,12 @@ class IdentityProvider:
         return app
 
 
-async def serve_identity_provider(keys: list[SigningKey]) -> AsyncIterator[IdentityProvider]:
+async def serve_identity_provider(
+    keys: list[SigningKey], tls: ssl.SSLContext | None = None
+) -> AsyncIterator[IdentityProvider]:
     provider = IdentityProvider(keys)
     server = TestServer(provider.app(), host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(ssl=tls)
     provider.url = str(server.make_url("/jwks.json"))
     try:
         yield provider

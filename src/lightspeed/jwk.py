@@ -21,8 +21,10 @@ from aiohttp import web
 
 from lightspeed.access import Policy, RoleRules, User
 from lightspeed_common.config_auth import JwkConfiguration
+from lightspeed_common.config_base import ProxyConfig
 from lightspeed_common.errors import Unauthorized
 from lightspeed_common.http.bearer import NO_CREDENTIALS
+from lightspeed_common.http.outbound import Outbound
 from lightspeed_common.version import VERSION
 
 log = structlog.get_logger(__name__)
@@ -40,6 +42,8 @@ class KeySet:
 
     def __init__(self, config: JwkConfiguration, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
+        # Read now (blocking, at start-up, as check-config does): an unusable CA file stops the start.
+        self._outbound = Outbound.build(config.tls, ProxyConfig(), "authentication.jwk_config")
         self._clock = clock
         self._keys: list[tuple[dict[str, Any], jwt.PyJWK]] = []
         self._failure = "Unable to reach authentication key server"
@@ -97,7 +101,7 @@ class KeySet:
     async def _fetch(self) -> list[tuple[dict[str, Any], jwt.PyJWK]]:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self._config.fetch_timeout_seconds)
-            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": f"lightspeed/{VERSION}"})
+            self._session = self._outbound.session(timeout=timeout, headers={"User-Agent": f"lightspeed/{VERSION}"})
         try:
             async with self._session.get(str(self._config.url)) as response:
                 response.raise_for_status()

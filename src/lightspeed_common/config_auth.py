@@ -15,7 +15,7 @@ from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.parser import parse as parse_jsonpath
 from pydantic import AnyHttpUrl, Field, model_validator
 
-from lightspeed_common.config_base import Section
+from lightspeed_common.config_base import ClientTlsConfig, Section
 
 
 class ApiKeyAuthConfig(Section):
@@ -92,6 +92,8 @@ class JwkConfiguration(Section):
     # Ours, off unless set: the `aud` the token must name, and its `iss`.
     audience: str | None = None
     issuer: str | None = None
+    # Ours: how the JWKS URL's server is checked (an identity provider behind a private CA, mTLS).
+    tls: ClientTlsConfig = ClientTlsConfig()
 
 
 class AuthenticationConfig(Section):

@@ -12,10 +12,11 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import ClientFactory, ConfigFactory
+from tests.conftest import ClientFactory, ConfigFactory, StartupFailure
 from tests.fake_llm import free_port
 from tests.jwks import IdentityProvider, SigningKey, jwk_auth, serve_identity_provider
 from tests.lightspeed.test_stack_contract import check
+from tests.tls_support import PrivateCA
 
 CLAIMS = {"user_id": "u-1234", "username": "alice"}
 
@@ -276,3 +277,25 @@ async def test_the_configuration_shows_the_rules_in_lightspeed_stacks_shape(
         },
     }
     assert shown["authorization"] == {"access_rules": SITE_ACCESS_RULES}
+
+
+async def test_an_identity_provider_behind_a_private_ca(
+    make_client: ClientFactory, make_config: ConfigFactory, rsa_key: SigningKey, private_ca: PrivateCA
+) -> None:
+    async for idp in serve_identity_provider([rsa_key], tls=private_ca.server_context()):
+        assert idp.url.startswith("https://")
+        trusted = make_config(authentication=jwk_auth(idp.url, tls={"ca_file": str(private_ca.ca_file)}))
+        resp = await (await make_client(trusted)).get("/v1/info", headers=bearer(rsa_key.sign(CLAIMS)))
+        assert resp.status == 200
+        untrusted = await make_client(make_config(authentication=jwk_auth(idp.url)))
+        resp = await untrusted.get("/v1/info", headers=bearer(rsa_key.sign(CLAIMS)))
+        assert (resp.status, await resp.json()) == (401, refused("Unable to reach authentication key server"))
+        assert idp.fetches == 1  # the untrusted server never completed a fetch
+
+
+async def test_an_unreadable_ca_file_for_the_key_server_stops_the_start(
+    startup_failure: StartupFailure, make_config: ConfigFactory
+) -> None:
+    config = make_config(authentication=jwk_auth("https://idp.example/jwks", tls={"ca_file": "/nonexistent/ca.pem"}))
+    error = await startup_failure(config)
+    assert "authentication.jwk_config.tls.ca_file: cannot load CA certificates" in str(error)
