@@ -176,6 +176,7 @@ def test_a_server_killed_in_the_middle_of_an_erasure_finishes_it_at_start(tmp_pa
         deadline = time.monotonic() + 60
         while not (note.exists() and b'"server_done": false' in _read(note)):
             assert time.monotonic() < deadline, "the erasure never started"
+            time.sleep(0.002)  # a poll, not a wait: the event is the note; the scan takes about a second
         _kill(server)  # SIGKILL: mid-erasure
         assert b'"server_done": false' in note.read_bytes()
         server = start(config, tmp_path)

@@ -72,15 +72,17 @@ def erase_transcripts(root: Path | None, user_hash: str) -> int:
     if folder is None or folder.is_symlink() or not folder.is_dir():
         return 0
     removed = sum(1 for _, _, files in os.walk(folder) for name in files if is_record_name(name))
-    # A record written into the folder meanwhile makes rmtree fail on the non-empty folder: again.
-    for _ in range(5):
+    # A record written into the folder meanwhile makes rmtree fail on the non-empty folder: again, and a
+    # last failure propagates (the note stays `server_done: false`, and the next start tries again).
+    for attempt in range(5):
         try:
             shutil.rmtree(folder)
             break
         except FileNotFoundError:
             break
         except OSError:
-            continue
+            if attempt == 4:
+                raise
     fsync_dir(folder.parent)
     return removed
 

@@ -86,8 +86,9 @@ async def export_document(
 ) -> AsyncIterator[bytes]:
     """The document's bytes, piece by piece; `counts` gets how many of each part it held."""
     head = {"user_id": user_id, "exported_at": datetime.now(UTC).isoformat()}
-    yield json.dumps(head)[:-1].encode() + b', "conversations": ['
+    # Asked before the first piece: a store that cannot answer is the caller's 503, not a cut-off 200.
     conversations = await store.list_for(user_hash)
+    yield json.dumps(head)[:-1].encode() + b', "conversations": ['
     counts["conversations"] = len(conversations)
     for n, conversation in enumerate(conversations):
         turns = [
