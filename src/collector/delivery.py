@@ -22,6 +22,7 @@ import structlog
 
 from collector.discovery import Planned, RecordFile, batches, iter_records
 from collector.erasures import ErasedUsers
+from collector.erasures import batch_id as erasure_batch_id
 from collector.errors import (
     BatchTooLarge,
     IngressError,
@@ -109,7 +110,11 @@ class Delivery:
         """
         quarantined_before = self.totals.quarantined
         try:
-            ok = await self._deliver_claimed(uploader) and await self._deliver_new(uploader)
+            ok = (
+                await self._deliver_claimed(uploader)
+                and await self._deliver_new(uploader)
+                and await self._ship_erasures(uploader)
+            )
         except SpoolTrouble:
             ok = False  # the disk said no: stop claiming, keep everything
         finally:
@@ -138,6 +143,20 @@ class Delivery:
             await asyncio.wait({upcoming})
             if not upcoming.cancelled():
                 upcoming.exception()  # a SpoolTrouble there was logged; the flush stops anyway
+
+    async def _ship_erasures(self, uploader: Uploader) -> bool:
+        """One batch per erasure the server has finished, carrying its `erasure` record, after every batch
+        that could still hold one of the user's records (the ingest deletes what arrived before it)."""
+        erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
+        for erasure in erased.to_ship():
+            batch_id = erasure_batch_id(erasure)
+            try:
+                made = await asyncio.to_thread(self.spool.claim_erasure, batch_id, erasure)
+            except OSError as exc:
+                raise self._spool_trouble("claim", batch_id, exc) from exc
+            if made and not await self.deliver(uploader, batch_id):
+                return False
+        return True
 
     async def _prepare_next(self, planned: Iterator[Planned]) -> Prepared | None:
         """Claim and package the next batch; None when there is none. Raises SpoolTrouble."""

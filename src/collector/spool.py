@@ -6,6 +6,7 @@
     spool/quarantine/<name>/                              refused or unusable records, with reason.json
     spool/journal                                         see journal.py
     spool/status.json                                     the last flush's outcome, for `status`
+    spool/erasures/<user_hash>.json                       the server's erasure notes (erasures.py)
 
 All of it lives on the storage directories' file system, so claiming is a
 rename. Blocking: call through a thread.
@@ -24,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from collector.discovery import RecordFile
+from collector.erasures import shipped
 from collector.tarstream import TarGzWriter
 from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
 from lightspeed_common.config import AppConfig
-from lightspeed_common.records import is_record_name, spool_dir, storage_roots
+from lightspeed_common.records import ERASURE_FOLDER, Erasure, is_record_name, spool_dir, storage_roots
 
 STATUS_FILE = "status.json"
 # Why a claimed file cannot be shipped (it goes to quarantine), or None.
@@ -146,15 +148,33 @@ class Spool:
         fsync_dir(self.outbox)
         return Package(batch_id, final, members, final.stat().st_size)
 
+    def claim_erasure(self, batch_id: str, erasure: Erasure) -> bool:
+        """Make the batch that ships `erasure`'s record, unless it exists already (claimed, sent or
+        quarantined); whether it was made."""
+        if any((folder / batch_id).exists() for folder in (self.claimed, self.sent, self.quarantine_dir)):
+            return False
+        target = self.claimed / batch_id / erasure.member()
+        ensure_dir(target.parent)
+        write_atomic(target, erasure.record())
+        return True
+
     def finish(self, batch_id: str, keep: bool, members: Iterable[str] = ()) -> None:
-        """After acceptance: remove the batch (or keep it under sent/), prune the folders it emptied."""
+        """After acceptance: remove the batch (or keep it under sent/), prune the folders it emptied, and
+        remove the erasure notes whose records it carried."""
         base = self.claimed / batch_id
+        members = list(members)
+        erasure_records = {}
+        for member in members:
+            if member.startswith(f"{ERASURE_FOLDER}/"):
+                with contextlib.suppress(FileNotFoundError):
+                    erasure_records[member] = (base / member).read_bytes()
         if keep and base.exists():
             base.rename(self.sent / batch_id)
         elif base.exists():
             shutil.rmtree(base)
         (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
         self.prune_sources(members)
+        shipped(self.root / ERASURE_FOLDER, members, erasure_records)
         # Durable before the journal says `done`: a crash must never bring accepted files back.
         syncfs(self.root)
 

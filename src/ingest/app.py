@@ -21,6 +21,7 @@ from aiohttp import web
 from ingest import admin, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, OPENAPI, Ingest, IngestMetrics, KeyRing, parse_keys
+from ingest.erasure import erasure_task
 from ingest.openapi import build_openapi
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import Database, Storage, StorageFailure, StorageUnavailable
@@ -155,6 +156,7 @@ async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict
 
 async def _retention_loop(ingest: Ingest) -> None:
     while True:
+        ingest.erasures_waiting.set()  # another node's, or one a failure left pending
         try:
             await enforce_retention(ingest)
             # Shared archives: a node that died mid-upload leaves files only another node removes.
@@ -228,6 +230,9 @@ async def _open(stack: contextlib.AsyncExitStack, config: AppConfig, ingest_metr
         log.warning("ingest_no_upload_tokens", hint="every upload is refused until ingest.uploads.tokens_file is set")
     retention = asyncio.create_task(_retention_loop(ingest))
     stack.push_async_callback(_cancelled, retention)
+    erasures = asyncio.create_task(erasure_task(ingest))
+    stack.push_async_callback(_cancelled, erasures)
+    ingest.erasures_waiting.set()  # those a stop interrupted, or another node received
     log.info(
         "ingest_ready",
         state_dir=str(settings.state_dir),
@@ -262,6 +267,8 @@ def create_app(config: AppConfig) -> web.Application:
     app.router.add_get("/api/admin/v1/uploads", admin.uploads)
     app.router.add_get("/api/admin/v1/deletions", admin.deletions)
     app.router.add_post("/api/admin/v1/deletions", admin.request_deletion)
+    app.router.add_get("/api/admin/v1/erasures", admin.erasures)
+    app.router.add_post("/api/admin/v1/erasures", admin.request_erasure)
     app.router.add_get("/admin", admin.admin_page)
     app.router.add_get("/admin/{asset}", admin.admin_page)
     app.router.add_get("/liveness", liveness)

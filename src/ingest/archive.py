@@ -3,8 +3,9 @@
 The archive is read as a stream from its temporary file, never extracted and
 never held in memory whole. Refused, with the reason:
 - anything but regular files and directories (symlinks, hard links, devices,
-  FIFOs), absolute names, `..` components, names outside `feedback/` and
-  `transcripts/`, names not ending in `.json`;
+  FIFOs), absolute names, `..` components, names outside `feedback/`,
+  `transcripts/` and `erasures/`, names not ending in `.json`;
+- an erasure record (`erasures/<user hash>.json`) that does not name a user hash and a time;
 - a tar bomb: more decompressed bytes than `max_uncompressed_bytes` (headers
   included), more than `max_records` members, one member or header larger
   than `max_record_bytes`;
@@ -25,9 +26,9 @@ from typing import Any
 
 from ingest.storage import RecordInfo
 from lightspeed_common.json_text import parse_json
-from lightspeed_common.records import BY_FOLDER
+from lightspeed_common.records import BY_FOLDER, ERASURE_FOLDER, Erasure, record_owner_and_time
 
-KINDS = tuple(BY_FOLDER)
+KINDS = (*BY_FOLDER, ERASURE_FOLDER)
 
 
 class ArchiveRejected(Exception):
@@ -91,7 +92,7 @@ def _safe_parts(name: str) -> list[str]:
     if ".." in parts:
         raise ArchiveRejected(f"member {name!r}: '..' in the path")
     if not parts or parts[0] not in KINDS:
-        raise ArchiveRejected(f"member {name!r}: records must be under feedback/ or transcripts/")
+        raise ArchiveRejected(f"member {name!r}: records must be under feedback/, transcripts/ or erasures/")
     return parts
 
 
@@ -110,15 +111,26 @@ def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
         raise ArchiveRejected(f"member {name!r}: not valid JSON") from None
     if not isinstance(record, dict):
         raise ArchiveRejected(f"member {name!r}: not a JSON object")
+    if kind == ERASURE_FOLDER:
+        try:
+            erasure = Erasure.parse(record)
+        except ValueError as exc:
+            raise ArchiveRejected(f"member {name!r}: {exc}") from None
+        if erasure.erased_at is None:
+            raise ArchiveRejected(f"member {name!r}: an erasure record's erased_at is an ISO 8601 time")
+        sha256 = hashlib.sha256(data).hexdigest()
+        return RecordInfo(name, kind, sha256, None, erasure.erased_at.isoformat(), erasure.user_hash)
     fields = BY_FOLDER[kind].identity_fields(record)
     conversation = fields.get("conversation_id")
     timestamp = fields.get("timestamp")
+    owner, _ = record_owner_and_time(kind, record)
     return RecordInfo(
         member=name,
         kind=kind,
         content_sha256=hashlib.sha256(data).hexdigest(),
         conversation_id=conversation if isinstance(conversation, str) else None,
         timestamp=timestamp if isinstance(timestamp, str) else None,
+        user_hash=owner,
     )
 
 

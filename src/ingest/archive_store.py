@@ -32,6 +32,9 @@ class ArchiveStore(Protocol):
     def publish(self, received: Path, name: str) -> None:
         """Move a received archive in place under `name`; durable once this returns."""
 
+    def path(self, name: str) -> Path:
+        """Where the archive `name` is read from."""
+
     def delete(self, names: list[str]) -> None:
         """Delete these archives (those already gone are fine)."""
 
@@ -62,6 +65,9 @@ class FilesystemArchiveStore:
         ensure_dir(target.parent)
         received.replace(target)
         fsync_dir(target.parent)
+
+    def path(self, name: str) -> Path:
+        return self.archives / name
 
     def delete(self, names: list[str]) -> None:
         """Delete the archives, then the day folders they leave empty."""

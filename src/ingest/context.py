@@ -53,6 +53,12 @@ class IngestMetrics(HttpMetrics):
         self.deletions = Counter(
             "lightspeed_ingest_deletion_requests", "Client deletion requests handled", registry=self.registry
         )
+        self.erasure_removed = Counter(
+            "lightspeed_ingest_erasure_removed",
+            "What user erasures removed (records, archives_rewritten, archives_removed)",
+            ["what"],
+            registry=self.registry,
+        )
         self.retention_removed = Counter(
             "lightspeed_ingest_retention_removed",
             "Entries removed by retention (uploads, contributions, seen_events)",
@@ -116,6 +122,10 @@ class Ingest:
     events_by_address_model: TokenBuckets = field(init=False)
     # Uploads received at once (uploads.max_concurrent); past it, 503 with Retry-After.
     upload_slots: asyncio.Semaphore = field(init=False)
+    # Set when an erasure may be pending (received, asked for, or at start-up): the erasure task applies it.
+    erasures_waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    # One pass over the pending erasures at a time on this node (the task's, or the admin route's).
+    erasure_pass: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.upload_slots = asyncio.Semaphore(self.config.uploads.max_concurrent)

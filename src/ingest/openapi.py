@@ -113,6 +113,8 @@ def _admin_paths() -> dict[str, Any]:
     limit = {"type": "integer", "minimum": 1, "maximum": 1000}
     client_id = {"type": "string", "format": "uuid"}
     deletion = {"type": "object", "required": ["client_id"], "properties": {"client_id": client_id}}
+    user_hash = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    erasure = {"type": "object", "required": ["user_hash"], "properties": {"user_hash": user_hash}}
     admin_errors = (401, 403, 429, 503)
     return {
         "/api/admin/v1/models": {
@@ -145,6 +147,21 @@ def _admin_paths() -> dict[str, Any]:
                 (400, 408, 413, *admin_errors),
                 security=ADMIN,
                 requestBody=_body("application/json", deletion),
+            ),
+        },
+        "/api/admin/v1/erasures": {
+            "get": _operation(
+                "The user erasures received, newest first (none names the user)",
+                {"200": _json(_object("erasures"), "the erasure log")},
+                admin_errors,
+                security=ADMIN,
+            ),
+            "post": _operation(
+                "Erase one user's records (by the keyed user hash the records carry) from every archive",
+                {"200": _json(_object("erased"), "what was removed")},
+                (400, 408, 413, *admin_errors),
+                security=ADMIN,
+                requestBody=_body("application/json", erasure),
             ),
         },
         "/admin": {

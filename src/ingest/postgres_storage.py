@@ -95,6 +95,27 @@ MIGRATIONS: list[list[str]] = [
             events INTEGER NOT NULL
         )""",
     ],
+    [  # 2: erasures, as SQLite schema version 2
+        "ALTER TABLE uploads ADD COLUMN users_indexed INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE upload_users (
+            user_hash TEXT NOT NULL,
+            request_id TEXT NOT NULL REFERENCES uploads (request_id) ON DELETE CASCADE,
+            PRIMARY KEY (user_hash, request_id)
+        )""",
+        "CREATE INDEX upload_users_request ON upload_users (request_id)",
+        """CREATE TABLE erasures (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            user_hash TEXT,
+            erased_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            via TEXT NOT NULL,
+            done_at TEXT,
+            records INTEGER NOT NULL DEFAULT 0,
+            archives_rewritten INTEGER NOT NULL DEFAULT 0,
+            archives_removed INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX erasures_pending ON erasures (done_at)",
+    ],
 ]
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ingest.sql_erasure import ErasureQueries
 from ingest.storage import (
     MODEL_DIMENSIONS,
     DailyLimits,
@@ -29,14 +30,14 @@ from ingest.storage import (
     event_key,
     iso,
 )
-from lightspeed_common.sql import Session, SQLDatabase
+from lightspeed_common.sql import Session
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
 
 T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage(SQLDatabase):
+class SQLStorage(ErasureQueries):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.
@@ -86,6 +87,7 @@ class SQLStorage(SQLDatabase):
                     raise DuplicateUpload(upload.request_id) from None
                 raise
             new = self._insert_records(session, upload.request_id, records)
+            self._index_users(session, upload.request_id, records, upload.received_at)
             stored = StoredUpload(upload.request_id, len(records), new, len(records) - new)
             session.execute(
                 "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",

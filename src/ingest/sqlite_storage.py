@@ -14,7 +14,7 @@ from typing import Any
 from ingest.sql_storage import SQLStorage
 from ingest.storage import StorageFailure
 from lightspeed_common.sql import Session, dicts
-from lightspeed_common.sqlite import SchemaTooNew, immediate_transaction, open_database
+from lightspeed_common.sqlite import SchemaTooNew, forget_history, immediate_transaction, open_database
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -80,6 +80,31 @@ CREATE TABLE IF NOT EXISTS deletions (
 """
 
 
+# 2: erasures (issue 26). Which users' records each upload holds (uploads indexed before it are read whole
+# by an erasure: `users_indexed` 0), and the erasures received, pending until applied.
+_SCHEMA_2 = """
+ALTER TABLE uploads ADD COLUMN users_indexed INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS upload_users (
+    user_hash TEXT NOT NULL,
+    request_id TEXT NOT NULL REFERENCES uploads (request_id) ON DELETE CASCADE,
+    PRIMARY KEY (user_hash, request_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS upload_users_request ON upload_users (request_id);
+CREATE TABLE IF NOT EXISTS erasures (
+    id INTEGER PRIMARY KEY,
+    user_hash TEXT,
+    erased_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    via TEXT NOT NULL,
+    done_at TEXT,
+    records INTEGER NOT NULL DEFAULT 0,
+    archives_rewritten INTEGER NOT NULL DEFAULT 0,
+    archives_removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS erasures_pending ON erasures (done_at);
+"""
+
+
 class SQLiteStorage(SQLStorage):
     """The default backend: one SQLite file, WAL, every commit durable (synchronous=FULL)."""
 
@@ -112,6 +137,12 @@ class SQLiteStorage(SQLStorage):
     def _is_duplicate_key(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
+    def _forget_history(self) -> None:
+        try:
+            forget_history(self._db)
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"{self.path}: {exc}") from exc
+
     def check(self) -> None:
         self._read("SELECT 1")
 
@@ -127,5 +158,6 @@ def _statements(script: str) -> list[str]:
 # that was released; add the next at the end.
 SQLITE_MIGRATIONS = [
     _statements(_SCHEMA_1),  # 1: uploads, records, models, contributions, seen events, deletions
+    _statements(_SCHEMA_2),  # 2: erasures
 ]
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

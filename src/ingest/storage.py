@@ -73,7 +73,28 @@ class RecordInfo:
     kind: str
     content_sha256: str
     conversation_id: str | None
-    timestamp: str | None
+    timestamp: str | None  # an erasure record's: its erased_at
+    user_hash: str | None = None  # the keyed user hash the record belongs to (an erasure record's: the erased)
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """An upload's archive after an erasure went through it: how many records it lost, the SHA-256 of each
+    record it keeps (none: the archive was deleted, or was already gone), its size and SHA-256, and the
+    users whose records it still holds."""
+
+    removed: int
+    kept: list[str]
+    size: int = 0
+    sha256: str = ""
+    owners: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PendingErasure:
+    id: int
+    user_hash: str
+    erased_at: str
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,12 @@ class Storage(Protocol):
     def enforce_retention(
         self, uploads_before: datetime, telemetry_before: datetime, seen_before: datetime
     ) -> RetentionResult: ...
+    def request_erasure(self, user_hash: str, erased_at: datetime, via: str, now: datetime) -> None: ...
+    def pending_erasures(self) -> list[PendingErasure]: ...
+    def erasure_uploads(self, user_hash: str) -> list[tuple[str, str]]: ...
+    def erasure_rewritten(self, request_id: str, rewrite: Rewrite) -> None: ...
+    def finish_erasure(self, erasure_id: int, counts: dict[str, int], now: datetime) -> None: ...
+    def erasure_log(self, limit: int) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 

@@ -39,6 +39,7 @@ from lightspeed_common.errors import (
 )
 from lightspeed_common.http.middleware import error_response
 from lightspeed_common.http.pace import BodyDeadline, BodyPace
+from lightspeed_common.records import ERASURE_FOLDER
 
 log = structlog.get_logger("ingest.uploads")
 
@@ -297,6 +298,8 @@ async def _store(ingest: Ingest, request_id: str, spooled: _Spooled, service: st
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise InsufficientStorage("Insufficient storage", "the ingest's disk is full; try again later") from None
         raise
+    if any(record.kind == ERASURE_FOLDER for record in records):
+        ingest.erasures_waiting.set()  # committed as pending with the upload: the erasure task applies it
     metrics.uploads.labels("stored").inc()
     metrics.upload_bytes.inc(spooled.size)
     metrics.records.labels("new").inc(stored.new_records)

@@ -16,8 +16,11 @@ reads ours.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +28,7 @@ from lightspeed_common.config import AppConfig
 
 KindName = Literal["feedback", "transcript"]
 RECORD_SUFFIX = ".json"
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,74 @@ def erasure_notes_dir(config: AppConfig) -> Path:
 def is_record_name(name: str) -> bool:
     """A finished record's file name (temporaries start with a dot)."""
     return name.endswith(RECORD_SUFFIX) and not name.startswith(".")
+
+
+# -- erasure (DESIGN.md §3, "Erasure") -------------------------------------------------------------
+
+ERASURE_FOLDER = "erasures"  # the folder of erasure records in an upload archive, and of the server's notes
+ERASURE_KIND = "erasure"
+
+
+def parse_time(value: object) -> datetime | None:
+    """A record's timestamp as an aware datetime (naive ones are UTC); None when it has none or it is unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def record_owner_and_time(folder: str, record: Mapping[str, Any]) -> tuple[str | None, datetime | None]:
+    """The keyed user hash a parsed record belongs to, and when it was written (None when it does not say)."""
+    if folder == ERASURE_FOLDER:  # an erasure record names its user too (the ingest erases it with the rest)
+        owner = record.get("user_id")
+        return (owner if isinstance(owner, str) else None), parse_time(record.get("erased_at"))
+    kind = BY_FOLDER.get(folder)
+    if kind is None:
+        return None, None
+    fields = kind.identity_fields(record)
+    owner = fields.get("user_id")
+    return (owner if isinstance(owner, str) else None), parse_time(fields.get("timestamp"))
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """One user's erasure: every record of `user_hash` written up to `erased_at` goes, everywhere.
+
+    `erased_at` None: the server's part is still running, so every record of the user is covered. A record
+    written after the erasure (the user came back) is not covered; one without a readable timestamp is.
+    """
+
+    user_hash: str
+    erased_at: datetime | None
+
+    def covers(self, owner: str | None, written: datetime | None) -> bool:
+        if owner != self.user_hash:
+            return False
+        return self.erased_at is None or written is None or written <= self.erased_at
+
+    def member(self) -> str:
+        """Its archive member name: `erasures/<user_hash>.json`."""
+        return f"{ERASURE_FOLDER}/{self.user_hash}{RECORD_SUFFIX}"
+
+    def record(self) -> bytes:
+        """The erasure record the collector ships: the hash and the time, no content."""
+        erased_at = self.erased_at.isoformat() if self.erased_at is not None else None
+        return json.dumps({"kind": ERASURE_KIND, "user_id": self.user_hash, "erased_at": erased_at}).encode()
+
+    @classmethod
+    def parse(cls, record: object) -> Erasure:
+        """An erasure record (or a server's note, `server_done` and all), or ValueError saying what is wrong."""
+        if not isinstance(record, Mapping):
+            raise ValueError("an erasure record is a JSON object")
+        user_hash = record.get("user_id", record.get("user_hash"))
+        if not isinstance(user_hash, str) or not _HASH.fullmatch(user_hash):
+            raise ValueError("an erasure record's user_id is a keyed user hash (64 hexadecimal digits)")
+        erased_at = parse_time(record.get("erased_at"))
+        if record.get("server_done") is False:
+            erased_at = None
+        elif erased_at is None:
+            raise ValueError("an erasure record's erased_at is an ISO 8601 time")
+        return cls(user_hash, erased_at)

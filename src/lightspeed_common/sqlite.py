@@ -26,14 +26,16 @@ class SchemaTooNew(Exception):
 
 
 def open_database(path: Path, migrations: Migrations, synchronous: Literal["NORMAL", "FULL"]) -> sqlite3.Connection:
-    """One connection for any thread: WAL, foreign keys on, a 5 s wait for another writer's lock, and
-    the schema brought to the newest version. Raises sqlite3.Error, or SchemaTooNew."""
+    """One connection for any thread: WAL, foreign keys on, deletes that overwrite, a 5 s wait for another
+    writer's lock, and the schema brought to the newest version. Raises sqlite3.Error, or SchemaTooNew."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
+        # A deleted row's bytes are overwritten, not left in free pages: an erasure leaves nothing to recover.
+        db.execute("PRAGMA secure_delete=ON")
         migrate(db, path, migrations)
     except BaseException:
         db.close()
@@ -73,3 +75,9 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def forget_history(db: sqlite3.Connection) -> None:
+    """After an erasure: copy the write-ahead log into the file and empty it, so the pages it held from
+    before (the erased rows among them) are gone from the disk too."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

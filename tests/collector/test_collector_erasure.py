@@ -3,6 +3,7 @@ packages a batch, new or claimed before the erasure, and deletes that user's rec
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -31,10 +32,25 @@ def records_of(config: AppConfig, user_hash: str, count: int) -> set[str]:
     return members | {f"feedback/{name}"}
 
 
-def erase(config: AppConfig, user_hash: str) -> None:
-    """The server's note for `user_hash` (lightspeed.privacy.erasure writes it so)."""
-    note = b'{"server_done": true, "user_hash": "' + user_hash.encode() + b'"}'
-    write_atomic(erasure_notes_dir(config) / f"{user_hash}.json", note)
+def erase(config: AppConfig, user_hash: str, erased_at: str | None = "2026-12-01T10:00:00+00:00") -> None:
+    """The server's note for `user_hash` (lightspeed.privacy.erasure writes it so); `erased_at` None: the
+    server's part is still running."""
+    note = {"server_done": erased_at is not None, "user_hash": user_hash, "erased_at": erased_at}
+    write_atomic(note_path(config, user_hash), json.dumps(note).encode())
+
+
+def note_path(config: AppConfig, user_hash: str) -> Path:
+    return erasure_notes_dir(config) / f"{user_hash}.json"
+
+
+def erasure_batches(ingress: Ingress) -> list[dict[str, object]]:
+    """The erasure records the ingress accepted, in order; each came alone in its batch."""
+    found = []
+    for received in ingress.accepted:
+        if any(name.startswith("erasures/") for name in received.members):
+            assert len(received.members) == 1, received.members
+            found.append(json.loads(next(iter(received.members.values()))))
+    return found
 
 
 def files_holding(config: AppConfig, user_hash: str) -> list[Path]:
@@ -52,7 +68,56 @@ async def test_an_erased_users_records_are_deleted_not_shipped(ingress: Ingress,
     assert await Collector(config, once=True).async_run() is True
     assert set(ingress.accepted[0].members) == kept
     assert files_holding(config, ERASED) == []
-    assert (erasure_notes_dir(config) / f"{ERASED}.json").exists()  # until the erasure record ships
+    # The erasure record comes last, alone, with the hash and the time and nothing else; then the note goes.
+    assert erasure_batches(ingress) == [
+        {"kind": "erasure", "user_id": ERASED, "erased_at": "2026-12-01T10:00:00+00:00"}
+    ]
+    assert list(ingress.accepted[-1].members) == [f"erasures/{ERASED}.json"]
+    assert not note_path(config, ERASED).exists()
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.accepted) == 2  # nothing shipped twice
+
+
+async def test_a_record_written_after_the_erasure_is_the_users_new_data_and_ships(
+    ingress: Ingress, make_config: CollectorConfig
+) -> None:
+    config = make_config()
+    feedback_dir, _ = roots(config)
+    before = write_record(feedback_dir, "before.json", {"user_id": ERASED, "timestamp": "2026-12-01 09:59:59+00:00"})
+    write_record(feedback_dir, "after.json", {"user_id": ERASED, "timestamp": "2026-12-01 10:00:01+00:00"})
+    erase(config, ERASED)
+    assert await Collector(config, once=True).async_run() is True
+    assert ingress.accepted[0].members.keys() == {"feedback/after.json"}
+    assert not before.exists()
+
+
+async def test_while_the_servers_part_runs_every_record_of_the_user_is_held_back_and_nothing_ships(
+    ingress: Ingress, make_config: CollectorConfig
+) -> None:
+    config = make_config()
+    feedback_dir, _ = roots(config)
+    write_record(feedback_dir, "late.json", {"user_id": ERASED, "timestamp": "2030-01-01 00:00:00+00:00"})
+    kept = records_of(config, KEPT, 1)
+    erase(config, ERASED, erased_at=None)
+    assert await Collector(config, once=True).async_run() is True
+    assert [set(a.members) for a in ingress.accepted] == [kept]
+    assert note_path(config, ERASED).exists()  # the server finishes it, then the record ships
+
+
+async def test_an_erasure_record_the_ingress_did_not_take_is_sent_again_and_a_newer_note_is_not_lost(
+    ingress: Ingress, make_config: CollectorConfig
+) -> None:
+    config = make_config()
+    erase(config, ERASED)
+    ingress.default = Reply(503)
+    assert await Collector(config, once=True).async_run() is False
+    assert note_path(config, ERASED).exists()
+    erase(config, ERASED, erased_at="2026-12-02T10:00:00+00:00")  # the user came back and was erased again
+    ingress.default = Reply()
+    assert await Collector(config, once=True).async_run() is True
+    times = [record["erased_at"] for record in erasure_batches(ingress)]
+    assert times == ["2026-12-01T10:00:00+00:00", "2026-12-02T10:00:00+00:00"]
+    assert not note_path(config, ERASED).exists()
 
 
 async def test_a_batch_claimed_before_the_erasure_is_packaged_again_without_them(
@@ -67,5 +132,5 @@ async def test_a_batch_claimed_before_the_erasure_is_packaged_again_without_them
     erase(config, ERASED)
     ingress.default = Reply()
     assert await Collector(config, once=True).async_run() is True
-    assert [set(a.members) for a in ingress.accepted] == [kept]
+    assert [set(a.members) for a in ingress.accepted] == [kept, {f"erasures/{ERASED}.json"}]
     assert files_holding(config, ERASED) == []

@@ -79,6 +79,8 @@ INGEST_ROUTES = {
     ("GET", "/api/admin/v1/uploads"): "admin",
     ("GET", "/api/admin/v1/deletions"): "admin",
     ("POST", "/api/admin/v1/deletions"): "admin",
+    ("GET", "/api/admin/v1/erasures"): "admin",
+    ("POST", "/api/admin/v1/erasures"): "admin",
     ("GET", "/admin"): "admin",
     ("GET", "/admin/{asset}"): "admin",
     ("GET", "/liveness"): "public",

@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_headers, records_archive, upload
+from tests.ingest_support import (
+    ADMIN_KEY,
+    Client,
+    IngestFactory,
+    admin_headers,
+    member,
+    records_archive,
+    tar_gz,
+    upload,
+)
 from tests.support import screenshot
 from tests.telemetry_support import CLIENT_ID, ago_within_one_day, event
 
@@ -195,3 +204,32 @@ async def test_admin_fits_the_screen_with_dates_whole(browser: Browser, make_ing
     )
     assert fits
     await screenshot(page, "admin", f"05-{width}px")
+
+
+async def test_the_erasure_form_confirms_then_erases_a_users_records(
+    browser: Browser, make_ingest: IngestFactory
+) -> None:
+    client = await make_ingest()
+    erased, kept = "e" * 64, "f" * 64
+    for user, batch in ((erased, "batch-e"), (kept, "batch-f")):
+        record = f'{{"user_id": "{user}", "timestamp": "2026-11-30T09:00:00Z", "sentiment": 1}}'.encode()
+        assert (await upload(client, tar_gz([(member("feedback/f.json", record), record)]), batch)).status == 202
+    page = await open_admin(browser, client, http_credentials={"username": "admin", "password": ADMIN_KEY})
+    await expect(page.locator("#uploads tbody tr")).to_have_count(2)
+    user_hash = page.get_by_label("User hash")
+    await user_hash.fill("alice")
+    await page.get_by_role("button", name="Erase records").click()
+    await expect(page.locator("#message")).to_contain_text("Enter the user's keyed hash")
+    await expect(user_hash).to_have_attribute("aria-invalid", "true")
+
+    await user_hash.fill(erased.upper())  # pasted in capitals: the page writes it as the records do
+    await page.get_by_role("button", name="Erase records").click()
+    dialog = page.get_by_role("dialog", name="Erase this user's records?")
+    await expect(page.locator("#confirm-user")).to_have_text(erased)
+    await dialog.get_by_role("button", name="Erase", exact=True).click()
+    await expect(page.locator("#message")).to_have_text("Erased 1 records (0 archives rewritten, 1 removed).")
+    await expect(page.locator("#uploads tbody tr")).to_have_count(1)
+    await expect(page.locator("#uploads tbody tr td").nth(1)).to_have_text("batch-f")
+    await expect(page.locator("#erasures tbody tr td").nth(1)).to_have_text("admin")
+    await screenshot(page, "admin", "06-after-erasure")
+    await client.close()

@@ -222,7 +222,10 @@ CRAFTED: dict[str, tuple[bytes, str]] = {
     ),
     "character device": (tar_gz([(member("feedback/x.json", kind=tarfile.CHRTYPE), b"")]), "not links or devices"),
     "fifo": (tar_gz([(member("feedback/x.json", kind=tarfile.FIFOTYPE), b"")]), "not links or devices"),
-    "outside the record folders": (tar_gz([(member("etc/x.json"), b"{}")]), "under feedback/ or transcripts/"),
+    "outside the record folders": (
+        tar_gz([(member("etc/x.json"), b"{}")]),
+        "under feedback/, transcripts/ or erasures/",
+    ),
     "not a json name": (tar_gz([(member("feedback/x.sh", b"{}"), b"{}")]), "not a .json record"),
     "hidden temporary file": (tar_gz([(member("feedback/.x.json.tmp", b"{}"), b"{}")]), "not a .json record"),
     "invalid json": (tar_gz([(member("feedback/x.json", b"{nope"), b"{nope")]), "not valid JSON"),

@@ -72,7 +72,7 @@ async def test_a_user_erases_their_data_and_only_theirs(
 ) -> None:
     config = api_key_config(make_config, tmp_path)
     client, hasher = await api_key_client(make_client, config)
-    await use(client, "alice", 3)
+    alices = await use(client, "alice", 3)
     bobs = await use(client, "bob", 2)
     alice, bob = hasher("alice"), hasher("bob")
     assert len(files_holding(config, alice)) == 4  # three transcripts, one feedback
@@ -88,6 +88,10 @@ async def test_a_user_erases_their_data_and_only_theirs(
     assert (await (await client.get("/v1/conversations", headers=as_user("alice"))).json())["conversations"] == []
     listed = (await (await client.get("/v1/conversations", headers=as_user("bob"))).json())["conversations"]
     assert sorted(c["conversation_id"] for c in listed) == bobs
+    # Gone from the store's files too, not only from its answers (overwritten, the write-ahead log emptied).
+    stored = b"".join(p.read_bytes() for p in config.service.state_dir.glob("conversations.sqlite3*"))
+    assert all(c.encode() not in stored for c in alices)
+    assert all(c.encode() in stored for c in bobs)
     note = json.loads((erasure_notes_dir(config) / f"{alice}.json").read_text())
     assert note["server_done"] is True
     assert note["erased"] == {"conversations": 2, "turns": 3, "transcripts": 3, "feedback": 1}

@@ -152,6 +152,56 @@ async function confirmDeletion() {
   say(done); // only once the tables show the result
 }
 
+async function loadErasures() {
+  const data = await api("GET", "/api/admin/v1/erasures");
+  const body = document.querySelector("#erasures tbody");
+  body.replaceChildren();
+  for (const entry of data.erasures) {
+    const row = document.createElement("tr");
+    cell(row, when(entry.received_at), { className: "when" });
+    cell(row, entry.via);
+    cell(row, entry.done_at ? when(entry.done_at) : "pending", { className: "when" });
+    for (const key of ["records", "archives_rewritten", "archives_removed"]) cell(row, entry[key], { numeric: true });
+    body.appendChild(row);
+  }
+}
+
+function askErasure(event) {
+  event.preventDefault();
+  const input = $("user-hash");
+  input.value = input.value.trim().toLowerCase();
+  const valid = input.checkValidity();
+  input.setAttribute("aria-invalid", valid ? "false" : "true");
+  if (!valid) {
+    say("Enter the user's keyed hash: 64 hexadecimal digits.", true);
+    input.focus();
+    return;
+  }
+  $("confirm-user").textContent = input.value;
+  $("confirm-erasure").showModal();
+}
+
+async function confirmErasure() {
+  $("confirm-erasure").close();
+  let data;
+  try {
+    data = await api("POST", "/api/admin/v1/erasures", { user_hash: $("user-hash").value });
+  } catch (error) {
+    say(`Erasure failed: ${error.message}`, true);
+    return;
+  }
+  $("user-hash").value = "";
+  const e = data.erased;
+  const done = `Erased ${e.records} records (${e.archives_rewritten} archives rewritten, ${e.archives_removed} removed).`;
+  try {
+    await Promise.all([loadUploads(), loadErasures()]);
+  } catch (error) {
+    say(`${done} Reloading the tables failed: ${error.message}`, true);
+    return;
+  }
+  say(done);
+}
+
 async function start() {
   $("model-filter").addEventListener("input", (event) => {
     state.filter = event.target.value;
@@ -160,8 +210,11 @@ async function start() {
   $("deletion-form").addEventListener("submit", askDeletion);
   $("confirm-yes").addEventListener("click", confirmDeletion);
   $("confirm-no").addEventListener("click", () => $("confirm-deletion").close());
+  $("erasure-form").addEventListener("submit", askErasure);
+  $("confirm-erasure-yes").addEventListener("click", confirmErasure);
+  $("confirm-erasure-no").addEventListener("click", () => $("confirm-erasure").close());
   try {
-    await Promise.all([loadModels(), loadUploads(), loadDeletions()]);
+    await Promise.all([loadModels(), loadUploads(), loadDeletions(), loadErasures()]);
   } catch (error) {
     say(`Could not load: ${error.message}`, true);
   }

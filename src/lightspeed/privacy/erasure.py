@@ -4,7 +4,8 @@ their records not yet claimed by the collector, and a note that tells the collec
 The order makes a crash harmless: the note `<spool>/erasures/<user_hash>.json` is written first
 (`server_done: false`), then the store's conversations and turns, the transcript folder
 `<transcripts_storage>/<user_hash>/` and every feedback file whose `user_id` is the hash are
-removed, then the note is rewritten with `server_done: true` and what was removed. A note still
+removed, then the note is rewritten with `server_done: true`, `erased_at` (records of the user written up to then
+are the erased ones) and what was removed. A note still
 `server_done: false` at start-up is run again: every step finds nothing left the second time.
 The collector removes a note once it has dropped the user's records from its claimed and outbox
 batches and shipped an `erasure` record.
@@ -137,7 +138,8 @@ class Eraser:
             transcripts = await asyncio.to_thread(erase_transcripts, TRANSCRIPT.storage(self._config), user_hash)
             feedback = await asyncio.to_thread(erase_feedback, FEEDBACK.storage(self._config), user_hash)
             erased = Erased(conversations, turns, transcripts, feedback)
-            await asyncio.to_thread(write_note, path, {**note, "server_done": True, "erased": asdict(erased)})
+            done = {**note, "server_done": True, "erased_at": datetime.now(UTC).isoformat(), "erased": asdict(erased)}
+            await asyncio.to_thread(write_note, path, done)
         log.info("user_data_erased", user_hash=user_hash, **asdict(erased))
         await audit(self._store, "erasure", user_hash, requested_by, asdict(erased))
         return erased

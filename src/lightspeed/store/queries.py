@@ -190,7 +190,11 @@ class StateStore(SQLDatabase):
                 (owner,),
             ).rowcount
             conversations = session.execute("DELETE FROM conversations WHERE owner = ?", (owner,)).rowcount
-            return conversations, turns
+        self._forget_history()
+        return conversations, turns
+
+    def _forget_history(self) -> None:
+        """After an erasure: what the backend must do so deleted rows are gone from its files too."""
 
     async def set_topic(self, conversation_id: str, topic_summary: str) -> bool:
         return (

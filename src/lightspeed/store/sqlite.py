@@ -12,7 +12,7 @@ from typing import Any
 from lightspeed.store.queries import REMEMBERED_OWNERS, StateStore
 from lightspeed.store.schema import AUDIT_COLUMNS, CONVERSATION_TABLES, SHARED_TABLES
 from lightspeed_common.sql import Session, dicts
-from lightspeed_common.sqlite import immediate_transaction, open_database
+from lightspeed_common.sqlite import forget_history, immediate_transaction, open_database
 
 DATABASE_FILE = "conversations.sqlite3"
 # Numbered migrations (lightspeed_common.sqlite): n brings a file from version n-1 to n. Never edit one
@@ -45,6 +45,9 @@ class SQLiteStateStore(StateStore):
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return dicts(self._db.execute(sql, tuple(args)))
+
+    def _forget_history(self) -> None:
+        forget_history(self._db)  # the deleted rows were overwritten (secure_delete); the log goes too
 
     def _close(self) -> None:
         self._db.close()
