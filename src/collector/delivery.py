@@ -148,6 +148,8 @@ class Delivery:
         """One batch per erasure the server has finished, carrying its `erasure` record, after every batch
         that could still hold one of the user's records (the ingest deletes what arrived before it)."""
         erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
+        if erased.erasures and (purged := await asyncio.to_thread(self.spool.purge, erased.holds_record)):
+            log.info("erased_records_purged", records=purged, where="quarantine and sent")
         for erasure in erased.to_ship():
             batch_id = erasure_batch_id(erasure)
             try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -51,15 +52,26 @@ class ErasedUsers:
         if kind == ERASURE_FOLDER:
             return False
         named = kind == "transcripts" and relpath.split("/", 1)[0] in self.erasures
+        covered = self._covered(data, lambda record: kind, named)
+        return named if covered is None else covered
+
+    def holds_record(self, data: bytes) -> bool:
+        """Whether a record found outside a batch's layout (quarantine, sent) is one an erasure covers."""
+        covered = self._covered(data, lambda r: "transcripts" if isinstance(r.get("metadata"), dict) else "feedback")
+        return bool(covered)
+
+    def _covered(self, data: bytes, folder: Callable[[dict[str, Any]], str], named: bool = False) -> bool | None:
+        """Whether an erasure covers the record in `data` (its kind's folder from `folder`); None when it is
+        not a JSON object."""
         if not named and not any(user_hash.encode() in data for user_hash in self.erasures):
             return False
         try:
             record = json.loads(data)
         except ValueError:
-            return named
+            return None
         if not isinstance(record, dict):
-            return named
-        owner, written = record_owner_and_time(kind, record)
+            return None
+        owner, written = record_owner_and_time(folder(record), record)
         erasure = self.erasures.get(owner or "")
         return erasure is not None and erasure.covers(owner, written)
 

@@ -168,7 +168,7 @@ class Spool:
             if member.startswith(f"{ERASURE_FOLDER}/"):
                 with contextlib.suppress(FileNotFoundError):
                     erasure_records[member] = (base / member).read_bytes()
-        if keep and base.exists():
+        if keep and not erasure_records and base.exists():  # an erasure record is not kept: it names the user
             base.rename(self.sent / batch_id)
         elif base.exists():
             shutil.rmtree(base)
@@ -212,6 +212,29 @@ class Spool:
         (self.roots[record.kind] / record.relpath).rename(target / Path(record.relpath).name)
         write_atomic(target / "reason.json", json.dumps({"member": record.member, "reason": reason}).encode())
         return target
+
+    def purge(self, covered: Callable[[bytes], bool]) -> int:
+        """Delete the records `covered` finds under quarantine/ and sent/ (an erased user's, kept there for an
+        operator), and a quarantined batch's archive copy when its records held one; how many records."""
+        removed = 0
+        for top in (self.quarantine_dir, self.sent):
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    path = f"{folder}/{name}"
+                    with contextlib.suppress(FileNotFoundError):
+                        if is_record_name(name) and not os.path.islink(path) and covered(Path(path).read_bytes()):  # noqa: PTH114
+                            os.unlink(path)  # noqa: PTH108
+                            removed += 1
+                            self._drop_archive_copies(top, Path(folder))
+        return removed
+
+    def _drop_archive_copies(self, top: Path, folder: Path) -> None:
+        """The archives of the quarantined batch holding `folder` (they hold the same records)."""
+        if top != self.quarantine_dir:
+            return
+        batch = self.quarantine_dir / folder.relative_to(self.quarantine_dir).parts[0]
+        for archive in batch.glob("*.tar.gz"):
+            archive.unlink(missing_ok=True)
 
     def _quarantine_file(self, batch_id: str, member: str, reason: str) -> None:
         target = self.quarantine_dir / f"invalid-{batch_id}"

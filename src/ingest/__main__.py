@@ -67,12 +67,25 @@ def serve(config: AppConfig) -> int:
     return code
 
 
+def config_notes(config: AppConfig) -> list[str]:
+    """What check-config says the config means: how long what arrives is kept."""
+    ingest = config.ingest
+    return [
+        f"retention: archives and their index are deleted {ingest.archive_retention_days} days after they "
+        "arrived (ingest.archive.retention_days)",
+        f"retention: model contributions are deleted {ingest.telemetry.retention_days} days after their day "
+        "(ingest.telemetry.retention_days)",
+        "erasure: a user's records are removed from every archive when an erasure record or the admin route "
+        "asks (docs/privacy.md)",
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
         from ingest.app import ingest_checks  # noqa: PLC0415 - only for this command
 
-        return check_config(args.config, ingest_checks)
+        return check_config(args.config, ingest_checks, notes=config_notes)
     return run_with_config(args.config, IDENTIFIER, serve)
 
 

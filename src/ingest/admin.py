@@ -53,7 +53,7 @@ async def uploads(request: web.Request) -> web.Response:
     recent = await ingest.db.run(storage.recent_uploads, limit)
     totals = await ingest.db.run(storage.upload_totals)
     return web.json_response(
-        {"uploads": recent, "totals": totals, "retention_days": ingest.config.uploads.retention_days},
+        {"uploads": recent, "totals": totals, "retention_days": ingest.config.archive_retention_days},
         headers={"Cache-Control": "no-store"},
     )
 

@@ -135,7 +135,7 @@ async def enforce_retention(ingest: Ingest, now: datetime | None = None) -> dict
     """Delete archives and rows past their retention; archives first, so no row outlives its file."""
     moment = now or datetime.now(UTC)
     config = ingest.config
-    uploads_before = moment - timedelta(days=config.uploads.retention_days)
+    uploads_before = moment - timedelta(days=config.archive_retention_days)
     storage = ingest.db.storage
     expired = await ingest.db.run(storage.expired_archives, uploads_before)
     if expired:

@@ -113,8 +113,6 @@ def _admin_paths() -> dict[str, Any]:
     limit = {"type": "integer", "minimum": 1, "maximum": 1000}
     client_id = {"type": "string", "format": "uuid"}
     deletion = {"type": "object", "required": ["client_id"], "properties": {"client_id": client_id}}
-    user_hash = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-    erasure = {"type": "object", "required": ["user_hash"], "properties": {"user_hash": user_hash}}
     admin_errors = (401, 403, 429, 503)
     return {
         "/api/admin/v1/models": {
@@ -149,6 +147,22 @@ def _admin_paths() -> dict[str, Any]:
                 requestBody=_body("application/json", deletion),
             ),
         },
+        "/admin": {
+            "get": _operation(
+                "The admin page (Basic auth: any user name, the admin key as password)",
+                {"200": _text("text/html", "the page")},
+                (401, 403, 429),
+                security=ADMIN,
+            )
+        },
+    }
+
+
+def _erasure_paths() -> dict[str, Any]:
+    user_hash = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    erasure = {"type": "object", "required": ["user_hash"], "properties": {"user_hash": user_hash}}
+    admin_errors = (401, 403, 429, 503)
+    return {
         "/api/admin/v1/erasures": {
             "get": _operation(
                 "The user erasures received, newest first (none names the user)",
@@ -163,14 +177,6 @@ def _admin_paths() -> dict[str, Any]:
                 security=ADMIN,
                 requestBody=_body("application/json", erasure),
             ),
-        },
-        "/admin": {
-            "get": _operation(
-                "The admin page (Basic auth: any user name, the admin key as password)",
-                {"200": _text("text/html", "the page")},
-                (401, 403, 429),
-                security=ADMIN,
-            )
         },
     }
 
@@ -201,6 +207,6 @@ def build_openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "lightspeed-ingest", "version": VERSION},
-        "paths": {**_upload_paths(), **_telemetry_paths(), **_admin_paths(), **_service_paths()},
+        "paths": {**_upload_paths(), **_telemetry_paths(), **_admin_paths(), **_erasure_paths(), **_service_paths()},
         "components": {"schemas": schemas, "securitySchemes": schemes},
     }

@@ -85,6 +85,20 @@ def config_warnings(config: AppConfig) -> list[str]:
     return warnings
 
 
+def config_notes(config: AppConfig) -> list[str]:
+    """What check-config says the config means: how long a user's data is kept on this side."""
+    idle = config.conversations.retention_days
+    records = config.user_data_collection.retention_days
+    return [
+        "retention: conversations are "
+        + (f"deleted {idle} days after their last turn" if idle else "kept until deleted")
+        + " (conversations.retention_days)",
+        "retention: records not yet shipped are "
+        + (f"deleted {records} days after they were written" if records else "kept until shipped")
+        + " (user_data_collection.retention_days)",
+    ]
+
+
 def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool = False) -> int:
     service = config.service
     worker = worker_index()
@@ -183,7 +197,7 @@ def supervise(config: AppConfig, config_path: Path, reset_telemetry_client_id: b
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check-config":
-        return check_config(args.config, server_checks, config_warnings)
+        return check_config(args.config, server_checks, config_warnings, config_notes)
     if args.command == "new-api-key":
         print(new_api_key())
         return 0

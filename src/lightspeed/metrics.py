@@ -95,6 +95,12 @@ class Metrics(HttpMetrics):
             ["status"],
             registry=self.registry,
         )
+        self.retention_removed = Counter(
+            "lightspeed_retention_removed",
+            "What retention passes removed (conversations, turns, transcripts, feedback)",
+            ["what"],
+            registry=self.registry,
+        )
         for kind in RECORD_KINDS:
             self.records_written.labels(kind.name)
             self.records_failed.labels(kind.name)

@@ -49,8 +49,10 @@ def check_config(
     path: Path,
     checks: Callable[[AppConfig], list[Check]],
     warnings: Callable[[AppConfig], list[str]] = lambda config: [],
+    notes: Callable[[AppConfig], list[str]] = lambda config: [],
 ) -> int:
-    """`<daemon> check-config`: validate the file, then run every start-up check of that daemon on this machine.
+    """`<daemon> check-config`: validate the file, then run every start-up check of that daemon on this machine;
+    when all is well, `notes` says what the config means (e.g. how long data is kept).
 
     78 for a configuration problem, 73 for a storage directory only, each problem on its own line.
     """
@@ -70,6 +72,8 @@ def check_config(
     if problems:
         return EXIT_CONFIG if any(isinstance(p, ConfigError) for p in problems) else EXIT_CANTCREAT
     print(f"{path}: OK")
+    for note in notes(config):
+        print(note)
     return 0
 
 

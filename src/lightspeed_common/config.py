@@ -81,13 +81,16 @@ class DataCollectorConfig(Section):
 
 
 class UserDataCollectionConfig(Section):
-    """The spec's `user_data_collection` section, keys and defaults exactly."""
+    """The spec's `user_data_collection` section, keys and defaults exactly (and `retention_days`, ours)."""
 
     feedback_enabled: bool = False
     feedback_storage: Path | None = None
     transcripts_enabled: bool = False
     transcripts_storage: Path | None = None
     data_collector: DataCollectorConfig = DataCollectorConfig()
+    # Ours (issue 26): records still in the storage folders (not claimed by the collector, e.g. while it is
+    # off) are deleted this many days after they were written. None: kept until shipped, as the spec does.
+    retention_days: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _enabled_needs_storage(self) -> Self:
@@ -96,6 +99,16 @@ class UserDataCollectionConfig(Section):
         if self.transcripts_enabled and self.transcripts_storage is None:
             raise ValueError("transcripts_storage is required when transcripts_enabled is true")
         return self
+
+
+class ConversationsConfig(Section):
+    """The conversation history in the store (issue 26)."""
+
+    # A conversation idle this many days since its last turn is deleted with its turns. None: kept until
+    # its user deletes it (or is erased).
+    retention_days: PositiveInt | None = None
+    # How often the server's retention pass runs (both this and user_data_collection.retention_days).
+    retention_check_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
 class RedactionPattern(Section):
@@ -299,6 +312,7 @@ class AppConfig(BaseSettings):
     authentication: AuthenticationConfig = AuthenticationConfig()
     authorization: AuthorizationConfig = AuthorizationConfig()
     user_data_collection: UserDataCollectionConfig = UserDataCollectionConfig()
+    conversations: ConversationsConfig = ConversationsConfig()
     redaction: RedactionConfig = RedactionConfig()
     answers: AnswersConfig = AnswersConfig()
     collector: CollectorConfig = CollectorConfig()

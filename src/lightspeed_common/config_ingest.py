@@ -77,6 +77,9 @@ class IngestArchiveConfig(Section):
     store: Literal["filesystem"] = "filesystem"
     # Default: state_dir. Nodes sharing one database share this directory too (NFS, CephFS, ...).
     directory: Path | None = None
+    # Archives and their index are deleted this many days after they were received. None: the older
+    # spelling `uploads.retention_days` (90 days unless set).
+    retention_days: PositiveInt | None = None
 
 
 class IngestConfig(Section):
@@ -104,6 +107,21 @@ class IngestConfig(Section):
     archive: IngestArchiveConfig = IngestArchiveConfig()
     # PostgreSQL (database.url) for several nodes; without it, `<state_dir>/ingest.sqlite3`.
     database: DatabaseConfig = DatabaseConfig(password_credential="lightspeed-ingest-database-password")  # noqa: S106 - a name
+
+    @property
+    def archive_retention_days(self) -> int:
+        """How long archives are kept: `archive.retention_days`, else `uploads.retention_days`."""
+        return self.archive.retention_days or self.uploads.retention_days
+
+    @model_validator(mode="after")
+    def _one_archive_retention(self) -> Self:
+        archive, uploads = self.archive.retention_days, self.uploads.retention_days
+        if archive is not None and "retention_days" in self.uploads.model_fields_set and archive != uploads:
+            raise ValueError(
+                f"archive.retention_days ({archive}) and uploads.retention_days ({uploads}) disagree: "
+                "set archive.retention_days only (uploads.retention_days is its older spelling)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_both_files(self) -> Self:

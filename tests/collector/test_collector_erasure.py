@@ -134,3 +134,21 @@ async def test_a_batch_claimed_before_the_erasure_is_packaged_again_without_them
     assert await Collector(config, once=True).async_run() is True
     assert [set(a.members) for a in ingress.accepted] == [kept, {f"erasures/{ERASED}.json"}]
     assert files_holding(config, ERASED) == []
+
+
+async def test_records_kept_under_sent_or_quarantined_go_too(ingress: Ingress, make_config: CollectorConfig) -> None:
+    config = make_config(user_data_collection={"data_collector": {"cleanup_after_send": False}})
+    records_of(config, ERASED, 1)
+    assert await Collector(config, once=True).async_run() is True  # kept under sent/
+    records_of(config, ERASED, 1)
+    refused_of_kept = records_of(config, KEPT, 1)
+    ingress.script = [Reply(400, '{"detail": "no"}')]
+    assert await Collector(config, once=True).async_run() is False  # quarantined, archive and all
+    quarantine = spool_dir(config) / "quarantine"
+    assert list(quarantine.rglob("*.tar.gz"))
+    erase(config, ERASED)
+    assert await Collector(config, once=True).async_run() is True
+    assert files_holding(config, ERASED) == []
+    assert not list(quarantine.rglob("*.tar.gz"))  # its copy held the erased user's records
+    names = {p.name for p in quarantine.rglob("*.json")}
+    assert {member.rsplit("/", 1)[1] for member in refused_of_kept} <= names  # the other user's stay for the operator

@@ -13,6 +13,7 @@ from aiohttp import web
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.storage import contributor_hash
+from lightspeed_common.errors import ConfigError
 from lightspeed_common.telemetry_schema import utc_timestamp
 from tests.ingest_support import (
     ADMIN_KEY,
@@ -21,6 +22,7 @@ from tests.ingest_support import (
     admin_get,
     admin_headers,
     everything_stored,
+    ingest_config,
     records_archive,
     upload,
 )
@@ -226,7 +228,7 @@ async def test_deletion_requests_need_a_client_id(make_ingest: IngestFactory, pa
 async def test_retention_removes_old_contributions_uploads_and_archives(
     make_ingest: IngestFactory, tmp_path: Path
 ) -> None:
-    client = await make_ingest(telemetry={"retention_days": 10}, uploads={"retention_days": 5})
+    client = await make_ingest(telemetry={"retention_days": 10}, archive={"retention_days": 5})
     await send(client, [event(ago(days=3), "old-model"), event(ago(minutes=1), "new-model")])
     assert (await upload(client, records_archive(), "old-batch")).status == 202
     ingest = client.app[INGEST]
@@ -241,6 +243,22 @@ async def test_retention_removes_old_contributions_uploads_and_archives(
     removed = await enforce_retention(ingest, now() + timedelta(days=30))
     assert removed["contributions"] == 1
     assert await models(client) == []
+
+
+async def test_the_older_spelling_of_archive_retention_still_counts_and_two_that_disagree_are_refused(
+    make_ingest: IngestFactory, tmp_path: Path
+) -> None:
+    client = await make_ingest(uploads={"retention_days": 5})
+    assert (await upload(client, records_archive(), "old-batch")).status == 202
+    assert (await enforce_retention(client.app[INGEST], now() + timedelta(days=6)))["uploads"] == 1
+    with pytest.raises(ConfigError, match=r"archive.retention_days \(7\) and uploads.retention_days \(5\) disagree"):
+        ingest_config(tmp_path, uploads={"retention_days": 5}, archive={"retention_days": 7})
+    assert (
+        ingest_config(
+            tmp_path, uploads={"retention_days": 7}, archive={"retention_days": 7}
+        ).ingest.archive_retention_days
+        == 7
+    )
 
 
 async def test_telemetry_keys_when_configured_are_required(make_ingest: IngestFactory) -> None:

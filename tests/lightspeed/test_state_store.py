@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +173,32 @@ async def test_a_sqlite_store_an_earlier_release_wrote_is_upgraded_in_place(tmp_
         assert await store.settings() == {"feedback_enabled": True}
     finally:
         await store.close()
+
+
+async def test_idle_conversations_expire_oldest_first_a_bounded_number_at_a_time(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    now = datetime.now(UTC)
+
+    def at(days_ago: int) -> Turn:
+        moment = now - timedelta(days=days_ago)
+        return Turn("q", "a", "model", "provider", moment, moment)
+
+    idle = {days: str(uuid.uuid4()) for days in (40, 35, 31)}
+    for days, conversation in idle.items():
+        await first.add_turn(conversation, "owner", at(days + 5))
+        await first.add_turn(conversation, "owner", at(days))  # the last turn counts, not the first
+    active = str(uuid.uuid4())
+    await first.add_turn(active, "owner", at(60))
+    await first.add_turn(active, "owner", at(1))
+    assert await second.owner(idle[40]) == "owner"
+    cutoff = now - timedelta(days=30)
+    assert await second.expire_idle(cutoff, 2) == (2, 4)  # the two idle longest
+    assert await first.owner(idle[40]) is None
+    assert await first.owner(idle[35]) is None
+    assert await first.owner(idle[31]) == "owner"
+    assert await second.expire_idle(cutoff, 2) == (1, 2)
+    assert await second.expire_idle(cutoff, 2) == (0, 0)
+    assert [c.conversation_id for c in await first.list_for("owner")] == [active]
+    assert len(await first.turns(active)) == 2

@@ -32,10 +32,12 @@ from lightspeed.api.streams import RunningStreams
 from lightspeed.metrics import Metrics
 from lightspeed.models.catalog import ModelCatalog, ModelManager, startup_embedder
 from lightspeed.models.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
+from lightspeed.privacy.retention import Retention
 from lightspeed.records.feedback import FeedbackDesk
 from lightspeed.records.redaction import Redactor
 from lightspeed.records.writer import RecordWriter
 from lightspeed.store import shared
+from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed.telemetry.wiring import open_telemetry
 from lightspeed.turns import Turns
@@ -193,6 +195,18 @@ def _user_data(
     return turns, feedback
 
 
+async def _background(
+    stack: contextlib.AsyncExitStack, config: AppConfig, state: OpenedState, sender: TelemetrySender, metrics: Metrics
+) -> HealthProbe:
+    """The background work: the telemetry sender, the retention passes, the store's health probe."""
+    sender.start()
+    retention = Retention(config, state.store, metrics.retention_removed)
+    stack.push_async_callback(retention.stop)
+    retention.start()
+    probe = HealthProbe("database", state.store.check, config.service.database.health_check_interval_seconds)
+    return await stack.enter_async_context(probe.running())
+
+
 async def _open(
     stack: contextlib.AsyncExitStack,
     config: AppConfig,
@@ -225,9 +239,7 @@ async def _open(
     stack.push_async_callback(models.close)
     stack.enter_context(_frozen_startup_heap())
     # Background work begins only once every resource is open: nothing runs during start-up.
-    telemetry.sender.start()
-    probe = HealthProbe("database", state.store.check, config.service.database.health_check_interval_seconds)
-    health = await stack.enter_async_context(probe.running())
+    health = await _background(stack, config, state, telemetry.sender, metrics)
     turns, feedback = _user_data(config, state, answers, redactor, writer, metrics=metrics)
     return Server(
         auth=auth,

@@ -193,6 +193,32 @@ class StateStore(SQLDatabase):
         self._forget_history()
         return conversations, turns
 
+    async def expire_idle(self, before: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to `limit` conversations idle since before `before` (their last turn, or their creation
+        when they have none), oldest first, with their turns: (conversations, turns)."""
+        expired, turns = await self._run(self._expire_idle, before.isoformat(), limit)
+        for conversation_id in expired:
+            self._owners.pop(conversation_id, None)
+        return len(expired), turns
+
+    def _expire_idle(self, before: str, limit: int) -> tuple[list[str], int]:
+        idle = "COALESCE(last_message_at, created_at)"
+        with self._transaction() as session:
+            expired = [
+                row[0]
+                for row in session.execute(
+                    f"SELECT conversation_id FROM conversations WHERE {idle} < ? ORDER BY {idle} LIMIT ?",  # noqa: S608
+                    (before, limit),
+                ).fetchall()
+            ]
+            if not expired:
+                return [], 0
+            among = f"conversation_id IN ({', '.join('?' * len(expired))})"
+            turns = session.execute(f"DELETE FROM turns WHERE {among}", expired).rowcount  # noqa: S608
+            session.execute(f"DELETE FROM conversations WHERE {among}", expired)  # noqa: S608
+        self._forget_history()
+        return expired, turns
+
     def _forget_history(self) -> None:
         """After an erasure: what the backend must do so deleted rows are gone from its files too."""
 
