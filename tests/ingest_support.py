@@ -37,13 +37,15 @@ def ingest_config(state_dir: Path, **overrides: Any) -> AppConfig:
     return config_from_mapping(deep_merge(base, {"ingest": overrides}))
 
 
-def everything_stored(state_dir: Path, database: dict[str, Any]) -> bytes:
-    """Every byte the ingest's database holds: the SQLite files, or every row of every PostgreSQL table."""
+def everything_stored(state_dir: Path, database: dict[str, Any], only: set[str] | None = None) -> bytes:
+    """Every byte the ingest's database holds: the SQLite files, or every row of every PostgreSQL table
+    (`only` these, when the database is shared with the server)."""
     if not database:
         return b"".join(p.read_bytes() for p in state_dir.glob("ingest.sqlite3*"))
     password = Path(database["password_file"]).read_text(encoding="utf-8").strip()
     with psycopg.connect(database["url"], password=password) as conn:
         tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [table for table in tables if only is None or table in only]
         dumps = []
         for table in tables:
             sql = f'SELECT array_agg(t::text) FROM "{table}" t'  # noqa: S608 - names from pg_tables

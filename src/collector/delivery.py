@@ -81,6 +81,7 @@ class Delivery:
         self._checkpoint = checkpoint
         self._cleanups: set[asyncio.Task[None]] = set()
         self._keep = not config.user_data_collection.data_collector.cleanup_after_send
+        self._forget_names = False  # an erasure was shipped: compact the journal once the flush's cleanups end
 
     def load_status(self) -> None:
         """Carry the last success and error over a restart, for `status` (blocking)."""
@@ -119,6 +120,9 @@ class Delivery:
             ok = False  # the disk said no: stop claiming, keep everything
         finally:
             await self._cleanups_done()
+            if self._forget_names:  # an erased user's member names are in finished entries: drop them now
+                await asyncio.to_thread(self.journal.compact)
+                self._forget_names = False
         await self._save_status()
         return ok and self.totals.quarantined == quarantined_before
 
@@ -158,6 +162,7 @@ class Delivery:
                 raise self._spool_trouble("claim", batch_id, exc) from exc
             if made and not await self.deliver(uploader, batch_id):
                 return False
+            self._forget_names = self._forget_names or made
         return True
 
     async def _prepare_next(self, planned: Iterator[Planned]) -> Prepared | None:

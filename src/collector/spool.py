@@ -137,6 +137,7 @@ class Spool:
                 members.append(member)
         if not members:
             tmp.unlink()
+            final.unlink(missing_ok=True)  # packaged before, when it still held records
             shutil.rmtree(base, ignore_errors=True)
             return None
         fd = os.open(tmp, os.O_RDONLY)
