@@ -22,6 +22,8 @@ from lightspeed.identity import UserHasher
 from tests.fake_llm import free_port
 from tests.ingest_support import everything_stored
 from tests.processes import call, wait_ready
+from tests.support import deep_merge
+from tests.system.test_pipeline import pipeline_config
 
 INGEST_TABLES = {
     "uploads",
@@ -47,38 +49,17 @@ def database(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def pipeline(tmp_path: Path, docs_dir: Path, database: dict[str, Any], api: int, ingest: int) -> Path:
+    """`make run`'s config (test_pipeline), with api keys, the database, and quick retries: the ingest down,
+    a batch is tried a few times, then stays claimed for the next flush."""
     (tmp_path / "keys.yaml").write_text(yaml.safe_dump(KEYS))
-    data = tmp_path / "data"
-    config = {
-        "service": {"port": api, "state_dir": str(tmp_path / "state"), "database": database},
+    path = pipeline_config(tmp_path, docs_dir, api, ingest, interval=1)
+    overrides = {
+        "service": {"database": database},
         "authentication": {"module": "api-key", "api_key": {"keys_file": str(tmp_path / "keys.yaml")}},
-        "user_data_collection": {
-            "feedback_enabled": True,
-            "feedback_storage": str(data / "feedback"),
-            "transcripts_enabled": True,
-            "transcripts_storage": str(data / "transcripts"),
-            "data_collector": {
-                "enabled": True,
-                "ingress_server_url": f"http://127.0.0.1:{ingest}/api/ingress/v1/upload",
-                "ingress_server_auth_token": "dev-token",
-                "ingress_content_service_name": "lightspeed",
-                "collection_interval": 1,
-            },
-        },
-        # The ingest down: a few quick tries, then the batch stays claimed for the next flush.
         "collector": {"retry": {"initial_seconds": 0.05, "jitter_seconds": 0, "max_attempts": 2}},
-        "answers": {"local": {"documents_dir": str(docs_dir)}},
-        "ingest": {
-            "port": ingest,
-            "state_dir": str(tmp_path / "ingest"),
-            "admin_key": "admin-key",
-            "uploads": {"tokens": ["dev-token"]},
-            "database": database,
-        },
-        "logging": {"format": "json"},
+        "ingest": {"database": database},
     }
-    path = tmp_path / "lightspeed.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(path.read_text()), overrides)))
     return path
 
 
