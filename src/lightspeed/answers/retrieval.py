@@ -158,7 +158,9 @@ class DocumentIndex:
         best = max(relevance.values())
         if best < min_score:
             return Retrieval([], [], best)
-        hits = [Hit(self.passages[i], round(relevance[i], 4)) for i in candidates[:top_k]]
+        # Fusion picks the candidates (each ranking has its say); relevance orders them (the best answer first).
+        chosen = sorted(candidates[:top_k], key=lambda i: -relevance[i])
+        hits = [Hit(self.passages[i], round(relevance[i], 4)) for i in chosen]
         return Retrieval(hits, self._score_units(query_vector, wanted, hits), best)
 
     def _relevance(
