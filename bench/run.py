@@ -16,6 +16,7 @@ import attack_bench
 import auth_bench
 import collector_bench
 import conversations_bench
+import erasure_bench
 import feedback_bench
 import handmade_bench
 import ingest_bench
@@ -41,6 +42,7 @@ results = {
     "models": models_bench.main(),
     "ingest": ingest_bench.main(),
     "conversations": conversations_bench.main(),
+    "erasure": erasure_bench.main(),
     "hand-made parts": handmade_bench.main(),
     "attacks": attack_bench.main(),
 }

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, assert_never
 
-from lightspeed_common.atomic import ensure_dir, fsync_dir
+from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs
 from lightspeed_common.config_ingest import IngestConfig
 
 
@@ -31,6 +31,9 @@ class ArchiveStore(Protocol):
 
     def publish(self, received: Path, name: str) -> None:
         """Move a received archive in place under `name`; durable once this returns."""
+
+    def publish_many(self, received: list[tuple[Path, str]]) -> None:
+        """Move several archives in place (received unsynced: they are made durable here, together)."""
 
     def path(self, name: str) -> Path:
         """Where the archive `name` is read from."""
@@ -65,6 +68,18 @@ class FilesystemArchiveStore:
         ensure_dir(target.parent)
         received.replace(target)
         fsync_dir(target.parent)
+
+    def publish_many(self, received: list[tuple[Path, str]]) -> None:
+        if not received:
+            return
+        syncfs(self.incoming_dir)  # every new file's bytes, at once
+        folders = set()
+        for path, name in received:
+            target = self.archives / name
+            path.replace(target)
+            folders.add(target.parent)
+        for folder in folders:
+            fsync_dir(folder)
 
     def path(self, name: str) -> Path:
         return self.archives / name

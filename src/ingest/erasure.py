@@ -29,6 +29,7 @@ from lightspeed_common.errors import ServiceUnavailable
 from lightspeed_common.records import Erasure, parse_time, record_owner_and_time
 
 log = structlog.get_logger("ingest")
+CHUNK = 100  # archives rewritten, made durable and reindexed together
 
 
 def _owner_and_time(member: str, data: bytes) -> tuple[str | None, datetime | None]:
@@ -47,12 +48,13 @@ def _file_digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, digest.hexdigest()
 
 
-def rewrite_archive(source: Path, target: Path, erasure: Erasure) -> Rewrite:
+def rewrite_archive(source: Path, target: Path, erasure: Erasure, durable: bool = True) -> Rewrite:
     """Copy the archive at `source` to `target` without the records `erasure` covers (blocking). `target` is
-    left only when something was removed and something kept: the caller moves it in place."""
+    left only when something was removed and something kept: the caller moves it in place. `durable`: fsync
+    it (else the caller makes a batch of them durable at once)."""
     removed, kept, owners = 0, [], set()
     try:
-        with tarfile.open(source, "r:gz") as archive, tarfile.open(target, "w:gz") as out:
+        with tarfile.open(source, "r:gz") as archive, tarfile.open(target, "w:gz", compresslevel=6) as out:
             for member in archive:
                 extracted = archive.extractfile(member) if member.isreg() else None
                 if extracted is None:
@@ -73,31 +75,46 @@ def rewrite_archive(source: Path, target: Path, erasure: Erasure) -> Rewrite:
         target.unlink()
         size, sha256 = _file_digest(source) if kept else (0, "")
         return Rewrite(removed, kept, size, sha256, frozenset(owners))
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if durable:
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     size, sha256 = _file_digest(target)
     return Rewrite(removed, kept, size, sha256, frozenset(owners))
 
 
+def _rewrite_chunk(ingest: Ingest, uploads: list[tuple[str, str]], erasure: Erasure) -> list[tuple[str, Rewrite]]:
+    """Rewrite these uploads' archives, then make the new ones durable and move them in place together (one
+    flush for the chunk, not one per file); the emptied ones are deleted (blocking)."""
+    rewritten = []
+    for request_id, name in uploads:
+        target = ingest.archives.incoming()
+        rewritten.append(
+            (request_id, name, target, rewrite_archive(ingest.archives.path(name), target, erasure, False))
+        )
+    ingest.archives.publish_many(
+        [(target, name) for _, name, target, rewrite in rewritten if rewrite.kept and rewrite.removed]
+    )
+    ingest.archives.delete([name for _, name, _, rewrite in rewritten if not rewrite.kept])
+    return [(request_id, rewrite) for request_id, _, _, rewrite in rewritten]
+
+
 async def apply_erasure(ingest: Ingest, pending: PendingErasure) -> dict[str, int]:
-    """Every upload that may hold the user's records, rewritten and reindexed; then the erasure is done."""
+    """Every upload that may hold the user's records, rewritten and reindexed, CHUNK at a time (each chunk's
+    files in place before its index follows them); then the erasure is done."""
     storage = ingest.db.storage
     erasure = Erasure(pending.user_hash, parse_time(pending.erased_at))
     counts = {"records": 0, "archives_rewritten": 0, "archives_removed": 0}
-    for request_id, name in await ingest.db.run(storage.erasure_uploads, pending.user_hash):
-        target = ingest.archives.incoming()
-        rewrite = await asyncio.to_thread(rewrite_archive, ingest.archives.path(name), target, erasure)
-        if not rewrite.kept:
-            await asyncio.to_thread(ingest.archives.delete, [name])
-            counts["archives_removed"] += 1
-        elif rewrite.removed:
-            await asyncio.to_thread(ingest.archives.publish, target, name)
-            counts["archives_rewritten"] += 1
-        counts["records"] += rewrite.removed
-        await ingest.db.run(storage.erasure_rewritten, request_id, rewrite)
+    uploads = await ingest.db.run(storage.erasure_uploads, pending.user_hash)
+    for start in range(0, len(uploads), CHUNK):
+        rewrites = await asyncio.to_thread(_rewrite_chunk, ingest, uploads[start : start + CHUNK], erasure)
+        for _, rewrite in rewrites:
+            counts["records"] += rewrite.removed
+            counts["archives_removed"] += not rewrite.kept
+            counts["archives_rewritten"] += bool(rewrite.kept and rewrite.removed)
+        await ingest.db.run(storage.erasure_rewritten, rewrites)
     await ingest.db.run(storage.finish_erasure, pending.id, counts, datetime.now(UTC))
     for what, count in counts.items():
         ingest.metrics.erasure_removed.labels(what).inc(count)

@@ -59,9 +59,15 @@ class ErasureQueries(SQLDatabase):
         )
         return [(row["request_id"], row["archive"]) for row in rows]
 
-    def erasure_rewritten(self, request_id: str, rewrite: Rewrite) -> None:
-        """The upload's archive was rewritten without the erased records (or is gone): its index follows."""
-        self._write(lambda session: self._rewritten(session, request_id, rewrite))
+    def erasure_rewritten(self, rewrites: list[tuple[str, Rewrite]]) -> None:
+        """These uploads' archives were rewritten without the erased records (or are gone): their index
+        follows, in one transaction."""
+
+        def work(session: Session) -> None:
+            for request_id, rewrite in rewrites:
+                self._rewritten(session, request_id, rewrite)
+
+        self._write(work)
 
     def _rewritten(self, session: Session, request_id: str, rewrite: Rewrite) -> None:
         """Reconciled with the file as it is: also right after a crash between the rewrite and this."""
