@@ -7,12 +7,14 @@ server (tests/postgres.py), stopped and started again where a test says so.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from aiohttp.test_utils import TestClient
 
 from collector.daemon import Collector
 from ingest.app import create_app as create_ingest_app
+from ingest.context import INGEST
+from ingest.erasure import apply_pending
 from ingest.postgres_storage import MIGRATIONS, PostgresStorage
 from ingest.storage import DailyLimits, contributor_hash, event_key
 from lightspeed_common.config import config_from_mapping
@@ -403,3 +407,35 @@ def test_a_node_that_cannot_reach_the_database_at_start_exits_75_for_systemd_to_
     assert done.returncode == 75, done.stdout + done.stderr
     assert '"temporary": true' in done.stdout
     assert "database unreachable" in done.stdout
+
+
+async def test_two_nodes_applying_one_erasure_at_once_agree(
+    nodes: tuple[Client, Client], tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    """An erasure record arrives at one node while both run their erasure pass: each rewrites what it finds,
+    and the archives and the index end the same as if one had done it all."""
+    first, second = nodes
+    erased, kept = "e" * 64, "f" * 64
+    for n in range(20):
+        records = [(f"feedback/{user}-{n}.json", user) for user in (erased, kept)]
+        entries = []
+        for name, user in records:
+            data = f'{{"user_id": "{user}", "timestamp": "2026-11-30T10:00:00Z", "n": {n}}}'.encode()
+            entries.append((member(name, data), data))
+        assert (await upload(first if n % 2 else second, tar_gz(entries), f"batch-{n}")).status == 202
+    moment = datetime.now(UTC)
+    storage = first.app[INGEST].db.storage
+    await first.app[INGEST].db.run(storage.request_erasure, erased, moment, "admin", moment)
+    await asyncio.gather(apply_pending(first.app[INGEST]), apply_pending(second.app[INGEST]))
+    root = tmp_path / "shared" / "archives"
+    assert len(list(root.rglob("*.tar.gz"))) == 20
+    for path in root.rglob("*.tar.gz"):
+        data = gzip.decompress(path.read_bytes())
+        assert erased.encode() not in data
+        assert kept.encode() in data
+    assert pg_database.query("SELECT COUNT(*), SUM(records) FROM uploads") == [(20, 20)]
+    assert pg_database.query("SELECT COUNT(*) FROM records") == [(20,)]
+    assert pg_database.query("SELECT COUNT(*) FROM upload_users WHERE user_hash = %s", erased) == [(0,)]
+    assert pg_database.query("SELECT COUNT(*) FROM erasures WHERE done_at IS NOT NULL AND user_hash IS NULL") == [(1,)]
+    sizes = dict(pg_database.query("SELECT archive, bytes FROM uploads"))
+    assert all(sizes[p.relative_to(root).as_posix()] == p.stat().st_size for p in root.rglob("*.tar.gz"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lightspeed.store.audit import AuditEvent
 from lightspeed.store.conversations import Turn
 from lightspeed.store.postgres import POSTGRES_MIGRATIONS, PostgresStateStore
 from lightspeed.store.queries import StateStore
@@ -202,3 +203,31 @@ async def test_idle_conversations_expire_oldest_first_a_bounded_number_at_a_time
     assert await second.expire_idle(cutoff, 2) == (0, 0)
     assert [c.conversation_id for c in await first.list_for("owner")] == [active]
     assert len(await first.turns(active)) == 2
+
+
+async def test_an_owners_erasure_takes_every_conversation_of_theirs_and_the_audit_stays(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    theirs = [str(uuid.uuid4()) for _ in range(3)]
+    for n, conversation in enumerate(theirs):
+        for question in range(n + 1):
+            await first.add_turn(conversation, "erased-hash", turn(f"q{question}"))
+    others = str(uuid.uuid4())
+    await first.add_turn(others, "kept-hash", turn("mine"))
+    await first.add_audit(
+        AuditEvent("2026-12-01T10:00:00+00:00", "export", "erased-hash", "erased-hash", {"feedback": 1})
+    )
+    assert await second.erase_owner("erased-hash") == (3, 6)
+    assert [await first.owner(c) for c in theirs] == [None, None, None]  # not remembered by the other worker
+    assert await first.list_for("erased-hash") == []
+    assert [c.conversation_id for c in await first.list_for("kept-hash")] == [others]
+    assert await second.erase_owner("erased-hash") == (0, 0)
+    await second.add_audit(
+        AuditEvent("2026-12-01T10:00:01+00:00", "erasure", "erased-hash", "admin-hash", {"turns": 6})
+    )
+    assert [(e.action, e.subject, e.counts) for e in await first.audit_events(10)] == [
+        ("erasure", "erased-hash", {"turns": 6}),
+        ("export", "erased-hash", {"feedback": 1}),
+    ]
+    assert len(await first.audit_events(1)) == 1

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ingest.postgres_storage import MIGRATIONS as INGEST_MIGRATIONS
 from tests.fake_llm import free_port
 from tests.system.systemd_harness import REPO, Container, booted
 
@@ -278,8 +279,8 @@ def test_the_ingest_runs_on_the_containers_postgresql_and_the_server_with_two_wo
 
     assert "postgresql.service" in after["After"].split()
     assert "postgresql.service" in after["Wants"].split()
-    assert {"uploads", "records", "models", "contributions", "seen_events", "deletions"} <= set(tables.split())
-    assert version.strip() == "1"
+    assert {"uploads", "records", "upload_users", "erasures", "deletions"} <= set(tables.split())
+    assert version.strip() == str(len(INGEST_MIGRATIONS))
     assert container.run("ls", "/var/lib/lightspeed-ingest").out.split().count("ingest.sqlite3") == 0
     assert len(children) == WORKERS
     assert {int(e["WORKER"]) for e in ready} == set(range(WORKERS))
