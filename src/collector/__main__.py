@@ -19,11 +19,12 @@ import structlog
 
 from collector.daemon import Collector
 from collector.discovery import scan
+from collector.erasures import ErasedUsers
 from collector.spool import Spool
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 from lightspeed_common.logs import configure_logging
-from lightspeed_common.records import RECORD_KINDS, is_record_name, spool_dir, storage_roots
+from lightspeed_common.records import RECORD_KINDS, erasure_notes_dir, is_record_name, spool_dir, storage_roots
 from lightspeed_common.version import VERSION
 
 log = structlog.get_logger("collector")
@@ -88,7 +89,7 @@ def _stage(files: list[Path], now: float) -> dict[str, Any]:
 
 def status(config: AppConfig) -> dict[str, Any]:
     """What waits, by stage: new records in the storage folders, records claimed into a batch (its
-    archive may be in the outbox, waiting to be accepted), and quarantined batches."""
+    archive may be in the outbox, waiting to be accepted), quarantined batches, and erasures not yet shipped."""
     spool = Spool.for_config(config)
     roots = spool.roots
     now = time.time()
@@ -119,6 +120,8 @@ def status(config: AppConfig) -> dict[str, Any]:
         "claimed_batches": _count(claimed_dir),
         "outbox_batches": outbox["files"],
         "quarantined": _count(spool.quarantine_dir),
+        # Users the server erased whose erasure record has not reached the ingress yet (docs/privacy.md).
+        "erasures_waiting": len(ErasedUsers.load(erasure_notes_dir(config)).erasures),
         "last_success": saved.get("last_success"),
         "last_error": saved.get("last_error"),
     }

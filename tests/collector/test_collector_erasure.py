@@ -7,6 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
+from collector.__main__ import status
 from collector.daemon import Collector
 from lightspeed_common.atomic import write_atomic
 from lightspeed_common.config import AppConfig
@@ -112,12 +113,14 @@ async def test_an_erasure_record_the_ingress_did_not_take_is_sent_again_and_a_ne
     ingress.default = Reply(503)
     assert await Collector(config, once=True).async_run() is False
     assert note_path(config, ERASED).exists()
+    assert status(config)["erasures_waiting"] == 1  # what an operator sees while the ingress is away
     erase(config, ERASED, erased_at="2026-12-02T10:00:00+00:00")  # the user came back and was erased again
     ingress.default = Reply()
     assert await Collector(config, once=True).async_run() is True
     times = [record["erased_at"] for record in erasure_batches(ingress)]
     assert times == ["2026-12-01T10:00:00+00:00", "2026-12-02T10:00:00+00:00"]
     assert not note_path(config, ERASED).exists()
+    assert status(config)["erasures_waiting"] == 0
 
 
 async def test_a_batch_claimed_before_the_erasure_is_packaged_again_without_them(
