@@ -11,6 +11,7 @@ peak memory). The ingest's side: one user's records rewritten out of 1,000 archi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from ingest.app import create_app as create_ingest_app  # noqa: E402
 from lightspeed.privacy.erasure import Eraser  # noqa: E402
 from lightspeed.store.sqlite import SQLiteStateStore  # noqa: E402
 from lightspeed_common.config import config_from_mapping  # noqa: E402
+from lightspeed_common.logs import configure_logging  # noqa: E402
 
 T = TypeVar("T")
 RECORDS = 100_000
@@ -72,12 +74,12 @@ def fill_records(feedback: Path, transcripts: Path) -> None:
         (folder / f"{uuid.uuid4()}.json").write_text(json.dumps({"metadata": metadata, "redacted_query": "q"}))
 
 
-def fill_store(path: Path) -> None:
+async def fill_store(path: Path) -> None:
     """100,000 conversations with one turn each (the erased user owns 50, the traced one too), in one
     transaction."""
-    SQLiteStateStore(path)  # the schema; closed with the process's end, the bulk insert goes beside it
+    await SQLiteStateStore(path).close()  # the schema; the bulk insert goes beside the store
     moment = datetime.now(UTC).isoformat()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         rows = [(str(uuid.uuid4()), special(n) or owner(n)) for n in range(CONVERSATIONS)]
         db.executemany(
             "INSERT INTO conversations (conversation_id, owner, created_at, last_message_at, message_count) "
@@ -120,7 +122,7 @@ async def server_side(volume: Path) -> bool:
     feedback, transcripts, state = volume / "feedback", volume / "transcripts", volume / "state"
     state.mkdir()
     fill_records(feedback, transcripts)
-    fill_store(state / "conversations.sqlite3")
+    await fill_store(state / "conversations.sqlite3")
     config = config_from_mapping(
         {
             "service": {"state_dir": str(state)},
@@ -138,9 +140,9 @@ async def server_side(volume: Path) -> bool:
         lambda: eraser.erase_hash(ERASED, "bench"), lambda: eraser.erase_hash(TRACED, "bench")
     )
     await store.close()
-    print(f"   plain scan of {RECORDS:,} records: {scan_s:.2f} s, peak {scan_mb:.1f} MB ({found} of the user's)")
+    print(f"   plain scan of {RECORDS:,} records: {scan_s:.2f} s, peak {scan_mb:.2f} MB ({found} of the user's)")
     print(
-        f"   erasure: {erase_s:.2f} s ({erase_s / scan_s:.2f}x the scan), peak {erase_mb:.1f} MB; removed "
+        f"   erasure: {erase_s:.2f} s ({erase_s / scan_s:.2f}x the scan), peak {erase_mb:.2f} MB; removed "
         f"{erased.conversations} conversations, {erased.turns} turns, {erased.transcripts} transcripts, "
         f"{erased.feedback} feedback among {CONVERSATIONS:,} conversations"
     )
@@ -209,14 +211,15 @@ async def ingest_side(volume: Path) -> None:
             erased, erase_s, erase_mb = await measured(lambda: erase(ERASED), lambda: erase(TRACED))
     finally:
         await runner.cleanup()
-    print(f"   reading {ARCHIVES:,} archives ({members:,} records): {read_s:.2f} s, peak {read_mb:.1f} MB")
+    print(f"   reading {ARCHIVES:,} archives ({members:,} records): {read_s:.2f} s, peak {read_mb:.2f} MB")
     print(
         f"   rewriting them without one user's records: {erase_s:.2f} s ({erase_s / read_s:.2f}x the reading), "
-        f"peak {erase_mb:.1f} MB in this process; {erased['erased']}"
+        f"peak {erase_mb:.2f} MB in this process; {erased['erased']}"
     )
 
 
 def main() -> bool:
+    configure_logging("warning", "console")  # the daemons' info lines would bury the figures
     print(f"== erasure: one user among {RECORDS:,} records and {CONVERSATIONS:,} conversations, and at the ingest")
     with data_volume("4G") as volume:
         ok = asyncio.run(server_side(volume))
