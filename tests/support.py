@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import pty
 import sqlite3
+import struct
+import termios
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -158,3 +162,33 @@ def sqlite_schema(path: Path) -> tuple[int, dict[str, str]]:
         rows = db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
     normal = {name: " ".join(sql.replace("IF NOT EXISTS ", "").split()) for name, sql in rows}
     return version, normal
+
+
+async def on_terminal(command: list[str], stdout: Path, cwd: Path | None = None) -> tuple[int, str]:
+    """Run `command` with its standard error on a pseudo-terminal (100 columns) and its standard output in
+    the file `stdout`, as a person's shell would with `> file`; its exit code and what the terminal showed.
+    Outside systemd: JOURNAL_STREAM and INVOCATION_ID are not passed on."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
+    with stdout.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(*command, cwd=cwd, stdout=out, stderr=follower, env=env)
+    os.close(follower)
+
+    def screen() -> bytes:
+        """What the terminal shows until the process closes it (the event loop serves meanwhile)."""
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the process is gone
+                return seen
+            if not chunk:
+                return seen
+            seen += chunk
+
+    try:
+        text = (await asyncio.to_thread(screen)).decode(errors="replace")
+    finally:
+        os.close(leader)
+    return await asyncio.wait_for(proc.wait(), 120), text

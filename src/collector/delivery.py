@@ -36,6 +36,7 @@ from collector.spool import Package, Spool
 from collector.upload import Uploader
 from lightspeed_common.config import AppConfig
 from lightspeed_common.json_text import parse_json
+from lightspeed_common.progress import Progress
 from lightspeed_common.records import erasure_notes_dir
 
 log = structlog.get_logger("collector")
@@ -82,6 +83,7 @@ class Delivery:
         self._cleanups: set[asyncio.Task[None]] = set()
         self._keep = not config.user_data_collection.data_collector.cleanup_after_send
         self._forget_names = False  # an erasure was shipped: compact the journal once the flush's cleanups end
+        self._progress: Progress | None = None  # each flush's own, made when it starts
 
     def load_status(self) -> None:
         """Carry the last success and error over a restart, for `status` (blocking)."""
@@ -110,6 +112,10 @@ class Delivery:
         everything found was delivered: nothing failed, nothing was quarantined.
         """
         quarantined_before = self.totals.quarantined
+        waiting = await asyncio.to_thread(self._waiting)
+        self._progress = Progress(
+            "delivering", waiting, unit="records", every=self.config.logging.progress_interval_seconds
+        )
         try:
             ok = (
                 await self._deliver_claimed(uploader)
@@ -119,6 +125,8 @@ class Delivery:
         except SpoolTrouble:
             ok = False  # the disk said no: stop claiming, keep everything
         finally:
+            self._progress.close()
+            self._progress = None
             await self._cleanups_done()
             if self._forget_names:  # an erased user's member names are in finished entries: drop them now
                 await asyncio.to_thread(self.journal.compact)
@@ -238,7 +246,14 @@ class Delivery:
         )
         return True
 
+    def _waiting(self) -> int:
+        """Records this flush will try to deliver: those claimed before, and those in the storage folders."""
+        claimed = sum(len(self.spool.members(batch)) for batch in self.spool.pending())
+        return claimed + sum(1 for _ in iter_records(self.spool.roots))
+
     def _count(self, package: Package) -> None:
+        if self._progress is not None:
+            self._progress.advance(len(package.members))
         self.totals.batches += 1
         self.totals.records += len(package.members)
         self.totals.bytes += package.size

@@ -20,6 +20,7 @@ import aiohttp
 
 from lightspeed_common.config import load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
+from lightspeed_common.progress import Progress
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 69
@@ -66,11 +67,12 @@ class Api:
                 raise ApiRefused(response.status, data)
             return data
 
-    def download(self, path: str, sink: BinaryIO, seconds: float = 600) -> int:
-        """GET `path` into `sink` as it arrives (a large answer never sits in memory); the bytes written."""
-        return asyncio.run(self._download(path, sink, seconds))
+    def download(self, path: str, sink: BinaryIO, seconds: float = 600, progress: Progress | None = None) -> int:
+        """GET `path` into `sink` as it arrives (a large answer never sits in memory); the bytes written,
+        counted on `progress` as they come."""
+        return asyncio.run(self._download(path, sink, seconds, progress))
 
-    async def _download(self, path: str, sink: BinaryIO, seconds: float) -> int:
+    async def _download(self, path: str, sink: BinaryIO, seconds: float, progress: Progress | None) -> int:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
             session.get(self._base + path, headers=self._headers) as response,
@@ -82,6 +84,8 @@ class Api:
             async for chunk in response.content.iter_chunked(1 << 16):
                 sink.write(chunk)
                 written += len(chunk)
+                if progress is not None:
+                    progress.advance(len(chunk))
             return written
 
 

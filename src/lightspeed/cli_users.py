@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from lightspeed.cli_base import Api, Command, connection, dump, table
+from lightspeed_common.progress import Progress
 
 
 def add_commands(commands: Any) -> None:
@@ -51,12 +52,16 @@ def erase(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], 
 def export(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
     path = f"/v1/users/{quote(args.user_id, safe='')}/data"
     if args.output is None:
-        api.download(path, sys.stdout.buffer)
+        with Progress("exporting", None, unit="B", scale=True) as progress:  # a bar on a terminal's stderr
+            api.download(path, sys.stdout.buffer, progress=progress)
         return 0
     partial = args.output.with_name(f".{args.output.name}.tmp")
     try:
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
-            written = api.download(path, sink)
+        with (
+            os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink,
+            Progress("exporting", None, unit="B", scale=True) as progress,
+        ):
+            written = api.download(path, sink, progress=progress)
         partial.replace(args.output)
     finally:
         partial.unlink(missing_ok=True)

@@ -295,6 +295,9 @@ class TelemetryConfig(Section):
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # Long work (a collector backlog, the first index build) logs a `progress` event this often when it
+    # draws no bar (not on a terminal, or under systemd).
+    progress_interval_seconds: float = Field(default=5.0, gt=0)
 
 
 class AppConfig(BaseSettings):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from lightspeed.answers.chunking import split_document, split_sentences
 from lightspeed.answers.extract import excerpts
@@ -315,3 +316,17 @@ def test_typo_repair_is_bounded_per_question_and_remembered(
     assert vocabulary.repair(" ".join([*unknown, "reqeust"])).split()[-1] == "reqeust"
     assert vocabulary.repair("reqeust") == "request"
     assert vocabulary.repair(" ".join([*unknown, "reqeust"])).split()[-1] == "request"
+
+
+def test_the_first_index_build_logs_its_progress_and_a_cached_one_is_silent(
+    embedder: SentenceTransformerEmbedder, documents: list[Document], tmp_path: Path
+) -> None:
+    """Not on a terminal (as here, and under systemd): `progress` events with done and total."""
+    with capture_logs() as logs:
+        DocumentIndex(embedder, documents, 700, IndexCache(tmp_path, progress_every=0.000001))
+    progress = [(e["task"], e["done"], e["total"], e["unit"]) for e in logs if e["event"] == "progress"]
+    assert progress[0] == ("indexing documents", 1, len(documents), "documents")
+    assert progress[-1] == ("indexing documents", len(documents), len(documents), "documents")
+    with capture_logs() as logs:
+        DocumentIndex(embedder, documents, 700, IndexCache(tmp_path, progress_every=0.000001))
+    assert [e for e in logs if e["event"] == "progress"] == []

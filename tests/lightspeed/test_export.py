@@ -4,12 +4,14 @@ document, streamed; only theirs."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.lightspeed.test_conversations import as_user
 from tests.lightspeed.test_erasure import api_key_client, api_key_config, use
 from tests.lightspeed.test_settings_cli import lightspeed
+from tests.support import on_terminal
 
 
 async def test_a_user_exports_exactly_their_own_data(
@@ -81,3 +83,17 @@ async def test_the_command_line_lists_the_audit_trail(make_client: ClientFactory
     assert row.endswith("conversations=0 feedback=0 transcripts=0 turns=0")
     as_json = await lightspeed("audit", "--json", *url)
     assert [e["action"] for e in json.loads(as_json.out)] == ["erasure"]
+
+
+async def test_the_command_line_export_shows_its_progress_on_a_terminal(
+    make_client: ClientFactory, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    client = await make_client(make_config())  # noop: every caller holds the admin role
+    await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    url = ["--url", str(client.make_url("")).rstrip("/")]
+    command = [sys.executable, "-m", "lightspeed", "export", "--user-id", "alice", *url]
+    code, text = await on_terminal(command, tmp_path / "alice.json")  # `lightspeed export ... > alice.json`
+    assert code == 0, text
+    assert "exporting:" in text
+    assert "B/s" in text
+    assert json.loads((tmp_path / "alice.json").read_text())["user_id"] == "alice"

@@ -32,6 +32,7 @@ import structlog
 from lightspeed.answers.chunking import CHUNKING_VERSION
 from lightspeed.answers.lexical import TERMS_VERSION, LexicalIndex
 from lightspeed.models.embedding import Embedder, Vectors
+from lightspeed_common.progress import Progress
 
 log = structlog.get_logger(__name__)
 CACHE_DIR = "answer-index"
@@ -58,8 +59,9 @@ def document_key(source: str, text: str, max_chars: int) -> str:
 
 
 class IndexCache:
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, progress_every: float = 5.0) -> None:
         self.root = root  # None: remember nothing
+        self.progress_every = progress_every  # seconds between `progress` events while documents are embedded
 
     def vectors(
         self,
@@ -71,14 +73,19 @@ class IndexCache:
         """Each document's two arrays of vectors, of `rows[i]` rows each: from the cache, else
         `embed(i)` and stored."""
         folder = self.root / model if self.root else None
-        out: list[tuple[Vectors, Vectors]] = []
+        found: list[tuple[Vectors, Vectors] | None] = []
         for i, key in enumerate(keys):
             cached = self._load(folder / f"{key}.npz") if folder else None
-            if cached is None or (len(cached[0]), len(cached[1])) != rows[i]:
-                cached = embed(i)
-                if folder is not None:
-                    self._store(folder, f"{key}.npz", cached)
-            out.append(cached)
+            found.append(cached if cached is not None and (len(cached[0]), len(cached[1])) == rows[i] else None)
+        missing = [i for i, cached in enumerate(found) if cached is None]
+        if missing:  # the first start, or documents changed: embedding takes a while, so it shows
+            with Progress("indexing documents", len(missing), unit="documents", every=self.progress_every) as bar:
+                for i in missing:
+                    made = found[i] = embed(i)
+                    if folder is not None:
+                        self._store(folder, f"{keys[i]}.npz", made)
+                    bar.advance()
+        out = [cached for cached in found if cached is not None]
         if folder is not None:
             self._prune(folder, {f"{k}.npz" for k in keys})
         return out

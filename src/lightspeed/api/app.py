@@ -77,7 +77,7 @@ def _documents(config: AppConfig) -> list[Document]:
 
 def _index(config: AppConfig, model: Embedder, documents: list[Document]) -> DocumentIndex:
     """The documents indexed with `model`, the vectors from the index cache when it has them (blocking)."""
-    cache = IndexCache(config.service.state_dir / CACHE_DIR)
+    cache = IndexCache(config.service.state_dir / CACHE_DIR, config.logging.progress_interval_seconds)
     return DocumentIndex(model, documents, config.answers.local.passage_chars, cache)
 
 
