@@ -21,6 +21,7 @@ from collector.delivery import Checkpoint, Delivery, Totals, iso
 from collector.discovery import iter_records
 from collector.spool import Spool
 from collector.upload import Uploader, build_uploader
+from lightspeed_common import tracing
 from lightspeed_common.config import AppConfig
 from lightspeed_common.http.outbound import Outbound
 from lightspeed_common.notify import Notifier
@@ -86,6 +87,14 @@ class Collector:
 
     async def async_run(self) -> bool:
         """Returns True when everything found was delivered (what `--once` exits on)."""
+        if tracing.start("lightspeed-collector"):  # OTEL_* asks for traces
+            try:
+                return await self._run()
+            finally:
+                await asyncio.to_thread(tracing.stop)  # the last spans are sent before the process ends
+        return await self._run()
+
+    async def _run(self) -> bool:
         await asyncio.to_thread(self.spool.prepare)
         await asyncio.to_thread(self.delivery.load_status)
         await self.delivery.recover()

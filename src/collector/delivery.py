@@ -34,6 +34,7 @@ from collector.errors import (
 from collector.journal import Journal
 from collector.spool import Package, Spool
 from collector.upload import Uploader
+from lightspeed_common import tracing
 from lightspeed_common.config import AppConfig
 from lightspeed_common.json_text import parse_json
 from lightspeed_common.progress import Progress
@@ -201,7 +202,8 @@ class Delivery:
         """The batch's archive, None if nothing was left to send. Raises SpoolTrouble."""
         try:
             erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
-            package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds)
+            with tracing.span("package", **{"lightspeed.batch_id": batch_id}):
+                package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds)
         except OSError as exc:
             raise self._spool_trouble("package", batch_id, exc) from exc
         if package is not None:
@@ -217,7 +219,10 @@ class Delivery:
         """Upload, journal the acceptance, start the cleanup. False when the flush should stop."""
         batch_id = package.batch_id
         try:
-            accepted = await uploader.upload(batch_id, package.path)
+            with tracing.span(
+                "upload", **{"lightspeed.batch_id": batch_id, "lightspeed.records": len(package.members)}
+            ):
+                accepted = await uploader.upload(batch_id, package.path)
         except BatchTooLarge as exc:
             return await self._split_or_quarantine(uploader, batch_id, len(package.members), exc)
         except (IngressRejected, TokenRejected) as exc:

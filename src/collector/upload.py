@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from collector.errors import BatchTooLarge, IngressRejected, IngressUnavailable, TokenRejected
 from collector.identity import Credentials, build_credentials
 from collector.identity import user_agent as user_agent_of
+from lightspeed_common import tracing
 from lightspeed_common.backoff import RetryAfterOrBackoff, parse_retry_after
 from lightspeed_common.config import AppConfig, RetryConfig
 from lightspeed_common.http.outbound import Outbound
@@ -114,6 +115,7 @@ class Uploader:
         headers = {"x-rh-insights-request-id": batch_id, "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        tracing.inject(headers)  # the ingest's receive continues this upload's trace
         form = aiohttp.FormData()
         try:
             with archive.open("rb") as handle:

@@ -25,6 +25,7 @@ from ingest.erasure import erasure_task
 from ingest.openapi import build_openapi
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import Database, Storage, StorageFailure, StorageUnavailable
+from lightspeed_common import tracing
 from lightspeed_common.atomic import ensure_dir
 from lightspeed_common.checks import Check, run_checks, writable_directory
 from lightspeed_common.config import AppConfig
@@ -214,6 +215,8 @@ async def _open(stack: contextlib.AsyncExitStack, config: AppConfig, ingest_metr
     settings = config.ingest
     if problems := await asyncio.to_thread(run_checks, ingest_checks(config)):
         raise problems[0]
+    if tracing.start("lightspeed-ingest"):  # OTEL_* asks for traces
+        stack.push_async_callback(asyncio.to_thread, tracing.stop)  # the last spans are sent
     upload_keys, telemetry_keys, admin_keys = await asyncio.to_thread(_keys, settings)
     storage, archives = await asyncio.to_thread(_open_storage, settings)
     db = Database(storage)

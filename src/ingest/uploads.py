@@ -29,6 +29,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from ingest.archive import ArchiveRejected, Limits, inspect_archive
 from ingest.context import INGEST, Ingest
 from ingest.storage import DuplicateUpload, StoredUpload, UploadInfo
+from lightspeed_common import tracing
 from lightspeed_common.errors import (
     ApiError,
     BadRequest,
@@ -255,7 +256,8 @@ async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
         await _discard_body(request, ingest, limit + MAX_SMALL_PART)
         return _reply(known, "", "", None)
     try:
-        spooled, service, category = await _read_parts(request, ingest)
+        with tracing.span("receive"):
+            spooled, service, category = await _read_parts(request, ingest)
     except PayloadTooLarge:
         metrics.uploads.labels("too_large").inc()
         raise
@@ -267,7 +269,8 @@ async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
         log.warning("upload_too_slow", upload_request_id=request_id)
         raise
     try:
-        return await _store(ingest, request_id, spooled, service, category)
+        with tracing.span("index", **{"lightspeed.bytes": spooled.size}):
+            return await _store(ingest, request_id, spooled, service, category)
     finally:
         spooled.discard()  # a no-op once the archive was moved in place
 

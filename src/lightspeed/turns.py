@@ -37,6 +37,7 @@ from lightspeed.records.formats import Transcript
 from lightspeed.records.redaction import Redactor
 from lightspeed.records.writer import RecordWriter
 from lightspeed.store.conversations import ConversationStore, Turn, check_owner
+from lightspeed_common import tracing
 from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import (
     INVALID_ATTRIBUTE,
@@ -180,7 +181,8 @@ class Turns:
         """The provider's whole answer, counted."""
         started = time.perf_counter()
         try:
-            completion = await self._answerer.provider.complete(turn.question)
+            with tracing.span("provider call", **self._span_attributes(turn)):
+                completion = await self._answerer.provider.complete(turn.question)
         except ApiError:
             self.failed(turn)
             raise
@@ -191,6 +193,10 @@ class Turns:
         """The provider's answer piece by piece; it fills `usage` as it ends. The caller counts it
         (`answered` or `failed`): only the caller knows when a stream has ended, and how."""
         return self._answerer.provider.stream(turn.question, usage)
+
+    @staticmethod
+    def _span_attributes(turn: PreparedTurn) -> dict[str, str]:
+        return {"gen_ai.system": turn.choice.provider, "gen_ai.request.model": turn.choice.model}
 
     def failed(self, turn: PreparedTurn) -> None:
         self._metrics.llm_failure(turn.choice.provider, turn.choice.model)
@@ -246,7 +252,8 @@ class Turns:
             attachments=attachments,
         )
         try:
-            path = await self._writer.write_transcript(transcript)
+            with tracing.span("record write", **{"lightspeed.record_kind": "transcript"}):
+                path = await self._writer.write_transcript(transcript)
         except RecordWriteError as exc:
             log.error("transcript_write_failed", reason=exc.reason)
         else:

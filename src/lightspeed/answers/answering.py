@@ -13,6 +13,7 @@ from lightspeed.answers.extract import Excerpt, excerpts
 from lightspeed.answers.providers.base import AnswerProvider, Exchange
 from lightspeed.answers.retrieval import DocumentIndex, Hit, Query
 from lightspeed.models.embedding import Embedder
+from lightspeed_common import tracing
 from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import NotFound
 
@@ -125,7 +126,8 @@ class Answerer:
     async def retrieve(self, query: Query, user: str) -> Found:
         """`find` on the retrieval threads, `user` holding at most max_concurrent_per_user of them."""
         async with self._per_user.held(user):
-            return await asyncio.get_running_loop().run_in_executor(self._threads, self.find, query)
+            with tracing.span("retrieval", **{"lightspeed.top_k": self._top_k}):
+                return await asyncio.get_running_loop().run_in_executor(self._threads, self.find, query)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

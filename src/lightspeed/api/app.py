@@ -41,6 +41,7 @@ from lightspeed.telemetry.sender import TelemetrySender
 from lightspeed.telemetry.service import TelemetryService
 from lightspeed.telemetry.wiring import open_telemetry
 from lightspeed.turns import Turns
+from lightspeed_common import tracing
 from lightspeed_common.checks import run_checks
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import effective_allowed_hosts
@@ -223,6 +224,8 @@ async def _open(
     # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
     if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
         raise problems[0]
+    if tracing.start("lightspeed"):  # OTEL_* asks for traces
+        stack.push_async_callback(asyncio.to_thread, tracing.stop)  # the last spans are sent
     stack.push_async_callback((state := await open_state(config)).store.close)
     stack.push_async_callback((auth := await asyncio.to_thread(preflight.authenticator, config)).close)
     writer = RecordWriter(

@@ -18,6 +18,7 @@ from lightspeed.records.redaction import Redactor
 from lightspeed.records.writer import RecordWriter
 from lightspeed.store.conversations import ConversationStore, check_owner
 from lightspeed.store.settings import FeedbackStatusChange, RuntimeSettings
+from lightspeed_common import tracing
 from lightspeed_common.errors import ApiError, Conflict, Forbidden, RecordWriteError
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,8 @@ class FeedbackDesk:
             categories=given.categories,
         )
         try:
-            path = await self._writer.write_feedback(feedback)
+            with tracing.span("record write", **{"lightspeed.record_kind": "feedback"}):
+                path = await self._writer.write_feedback(feedback)
         except RecordWriteError as exc:
             log.error("feedback_write_failed", reason=exc.reason)
             raise ApiError("Failed to store feedback", exc.reason) from exc

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from lightspeed_common import tracing
 from lightspeed_common.errors import ApiError, Forbidden, MisdirectedRequest, RequestInvalid, RequestTimeout
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed_common.http.pace import BodyDeadline
@@ -117,6 +118,16 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else request.app[REQUEST_IDS]()
     request[REQUEST_ID] = request_id
+    name = f"{request.method} {route_name(request)}"
+    with tracing.server_span(name, request.headers, **{"http.request.method": request.method}) as span:
+        response = await _observed(request, handler, request_id)
+        if span is not None:
+            span.set_attribute("http.response.status_code", response.status)
+            span.set_attribute("lightspeed.request_id", request_id)
+    return response
+
+
+async def _observed(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     response: web.StreamResponse
