@@ -192,7 +192,16 @@ class Turns:
     def stream(self, turn: PreparedTurn, usage: Usage) -> AsyncGenerator[str, None]:
         """The provider's answer piece by piece; it fills `usage` as it ends. The caller counts it
         (`answered` or `failed`): only the caller knows when a stream has ended, and how."""
-        return self._answerer.provider.stream(turn.question, usage)
+        return self._traced(turn, self._answerer.provider.stream(turn.question, usage))
+
+    async def _traced(self, turn: PreparedTurn, pieces: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+        """The stream inside a `provider call` span, from its first piece to its end (or its abandonment)."""
+        with tracing.span("provider call", **self._span_attributes(turn)):
+            try:
+                async for piece in pieces:
+                    yield piece
+            finally:
+                await pieces.aclose()
 
     @staticmethod
     def _span_attributes(turn: PreparedTurn) -> dict[str, str]:

@@ -4,9 +4,11 @@ trace from the collector's upload through the ingest's receive, sent to a real O
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,9 @@ async def test_a_query_is_one_trace_with_retrieval_the_provider_call_and_the_rec
             call, port, "POST", "/v1/query", {"query": "How do I start the server?"}, "any-token"
         )
         assert answer["conversation_id"]
-        spans = await receiver.wait_for("lightspeed", {"POST /v1/query", "retrieval", "provider call", "record write"})
+        await receiver.wait_for("lightspeed", {"POST /v1/query", "retrieval", "provider call", "record write"})
+        assert "\"event\": \"end\"" in await asyncio.to_thread(streamed, port, "How do I start the server?")
+        spans = await receiver.wait_for("lightspeed", {"POST /v1/streaming_query"})
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
@@ -59,6 +63,19 @@ async def test_a_query_is_one_trace_with_retrieval_the_provider_call_and_the_rec
         assert by_name(spans, child).parent_id == request.span_id
     assert by_name(spans, "provider call").attributes["gen_ai.system"] == "local"
     assert by_name(spans, "record write").attributes["lightspeed.record_kind"] == "transcript"
+    stream = by_name(spans, "POST /v1/streaming_query")
+    calls = [s for s in spans if s.name == "provider call" and s.trace_id == stream.trace_id]
+    assert [s.parent_id for s in calls] == [stream.span_id]  # the stream, from its first piece to its end
+
+
+def streamed(port: int, question: str) -> str:
+    """POST /v1/streaming_query; the server-sent events, whole."""
+    body = json.dumps({"query": question}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/streaming_query", data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", "Bearer any-token")
+    with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310 - loopback only
+        return str(resp.read().decode())
 
 
 def one_record_and_the_ingest(path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
