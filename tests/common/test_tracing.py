@@ -50,7 +50,7 @@ async def test_a_query_is_one_trace_with_retrieval_the_provider_call_and_the_rec
         )
         assert answer["conversation_id"]
         await receiver.wait_for("lightspeed", {"POST /v1/query", "retrieval", "provider call", "record write"})
-        assert "\"event\": \"end\"" in await asyncio.to_thread(streamed, port, "How do I start the server?")
+        assert '"event": "end"' in await asyncio.to_thread(streamed, port, "How do I start the server?")
         spans = await receiver.wait_for("lightspeed", {"POST /v1/streaming_query"})
     finally:
         proc.terminate()
