@@ -55,10 +55,12 @@ def start_server(
     port: int,
     answers: dict[str, Any] | None = None,
     sections: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
     **service: Any,
 ) -> subprocess.Popen[bytes]:
     """The real lightspeed server with the development-like config (`answers` merged into its section,
-    `sections` added at the top), logs to a file."""
+    `sections` added at the top, `env` added to the environment), logs to a file."""
     config = {
         "service": {"port": port, "state_dir": str(workdir / "state"), **service},
         "user_data_collection": {
@@ -79,7 +81,7 @@ def start_server(
         [sys.executable, "-m", "lightspeed", "serve", "--config", str(path)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
     try:
         wait_ready(port, proc)

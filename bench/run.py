@@ -25,6 +25,7 @@ import query_bench
 import redaction_bench
 import startup_bench
 import telemetry_bench
+import tracing_bench
 
 if os.geteuid() != 0:
     sys.exit("make bench needs root: it mounts a loop ext4 volume for the record data")
@@ -38,6 +39,7 @@ results = {
     "collector": collector_bench.main(),
     "telemetry": telemetry_bench.main(),
     "query": query_bench.main(),
+    "tracing": tracing_bench.main(),
     "answers": answers_eval.main(),
     "models": models_bench.main(),
     "ingest": ingest_bench.main(),
