@@ -21,10 +21,11 @@ import io
 import tarfile
 import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ingest.storage import RecordInfo
+from ingest.storage import FeedbackInfo, RecordInfo
 from lightspeed_common.json_text import parse_json
 from lightspeed_common.records import BY_FOLDER, ERASURE_FOLDER, Erasure, record_owner_and_time
 
@@ -123,7 +124,7 @@ def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
     fields = BY_FOLDER[kind].identity_fields(record)
     conversation = fields.get("conversation_id")
     timestamp = fields.get("timestamp")
-    owner, _ = record_owner_and_time(kind, record)
+    owner, written = record_owner_and_time(kind, record)
     return RecordInfo(
         member=name,
         kind=kind,
@@ -131,6 +132,19 @@ def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
         conversation_id=conversation if isinstance(conversation, str) else None,
         timestamp=timestamp if isinstance(timestamp, str) else None,
         user_hash=owner,
+        feedback=_feedback_info(record, written, data) if kind == "feedback" else None,
+    )
+
+
+def _feedback_info(record: dict[str, Any], written: datetime | None, data: bytes) -> FeedbackInfo:
+    sentiment, categories, text = record.get("sentiment"), record.get("categories"), record.get("user_feedback")
+    at = written.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if written else ""
+    return FeedbackInfo(
+        at=at,
+        sentiment=sentiment if isinstance(sentiment, int) and not isinstance(sentiment, bool) else None,
+        categories=tuple(sorted({c for c in categories if isinstance(c, str)})) if isinstance(categories, list) else (),
+        user_feedback=text if isinstance(text, str) else None,
+        record=data.decode(),
     )
 
 

@@ -181,6 +181,42 @@ def _erasure_paths() -> dict[str, Any]:
     }
 
 
+def _feedback_paths() -> dict[str, Any]:
+    text = {"type": "string"}
+    day = {"type": "string", "format": "date"}
+    schemas = {
+        "since": (day, "first day, YYYY-MM-DD"),
+        "until": (day, "last day, YYYY-MM-DD"),
+        "sentiment": ({"type": "string", "enum": ["1", "-1"]}, "1 or -1"),
+        "category": ({"type": "string", "pattern": "^[a-z0-9_]{1,64}$"}, "one of the record's categories"),
+        "q": ({"type": "string", "maxLength": 200}, "text in user_feedback, any case"),
+        "limit": ({"type": "integer", "minimum": 1, "maximum": 500}, "records in a page (json)"),
+        "after": ({"type": "string", "pattern": "^[0-9T:Z-]{0,25},[0-9a-f]{64}$"}, "the previous page's next"),
+        "format": ({"type": "string", "enum": ["json", "csv", "jsonl"]}, "a page, or the whole set streamed"),
+    }
+    parameters = [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": about}
+        for name, (schema, about) in schemas.items()
+    ]
+    page = _object("feedback", "next")
+    content = {
+        "application/json": {"schema": page},
+        "text/csv": {"schema": text},
+        "application/x-ndjson": {"schema": text},
+    }
+    return {
+        "/api/admin/v1/feedback": {
+            "get": _operation(
+                "The feedback received, filtered: a page, or the whole set as CSV or JSON Lines",
+                {"200": {"description": "the feedback", "content": content}},
+                (400, 401, 403, 429, 503),
+                security=ADMIN,
+                parameters=parameters,
+            )
+        }
+    }
+
+
 def _service_paths() -> dict[str, Any]:
     readiness = _object("ready", "reason")
     return {
@@ -207,6 +243,13 @@ def build_openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "lightspeed-ingest", "version": VERSION},
-        "paths": {**_upload_paths(), **_telemetry_paths(), **_admin_paths(), **_erasure_paths(), **_service_paths()},
+        "paths": {
+            **_upload_paths(),
+            **_telemetry_paths(),
+            **_admin_paths(),
+            **_erasure_paths(),
+            **_feedback_paths(),
+            **_service_paths(),
+        },
         "components": {"schemas": schemas, "securitySchemes": schemes},
     }

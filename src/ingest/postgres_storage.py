@@ -116,6 +116,21 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX erasures_pending ON erasures (done_at)",
     ],
+    [  # 3: feedback, browsable and exportable, as SQLite schema version 3
+        """CREATE TABLE feedback (
+            content_sha256 TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL REFERENCES uploads (request_id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            day TEXT NOT NULL,
+            sentiment INTEGER,
+            categories TEXT NOT NULL,
+            user_feedback TEXT,
+            record TEXT NOT NULL
+        )""",
+        "CREATE INDEX feedback_request ON feedback (request_id)",
+        "CREATE INDEX feedback_at ON feedback (at, content_sha256)",
+        "CREATE INDEX feedback_day ON feedback (day, sentiment)",
+    ],
 ]
 
 

@@ -75,10 +75,11 @@ class ErasureQueries(SQLDatabase):
             session.execute("DELETE FROM uploads WHERE request_id = ?", (request_id,))  # its rows go with it
             return
         condition, args = self._one_of("content_sha256", rewrite.kept)
-        session.execute(
-            f"DELETE FROM records WHERE request_id = ? AND NOT ({condition})",  # noqa: S608 - placeholders
-            [request_id, *args],
-        )
+        for table in ("records", "feedback"):  # fixed names
+            session.execute(
+                f"DELETE FROM {table} WHERE request_id = ? AND NOT ({condition})",  # noqa: S608 - placeholders
+                [request_id, *args],
+            )
         session.execute(
             "UPDATE uploads SET bytes = ?, sha256 = ?, records = ?, users_indexed = 1, "
             "new_records = (SELECT COUNT(*) FROM records WHERE records.request_id = uploads.request_id) "

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ingest.sql_erasure import ErasureQueries
+from ingest.sql_feedback import FeedbackQueries
 from ingest.storage import (
     MODEL_DIMENSIONS,
     DailyLimits,
@@ -37,7 +38,7 @@ T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage(ErasureQueries):
+class SQLStorage(ErasureQueries, FeedbackQueries):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.
@@ -88,6 +89,7 @@ class SQLStorage(ErasureQueries):
                 raise
             new = self._insert_records(session, upload.request_id, records)
             self._index_users(session, upload.request_id, records, upload.received_at)
+            self._index_feedback(session, upload.request_id, records)
             stored = StoredUpload(upload.request_id, len(records), new, len(records) - new)
             session.execute(
                 "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",

@@ -104,6 +104,23 @@ CREATE TABLE IF NOT EXISTS erasures (
 CREATE INDEX IF NOT EXISTS erasures_pending ON erasures (done_at);
 """
 
+# 3: the feedback browser and export (issue 27): each feedback record's browsable fields and its JSON.
+_SCHEMA_3 = """
+CREATE TABLE IF NOT EXISTS feedback (
+    content_sha256 TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES uploads (request_id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    sentiment INTEGER,
+    categories TEXT NOT NULL,
+    user_feedback TEXT,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
+CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at, content_sha256);
+CREATE INDEX IF NOT EXISTS feedback_day ON feedback (day, sentiment);
+"""
+
 
 class SQLiteStorage(SQLStorage):
     """The default backend: one SQLite file, WAL, every commit durable (synchronous=FULL)."""
@@ -159,5 +176,6 @@ def _statements(script: str) -> list[str]:
 SQLITE_MIGRATIONS = [
     _statements(_SCHEMA_1),  # 1: uploads, records, models, contributions, seen events, deletions
     _statements(_SCHEMA_2),  # 2: erasures
+    _statements(_SCHEMA_3),  # 3: feedback, browsable and exportable
 ]
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

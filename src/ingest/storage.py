@@ -66,6 +66,28 @@ class DailyLimits:
 
 
 @dataclass(frozen=True)
+class FeedbackInfo:
+    """What the feedback browser and export need of a feedback record (issue 27), kept beside the index."""
+
+    at: str  # the record's timestamp, ISO 8601 UTC (`...Z`), or "" when it has none readable
+    sentiment: int | None
+    categories: tuple[str, ...]
+    user_feedback: str | None
+    record: str  # the record as received, JSON text
+
+
+@dataclass(frozen=True)
+class FeedbackFilter:
+    """Which feedback the browser and the export show: each field None means any."""
+
+    since: str | None = None  # a day, YYYY-MM-DD, inclusive
+    until: str | None = None
+    sentiment: int | None = None
+    category: str | None = None
+    text: str | None = None  # found in user_feedback, whatever its case
+
+
+@dataclass(frozen=True)
 class RecordInfo:
     """One record of an archive, as indexed."""
 
@@ -75,6 +97,7 @@ class RecordInfo:
     conversation_id: str | None
     timestamp: str | None  # an erasure record's: its erased_at
     user_hash: str | None = None  # the keyed user hash the record belongs to (an erasure record's: the erased)
+    feedback: FeedbackInfo | None = None  # a feedback record's browsable fields
 
 
 @dataclass(frozen=True)
@@ -169,6 +192,9 @@ class Storage(Protocol):
     def erasure_rewritten(self, rewrites: list[tuple[str, Rewrite]]) -> None: ...
     def finish_erasure(self, erasure_id: int, counts: dict[str, int], now: datetime) -> None: ...
     def erasure_log(self, limit: int) -> list[dict[str, Any]]: ...
+    def feedback_page(
+        self, where: FeedbackFilter, limit: int, after: tuple[str, str] | None
+    ) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 

@@ -81,6 +81,7 @@ INGEST_ROUTES = {
     ("POST", "/api/admin/v1/deletions"): "admin",
     ("GET", "/api/admin/v1/erasures"): "admin",
     ("POST", "/api/admin/v1/erasures"): "admin",
+    ("GET", "/api/admin/v1/feedback"): "admin",
     ("GET", "/admin"): "admin",
     ("GET", "/admin/{asset}"): "admin",
     ("GET", "/liveness"): "public",

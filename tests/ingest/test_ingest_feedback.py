@@ -1,0 +1,127 @@
+"""The feedback browser's API and the export (issue 27), on SQLite and on PostgreSQL: filters, pages,
+CSV and JSON Lines of the filtered set equal to the records sent, and erasure and retention reach it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+from ingest.app import enforce_retention
+from ingest.context import INGEST
+from ingest.erasure import apply_pending
+from tests.ingest_support import Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
+from tests.telemetry_support import now
+
+ALICE, BOB = "a1" * 32, "b2" * 32
+
+
+def feedback(n: int, day: str, sentiment: int, user: str = BOB, **more: Any) -> dict[str, Any]:
+    return {
+        "user_id": user,
+        "timestamp": f"{day} 10:{n % 60:02d}:00+00:00",
+        "conversation_id": f"c-{n}",
+        "user_question": f"question {n}",
+        "llm_response": f"answer {n}",
+        "sentiment": sentiment,
+        "user_feedback": more.pop("text", f"feedback {n}"),
+        "categories": more.pop("categories", None),
+        **more,
+    }
+
+
+async def send(client: Client, records: list[dict[str, Any]], batch: str) -> None:
+    entries = []
+    for n, record in enumerate(records):
+        data = json.dumps(record).encode()
+        entries.append((member(f"feedback/{batch}-{n}.json", data), data))
+    resp = await upload(client, tar_gz(entries), batch)
+    assert resp.status == 202, await resp.text()
+
+
+async def week(client: Client) -> list[dict[str, Any]]:
+    """7 positive and 3 negative feedback on 2026-11-20, and 2 the day after (one of them alice's)."""
+    records = [feedback(n, "2026-11-20", 1) for n in range(7)]
+    records += [feedback(n, "2026-11-20", -1, categories=["incorrect", "incomplete"]) for n in range(7, 10)]
+    records += [
+        feedback(10, "2026-11-21", -1, categories=["unsafe"], text="=SUM(A1) the Disk, it told me"),
+        feedback(11, "2026-11-21", 1, user=ALICE, text="Great, thanks"),
+    ]
+    await send(client, records[:6], "batch-1")
+    await send(client, records[6:], "batch-2")
+    return records
+
+
+async def page(client: Client, query: str) -> dict[str, Any]:
+    return await admin_get(client, f"/api/admin/v1/feedback?{query}")
+
+
+async def test_filters_and_pages(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    sent = await week(client)
+    everything = await page(client, "limit=500")
+    assert [f["record"] for f in everything["feedback"]] == sorted(sent, key=lambda r: r["timestamp"], reverse=True)
+    assert everything["next"] is None
+    day = await page(client, "since=2026-11-20&until=2026-11-20")
+    assert [f["sentiment"] for f in day["feedback"]].count(1) == 7
+    assert [f["sentiment"] for f in day["feedback"]].count(-1) == 3
+    assert len((await page(client, "sentiment=-1&category=incorrect"))["feedback"]) == 3
+    assert [f["record"]["conversation_id"] for f in (await page(client, "q=sum(a1) THE disk"))["feedback"]] == ["c-10"]
+    assert (await page(client, "q=100%25"))["feedback"] == []  # % is a character, not a wildcard
+    walked, cursor = [], ""
+    while True:
+        got = await page(client, f"limit=5{cursor}")
+        walked += [f["id"] for f in got["feedback"]]
+        if got["next"] is None:
+            break
+        cursor = f"&after={got['next']}"
+    assert walked == [f["id"] for f in everything["feedback"]]
+
+
+async def test_bad_filters_are_refused_with_the_reason(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    for query, reason in (
+        ("since=20-11-2026", "since must be a day"),
+        ("sentiment=0", "sentiment must be 1 or -1"),
+        ("category=not%20a%20word", "category must be a word"),
+        ("limit=0", "limit must be a whole number"),
+        ("after=yesterday", "after must be the `next`"),
+        ("format=xml", "format must be json, csv or jsonl"),
+    ):
+        resp = await client.get(f"/api/admin/v1/feedback?{query}", headers=admin_headers())
+        assert resp.status == 400, query
+        assert reason in (await resp.json())["detail"]["cause"]
+    assert (await client.get("/api/admin/v1/feedback")).status == 401
+
+
+async def test_csv_and_json_lines_of_a_filtered_set_equal_the_records_sent(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    sent = await week(client)
+    negative = sorted((r for r in sent if r["sentiment"] == -1), key=lambda r: r["timestamp"], reverse=True)
+    resp = await client.get("/api/admin/v1/feedback?sentiment=-1&format=jsonl", headers=admin_headers())
+    assert resp.headers["Content-Type"].startswith("application/x-ndjson")
+    assert [json.loads(line) for line in (await resp.text()).splitlines()] == negative
+    resp = await client.get("/api/admin/v1/feedback?sentiment=-1&format=csv", headers=admin_headers())
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="feedback.csv"'
+    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert [row["conversation_id"] for row in rows] == [r["conversation_id"] for r in negative]
+    assert rows[0]["user_feedback"] == "'=SUM(A1) the Disk, it told me"  # a spreadsheet shows it, never runs it
+    assert rows[0]["categories"] == "unsafe"
+    assert rows[1]["categories"] == "incomplete;incorrect"
+    assert [row["sentiment"] for row in rows] == ["-1"] * 4
+    assert rows[1]["user_question"] == negative[1]["user_question"]
+
+
+async def test_erasure_and_retention_reach_the_feedback(make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    await week(client)
+    resp = await client.post("/api/admin/v1/erasures", json={"user_hash": ALICE}, headers=admin_headers())
+    assert (await resp.json())["erased"]["records"] == 1
+    left = (await page(client, "limit=500"))["feedback"]
+    assert len(left) == 11
+    assert ALICE not in json.dumps(left)
+    await apply_pending(client.app[INGEST])
+    await enforce_retention(client.app[INGEST], now() + timedelta(days=400))
+    assert (await page(client, "limit=500"))["feedback"] == []
