@@ -1,4 +1,5 @@
-"""`lightspeed-ingest [serve] --config FILE` and `lightspeed-ingest check-config --config FILE`.
+"""`lightspeed-ingest [serve] --config FILE`, `lightspeed-ingest check-config --config FILE` and
+`lightspeed-ingest export feedback [--since DAY ...] [--format csv|jsonl] [--output FILE]` (ingest/cli.py).
 
 Reads the `ingest` and `logging` sections of the YAML file (the same format
 as the other daemons'; a receiving host needs only those two). Exit codes as
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import structlog
 
+from ingest import cli
 from lightspeed_common.checks import check_config
-from lightspeed_common.config import AppConfig
+from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 from lightspeed_common.http.serving import run_service, run_with_config
 from lightspeed_common.notify import Notifier
@@ -35,6 +37,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for name, text in (("serve", "run the ingest service (the default)"), ("check-config", "validate a config file")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
+    cli.add_commands(commands, DEFAULT_CONFIG)
     args = list(argv)
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args.insert(0, "serve")
@@ -86,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ingest.app import ingest_checks  # noqa: PLC0415 - only for this command
 
         return check_config(args.config, ingest_checks, notes=config_notes)
+    if args.command == "export":
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"{exc.source}: invalid configuration: {'; '.join(exc.problems)}", file=sys.stderr)
+            return EXIT_CONFIG
+        return cli.export(config, args)
     return run_with_config(args.config, IDENTIFIER, serve)
 
 

@@ -6,7 +6,6 @@ writes the JSON document to `--output` (mode 0600: it is the user's data) or to 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from lightspeed.cli_base import Api, Command, connection, dump, table
+from lightspeed_common.atomic import private_output
 from lightspeed_common.progress import Progress
 
 
@@ -55,16 +55,8 @@ def export(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str],
         with Progress("exporting", None, unit="B", scale=True) as progress:  # a bar on a terminal's stderr
             api.download(path, sys.stdout.buffer, progress=progress)
         return 0
-    partial = args.output.with_name(f".{args.output.name}.tmp")
-    try:
-        with (
-            os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink,
-            Progress("exporting", None, unit="B", scale=True) as progress,
-        ):
-            written = api.download(path, sink, progress=progress)
-        partial.replace(args.output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with private_output(args.output) as sink, Progress("exporting", None, unit="B", scale=True) as progress:
+        written = api.download(path, sink, progress=progress)
     print(f"wrote {written} bytes to {args.output}", file=out)
     return 0
 

@@ -11,7 +11,9 @@ import ctypes
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def mark_migrated(path: Path) -> None:
@@ -159,6 +161,20 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Atomically replace a small state file, by default readable by the service only (blocking)."""
     ensure_dir(path.parent)
     write_atomic(path, data, mode=mode)
+
+
+@contextlib.contextmanager
+def private_output(path: Path) -> Iterator[BinaryIO]:
+    """A file to stream a user's data into (mode 0600 from the start): written as `.<name>.tmp` beside
+    `path` and moved in place when the block ends without an error; otherwise removed, so `path` is
+    whole or absent."""
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+            yield sink
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_lines(path: Path) -> list[str]:

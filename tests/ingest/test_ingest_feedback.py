@@ -6,13 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.erasure import apply_pending
-from tests.ingest_support import Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
+from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
+from tests.support import on_terminal
 from tests.telemetry_support import now
 
 ALICE, BOB = "a1" * 32, "b2" * 32
@@ -125,3 +130,32 @@ async def test_erasure_and_retention_reach_the_feedback(make_ingest: IngestFacto
     await apply_pending(client.app[INGEST])
     await enforce_retention(client.app[INGEST], now() + timedelta(days=400))
     assert (await page(client, "limit=500"))["feedback"] == []
+
+
+async def test_the_command_line_exports_the_same_set_with_its_progress(
+    make_ingest: IngestFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_ingest()
+    await week(client)
+    expected = await (
+        await client.get("/api/admin/v1/feedback?since=2026-11-21&format=csv", headers=admin_headers())
+    ).text()
+    config = tmp_path / "ingest.yaml"
+    config.write_text(json.dumps({"ingest": {"state_dir": str(tmp_path / "unused")}}))
+    url = str(client.make_url("")).rstrip("/")
+    command = [sys.executable, "-m", "ingest", "export", "feedback", "--config", str(config), "--url", url]
+    monkeypatch.setenv("LIGHTSPEED_INGEST_ADMIN_KEY", ADMIN_KEY)
+    target = tmp_path / "recent.csv"
+    code, screen = await on_terminal([*command, "--since", "2026-11-21", "--output", str(target)], tmp_path / "out")
+    assert code == 0, screen
+    assert target.read_bytes() == expected.encode()
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert "exporting feedback" in screen  # the bar, on the terminal
+    code, _ = await on_terminal([*command, "--sentiment", "-1", "--format", "jsonl"], tmp_path / "negative.jsonl")
+    assert code == 0
+    assert len((tmp_path / "negative.jsonl").read_text().splitlines()) == 4
+    monkeypatch.setenv("LIGHTSPEED_INGEST_ADMIN_KEY", "not-the-key")
+    code, screen = await on_terminal([*command, "--output", str(tmp_path / "refused.csv")], tmp_path / "out")
+    assert code == 1
+    assert "the ingest refused (403)" in screen
+    assert not (tmp_path / "refused.csv").exists()
