@@ -5,8 +5,11 @@ Screenshots are saved under test-artifacts/admin/.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,4 +235,54 @@ async def test_the_erasure_form_confirms_then_erases_a_users_records(
     await expect(page.locator("#uploads tbody tr td").nth(1)).to_have_text("batch-f")
     await expect(page.locator("#erasures tbody tr td").nth(1)).to_have_text("admin")
     await screenshot(page, "admin", "06-after-erasure")
+    await client.close()
+
+
+async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, make_ingest: IngestFactory) -> None:
+    client = await make_ingest()
+    records = [
+        {"user_id": "u", "timestamp": f"2026-11-20T09:{n:02d}:00Z", "sentiment": 1, "user_feedback": f"fine {n}"}
+        for n in range(50)
+    ]
+    records += [
+        {
+            "user_id": "u",
+            "timestamp": f"2026-11-21T09:{n:02d}:00Z",
+            "sentiment": -1,
+            "categories": ["incorrect"],
+            "user_feedback": f"wrong answer {n}",
+            "user_question": "how?",
+        }
+        for n in range(3)
+    ]
+    entries = [
+        (member(f"feedback/f{n}.json", data), data) for n, data in enumerate(json.dumps(r).encode() for r in records)
+    ]
+    assert (await upload(client, tar_gz(entries), "batch-fb")).status == 202
+    page = await open_admin(
+        browser, client, http_credentials={"username": "admin", "password": ADMIN_KEY}, accept_downloads=True
+    )
+    rows = page.locator("#feedback tbody tr")
+    await expect(rows).to_have_count(50)  # the first page, newest first
+    await expect(rows.first.locator("td").nth(1)).to_have_text("negative")
+    await page.get_by_role("button", name="Show more").click()
+    await expect(rows).to_have_count(53)
+    await expect(page.get_by_role("button", name="Show more")).to_be_hidden()
+
+    await page.get_by_label("Sentiment").select_option("negative")
+    await page.get_by_label("Text").fill("WRONG")
+    await page.get_by_role("button", name="Show", exact=True).click()
+    await expect(rows).to_have_count(3)
+    await expect(page.locator("#message")).to_have_text("3 feedback shown.")
+    await expect(rows.first.locator("td").nth(2)).to_have_text("incorrect")
+    await screenshot(page, "admin", "07-feedback")
+    async with page.expect_download() as started:
+        await page.get_by_role("link", name="CSV").click()
+    download = await started.value
+    exported = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert exported.count("wrong answer") == 3
+    assert "fine" not in exported
+    await page.get_by_label("Category").fill("Not A Word")
+    await page.get_by_role("button", name="Show", exact=True).click()
+    await expect(page.locator("#message")).to_contain_text("A category is one word")
     await client.close()

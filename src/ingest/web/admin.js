@@ -202,6 +202,63 @@ async function confirmErasure() {
   say(done);
 }
 
+const feedbackState = { next: null };
+
+function feedbackQuery() {
+  const params = new URLSearchParams();
+  for (const name of ["since", "until", "sentiment", "category", "q"]) {
+    const value = document.querySelector(`#feedback-form [name="${name}"]`).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+async function loadFeedback(more = false) {
+  const params = feedbackQuery();
+  for (const [kind, id] of [["csv", "fb-csv"], ["jsonl", "fb-jsonl"]]) {
+    const link = new URLSearchParams(params);
+    link.set("format", kind);
+    $(id).href = `/api/admin/v1/feedback?${link}`;
+  }
+  params.set("limit", "50");
+  if (more && feedbackState.next) params.set("after", feedbackState.next);
+  const data = await api("GET", `/api/admin/v1/feedback?${params}`);
+  const body = document.querySelector("#feedback tbody");
+  if (!more) body.replaceChildren();
+  for (const entry of data.feedback) {
+    const row = document.createElement("tr");
+    const record = entry.record;
+    cell(row, entry.at ? when(entry.at) : "", { className: "when" });
+    cell(row, entry.sentiment === 1 ? "positive" : entry.sentiment === -1 ? "negative" : "");
+    cell(row, entry.categories.join(", "));
+    cell(row, record.user_feedback ?? "");
+    cell(row, record.user_question ?? "");
+    cell(row, record.conversation_id ?? "");
+    body.appendChild(row);
+  }
+  feedbackState.next = data.next;
+  $("feedback-more").hidden = !data.next;
+  $("feedback-empty").hidden = body.children.length > 0;
+}
+
+async function showFeedback(event) {
+  event.preventDefault();
+  const category = $("fb-category");
+  const valid = category.checkValidity();
+  category.setAttribute("aria-invalid", valid ? "false" : "true");
+  if (!valid) {
+    say("A category is one word of a-z, 0-9 and _, such as incorrect.", true);
+    category.focus();
+    return;
+  }
+  try {
+    await loadFeedback();
+    say(`${document.querySelectorAll("#feedback tbody tr").length} feedback shown.`);
+  } catch (error) {
+    say(`Could not load the feedback: ${error.message}`, true);
+  }
+}
+
 async function start() {
   $("model-filter").addEventListener("input", (event) => {
     state.filter = event.target.value;
@@ -211,10 +268,12 @@ async function start() {
   $("confirm-yes").addEventListener("click", confirmDeletion);
   $("confirm-no").addEventListener("click", () => $("confirm-deletion").close());
   $("erasure-form").addEventListener("submit", askErasure);
+  $("feedback-form").addEventListener("submit", showFeedback);
+  $("feedback-more").addEventListener("click", () => loadFeedback(true).catch((e) => say(e.message, true)));
   $("confirm-erasure-yes").addEventListener("click", confirmErasure);
   $("confirm-erasure-no").addEventListener("click", () => $("confirm-erasure").close());
   try {
-    await Promise.all([loadModels(), loadUploads(), loadDeletions(), loadErasures()]);
+    await Promise.all([loadModels(), loadUploads(), loadDeletions(), loadErasures(), loadFeedback()]);
   } catch (error) {
     say(`Could not load: ${error.message}`, true);
   }
