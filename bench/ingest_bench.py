@@ -127,8 +127,9 @@ async def post_uploads(urls: list[str], archives: list[bytes], pid: int | None) 
 
 
 def start_ingest(
-    workdir: Path, name: str, port: int, database: dict[str, Any] | None = None
+    workdir: Path, name: str, port: int, database: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
 ) -> subprocess.Popen[bytes]:
+    """A real ingest with its state in `workdir/name` (`extra`: more keys of its section)."""
     config = {
         "ingest": {
             "port": port,
@@ -150,6 +151,7 @@ def start_ingest(
         },
         "logging": {"format": "json", "level": "warning"},
     }
+    config["ingest"].update(extra or {})
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = (workdir / f"{name}.log").open("wb")

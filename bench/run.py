@@ -17,6 +17,7 @@ import auth_bench
 import collector_bench
 import conversations_bench
 import erasure_bench
+import feedback_export_bench
 import feedback_bench
 import handmade_bench
 import ingest_bench
@@ -45,6 +46,7 @@ results = {
     "ingest": ingest_bench.main(),
     "conversations": conversations_bench.main(),
     "erasure": erasure_bench.main(),
+    "feedback export": feedback_export_bench.main(),
     "hand-made parts": handmade_bench.main(),
     "attacks": attack_bench.main(),
 }

@@ -113,12 +113,11 @@ async def feedback(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-async def rows_of(ingest: Ingest, where: FeedbackFilter) -> AsyncIterator[dict[str, Any]]:
+async def pages_of(ingest: Ingest, where: FeedbackFilter) -> AsyncIterator[list[dict[str, Any]]]:
     """Every matching row, newest first, EXPORT_PAGE at a time."""
     after: tuple[str, str] | None = None
     while rows := await ingest.db.run(ingest.db.storage.feedback_page, where, EXPORT_PAGE, after):
-        for row in rows:
-            yield row
+        yield rows
         after = (rows[-1]["at"], rows[-1]["content_sha256"])
         if len(rows) < EXPORT_PAGE:
             return
@@ -160,8 +159,8 @@ async def _export(request: web.Request, ingest: Ingest, where: FeedbackFilter, k
     await response.prepare(request)
     if kind == "csv":
         await response.write(csv_header().encode())
-    async for row in rows_of(ingest, where):
-        line = csv_line(row) if kind == "csv" else json.dumps(json.loads(row["record"])) + "\n"  # one line each
-        await response.write(line.encode())
+    async for rows in pages_of(ingest, where):  # one write a page: the socket's pace, not a row's
+        lines = [csv_line(row) if kind == "csv" else json.dumps(json.loads(row["record"])) + "\n" for row in rows]
+        await response.write("".join(lines).encode())
     await response.write_eof()
     return response

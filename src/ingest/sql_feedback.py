@@ -51,8 +51,8 @@ class FeedbackQueries(SQLDatabase):
         """Up to `limit` feedback records matching `where`, newest first, after the (at, sha256) key `after`."""
         conditions, args = _conditions(where)
         if after is not None:
-            conditions.append("(at < ? OR (at = ? AND content_sha256 < ?))")
-            args += [after[0], after[0], after[1]]
+            conditions.append("(at, content_sha256) < (?, ?)")  # a row value: the index's range, both backends
+            args += [after[0], after[1]]
         sql = (
             "SELECT at, content_sha256, sentiment, categories, user_feedback, record FROM feedback "  # noqa: S608
             f"WHERE {' AND '.join(conditions) or 'TRUE'} ORDER BY at DESC, content_sha256 DESC LIMIT ?"
