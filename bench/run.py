@@ -17,8 +17,8 @@ import auth_bench
 import collector_bench
 import conversations_bench
 import erasure_bench
-import feedback_export_bench
 import feedback_bench
+import feedback_export_bench
 import handmade_bench
 import ingest_bench
 import models_bench
