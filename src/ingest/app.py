@@ -272,6 +272,7 @@ def create_app(config: AppConfig) -> web.Application:
     app.router.add_post("/api/admin/v1/deletions", admin.request_deletion)
     app.router.add_get("/api/admin/v1/erasures", admin.erasures)
     app.router.add_get("/api/admin/v1/feedback", feedback_api.feedback)
+    app.router.add_get("/api/admin/v1/conversations/{conversation_id}/transcripts", feedback_api.transcripts)
     app.router.add_post("/api/admin/v1/erasures", admin.request_erasure)
     app.router.add_get("/admin", admin.admin_page)
     app.router.add_get("/admin/{asset}", admin.admin_page)

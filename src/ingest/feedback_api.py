@@ -8,12 +8,16 @@ the page after it (`after=`). An export walks the pages itself, so it never hold
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
 import re
+import tarfile
 from collections.abc import AsyncIterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -107,9 +111,15 @@ async def feedback(request: web.Request) -> web.StreamResponse:
     if kind != "json":
         return await _export(request, ingest, where, kind)
     limit = _limit(request.query)
-    rows = await ingest.db.run(ingest.db.storage.feedback_page, where, limit, _after(request.query))
-    last = rows[-1] if len(rows) == limit else None
-    body = {"feedback": [item(row) for row in rows], "next": f"{last['at']},{last['content_sha256']}" if last else None}
+    storage = ingest.db.storage
+    items = [item(row) for row in await ingest.db.run(storage.feedback_page, where, limit, _after(request.query))]
+    conversations = [c for c in (i["record"].get("conversation_id") for i in items) if isinstance(c, str)]
+    held = await ingest.db.run(storage.with_transcripts, conversations)
+    for entry in items:
+        entry["has_transcript"] = entry["record"].get("conversation_id") in held
+    last = items[-1] if len(items) == limit else None
+    body = {"feedback": items, "next": f"{last['at'] or ''},{last['id']}" if last else None}
+
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -164,3 +174,31 @@ async def _export(request: web.Request, ingest: Ingest, where: FeedbackFilter, k
         await response.write("".join(lines).encode())
     await response.write_eof()
     return response
+
+
+def read_members(archive: Path, members: set[str]) -> list[dict[str, Any]]:
+    """These members of one archive, parsed (blocking); those no longer in it are skipped."""
+    found = []
+    with contextlib.suppress(FileNotFoundError), tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            if member.name in members and (extracted := tar.extractfile(member)) is not None:
+                found.append(json.loads(extracted.read()))
+    return found
+
+
+async def transcripts(request: web.Request) -> web.Response:
+    """`GET /api/admin/v1/conversations/{conversation_id}/transcripts`: the conversation's transcripts the
+    ingest holds, read from their archives, oldest first."""
+    ingest = request.app[INGEST]
+    check_admin(request)
+    conversation_id = request.match_info["conversation_id"]
+    by_archive: dict[str, set[str]] = {}
+    for archive, member in await ingest.db.run(ingest.db.storage.transcript_members, conversation_id):
+        by_archive.setdefault(archive, set()).add(member)
+    records = []
+    for archive, members in by_archive.items():
+        records += await asyncio.to_thread(read_members, ingest.archives.path(archive), members)
+    records.sort(key=lambda r: str((r.get("metadata") or {}).get("timestamp", "")))
+    return web.json_response(
+        {"conversation_id": conversation_id, "transcripts": records}, headers={"Cache-Control": "no-store"}
+    )

@@ -204,7 +204,17 @@ def _feedback_paths() -> dict[str, Any]:
         "text/csv": {"schema": text},
         "application/x-ndjson": {"schema": text},
     }
+    conversation = {"name": "conversation_id", "in": "path", "required": True, "schema": text}
     return {
+        "/api/admin/v1/conversations/{conversation_id}/transcripts": {
+            "get": _operation(
+                "The conversation's transcripts the ingest holds, read from their archives, oldest first",
+                {"200": _json(_object("conversation_id", "transcripts"), "the transcripts")},
+                (401, 403, 429, 503),
+                security=ADMIN,
+                parameters=[conversation],
+            )
+        },
         "/api/admin/v1/feedback": {
             "get": _operation(
                 "The feedback received, filtered: a page, or the whole set as CSV or JSON Lines",
@@ -213,7 +223,7 @@ def _feedback_paths() -> dict[str, Any]:
                 security=ADMIN,
                 parameters=parameters,
             )
-        }
+        },
     }
 
 

@@ -80,3 +80,28 @@ def _conditions(where: FeedbackFilter) -> tuple[list[str], list[Any]]:
         conditions.append("LOWER(user_feedback) LIKE ? ESCAPE '\\'")
         args.append(f"%{escaped}%")
     return conditions, args
+
+
+class TranscriptQueries(SQLDatabase):
+    def _one_of(self, column: str, values: Any) -> tuple[str, list[Any]]:
+        raise NotImplementedError
+
+    def with_transcripts(self, conversation_ids: list[str]) -> set[str]:
+        """Which of these conversations the ingest holds a transcript of."""
+        if not conversation_ids:
+            return set()
+        condition, args = self._one_of("conversation_id", sorted(set(conversation_ids)))
+        rows = self._read(
+            f"SELECT DISTINCT conversation_id FROM records WHERE kind = 'transcripts' AND {condition}",  # noqa: S608
+            args,
+        )
+        return {row["conversation_id"] for row in rows}
+
+    def transcript_members(self, conversation_id: str) -> list[tuple[str, str]]:
+        """(archive, member) of each transcript of the conversation the ingest holds, by archive."""
+        rows = self._read(
+            "SELECT u.archive, r.member FROM records r JOIN uploads u ON u.request_id = r.request_id "
+            "WHERE r.conversation_id = ? AND r.kind = 'transcripts' ORDER BY u.archive, r.member",
+            (conversation_id,),
+        )
+        return [(row["archive"], row["member"]) for row in rows]

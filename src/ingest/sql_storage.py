@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ingest.sql_erasure import ErasureQueries
-from ingest.sql_feedback import FeedbackQueries
+from ingest.sql_feedback import FeedbackQueries, TranscriptQueries
 from ingest.storage import (
     MODEL_DIMENSIONS,
     DailyLimits,
@@ -38,7 +38,7 @@ T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage(ErasureQueries, FeedbackQueries):
+class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.

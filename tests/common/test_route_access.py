@@ -82,6 +82,7 @@ INGEST_ROUTES = {
     ("GET", "/api/admin/v1/erasures"): "admin",
     ("POST", "/api/admin/v1/erasures"): "admin",
     ("GET", "/api/admin/v1/feedback"): "admin",
+    ("GET", "/api/admin/v1/conversations/{conversation_id}/transcripts"): "admin",
     ("GET", "/admin"): "admin",
     ("GET", "/admin/{asset}"): "admin",
     ("GET", "/liveness"): "public",

@@ -252,6 +252,7 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
             "categories": ["incorrect"],
             "user_feedback": f"wrong answer {n}",
             "user_question": "how?",
+            "conversation_id": f"neg-{n}",
         }
         for n in range(3)
     ]
@@ -259,6 +260,10 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
         (member(f"feedback/f{n}.json", data), data) for n, data in enumerate(json.dumps(r).encode() for r in records)
     ]
     assert (await upload(client, tar_gz(entries), "batch-fb")).status == 202
+    turn = {"metadata": {"user_id": "u", "conversation_id": "neg-0", "timestamp": "2026-11-21T08:59:00Z"}}
+    turn |= {"redacted_query": "how do I restart it?", "llm_response": "Run systemctl restart."}
+    data = json.dumps(turn).encode()
+    assert (await upload(client, tar_gz([(member("transcripts/u/neg-0/t.json", data), data)]), "batch-t")).status == 202
     page = await open_admin(
         browser, client, http_credentials={"username": "admin", "password": ADMIN_KEY}, accept_downloads=True
     )
@@ -276,6 +281,13 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
     await expect(page.locator("#message")).to_have_text("3 feedback shown.")
     await expect(rows.first.locator("td").nth(2)).to_have_text("incorrect")
     await screenshot(page, "admin", "07-feedback")
+    await expect(page.get_by_role("button", name="Transcript of conversation neg-1")).to_have_count(0)  # none held
+    await page.get_by_role("button", name="Transcript of conversation neg-0").click()
+    dialog = page.get_by_role("dialog", name="Transcript of neg-0")
+    await expect(dialog).to_contain_text("Q: how do I restart it?")
+    await expect(dialog).to_contain_text("A: Run systemctl restart.")
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(dialog).to_be_hidden()
     async with page.expect_download() as started:
         await page.get_by_role("link", name="CSV").click()
     download = await started.value

@@ -159,3 +159,27 @@ async def test_the_command_line_exports_the_same_set_with_its_progress(
     assert code == 1
     assert "the ingest refused (403)" in screen
     assert not (tmp_path / "refused.csv").exists()
+
+
+async def test_a_feedback_links_to_its_conversations_transcripts_when_the_ingest_has_them(
+    make_ingest: IngestFactory,
+) -> None:
+    client = await make_ingest()
+    turns = [
+        {
+            "metadata": {"user_id": BOB, "conversation_id": "c-1", "timestamp": f"2026-11-20T10:0{n}:00Z"},
+            "redacted_query": f"q{n}",
+        }
+        for n in (2, 1)
+    ]
+    entries = [
+        (member(f"transcripts/{BOB}/c-1/t{n}.json", json.dumps(t).encode()), json.dumps(t).encode())
+        for n, t in enumerate(turns)
+    ]
+    assert (await upload(client, tar_gz(entries), "transcripts")).status == 202
+    await send(client, [feedback(1, "2026-11-20", 1), feedback(2, "2026-11-20", -1)], "feedback")
+    listed = {f["record"]["conversation_id"]: f["has_transcript"] for f in (await page(client, ""))["feedback"]}
+    assert listed == {"c-1": True, "c-2": False}
+    held = await admin_get(client, "/api/admin/v1/conversations/c-1/transcripts")
+    assert [t["redacted_query"] for t in held["transcripts"]] == ["q1", "q2"]  # oldest first
+    assert (await admin_get(client, "/api/admin/v1/conversations/c-2/transcripts"))["transcripts"] == []

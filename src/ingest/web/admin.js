@@ -233,12 +233,43 @@ async function loadFeedback(more = false) {
     cell(row, entry.categories.join(", "));
     cell(row, record.user_feedback ?? "");
     cell(row, record.user_question ?? "");
-    cell(row, record.conversation_id ?? "");
+    const conversation = cell(row, record.conversation_id ?? "");
+    if (entry.has_transcript) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Transcript";
+      button.setAttribute("aria-label", `Transcript of conversation ${record.conversation_id}`);
+      button.addEventListener("click", () => showTranscript(record.conversation_id));
+      conversation.append(" ", button);
+    }
     body.appendChild(row);
   }
   feedbackState.next = data.next;
   $("feedback-more").hidden = !data.next;
   $("feedback-empty").hidden = body.children.length > 0;
+}
+
+async function showTranscript(conversationId) {
+  let data;
+  try {
+    data = await api("GET", `/api/admin/v1/conversations/${encodeURIComponent(conversationId)}/transcripts`);
+  } catch (error) {
+    say(`Could not load the transcript: ${error.message}`, true);
+    return;
+  }
+  $("transcript-conversation").textContent = conversationId;
+  const list = $("transcript-turns");
+  list.replaceChildren();
+  for (const turn of data.transcripts) {
+    const item = document.createElement("li");
+    const question = document.createElement("p");
+    question.textContent = `Q: ${turn.redacted_query ?? ""}`;
+    const answer = document.createElement("p");
+    answer.textContent = `A: ${turn.llm_response ?? ""}`;
+    item.append(question, answer);
+    list.appendChild(item);
+  }
+  $("transcript-dialog").showModal();
 }
 
 async function showFeedback(event) {
@@ -269,6 +300,7 @@ async function start() {
   $("confirm-no").addEventListener("click", () => $("confirm-deletion").close());
   $("erasure-form").addEventListener("submit", askErasure);
   $("feedback-form").addEventListener("submit", showFeedback);
+  $("transcript-close").addEventListener("click", () => $("transcript-dialog").close());
   $("feedback-more").addEventListener("click", () => loadFeedback(true).catch((e) => say(e.message, true)));
   $("confirm-erasure-yes").addEventListener("click", confirmErasure);
   $("confirm-erasure-no").addEventListener("click", () => $("confirm-erasure").close());
