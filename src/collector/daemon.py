@@ -231,7 +231,7 @@ class Collector:
     async def flush(self, uploader: Uploader) -> bool:
         """One delivery pass (see Delivery.flush), then systemd hears the outcome."""
         self._seen = 0
-        ok = await self.delivery.flush(uploader)
+        ok = await self.delivery.flush(uploader, bar=self.once)  # a bar for `--once` only, never every interval
         self._report_status()
         return ok
 

@@ -104,7 +104,7 @@ class Delivery:
             log.info("batch_cleanup_recovered", batch_id=entry["batch_id"])
         await asyncio.to_thread(self.journal.compact)
 
-    async def flush(self, uploader: Uploader) -> bool:
+    async def flush(self, uploader: Uploader, bar: bool = False) -> bool:
         """Deliver what was claimed before, then claim and deliver what is new.
 
         Pipelined: the next batch is claimed and packaged (on a thread) while
@@ -115,7 +115,11 @@ class Delivery:
         quarantined_before = self.totals.quarantined
         waiting = await asyncio.to_thread(self._waiting)
         self._progress = Progress(
-            "delivering", waiting, unit="records", every=self.config.logging.progress_interval_seconds
+            "delivering",
+            waiting,
+            unit="records",
+            every=self.config.logging.progress_interval_seconds,
+            bar=bar and waiting > 0,  # nothing waiting: nothing to draw
         )
         try:
             ok = (

@@ -45,8 +45,10 @@ class Progress:
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         scale: bool = False,
+        bar: bool = True,
     ) -> None:
-        """`scale`: a quantity of bytes, shown as KiB, MiB, ... on the bar."""
+        """`scale`: a quantity of bytes, shown as KiB, MiB, ... on the bar. `bar`: False for work a daemon
+        repeats (a bar every interval would crowd its terminal): events only."""
         self.task = task
         self.total = total
         self.unit = unit
@@ -59,7 +61,7 @@ class Progress:
         self._logged_done = -1
         self._bar: Any = None
         out = stream or sys.stderr
-        if on_terminal(out):
+        if bar and on_terminal(out):
             from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only on a terminal
 
             shown = {"unit": unit, "unit_scale": True, "unit_divisor": 1024} if scale else {"unit": f" {unit}"}

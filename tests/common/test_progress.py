@@ -69,3 +69,18 @@ def test_the_end_is_logged_when_the_last_event_was_earlier(monkeypatch: pytest.M
         progress.advance(1)
         progress.advance(2)
     assert [(e["done"], e["total"], e["eta_seconds"]) for e in logs] == [(1, None, None), (3, None, None)]
+
+
+def test_work_a_daemon_repeats_never_draws_a_bar(terminal: tuple[int, TextIO], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's flush every interval, on `make run`'s terminal: events only, and only when slow."""
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    leader, stream = terminal
+    clock = Clock()
+    with capture_logs() as logs, Progress("delivering", 2, stream=stream, every=5, clock=clock, bar=False) as progress:
+        clock.now = 6
+        progress.advance(2)
+    stream.write("end\n")
+    stream.flush()
+    assert os.read(leader, 4096).strip() == b"end"  # nothing was drawn before it
+    assert [(e["done"], e["total"]) for e in logs] == [(2, 2)]
