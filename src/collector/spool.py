@@ -29,7 +29,14 @@ from collector.erasures import shipped
 from collector.tarstream import TarGzWriter
 from lightspeed_common.atomic import ensure_dir, fsync_dir, syncfs, write_atomic
 from lightspeed_common.config import AppConfig
-from lightspeed_common.records import ERASURE_FOLDER, Erasure, is_record_name, spool_dir, storage_roots
+from lightspeed_common.records import (
+    ERASURE_FOLDER,
+    Erasure,
+    is_record_name,
+    prune_folders,
+    spool_dir,
+    storage_roots,
+)
 
 STATUS_FILE = "status.json"
 # Why a claimed file cannot be shipped (it goes to quarantine), or None.
@@ -181,16 +188,13 @@ class Spool:
 
     def prune_sources(self, members: Iterable[str]) -> None:
         """Remove user/conversation folders the batch emptied; never a storage directory itself."""
-        folders: set[str] = set()
+        by_kind: dict[str, list[str]] = {}
         for member in members:
             kind, _, relpath = member.partition("/")
-            parts = relpath.split("/")[:-1]
+            by_kind.setdefault(kind, []).append(relpath)
+        for kind, relpaths in by_kind.items():
             if kind in self.roots:
-                # Every ancestor below the storage directory, not the directory itself.
-                folders.update(f"{self.roots[kind]}/{'/'.join(parts[:depth])}" for depth in range(1, len(parts) + 1))
-        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
-            with contextlib.suppress(OSError):  # not empty (a new record arrived) or already gone
-                os.rmdir(folder)  # noqa: PTH106 - plain str paths, many of them
+                prune_folders(self.roots[kind], relpaths)
 
     def quarantine(self, batch_id: str, reason: dict[str, Any]) -> Path:
         """Move a refused batch, with its archive and the reason, out of the way. Nothing is deleted."""

@@ -16,9 +16,11 @@ reads ours.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +107,19 @@ def spool_dir(config: AppConfig) -> Path:
 def erasure_notes_dir(config: AppConfig) -> Path:
     """Where the server leaves erasure notes for the collector (DESIGN.md §3, "Erasure")."""
     return spool_dir(config) / "erasures"
+
+
+def prune_folders(root: Path | str, relpaths: Iterable[str]) -> None:
+    """Remove the folders below `root` that deleting or moving away the records at `relpaths`
+    (`<user>/<conversation>/<uuid>.json`, ...) may have emptied, deepest first; never `root` itself, never a
+    folder that still holds something (a record may have arrived meanwhile). Blocking."""
+    folders: set[str] = set()
+    for relpath in relpaths:
+        parts = relpath.split("/")[:-1]
+        folders.update(f"{root}/{'/'.join(parts[:depth])}" for depth in range(1, len(parts) + 1))
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            os.rmdir(folder)  # noqa: PTH106 - plain str paths, many of them
 
 
 def is_record_name(name: str) -> bool:

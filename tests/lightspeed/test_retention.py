@@ -108,6 +108,9 @@ async def test_a_pass_stops_at_its_bound_and_says_more_are_due(
     passes.append(expired)
     assert [(p.conversations, p.transcripts, p.feedback) for p in passes] == [(2, 2, 1), (2, 1, 0), (1, 0, 0)]
     assert records(config) == []
+    transcripts = config.user_data_collection.transcripts_storage
+    assert transcripts is not None
+    assert list(transcripts.iterdir()) == []  # the folders a bounded pass emptied went too
 
 
 def test_check_config_shows_what_is_kept_and_for_how_long(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from lightspeed.privacy.audit import audit
 from lightspeed.store.queries import StateStore
 from lightspeed_common.config import AppConfig
-from lightspeed_common.records import RECORD_KINDS, is_record_name
+from lightspeed_common.records import RECORD_KINDS, is_record_name, prune_folders
 
 log = structlog.get_logger(__name__)
 
@@ -54,29 +54,19 @@ def expire_records(root: Path, before: float, limit: int) -> tuple[int, bool]:
     """Delete record files under `root` last written before `before` (epoch seconds), at most `limit`, and the
     folders that leaves empty (never `root`); (how many, whether it stopped at the limit). Temp files are the
     writer's: never touched here."""
-    removed = 0
-    emptied: set[str] = set()
+    removed: list[str] = []
     for folder, _, names in os.walk(root):
         for name in names:
             path = f"{folder}/{name}"
             with contextlib.suppress(FileNotFoundError):  # claimed by the collector meanwhile
                 if is_record_name(name) and os.lstat(path).st_mtime < before:
                     os.unlink(path)  # noqa: PTH108 - many plain str paths
-                    removed += 1
-                    emptied.add(folder)
-            if removed >= limit:
-                _prune(root, emptied)
-                return removed, True
-    _prune(root, emptied)
-    return removed, False
-
-
-def _prune(root: Path, folders: set[str]) -> None:
-    top = str(root)
-    candidates = {f"{top}/{'/'.join(Path(f).relative_to(root).parts[:n])}" for f in folders for n in range(1, 3)}
-    for folder in sorted((c for c in candidates if c.rstrip("/") != top), key=len, reverse=True):
-        with contextlib.suppress(OSError):  # not empty (a record arrived), or gone
-            os.rmdir(folder)  # noqa: PTH106
+                    removed.append(os.path.relpath(path, root))
+            if len(removed) >= limit:
+                prune_folders(root, removed)
+                return len(removed), True
+    prune_folders(root, removed)
+    return len(removed), False
 
 
 class Retention:
