@@ -13,13 +13,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from ingest.app import create_app as create_ingest_app
+from ingest.postgres_storage import PostgresStorage
+from ingest.sqlite_storage import SQLiteStorage
+from ingest.storage import Storage
 from lightspeed.answers.providers.base import AnswerProvider
 from lightspeed.api.app import create_app
 from lightspeed.models.embedding import SentenceTransformerEmbedder, load_embedder
 from lightspeed_common.config import AppConfig, config_from_mapping
+from lightspeed_common.config_base import DatabaseConfig
 from tests.fake_llm import llm  # noqa: F401 - a fixture, shared by the tests that talk to an OpenAI server
 from tests.ingest_support import IngestFactory, ingest_config
-from tests.postgres import PgDatabase, pg_database, postgres_server  # noqa: F401 - fixtures
+from tests.postgres import PASSWORD, PgDatabase, pg_database, postgres_server  # noqa: F401 - fixtures
 from tests.support import deep_merge
 from tests.tls_support import connect_proxy, private_ca  # noqa: F401 - fixtures: outbound TLS and proxy tests
 
@@ -161,6 +165,15 @@ def ingest_database(request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     database: PgDatabase = request.getfixturevalue("pg_database")
     return database.section()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """The ingest's storage itself, on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return SQLiteStorage(tmp_path / "ingest.sqlite3")
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    return PostgresStorage(DatabaseConfig(url=database.url), PASSWORD)
 
 
 @pytest.fixture

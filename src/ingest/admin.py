@@ -135,4 +135,6 @@ def _totals(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return totals
 
 
-admin_page = static_page("ingest.web", "admin", sign_in("lightspeed-ingest", "the ingest's admin key"), check_admin)
+admin_page = static_page(
+    "ingest.web", "admin", sign_in("lightspeed-ingest", "the ingest's admin key"), check_admin, ("insights.js",)
+)

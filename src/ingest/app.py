@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from aiohttp import web
 
-from ingest import admin, feedback_api, registry, uploads
+from ingest import admin, feedback_api, insights, registry, uploads
 from ingest.archive_store import ArchiveStore, archive_store
 from ingest.context import INGEST, OPENAPI, Ingest, IngestMetrics, KeyRing, parse_keys
 from ingest.erasure import erasure_task
@@ -273,6 +273,8 @@ def create_app(config: AppConfig) -> web.Application:
     app.router.add_get("/api/admin/v1/erasures", admin.erasures)
     app.router.add_get("/api/admin/v1/feedback", feedback_api.feedback)
     app.router.add_get("/api/admin/v1/conversations/{conversation_id}/transcripts", feedback_api.transcripts)
+    app.router.add_get("/api/admin/v1/insights", insights.overview)
+    app.router.add_get("/api/admin/v1/insights/{chart}.svg", insights.chart)
     app.router.add_post("/api/admin/v1/erasures", admin.request_erasure)
     app.router.add_get("/admin", admin.admin_page)
     app.router.add_get("/admin/{asset}", admin.admin_page)

@@ -20,6 +20,7 @@ import hashlib
 import io
 import tarfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -133,7 +134,16 @@ def _record_info(name: str, kind: str, data: bytes) -> RecordInfo:
         timestamp=timestamp if isinstance(timestamp, str) else None,
         user_hash=owner,
         feedback=_feedback_info(record, written, data) if kind == "feedback" else None,
+        model=_model(fields) if kind == "transcripts" else None,
     )
+
+
+def _model(metadata: Mapping[str, Any]) -> str | None:
+    """`provider/model` of the transcript's answer, when the record names both."""
+    provider, model = metadata.get("provider"), metadata.get("model")
+    if isinstance(provider, str) and isinstance(model, str) and provider and model:
+        return f"{provider}/{model}"[:200]
+    return None
 
 
 def _feedback_info(record: dict[str, Any], written: datetime | None, data: bytes) -> FeedbackInfo:

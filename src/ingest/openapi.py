@@ -17,6 +17,7 @@ ERROR_TEXTS = {
     400: "the request is malformed; detail.cause says how",
     401: "no credentials, or a key that is not printable ASCII",
     403: "a wrong key, or none configured for this purpose",
+    404: "no such resource; detail.cause names those there are",
     408: "the body stopped arriving, or arrives too slowly",
     413: "the body, or the number of events in it, is over the limit",
     415: "not an archive of an allowed service",
@@ -227,6 +228,50 @@ def _feedback_paths() -> dict[str, Any]:
     }
 
 
+def _insights_paths() -> dict[str, Any]:
+    day = {"type": "string", "format": "date"}
+    parameters = [
+        {"name": "since", "in": "query", "required": False, "schema": day, "description": "first day"},
+        {"name": "until", "in": "query", "required": False, "schema": day, "description": "last day (today)"},
+        {
+            "name": "by",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["day", "week"]},
+            "description": "per day (the default up to 92 days) or per week",
+        },
+    ]
+    chart = {"name": "chart", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z]+$"}}
+    width = {
+        "name": "width",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 280, "maximum": 1600},
+        "description": "pixels; the chart is laid out for it (720)",
+    }
+    errors = (400, 401, 403, 429, 503)
+    return {
+        "/api/admin/v1/insights": {
+            "get": _operation(
+                "Records, uploads, feedback, conversations and telemetry per day or week: each chart's numbers",
+                {"200": _json(_object("since", "until", "by", "charts", "refusals"), "the charts")},
+                errors,
+                security=ADMIN,
+                parameters=parameters,
+            )
+        },
+        "/api/admin/v1/insights/{chart}.svg": {
+            "get": _operation(
+                "One chart of the insights, drawn as SVG",
+                {"200": _text("image/svg+xml", "the chart")},
+                (404, *errors),
+                security=ADMIN,
+                parameters=[chart, width, *parameters],
+            )
+        },
+    }
+
+
 def _service_paths() -> dict[str, Any]:
     readiness = _object("ready", "reason")
     return {
@@ -259,6 +304,7 @@ def build_openapi() -> dict[str, Any]:
             **_admin_paths(),
             **_erasure_paths(),
             **_feedback_paths(),
+            **_insights_paths(),
             **_service_paths(),
         },
         "components": {"schemas": schemas, "securitySchemes": schemes},

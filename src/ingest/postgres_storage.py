@@ -131,6 +131,34 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX feedback_at ON feedback (at, content_sha256)",
         "CREATE INDEX feedback_day ON feedback (day, sentiment)",
     ],
+    [  # 4: the insights' counts, as SQLite schema version 4
+        "ALTER TABLE feedback ADD COLUMN model TEXT",
+        """CREATE TABLE daily_counts (
+            series TEXT NOT NULL,
+            day TEXT NOT NULL,
+            label TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (series, day, label)
+        )""",
+        """CREATE TABLE conversations (
+            conversation_id TEXT PRIMARY KEY,
+            first_day TEXT NOT NULL,
+            turns INTEGER NOT NULL,
+            last_at TEXT,
+            model TEXT
+        )""",
+        """CREATE TABLE refusals (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            bytes BIGINT,
+            reason TEXT NOT NULL
+        )""",
+        "CREATE INDEX refusals_received ON refusals (received_at)",
+        "CREATE TABLE insights_state (name TEXT PRIMARY KEY, built INTEGER NOT NULL)",
+        "INSERT INTO insights_state (name, built) VALUES ('rollups', 0)",
+    ],
 ]
 
 
@@ -139,6 +167,7 @@ class PostgresStorage(SQLStorage):
 
     GREATEST = "GREATEST"
     INSERTION_ORDER = "id"
+    LOCK_ROWS = " FOR UPDATE"
     shared = True  # other nodes may write the same database and archive directory
 
     def __init__(self, config: DatabaseConfig, password: str | None) -> None:
@@ -152,6 +181,11 @@ class PostgresStorage(SQLStorage):
         except (DatabaseError, DatabaseUnavailable) as exc:
             self._pool.close()
             raise _failure(exc) from None
+        try:
+            self.rebuild_insights(only_if_unbuilt=True)
+        except StorageFailure:
+            self._pool.close()
+            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:

@@ -8,19 +8,16 @@ keeps when, how and how much, and nothing that names the user.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ingest.sql_insights import InsightsQueries, Scope, upload_scope
 from ingest.storage import PendingErasure, RecordInfo, Rewrite, iso
 from lightspeed_common.records import ERASURE_FOLDER
-from lightspeed_common.sql import Session, SQLDatabase
+from lightspeed_common.sql import Session
 
 
-class ErasureQueries(SQLDatabase):
-    def _one_of(self, column: str, values: Sequence[str | int]) -> tuple[str, list[Any]]:
-        raise NotImplementedError
-
+class ErasureQueries(InsightsQueries):
     @staticmethod
     def _index_users(session: Session, request_id: str, records: list[RecordInfo], now: datetime) -> None:
         """Inside an upload's transaction: the users its records belong to, and the erasures it carries."""
@@ -72,14 +69,20 @@ class ErasureQueries(SQLDatabase):
     def _rewritten(self, session: Session, request_id: str, rewrite: Rewrite) -> None:
         """Reconciled with the file as it is: also right after a crash between the rewrite and this."""
         if not rewrite.kept:
+            conversations = self._forget_rows(session, upload_scope(request_id))
             session.execute("DELETE FROM uploads WHERE request_id = ?", (request_id,))  # its rows go with it
+            self._refresh_conversations(session, conversations)
             return
         condition, args = self._one_of("content_sha256", rewrite.kept)
+        conversations = self._forget_rows(
+            session, Scope(f"u.request_id = ? AND NOT (x.{condition})", [request_id, *args], uploads=False)
+        )
         for table in ("records", "feedback"):  # fixed names
             session.execute(
                 f"DELETE FROM {table} WHERE request_id = ? AND NOT ({condition})",  # noqa: S608 - placeholders
                 [request_id, *args],
             )
+        self._refresh_conversations(session, conversations)
         session.execute(
             "UPDATE uploads SET bytes = ?, sha256 = ?, records = ?, users_indexed = 1, "
             "new_records = (SELECT COUNT(*) FROM records WHERE records.request_id = uploads.request_id) "

@@ -13,12 +13,14 @@ DO NOTHING` and only the writer whose insert took it counts the event.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from ingest.sql_erasure import ErasureQueries
 from ingest.sql_feedback import FeedbackQueries, TranscriptQueries
+from ingest.sql_insights import InsightsQueries, Scope
 from ingest.storage import (
     MODEL_DIMENSIONS,
     DailyLimits,
@@ -38,7 +40,7 @@ T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
+class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQueries):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.
@@ -90,7 +92,8 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
             new = self._insert_records(session, upload.request_id, records)
             self._index_users(session, upload.request_id, records, upload.received_at)
             self._index_feedback(session, upload.request_id, records)
-            stored = StoredUpload(upload.request_id, len(records), new, len(records) - new)
+            self._index_insights(session, upload.request_id, records, new)
+            stored = StoredUpload(upload.request_id, len(records), len(new), len(records) - len(new))
             session.execute(
                 "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",
                 (stored.records, stored.new_records, stored.duplicate_records, upload.request_id),
@@ -99,24 +102,24 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
         return stored
 
     @staticmethod
-    def _insert_records(session: Session, request_id: str, records: list[RecordInfo]) -> int:
+    def _insert_records(session: Session, request_id: str, records: list[RecordInfo]) -> set[str]:
         """Index the records in hash order (two uploads sharing records never wait on each other in a
-        cycle), several to a statement; how many were new."""
+        cycle), several to a statement; the SHA-256 of those that were new."""
         ordered = sorted(records, key=lambda r: r.content_sha256)
-        new = 0
+        new: set[str] = set()
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start : start + CHUNK]
             values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
             cursor = session.execute(
                 "INSERT INTO records (content_sha256, request_id, member, kind, conversation_id, "  # noqa: S608
-                f"record_timestamp) VALUES {values} ON CONFLICT (content_sha256) DO NOTHING RETURNING 1",
+                f"record_timestamp) VALUES {values} ON CONFLICT (content_sha256) DO NOTHING RETURNING content_sha256",
                 [
                     value
                     for r in chunk
                     for value in (r.content_sha256, request_id, r.member, r.kind, r.conversation_id, r.timestamp)
                 ],
             )
-            new += len(cursor.fetchall())
+            new.update(row[0] for row in cursor.fetchall())
         return new
 
     def known_archives(self) -> set[str]:
@@ -230,6 +233,7 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
     ) -> None:
         """Add the accepted events to their (model, contributor, day) rows, one statement per row."""
         counts: dict[tuple[int, str, str], list[Any]] = {}
+        self._add_counts(session, Counter(("telemetry", day, event.model_name) for _, event, _, _, day in accepted))
         for model_id, event, _, contributor, day in accepted:
             total = counts.setdefault((model_id, contributor, day), [0, 0, 0, event.timestamp])
             total[0] += 1
@@ -307,6 +311,7 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
     def _delete_client(self, session: Session, client_id: str, via: str, now: datetime) -> dict[str, int]:
         names = [row[0] for row in session.execute("SELECT DISTINCT model_name FROM models")]
         condition, args = self._one_of("contributor", [contributor_hash(name, client_id) for name in names])
+        self._add_counts(session, self._contribution_counts(session, f"c.{condition}", args), -1)
         contributions = session.execute(f"DELETE FROM contributions WHERE {condition}", args).rowcount  # noqa: S608
         events = session.execute(f"DELETE FROM seen_events WHERE {condition}", args).rowcount  # noqa: S608
         _drop_unused_models(session)
@@ -332,10 +337,13 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
         `seen_before` (such events are refused as too old anyway)."""
 
         def work(session: Session) -> RetentionResult:
-            uploads = session.execute("DELETE FROM uploads WHERE received_at < ?", (iso(uploads_before),)).rowcount
-            contributions = session.execute(
-                "DELETE FROM contributions WHERE day < ?", (telemetry_before.date().isoformat(),)
-            ).rowcount
+            before, telemetry_day = iso(uploads_before), telemetry_before.date().isoformat()
+            conversations = self._forget_rows(session, Scope("u.received_at < ?", [before]))
+            uploads = session.execute("DELETE FROM uploads WHERE received_at < ?", (before,)).rowcount
+            self._refresh_conversations(session, conversations)
+            self._forget_refusals(session, before)
+            self._add_counts(session, self._contribution_counts(session, "c.day < ?", [telemetry_day]), -1)
+            contributions = session.execute("DELETE FROM contributions WHERE day < ?", (telemetry_day,)).rowcount
             seen = session.execute("DELETE FROM seen_events WHERE day < ?", (seen_before.date().isoformat(),)).rowcount
             _drop_unused_models(session)
             return RetentionResult(uploads, contributions, seen)

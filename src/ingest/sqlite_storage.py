@@ -121,6 +121,37 @@ CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at, content_sha256);
 CREATE INDEX IF NOT EXISTS feedback_day ON feedback (day, sentiment);
 """
 
+# 4: the insights (issue 27): per-day counts kept on insert, each conversation's first day, turns and model,
+# each feedback record's model, the uploads refused. Filled from the index once, at the first start after it.
+_SCHEMA_4 = """
+ALTER TABLE feedback ADD COLUMN model TEXT;
+CREATE TABLE IF NOT EXISTS daily_counts (
+    series TEXT NOT NULL,
+    day TEXT NOT NULL,
+    label TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (series, day, label)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id TEXT PRIMARY KEY,
+    first_day TEXT NOT NULL,
+    turns INTEGER NOT NULL,
+    last_at TEXT,
+    model TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    bytes INTEGER,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refusals_received ON refusals (received_at);
+CREATE TABLE IF NOT EXISTS insights_state (name TEXT PRIMARY KEY, built INTEGER NOT NULL);
+INSERT INTO insights_state (name, built) VALUES ('rollups', 0) ON CONFLICT DO NOTHING
+"""
+
 
 class SQLiteStorage(SQLStorage):
     """The default backend: one SQLite file, WAL, every commit durable (synchronous=FULL)."""
@@ -133,6 +164,7 @@ class SQLiteStorage(SQLStorage):
         try:
             # A 202 or a telemetry reply is sent after the commit: it must survive a power cut (FULL).
             self._db = open_database(path, SQLITE_MIGRATIONS, "FULL")
+            self.rebuild_insights(only_if_unbuilt=True)
         except (sqlite3.Error, SchemaTooNew) as exc:
             raise StorageFailure(f"{path}: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)) from None
 
@@ -177,5 +209,6 @@ SQLITE_MIGRATIONS = [
     _statements(_SCHEMA_1),  # 1: uploads, records, models, contributions, seen events, deletions
     _statements(_SCHEMA_2),  # 2: erasures
     _statements(_SCHEMA_3),  # 3: feedback, browsable and exportable
+    _statements(_SCHEMA_4),  # 4: the insights' counts
 ]
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -28,7 +28,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from ingest.archive import ArchiveRejected, Limits, inspect_archive
 from ingest.context import INGEST, Ingest
-from ingest.storage import DuplicateUpload, StoredUpload, UploadInfo
+from ingest.storage import DuplicateUpload, StorageFailure, StoredUpload, UploadInfo, iso
 from lightspeed_common import tracing
 from lightspeed_common.errors import (
     ApiError,
@@ -242,13 +242,24 @@ async def upload(request: web.Request) -> web.Response:
         return await _receive(request, ingest)
 
 
+async def _refused(ingest: Ingest, request_id: str, outcome: str, error: ApiError, size: int | None) -> None:
+    """An upload refused for good (its sender quarantines it): counted, and kept for the insights."""
+    ingest.metrics.uploads.labels(outcome).inc()
+    at = iso(datetime.now(UTC))
+    try:
+        await ingest.db.call(ingest.db.storage.add_refusal, at, request_id, outcome, size, error.cause)
+    except StorageFailure as exc:  # the refusal is answered all the same
+        log.warning("refusal_not_kept", upload_request_id=request_id, error=str(exc))
+
+
 async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
     metrics = ingest.metrics
     request_id = _request_id(request)
     limit = ingest.config.uploads.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + MAX_SMALL_PART:
-        metrics.uploads.labels("too_large").inc()
-        raise PayloadTooLarge("Payload too large", f"uploads are limited to {limit} bytes")
+        error = PayloadTooLarge("Payload too large", f"uploads are limited to {limit} bytes")
+        await _refused(ingest, request_id, "too_large", error, request.content_length)
+        raise error
     known = await ingest.db.run(ingest.db.storage.find_upload, request_id)
     if known is not None:
         metrics.uploads.labels("duplicate_request").inc()
@@ -258,11 +269,11 @@ async def _receive(request: web.Request, ingest: Ingest) -> web.Response:
     try:
         with tracing.span("receive"):
             spooled, service, category = await _read_parts(request, ingest)
-    except PayloadTooLarge:
-        metrics.uploads.labels("too_large").inc()
+    except PayloadTooLarge as exc:
+        await _refused(ingest, request_id, "too_large", exc, None)
         raise
-    except UnsupportedMediaType:
-        metrics.uploads.labels("unsupported").inc()
+    except UnsupportedMediaType as exc:
+        await _refused(ingest, request_id, "unsupported", exc, None)
         raise
     except RequestTimeout:
         metrics.uploads.labels("too_slow").inc()
@@ -280,9 +291,10 @@ async def _store(ingest: Ingest, request_id: str, spooled: _Spooled, service: st
     try:
         records = await asyncio.to_thread(inspect_archive, spooled.path, _limits(ingest))
     except ArchiveRejected as exc:
-        metrics.uploads.labels("rejected").inc()
         log.warning("upload_rejected", upload_request_id=request_id, bytes=spooled.size, reason=str(exc))
-        raise BadRequest("Invalid archive", str(exc)) from None
+        error = BadRequest("Invalid archive", str(exc))
+        await _refused(ingest, request_id, "rejected", error, spooled.size)
+        raise error from None
     now = datetime.now(UTC)
     relative = f"{now:%Y/%m/%d}/{request_id}.tar.gz"
     info = UploadInfo(request_id, now, service, category, relative, spooled.size, spooled.digest.hexdigest())

@@ -83,6 +83,8 @@ INGEST_ROUTES = {
     ("POST", "/api/admin/v1/erasures"): "admin",
     ("GET", "/api/admin/v1/feedback"): "admin",
     ("GET", "/api/admin/v1/conversations/{conversation_id}/transcripts"): "admin",
+    ("GET", "/api/admin/v1/insights"): "admin",
+    ("GET", "/api/admin/v1/insights/{chart}.svg"): "admin",
     ("GET", "/admin"): "admin",
     ("GET", "/admin/{asset}"): "admin",
     ("GET", "/liveness"): "public",
@@ -98,6 +100,7 @@ SAMPLE = {
     "{asset}": "page.js",
     "{client_id}": "0f3b8e0c-6a51-4e0e-9c39-5d1f8e7a2b10",
     "{user_id}": "someone",
+    "{chart}": "feedback",
 }
 
 

@@ -276,7 +276,7 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
 
     await page.get_by_label("Sentiment").select_option("negative")
     await page.get_by_label("Text").fill("WRONG")
-    await page.get_by_role("button", name="Show", exact=True).click()
+    await page.locator("#feedback-form").get_by_role("button", name="Show", exact=True).click()
     await expect(rows).to_have_count(3)
     await expect(page.locator("#message")).to_have_text("3 feedback shown.")
     await expect(rows.first.locator("td").nth(2)).to_have_text("incorrect")
@@ -295,6 +295,6 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
     assert exported.count("wrong answer") == 3
     assert "fine" not in exported
     await page.get_by_label("Category").fill("Not A Word")
-    await page.get_by_role("button", name="Show", exact=True).click()
+    await page.locator("#feedback-form").get_by_role("button", name="Show", exact=True).click()
     await expect(page.locator("#message")).to_contain_text("A category is one word")
     await client.close()

@@ -11,20 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SCHEMA_VERSION, SQLiteStorage
 from ingest.storage import Database, DuplicateUpload, RecordInfo, Storage, StorageFailure, UploadInfo
-from lightspeed_common.config_base import DatabaseConfig
-from tests.postgres import PASSWORD, PgDatabase
 from tests.support import restore_dump, sqlite_schema
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "sqlite":
-        return SQLiteStorage(tmp_path / "ingest.sqlite3")
-    database: PgDatabase = request.getfixturevalue("pg_database")
-    return PostgresStorage(DatabaseConfig(url=database.url), PASSWORD)
 
 
 def _upload(request_id: str) -> UploadInfo:

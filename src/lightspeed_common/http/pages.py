@@ -51,10 +51,15 @@ def sign_in(realm: str, key_name: str) -> Callable[[], web.Response]:
 
 
 def static_page(
-    package: str, page: str, challenge: Callable[[], web.Response], check: Callable[[web.Request], None] | None
+    package: str,
+    page: str,
+    challenge: Callable[[], web.Response],
+    check: Callable[[web.Request], None] | None,
+    more: tuple[str, ...] = (),
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler serving `<page>.html` at the route's root and `<page>.js`/`<page>.css` as `{asset}`,
-    all from `package`, with the shared `page.js`/`page.css` (from `lightspeed_common.http.web`) beside them.
+    """A handler serving `<page>.html` at the route's root and `<page>.js`/`<page>.css` (and the files named
+    in `more`) as `{asset}`, all from `package`, with the shared `page.js`/`page.css` (from
+    `lightspeed_common.http.web`) beside them.
 
     `check(request)` raises Unauthorized (answered with `challenge()`) or another ApiError; None when
     the route checks the caller before the handler runs.
@@ -63,6 +68,7 @@ def static_page(
         "": (package, f"{page}.html"),
         f"{page}.js": (package, f"{page}.js"),
         f"{page}.css": (package, f"{page}.css"),
+        **{name: (package, name) for name in more},
         **{name: (SHARED_ASSETS, name) for name in ("page.js", "page.css")},
     }
 

@@ -1,0 +1,295 @@
+"""The insights' per-day roll-ups (issue 27), kept with the index on both backends; `SQLStorage` includes them.
+
+`daily_counts` holds one count per (series, day, label): records received per day by kind, uploads per
+day, uploads refused per day by outcome, feedback per day by sentiment, by category and by the model that
+answered its conversation, conversations started per day and by their number of turns, telemetry events per
+day by model. The insights page reads a range of it, a few rows a day whatever the index holds.
+
+The counts always equal what `rebuild_insights` computes from the index as it is: an upload adds what its
+rows count for (`_rows_counts` of its scope, in its own transaction), an erasure or retention subtracts what
+the rows it deletes counted for, before deleting them, and the conversations they touch are counted again
+(`_refresh_conversations`). The same queries serve all three, so they cannot drift apart.
+
+`conversations` keeps, per conversation with a transcript here, the day of its first transcript, its number
+of transcripts (turns), and the model of its latest one, which the conversation's feedback is counted under.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.storage import RecordInfo
+from lightspeed_common.sql import Session, SQLDatabase
+
+CHUNK = 500
+SERIES = (
+    "records",
+    "uploads",
+    "refused",
+    "feedback",
+    "category",
+    "model_positive",
+    "model_negative",
+    "model_none",
+    "conversations",
+    "turns",
+    "telemetry",
+)
+Counts = Counter[tuple[str, str, str]]  # (series, day, label) -> how many
+
+# A record's day: the date its timestamp is written with, else the day its upload was received.
+_RECORD_DAY = (
+    "CASE WHEN substr(x.record_timestamp, 5, 1) = '-' AND substr(x.record_timestamp, 8, 1) = '-' "
+    "AND length(x.record_timestamp) >= 10 THEN substr(x.record_timestamp, 1, 10) "
+    "ELSE substr(u.received_at, 1, 10) END"
+)
+_SENTIMENT = "CASE WHEN x.sentiment > 0 THEN 'positive' WHEN x.sentiment < 0 THEN 'negative' ELSE 'none' END"
+_FEEDBACK_MODEL = (
+    "UPDATE feedback SET model = (SELECT c.model FROM records r JOIN conversations c "
+    "ON c.conversation_id = r.conversation_id WHERE r.content_sha256 = feedback.content_sha256)"
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Rows of the index the counts gain or lose: a condition on `u` (an upload) and `x` (a record or
+    feedback row of it), and whether whole uploads are in it (False: some records of an upload)."""
+
+    condition: str
+    args: list[Any] = field(default_factory=list)
+    uploads: bool = True
+
+
+def upload_scope(request_id: str) -> Scope:
+    return Scope("u.request_id = ?", [request_id])
+
+
+class InsightsQueries(SQLDatabase):
+    LOCK_ROWS = ""  # the dialect's row lock on a SELECT (PostgreSQL: FOR UPDATE)
+
+    def _one_of(self, column: str, values: Any) -> tuple[str, list[Any]]:
+        raise NotImplementedError
+
+    # -- keeping the counts ---------------------------------------------------------------------------------
+
+    def _index_insights(self, session: Session, request_id: str, records: list[RecordInfo], new: set[str]) -> None:
+        """Inside an upload's transaction, after its rows are in: its conversations, its feedback's models,
+        and the counts its rows add."""
+        latest: dict[str, tuple[str, str]] = {}  # conversation -> (timestamp, model) of its newest transcript
+        conversations = set()
+        for record in records:
+            if record.kind != "transcripts" or record.conversation_id is None or record.content_sha256 not in new:
+                continue
+            conversations.add(record.conversation_id)
+            if record.model is not None:
+                moment = record.timestamp or ""
+                if record.conversation_id not in latest or latest[record.conversation_id][0] <= moment:
+                    latest[record.conversation_id] = (moment, record.model)
+        self._refresh_conversations(session, conversations, latest)
+        if any(record.feedback is not None and record.content_sha256 in new for record in records):
+            session.execute(f"{_FEEDBACK_MODEL} WHERE request_id = ?", (request_id,))
+        self._add_counts(session, self._rows_counts(session, upload_scope(request_id)))
+
+    def _forget_rows(self, session: Session, scope: Scope) -> set[str]:
+        """Before deleting the rows of `scope`: what they counted for is subtracted; the conversations whose
+        transcripts they hold, to count again (`_refresh_conversations`) once they are gone."""
+        self._add_counts(session, self._rows_counts(session, scope), -1)
+        rows = session.execute(
+            "SELECT DISTINCT x.conversation_id FROM records x JOIN uploads u ON u.request_id = x.request_id "  # noqa: S608
+            f"WHERE {scope.condition} AND x.kind = 'transcripts' AND x.conversation_id IS NOT NULL",
+            scope.args,
+        )
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def _rows_counts(session: Session, scope: Scope) -> Counts:
+        """What the uploads, records and feedback rows of `scope` count for."""
+        counts: Counts = Counter()
+        where = scope.condition
+        if scope.uploads:
+            for day, n in session.execute(
+                f"SELECT substr(u.received_at, 1, 10), COUNT(*) FROM uploads u WHERE {where} GROUP BY 1",  # noqa: S608
+                scope.args,
+            ):
+                counts["uploads", day, ""] += int(n)
+        for day, kind, n in session.execute(
+            "SELECT substr(u.received_at, 1, 10), x.kind, COUNT(*) FROM records x "  # noqa: S608
+            f"JOIN uploads u ON u.request_id = x.request_id WHERE {where} GROUP BY 1, 2",
+            scope.args,
+        ):
+            counts["records", day, kind] += int(n)
+        for day, sentiment, model, categories, n in session.execute(
+            f"SELECT x.day, {_SENTIMENT}, x.model, x.categories, COUNT(*) FROM feedback x "  # noqa: S608
+            f"JOIN uploads u ON u.request_id = x.request_id WHERE {where} AND x.day <> '' GROUP BY 1, 2, 3, 4",
+            scope.args,
+        ):
+            counts["feedback", day, sentiment] += int(n)
+            counts[f"model_{sentiment}", day, model or ""] += int(n)
+            for category in json.loads(categories):
+                counts["category", day, category] += int(n)
+        return counts
+
+    @staticmethod
+    def _add_counts(session: Session, counts: Mapping[tuple[str, str, str], int], sign: int = 1) -> None:
+        """Add `counts` (times `sign`), in key order (writers on PostgreSQL lock rows alike); a count brought to
+        zero is removed."""
+        rows = sorted((*key, sign * n) for key, n in counts.items() if n)
+        session.executemany(
+            "INSERT INTO daily_counts (series, day, label, n) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (series, day, label) DO UPDATE SET n = daily_counts.n + excluded.n",
+            rows,
+        )
+        session.executemany(
+            "DELETE FROM daily_counts WHERE series = ? AND day = ? AND label = ? AND n <= 0",
+            [row[:3] for row in rows if row[3] < 0],
+        )
+
+    def _refresh_conversations(
+        self, session: Session, ids: Iterable[str], latest: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
+        """Count these conversations again from their transcripts in the index (a row locked first, so two
+        writers count one after the other), moving their counts; `latest` (timestamp, model) of a transcript
+        just added names the model of a conversation unless it has a newer one."""
+        ordered = sorted(ids)
+        counts: Counts = Counter()
+        for start in range(0, len(ordered), CHUNK):
+            chunk = ordered[start : start + CHUNK]
+            session.executemany(
+                "INSERT INTO conversations (conversation_id, first_day, turns) VALUES (?, '', 0) "
+                "ON CONFLICT (conversation_id) DO NOTHING",
+                [(conversation,) for conversation in chunk],
+            )
+            in_chunk, args = self._one_of("conversation_id", chunk)
+            old = session.execute(
+                f"SELECT conversation_id, first_day, turns FROM conversations WHERE {in_chunk} "  # noqa: S608
+                f"ORDER BY conversation_id{self.LOCK_ROWS}",
+                args,
+            ).fetchall()
+            in_records, args = self._one_of("x.conversation_id", chunk)
+            new = {
+                conversation: (day, int(turns))
+                for conversation, day, turns in session.execute(
+                    f"SELECT x.conversation_id, MIN({_RECORD_DAY}), COUNT(*) FROM records x "  # noqa: S608
+                    "JOIN uploads u ON u.request_id = x.request_id "
+                    f"WHERE x.kind = 'transcripts' AND {in_records} GROUP BY x.conversation_id",
+                    args,
+                )
+            }
+            for _, day, turns in old:
+                if turns:
+                    counts["conversations", day, ""] -= 1
+                    counts["turns", day, str(turns)] -= 1
+            for day, turns in new.values():
+                counts["conversations", day, ""] += 1
+                counts["turns", day, str(turns)] += 1
+            self._store_conversations(session, chunk, new, latest or {})
+        self._add_counts(session, counts)
+
+    @staticmethod
+    def _store_conversations(
+        session: Session, chunk: list[str], new: dict[str, tuple[str, int]], latest: Mapping[str, tuple[str, str]]
+    ) -> None:
+        session.executemany(
+            "DELETE FROM conversations WHERE conversation_id = ?", [(c,) for c in chunk if c not in new]
+        )
+        session.executemany(
+            "UPDATE conversations SET first_day = ?, turns = ? WHERE conversation_id = ?",
+            [(day, turns, conversation) for conversation, (day, turns) in sorted(new.items())],
+        )
+        session.executemany(
+            "UPDATE conversations SET last_at = ?, model = ? WHERE conversation_id = ? "
+            "AND (last_at IS NULL OR last_at <= ?)",
+            [(at, model, c, at) for c, (at, model) in sorted(latest.items()) if c in new],
+        )
+
+    def add_refusal(self, at: str, request_id: str, outcome: str, size: int | None, reason: str) -> None:
+        """An upload refused for good (its sender quarantines it): kept, and counted on its day."""
+
+        def work(session: Session) -> None:
+            session.execute(
+                "INSERT INTO refusals (received_at, request_id, outcome, bytes, reason) VALUES (?, ?, ?, ?, ?)",
+                (at, request_id, outcome, size, reason[:500]),
+            )
+            self._add_counts(session, {("refused", at[:10], outcome): 1})
+
+        self._write(work)
+
+    def _forget_refusals(self, session: Session, before: str) -> None:
+        self._add_counts(session, self._refusal_counts(session, "received_at < ?", [before]), -1)
+        session.execute("DELETE FROM refusals WHERE received_at < ?", (before,))
+
+    @staticmethod
+    def _refusal_counts(session: Session, condition: str, args: list[Any]) -> Counts:
+        counts: Counts = Counter()
+        for day, outcome, n in session.execute(
+            f"SELECT substr(received_at, 1, 10), outcome, COUNT(*) FROM refusals WHERE {condition} GROUP BY 1, 2",  # noqa: S608
+            args,
+        ):
+            counts["refused", day, outcome] += int(n)
+        return counts
+
+    @staticmethod
+    def _contribution_counts(session: Session, condition: str, args: list[Any]) -> Counts:
+        """The events of the contributions `condition` selects (on `c`), per day and model name."""
+        counts: Counts = Counter()
+        for day, name, events in session.execute(
+            "SELECT c.day, m.model_name, SUM(c.events) FROM contributions c "  # noqa: S608
+            f"JOIN models m ON m.id = c.model_id WHERE {condition} GROUP BY 1, 2",
+            args,
+        ):
+            counts["telemetry", day, name] += int(events)
+        return counts
+
+    # -- rebuilding -----------------------------------------------------------------------------------------
+
+    def rebuild_insights(self, only_if_unbuilt: bool = False) -> bool:
+        """Compute every count again from the index (after the upgrade that added them, or on request);
+        `only_if_unbuilt`: only when no node did yet. Whether it ran."""
+        return self._write(lambda session: self._rebuild(session, only_if_unbuilt))
+
+    def _rebuild(self, session: Session, only_if_unbuilt: bool) -> bool:
+        claimed = session.execute("UPDATE insights_state SET built = 1 WHERE name = 'rollups' AND built = 0")
+        if only_if_unbuilt and claimed.rowcount == 0:
+            return False  # built already (by this node, or another one that held the row first)
+        session.execute("DELETE FROM daily_counts")
+        session.execute("UPDATE conversations SET turns = 0")  # counted for nothing now
+        ids = session.execute(
+            "SELECT conversation_id FROM records WHERE kind = 'transcripts' AND conversation_id IS NOT NULL "
+            "UNION SELECT conversation_id FROM conversations"
+        )
+        self._refresh_conversations(session, [row[0] for row in ids])
+        session.execute(f"{_FEEDBACK_MODEL} WHERE model IS NULL")
+        counts = self._rows_counts(session, Scope("TRUE"))
+        counts.update(self._contribution_counts(session, "TRUE", []))
+        counts.update(self._refusal_counts(session, "TRUE", []))
+        self._add_counts(session, counts)
+        return True
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def daily_counts(self, since: str, until: str) -> list[tuple[str, str, str, int]]:
+        """Every count of the days from `since` to `until` (inclusive): (series, day, label, n)."""
+        series = ", ".join(["?"] * len(SERIES))
+        rows = self._read(
+            f"SELECT series, day, label, n FROM daily_counts WHERE series IN ({series}) "  # noqa: S608
+            "AND day >= ? AND day <= ?",
+            [*SERIES, since, until],
+        )
+        return [(row["series"], row["day"], row["label"], int(row["n"])) for row in rows]
+
+    def all_daily_counts(self) -> dict[tuple[str, str, str], int]:
+        """The whole table (tests compare it with a rebuild)."""
+        rows = self._read("SELECT series, day, label, n FROM daily_counts")
+        return {(row["series"], row["day"], row["label"]): int(row["n"]) for row in rows}
+
+    def recent_refusals(self, since: str, before: str, limit: int) -> list[dict[str, Any]]:
+        """The latest uploads refused from day `since` up to (not including) day `before`."""
+        return self._read(
+            "SELECT received_at, request_id, outcome, bytes, reason FROM refusals "
+            "WHERE received_at >= ? AND received_at < ? ORDER BY received_at DESC, request_id LIMIT ?",
+            (since, before, limit),
+        )
