@@ -140,7 +140,7 @@ MIGRATIONS: list[list[str]] = [
             n BIGINT NOT NULL,
             PRIMARY KEY (series, day, label)
         )""",
-        """CREATE TABLE conversations (
+        """CREATE TABLE conversation_turns (
             conversation_id TEXT PRIMARY KEY,
             first_day TEXT NOT NULL,
             turns INTEGER NOT NULL,

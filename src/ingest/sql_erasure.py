@@ -68,21 +68,23 @@ class ErasureQueries(InsightsQueries):
 
     def _rewritten(self, session: Session, request_id: str, rewrite: Rewrite) -> None:
         """Reconciled with the file as it is: also right after a crash between the rewrite and this."""
-        if not rewrite.kept:
-            conversations = self._forget_rows(session, upload_scope(request_id))
-            session.execute("DELETE FROM uploads WHERE request_id = ?", (request_id,))  # its rows go with it
-            self._refresh_conversations(session, conversations)
+        if not rewrite.kept:  # the upload goes, its rows with it
+            sql = "DELETE FROM uploads WHERE request_id = ?"
+            self._forget_rows(session, upload_scope(request_id), lambda: session.execute(sql, (request_id,)).rowcount)
             return
         condition, args = self._one_of("content_sha256", rewrite.kept)
-        conversations = self._forget_rows(
-            session, Scope(f"u.request_id = ? AND NOT (x.{condition})", [request_id, *args], uploads=False)
-        )
-        for table in ("records", "feedback"):  # fixed names
-            session.execute(
-                f"DELETE FROM {table} WHERE request_id = ? AND NOT ({condition})",  # noqa: S608 - placeholders
-                [request_id, *args],
+
+        def delete_records() -> int:
+            return sum(
+                session.execute(
+                    f"DELETE FROM {table} WHERE request_id = ? AND NOT ({condition})",  # noqa: S608 - fixed names
+                    [request_id, *args],
+                ).rowcount
+                for table in ("records", "feedback")
             )
-        self._refresh_conversations(session, conversations)
+
+        scope = Scope(f"u.request_id = ? AND NOT (x.{condition})", [request_id, *args], uploads=False)
+        self._forget_rows(session, scope, delete_records)
         session.execute(
             "UPDATE uploads SET bytes = ?, sha256 = ?, records = ?, users_indexed = 1, "
             "new_records = (SELECT COUNT(*) FROM records WHERE records.request_id = uploads.request_id) "

@@ -7,10 +7,10 @@ day by model. The insights page reads a range of it, a few rows a day whatever t
 
 The counts always equal what `rebuild_insights` computes from the index as it is: an upload adds what its
 rows count for (`_rows_counts` of its scope, in its own transaction), an erasure or retention subtracts what
-the rows it deletes counted for, before deleting them, and the conversations they touch are counted again
+the rows it deletes counted for, and the conversations they touch are counted again
 (`_refresh_conversations`). The same queries serve all three, so they cannot drift apart.
 
-`conversations` keeps, per conversation with a transcript here, the day of its first transcript, its number
+`conversation_turns` keeps, per conversation with a transcript here, the day of its first transcript, its number
 of transcripts (turns), and the model of its latest one, which the conversation's feedback is counted under.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ _RECORD_DAY = (
 )
 _SENTIMENT = "CASE WHEN x.sentiment > 0 THEN 'positive' WHEN x.sentiment < 0 THEN 'negative' ELSE 'none' END"
 _FEEDBACK_MODEL = (
-    "UPDATE feedback SET model = (SELECT c.model FROM records r JOIN conversations c "
+    "UPDATE feedback SET model = (SELECT c.model FROM records r JOIN conversation_turns c "
     "ON c.conversation_id = r.conversation_id WHERE r.content_sha256 = feedback.content_sha256)"
 )
 
@@ -94,16 +94,21 @@ class InsightsQueries(SQLDatabase):
             session.execute(f"{_FEEDBACK_MODEL} WHERE request_id = ?", (request_id,))
         self._add_counts(session, self._rows_counts(session, upload_scope(request_id)))
 
-    def _forget_rows(self, session: Session, scope: Scope) -> set[str]:
-        """Before deleting the rows of `scope`: what they counted for is subtracted; the conversations whose
-        transcripts they hold, to count again (`_refresh_conversations`) once they are gone."""
-        self._add_counts(session, self._rows_counts(session, scope), -1)
+    def _forget_rows(self, session: Session, scope: Scope, delete: Callable[[], int]) -> int:
+        """Delete the rows of `scope` (`delete`, which says how many it deleted) and take away what they counted
+        for: the conversations whose transcripts they held are counted again. Rows are locked in the order an
+        upload locks them (records, conversations, counts), so writers on PostgreSQL never wait in a cycle."""
+        counts = self._rows_counts(session, scope)
         rows = session.execute(
             "SELECT DISTINCT x.conversation_id FROM records x JOIN uploads u ON u.request_id = x.request_id "  # noqa: S608
             f"WHERE {scope.condition} AND x.kind = 'transcripts' AND x.conversation_id IS NOT NULL",
             scope.args,
         )
-        return {row[0] for row in rows}
+        conversations = {row[0] for row in rows}
+        deleted = delete()
+        self._refresh_conversations(session, conversations)
+        self._add_counts(session, counts, -1)
+        return deleted
 
     @staticmethod
     def _rows_counts(session: Session, scope: Scope) -> Counts:
@@ -159,13 +164,13 @@ class InsightsQueries(SQLDatabase):
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start : start + CHUNK]
             session.executemany(
-                "INSERT INTO conversations (conversation_id, first_day, turns) VALUES (?, '', 0) "
+                "INSERT INTO conversation_turns (conversation_id, first_day, turns) VALUES (?, '', 0) "
                 "ON CONFLICT (conversation_id) DO NOTHING",
                 [(conversation,) for conversation in chunk],
             )
             in_chunk, args = self._one_of("conversation_id", chunk)
             old = session.execute(
-                f"SELECT conversation_id, first_day, turns FROM conversations WHERE {in_chunk} "  # noqa: S608
+                f"SELECT conversation_id, first_day, turns FROM conversation_turns WHERE {in_chunk} "  # noqa: S608
                 f"ORDER BY conversation_id{self.LOCK_ROWS}",
                 args,
             ).fetchall()
@@ -194,14 +199,14 @@ class InsightsQueries(SQLDatabase):
         session: Session, chunk: list[str], new: dict[str, tuple[str, int]], latest: Mapping[str, tuple[str, str]]
     ) -> None:
         session.executemany(
-            "DELETE FROM conversations WHERE conversation_id = ?", [(c,) for c in chunk if c not in new]
+            "DELETE FROM conversation_turns WHERE conversation_id = ?", [(c,) for c in chunk if c not in new]
         )
         session.executemany(
-            "UPDATE conversations SET first_day = ?, turns = ? WHERE conversation_id = ?",
+            "UPDATE conversation_turns SET first_day = ?, turns = ? WHERE conversation_id = ?",
             [(day, turns, conversation) for conversation, (day, turns) in sorted(new.items())],
         )
         session.executemany(
-            "UPDATE conversations SET last_at = ?, model = ? WHERE conversation_id = ? "
+            "UPDATE conversation_turns SET last_at = ?, model = ? WHERE conversation_id = ? "
             "AND (last_at IS NULL OR last_at <= ?)",
             [(at, model, c, at) for c, (at, model) in sorted(latest.items()) if c in new],
         )
@@ -256,10 +261,10 @@ class InsightsQueries(SQLDatabase):
         if only_if_unbuilt and claimed.rowcount == 0:
             return False  # built already (by this node, or another one that held the row first)
         session.execute("DELETE FROM daily_counts")
-        session.execute("UPDATE conversations SET turns = 0")  # counted for nothing now
+        session.execute("UPDATE conversation_turns SET turns = 0")  # counted for nothing now
         ids = session.execute(
             "SELECT conversation_id FROM records WHERE kind = 'transcripts' AND conversation_id IS NOT NULL "
-            "UNION SELECT conversation_id FROM conversations"
+            "UNION SELECT conversation_id FROM conversation_turns"
         )
         self._refresh_conversations(session, [row[0] for row in ids])
         session.execute(f"{_FEEDBACK_MODEL} WHERE model IS NULL")

@@ -233,7 +233,6 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQue
     ) -> None:
         """Add the accepted events to their (model, contributor, day) rows, one statement per row."""
         counts: dict[tuple[int, str, str], list[Any]] = {}
-        self._add_counts(session, Counter(("telemetry", day, event.model_name) for _, event, _, _, day in accepted))
         for model_id, event, _, contributor, day in accepted:
             total = counts.setdefault((model_id, contributor, day), [0, 0, 0, event.timestamp])
             total[0] += 1
@@ -250,6 +249,7 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQue
             f"last_event_at = {self.GREATEST}(contributions.last_event_at, excluded.last_event_at)",
             [(*group, *total) for group, total in sorted(counts.items())],
         )
+        self._add_counts(session, Counter(("telemetry", day, event.model_name) for _, event, _, _, day in accepted))
 
     @staticmethod
     def _take_keys(session: Session, keys: list[tuple[str, str, str]]) -> set[str]:
@@ -311,8 +311,9 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQue
     def _delete_client(self, session: Session, client_id: str, via: str, now: datetime) -> dict[str, int]:
         names = [row[0] for row in session.execute("SELECT DISTINCT model_name FROM models")]
         condition, args = self._one_of("contributor", [contributor_hash(name, client_id) for name in names])
-        self._add_counts(session, self._contribution_counts(session, f"c.{condition}", args), -1)
+        forgotten = self._contribution_counts(session, f"c.{condition}", args)
         contributions = session.execute(f"DELETE FROM contributions WHERE {condition}", args).rowcount  # noqa: S608
+        self._add_counts(session, forgotten, -1)  # the counts last, as every writer takes them
         events = session.execute(f"DELETE FROM seen_events WHERE {condition}", args).rowcount  # noqa: S608
         _drop_unused_models(session)
         session.execute(
@@ -338,12 +339,15 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQue
 
         def work(session: Session) -> RetentionResult:
             before, telemetry_day = iso(uploads_before), telemetry_before.date().isoformat()
-            conversations = self._forget_rows(session, Scope("u.received_at < ?", [before]))
-            uploads = session.execute("DELETE FROM uploads WHERE received_at < ?", (before,)).rowcount
-            self._refresh_conversations(session, conversations)
+            uploads = self._forget_rows(
+                session,
+                Scope("u.received_at < ?", [before]),
+                lambda: session.execute("DELETE FROM uploads WHERE received_at < ?", (before,)).rowcount,
+            )
             self._forget_refusals(session, before)
-            self._add_counts(session, self._contribution_counts(session, "c.day < ?", [telemetry_day]), -1)
+            forgotten = self._contribution_counts(session, "c.day < ?", [telemetry_day])
             contributions = session.execute("DELETE FROM contributions WHERE day < ?", (telemetry_day,)).rowcount
+            self._add_counts(session, forgotten, -1)
             seen = session.execute("DELETE FROM seen_events WHERE day < ?", (seen_before.date().isoformat(),)).rowcount
             _drop_unused_models(session)
             return RetentionResult(uploads, contributions, seen)

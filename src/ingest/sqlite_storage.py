@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS daily_counts (
     n INTEGER NOT NULL,
     PRIMARY KEY (series, day, label)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS conversations (
+CREATE TABLE IF NOT EXISTS conversation_turns (
     conversation_id TEXT PRIMARY KEY,
     first_day TEXT NOT NULL,
     turns INTEGER NOT NULL,
