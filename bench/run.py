@@ -21,6 +21,7 @@ import feedback_bench
 import feedback_export_bench
 import handmade_bench
 import ingest_bench
+import insights_bench
 import models_bench
 import query_bench
 import redaction_bench
@@ -47,6 +48,7 @@ results = {
     "conversations": conversations_bench.main(),
     "erasure": erasure_bench.main(),
     "feedback export": feedback_export_bench.main(),
+    "insights": insights_bench.main(),
     "hand-made parts": handmade_bench.main(),
     "attacks": attack_bench.main(),
 }

@@ -23,6 +23,7 @@ from ingest import charts
 from ingest.admin import check_admin
 from ingest.charts import Series
 from ingest.context import INGEST
+from ingest.sql_insights import SERIES
 from lightspeed_common.errors import BadRequest, NotFound
 
 DEFAULT_DAYS = 30
@@ -84,13 +85,15 @@ class Counts:
         self.span = span
         self.periods = span.periods()
         self.names = [period.isoformat() for period in self.periods]
-        index = {period: i for i, period in enumerate(self.periods)}
+        days = (span.until - span.since).days + 1
+        moments = (span.since + timedelta(days=i) for i in range(days))
+        position = {period: i for i, period in enumerate(self.periods)}
+        index = {day.isoformat(): position[span.start_of(day)] for day in moments}  # a day's text -> its period
         self.by_period: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(self.periods))
         self.total: dict[tuple[str, str], int] = defaultdict(int)
         for series, day, label, n in rows:
-            try:
-                period = index[span.start_of(date.fromisoformat(day))]
-            except (ValueError, KeyError):
+            period = index.get(day)
+            if period is None:
                 continue
             self.by_period[series, label][period] += n
             self.total[series, label] += n
@@ -232,12 +235,25 @@ def insights(span: Range, rows: list[tuple[str, str, str, int]]) -> list[dict[st
     ]
 
 
-async def _charts(request: web.Request) -> tuple[Range, list[dict[str, Any]]]:
+# The counts each chart is drawn from (one chart's image reads only those).
+SERIES_OF = {
+    "received": ("records",),
+    "uploads": ("uploads", "refused"),
+    "feedback": ("feedback",),
+    "categories": ("category",),
+    "models": ("model_positive", "model_negative", "model_none"),
+    "conversations": ("conversations",),
+    "turns": ("turns",),
+    "telemetry": ("telemetry",),
+}
+
+
+async def _charts(request: web.Request, series: tuple[str, ...] = SERIES) -> tuple[Range, list[dict[str, Any]]]:
     ingest = request.app[INGEST]
     check_admin(request)
     span = insight_range(request.query, datetime.now(UTC).date())
-    rows = await ingest.db.run(ingest.db.storage.daily_counts, span.since.isoformat(), span.until.isoformat())
-    return span, insights(span, rows)
+    since, until = span.since.isoformat(), span.until.isoformat()
+    return span, insights(span, await ingest.db.run(ingest.db.storage.daily_counts, since, until, series))
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -268,10 +284,12 @@ def _width(query: Any) -> int:
 
 async def chart(request: web.Request) -> web.Response:
     width = _width(request.query)
-    _, found = await _charts(request)
-    wanted = next((c for c in found if c["id"] == request.match_info["chart"]), None)
-    if wanted is None:
-        raise NotFound("No such chart", f"charts: {', '.join(c['id'] for c in found)}")
+    name = request.match_info["chart"]
+    check_admin(request)
+    if name not in SERIES_OF:
+        raise NotFound("No such chart", f"charts: {', '.join(SERIES_OF)}")
+    _, found = await _charts(request, SERIES_OF[name])
+    wanted = next(c for c in found if c["id"] == name)
     series = [Series(s["name"], s["values"]) for s in wanted["series"]]
     svg = DRAW[wanted["kind"]](wanted["title"], wanted["summary"], wanted["categories"], series, width)
     return web.Response(text=svg, content_type="image/svg+xml", headers=SVG_HEADERS)

@@ -276,13 +276,12 @@ class InsightsQueries(SQLDatabase):
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def daily_counts(self, since: str, until: str) -> list[tuple[str, str, str, int]]:
-        """Every count of the days from `since` to `until` (inclusive): (series, day, label, n)."""
-        series = ", ".join(["?"] * len(SERIES))
+    def daily_counts(self, since: str, until: str, series: tuple[str, ...] = SERIES) -> list[tuple[str, str, str, int]]:
+        """The counts of `series` on the days from `since` to `until` (inclusive): (series, day, label, n)."""
         rows = self._read(
-            f"SELECT series, day, label, n FROM daily_counts WHERE series IN ({series}) "  # noqa: S608
+            f"SELECT series, day, label, n FROM daily_counts WHERE series IN ({', '.join(['?'] * len(series))}) "  # noqa: S608
             "AND day >= ? AND day <= ?",
-            [*SERIES, since, until],
+            [*series, since, until],
         )
         return [(row["series"], row["day"], row["label"], int(row["n"])) for row in rows]
 
