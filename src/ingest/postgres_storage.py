@@ -137,8 +137,9 @@ MIGRATIONS: list[list[str]] = [
             series TEXT NOT NULL,
             day TEXT NOT NULL,
             label TEXT NOT NULL,
+            shard INTEGER NOT NULL,
             n BIGINT NOT NULL,
-            PRIMARY KEY (series, day, label)
+            PRIMARY KEY (series, day, label, shard)
         )""",
         """CREATE TABLE conversation_turns (
             conversation_id TEXT PRIMARY KEY,
@@ -168,6 +169,7 @@ class PostgresStorage(SQLStorage):
     GREATEST = "GREATEST"
     INSERTION_ORDER = "id"
     LOCK_ROWS = " FOR UPDATE"
+    SHARDS = 16
     shared = True  # other nodes may write the same database and archive directory
 
     def __init__(self, config: DatabaseConfig, password: str | None) -> None:

@@ -1,9 +1,10 @@
 """The insights' per-day roll-ups (issue 27), kept with the index on both backends; `SQLStorage` includes them.
 
-`daily_counts` holds one count per (series, day, label): records received per day by kind, uploads per
-day, uploads refused per day by outcome, feedback per day by sentiment, by category and by the model that
-answered its conversation, conversations started per day and by their number of turns, telemetry events per
-day by model. The insights page reads a range of it, a few rows a day whatever the index holds.
+`daily_counts` holds one count per (series, day, label) (spread over a few rows on PostgreSQL: `_add_counts`):
+records received per day by kind, uploads per day, uploads refused per day by outcome, feedback per day by
+sentiment, by category and by the model that answered its conversation, conversations started per day and by
+their number of turns, telemetry events per day by model. The insights page reads a range of it, a few rows
+a day whatever the index holds.
 
 The counts always equal what `rebuild_insights` computes from the index as it is: an upload adds what its
 rows count for (`_rows_counts` of its scope, in its own transaction), an erasure or retention subtracts what
@@ -17,12 +18,13 @@ of transcripts (turns), and the model of its latest one, which the conversation'
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.storage import RecordInfo
+from ingest.storage import RecordInfo, UploadInfo, iso
 from lightspeed_common.sql import Session, SQLDatabase
 
 CHUNK = 500
@@ -39,6 +41,7 @@ SERIES = (
     "turns",
     "telemetry",
 )
+PLACEHOLDER_ROW = "(?, '', 0)"  # a conversation not counted yet
 Counts = Counter[tuple[str, str, str]]  # (series, day, label) -> how many
 
 # A record's day: the date its timestamp is written with, else the day its upload was received.
@@ -68,28 +71,51 @@ def upload_scope(request_id: str) -> Scope:
     return Scope("u.request_id = ?", [request_id])
 
 
+def record_day(timestamp: str | None, received_day: str) -> str:
+    """A record's day as `_RECORD_DAY` says it: the date its timestamp is written with, else its upload's day."""
+    if timestamp is not None and len(timestamp) >= 10 and timestamp[4] == "-" and timestamp[7] == "-":
+        return timestamp[:10]
+    return received_day
+
+
+def _plus(chunk: list[str], old: list[Any], added: Mapping[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """The conversations of `chunk` as they were (`old`: id, first day, turns) with an upload's transcripts."""
+    known = {conversation: (first_day, int(turns)) for conversation, first_day, turns in old}
+    new = {}
+    for conversation in chunk:
+        day, more = added[conversation]
+        first_day, turns = known.get(conversation, (day, 0))
+        new[conversation] = (min(first_day, day) if turns else day, turns + more)
+    return new
+
+
 class InsightsQueries(SQLDatabase):
-    LOCK_ROWS = ""  # the dialect's row lock on a SELECT (PostgreSQL: FOR UPDATE)
+    LOCK_ROWS = ""  # the dialect's row lock on a SELECT (PostgreSQL, several writers: FOR UPDATE; SQLite: none)
+    SHARDS = 1  # rows per count (`_add_counts`): one writer at a time on SQLite
 
     def _one_of(self, column: str, values: Any) -> tuple[str, list[Any]]:
         raise NotImplementedError
 
     # -- keeping the counts ---------------------------------------------------------------------------------
 
-    def _index_insights(self, session: Session, request_id: str, records: list[RecordInfo], new: set[str]) -> None:
+    def _index_insights(self, session: Session, upload: UploadInfo, records: list[RecordInfo], new: set[str]) -> None:
         """Inside an upload's transaction, after its rows are in: its conversations, its feedback's models,
         and the counts its rows add."""
+        request_id, received_day = upload.request_id, iso(upload.received_at)[:10]
         latest: dict[str, tuple[str, str]] = {}  # conversation -> (timestamp, model) of its newest transcript
-        conversations = set()
+        added: dict[str, tuple[str, int]] = {}  # conversation -> (first day, turns) of its new transcripts
         for record in records:
-            if record.kind != "transcripts" or record.conversation_id is None or record.content_sha256 not in new:
+            conversation = record.conversation_id
+            if record.kind != "transcripts" or conversation is None or record.content_sha256 not in new:
                 continue
-            conversations.add(record.conversation_id)
+            day = record_day(record.timestamp, received_day)
+            first, turns = added.get(conversation, (day, 0))
+            added[conversation] = (min(first, day), turns + 1)
             if record.model is not None:
                 moment = record.timestamp or ""
-                if record.conversation_id not in latest or latest[record.conversation_id][0] <= moment:
-                    latest[record.conversation_id] = (moment, record.model)
-        self._refresh_conversations(session, conversations, latest)
+                if conversation not in latest or latest[conversation][0] <= moment:
+                    latest[conversation] = (moment, record.model)
+        self._refresh_conversations(session, added, latest, added)
         if any(record.feedback is not None and record.content_sha256 in new for record in records):
             session.execute(f"{_FEEDBACK_MODEL} WHERE request_id = ?", (request_id,))
         self._add_counts(session, self._rows_counts(session, upload_scope(request_id)))
@@ -138,52 +164,51 @@ class InsightsQueries(SQLDatabase):
                 counts["category", day, category] += int(n)
         return counts
 
-    @staticmethod
-    def _add_counts(session: Session, counts: Mapping[tuple[str, str, str], int], sign: int = 1) -> None:
-        """Add `counts` (times `sign`), in key order (writers on PostgreSQL lock rows alike); a count brought to
-        zero is removed."""
-        rows = sorted((*key, sign * n) for key, n in counts.items() if n)
+    def _add_counts(self, session: Session, counts: Mapping[tuple[str, str, str], int], sign: int = 1) -> None:
+        """Add `counts` (times `sign`) to one shard of each count, in key order. Today's few counts are
+        touched by every writer: on PostgreSQL each transaction takes one of `SHARDS` rows of a count (a read
+        sums them), so writers on several nodes seldom wait for one another's commit. A count brought to zero
+        by a subtraction is removed."""
+        shard = random.randrange(self.SHARDS)  # noqa: S311 - spreading writers, not a secret
+        rows = sorted((*key, shard, sign * n) for key, n in counts.items() if n)
         session.executemany(
-            "INSERT INTO daily_counts (series, day, label, n) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (series, day, label) DO UPDATE SET n = daily_counts.n + excluded.n",
+            "INSERT INTO daily_counts (series, day, label, shard, n) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (series, day, label, shard) DO UPDATE SET n = daily_counts.n + excluded.n",
             rows,
         )
         session.executemany(
-            "DELETE FROM daily_counts WHERE series = ? AND day = ? AND label = ? AND n <= 0",
-            [row[:3] for row in rows if row[3] < 0],
+            "DELETE FROM daily_counts WHERE series = ? AND day = ? AND label = ? AND shard = ? AND n = 0",
+            [row[:4] for row in rows if row[4] < 0],
         )
 
     def _refresh_conversations(
-        self, session: Session, ids: Iterable[str], latest: Mapping[str, tuple[str, str]] | None = None
+        self,
+        session: Session,
+        ids: Iterable[str],
+        latest: Mapping[str, tuple[str, str]] | None = None,
+        added: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
-        """Count these conversations again from their transcripts in the index (a row locked first, so two
-        writers count one after the other), moving their counts; `latest` (timestamp, model) of a transcript
-        just added names the model of a conversation unless it has a newer one."""
+        """Count these conversations again (their rows locked first, so two writers count one after the
+        other), moving their counts: from their transcripts in the index, or, with `added` (an upload's
+        new transcripts: first day and how many), from what they were plus those. `latest` (timestamp,
+        model) of a transcript just added names the model of a conversation unless it has a newer one."""
         ordered = sorted(ids)
         counts: Counts = Counter()
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start : start + CHUNK]
-            session.executemany(
-                "INSERT INTO conversation_turns (conversation_id, first_day, turns) VALUES (?, '', 0) "
-                "ON CONFLICT (conversation_id) DO NOTHING",
-                [(conversation,) for conversation in chunk],
-            )
+            if self.LOCK_ROWS:  # several writers: a row to lock for each conversation, new ones too
+                session.execute(
+                    "INSERT INTO conversation_turns (conversation_id, first_day, turns) "  # noqa: S608 - placeholders
+                    f"VALUES {', '.join([PLACEHOLDER_ROW] * len(chunk))} ON CONFLICT (conversation_id) DO NOTHING",
+                    chunk,
+                )
             in_chunk, args = self._one_of("conversation_id", chunk)
             old = session.execute(
                 f"SELECT conversation_id, first_day, turns FROM conversation_turns WHERE {in_chunk} "  # noqa: S608
                 f"ORDER BY conversation_id{self.LOCK_ROWS}",
                 args,
             ).fetchall()
-            in_records, args = self._one_of("x.conversation_id", chunk)
-            new = {
-                conversation: (day, int(turns))
-                for conversation, day, turns in session.execute(
-                    f"SELECT x.conversation_id, MIN({_RECORD_DAY}), COUNT(*) FROM records x "  # noqa: S608
-                    "JOIN uploads u ON u.request_id = x.request_id "
-                    f"WHERE x.kind = 'transcripts' AND {in_records} GROUP BY x.conversation_id",
-                    args,
-                )
-            }
+            new = self._counted(session, chunk) if added is None else _plus(chunk, old, added)
             for _, day, turns in old:
                 if turns:
                     counts["conversations", day, ""] -= 1
@@ -194,21 +219,41 @@ class InsightsQueries(SQLDatabase):
             self._store_conversations(session, chunk, new, latest or {})
         self._add_counts(session, counts)
 
+    def _counted(self, session: Session, chunk: list[str]) -> dict[str, tuple[str, int]]:
+        """First day and turns of each conversation of `chunk`, from its transcripts in the index."""
+        in_records, args = self._one_of("x.conversation_id", chunk)
+        return {
+            conversation: (day, int(turns))
+            for conversation, day, turns in session.execute(
+                f"SELECT x.conversation_id, MIN({_RECORD_DAY}), COUNT(*) FROM records x "  # noqa: S608
+                "JOIN uploads u ON u.request_id = x.request_id "
+                f"WHERE x.kind = 'transcripts' AND {in_records} GROUP BY x.conversation_id",
+                args,
+            )
+        }
+
     @staticmethod
     def _store_conversations(
         session: Session, chunk: list[str], new: dict[str, tuple[str, int]], latest: Mapping[str, tuple[str, str]]
     ) -> None:
+        """Each conversation's new first day and turns, and the model of a newer transcript, in one statement;
+        those left without a transcript removed."""
         session.executemany(
             "DELETE FROM conversation_turns WHERE conversation_id = ?", [(c,) for c in chunk if c not in new]
         )
-        session.executemany(
-            "UPDATE conversation_turns SET first_day = ?, turns = ? WHERE conversation_id = ?",
-            [(day, turns, conversation) for conversation, (day, turns) in sorted(new.items())],
-        )
-        session.executemany(
-            "UPDATE conversation_turns SET last_at = ?, model = ? WHERE conversation_id = ? "
-            "AND (last_at IS NULL OR last_at <= ?)",
-            [(at, model, c, at) for c, (at, model) in sorted(latest.items()) if c in new],
+        if not new:
+            return
+        rows = [(c, day, turns, *latest.get(c, (None, None))) for c, (day, turns) in sorted(new.items())]
+        session.execute(
+            "INSERT INTO conversation_turns (conversation_id, first_day, turns, last_at, model) "  # noqa: S608
+            f"VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(rows))} ON CONFLICT (conversation_id) DO UPDATE SET "
+            "first_day = excluded.first_day, turns = excluded.turns, "
+            "model = CASE WHEN excluded.last_at IS NOT NULL AND (conversation_turns.last_at IS NULL "
+            "OR conversation_turns.last_at <= excluded.last_at) THEN excluded.model ELSE conversation_turns.model END, "
+            "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (conversation_turns.last_at IS NULL "
+            "OR conversation_turns.last_at <= excluded.last_at) THEN excluded.last_at "
+            "ELSE conversation_turns.last_at END",
+            [value for row in rows for value in row],
         )
 
     def add_refusal(self, at: str, request_id: str, outcome: str, size: int | None, reason: str) -> None:
@@ -278,17 +323,18 @@ class InsightsQueries(SQLDatabase):
 
     def daily_counts(self, since: str, until: str, series: tuple[str, ...] = SERIES) -> list[tuple[str, str, str, int]]:
         """The counts of `series` on the days from `since` to `until` (inclusive): (series, day, label, n)."""
+        names = ", ".join(["?"] * len(series))
         rows = self._read(
-            f"SELECT series, day, label, n FROM daily_counts WHERE series IN ({', '.join(['?'] * len(series))}) "  # noqa: S608
-            "AND day >= ? AND day <= ?",
+            f"SELECT series, day, label, SUM(n) AS n FROM daily_counts WHERE series IN ({names}) "  # noqa: S608
+            "AND day >= ? AND day <= ? GROUP BY series, day, label",
             [*series, since, until],
         )
         return [(row["series"], row["day"], row["label"], int(row["n"])) for row in rows]
 
     def all_daily_counts(self) -> dict[tuple[str, str, str], int]:
         """The whole table (tests compare it with a rebuild)."""
-        rows = self._read("SELECT series, day, label, n FROM daily_counts")
-        return {(row["series"], row["day"], row["label"]): int(row["n"]) for row in rows}
+        rows = self._read("SELECT series, day, label, SUM(n) AS n FROM daily_counts GROUP BY series, day, label")
+        return {(row["series"], row["day"], row["label"]): int(row["n"]) for row in rows if row["n"]}
 
     def recent_refusals(self, since: str, before: str, limit: int) -> list[dict[str, Any]]:
         """The latest uploads refused from day `since` up to (not including) day `before`."""

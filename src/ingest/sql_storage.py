@@ -92,7 +92,7 @@ class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQue
             new = self._insert_records(session, upload.request_id, records)
             self._index_users(session, upload.request_id, records, upload.received_at)
             self._index_feedback(session, upload.request_id, records)
-            self._index_insights(session, upload.request_id, records, new)
+            self._index_insights(session, upload, records, new)
             stored = StoredUpload(upload.request_id, len(records), len(new), len(records) - len(new))
             session.execute(
                 "UPDATE uploads SET records = ?, new_records = ?, duplicate_records = ? WHERE request_id = ?",

@@ -129,8 +129,9 @@ CREATE TABLE IF NOT EXISTS daily_counts (
     series TEXT NOT NULL,
     day TEXT NOT NULL,
     label TEXT NOT NULL,
+    shard INTEGER NOT NULL,
     n INTEGER NOT NULL,
-    PRIMARY KEY (series, day, label)
+    PRIMARY KEY (series, day, label, shard)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversation_turns (
     conversation_id TEXT PRIMARY KEY,

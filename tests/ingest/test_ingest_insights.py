@@ -262,6 +262,10 @@ def test_the_counts_kept_on_the_way_equal_a_rebuild_from_the_index(storage: Stor
     storage.add_upload(_upload("old", old), first, lambda: None)
     second = [_transcript(4, "c-1", "2026-10-19"), _transcript(5, "c-2", "2026-11-20", None)]  # c-1 started earlier
     second += [first[0], _feedback(200, "c-2", "2026-11-20", None), _feedback(201, "", "", -1)]  # a re-sent one
+    second += [  # no timestamp, one that is not a time: counted on the day the upload arrived
+        RecordInfo("t/9", "transcripts", f"{9:064x}", "c-3", None, BOB),
+        RecordInfo("t/10", "transcripts", f"{10:064x}", "c-3", "00:00 today", BOB),
+    ]
     storage.add_upload(_upload("new", now), second, lambda: None)
     storage.add_events(
         [_event("m-a", CLIENT_1, "2026-11-20"), _event("m-b", CLIENT_2, "2026-11-20")], DailyLimits(100, 100)
@@ -275,6 +279,7 @@ def test_the_counts_kept_on_the_way_equal_a_rebuild_from_the_index(storage: Stor
     assert kept["model_none", "2026-11-20", ""] == 1  # c-2's transcript names no model
     assert kept["records", old.date().isoformat(), "transcripts"] == 4
     assert kept["telemetry", "2026-11-20", "m-a"] == 1
+    assert kept["turns", now.date().isoformat(), "2"] == 1  # c-3
 
     kept_hashes = [
         r.content_sha256 for r in first if r.content_sha256 not in {first[1].content_sha256, first[9].content_sha256}
@@ -288,7 +293,7 @@ def test_the_counts_kept_on_the_way_equal_a_rebuild_from_the_index(storage: Stor
     kept = _kept_equals_rebuilt(storage)
     assert ("telemetry", "2026-11-20", "m-a") not in kept
 
-    storage.erasure_rewritten([("new", Rewrite(5, []))])  # the whole upload
+    storage.erasure_rewritten([("new", Rewrite(7, []))])  # the whole upload
     kept = _kept_equals_rebuilt(storage)
     assert kept["turns", "2026-10-20", "3"] == 1  # c-1 lost its earliest turn: it starts a day later again
     assert not any(key[0] == "uploads" and key[1] == now.date().isoformat() for key in kept)
