@@ -69,7 +69,7 @@ async def test_the_charts_show_the_numbers_sent_and_the_range_changes_them(
         "Feedback: 8 positive, 4 negative (67% positive)."
     )
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
-    await page.locator("#chart-feedback summary").click()
+    await page.get_by_label("Feedback: the numbers", exact=True).click()  # each says whose numbers it shows
     await expect(page.locator("#chart-feedback details table")).to_be_visible()
     await page.locator("#chart-feedback").scroll_into_view_if_needed()
     await screenshot(page, "insights", f"01-week-{width}px")

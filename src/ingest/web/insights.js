@@ -44,6 +44,7 @@ function chartFigure(chart, query) {
   const details = document.createElement("details");
   const summary = document.createElement("summary");
   summary.textContent = "Numbers";
+  summary.setAttribute("aria-label", `${chart.title}: the numbers`);  // one of eight: say whose
   const scroll = document.createElement("div");
   scroll.className = "scroll";
   scroll.appendChild(chartTable(chart));
