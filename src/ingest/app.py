@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -38,9 +39,11 @@ from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, 
 from lightspeed_common.http.middleware import observe
 from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
+from lightspeed_common.notify import Notifier
 from lightspeed_common.sql import UNAVAILABLE_RETRY_AFTER, database_password
 
 log = structlog.get_logger("ingest")
+INSIGHTS_EXTEND_SECONDS = 30  # how far each notice moves systemd's start timeout while the counts are built
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -209,6 +212,25 @@ def _state(config: AppConfig, ingest_metrics: IngestMetrics) -> CleanupContext:
     return state
 
 
+async def _build_insights(db: Database) -> None:
+    """At the first start after the upgrade that added the insights' counts, count what the index holds (about
+    25 s a million records): systemd's start timeout is extended while it runs, so a large index is not
+    killed and started again half-way, and the start logs what it does."""
+    if await db.run(db.storage.insights_built):
+        return
+    log.info("insights_building", hint="counting the index once for the insights on /admin")
+    notifier, started = Notifier.from_environment(), time.monotonic()
+    building = asyncio.ensure_future(db.run(db.storage.rebuild_insights, True))
+    try:
+        while not building.done():
+            notifier.send(f"EXTEND_TIMEOUT_USEC={INSIGHTS_EXTEND_SECONDS * 1_000_000}", "STATUS=counting for insights")
+            await asyncio.wait({building}, timeout=INSIGHTS_EXTEND_SECONDS / 3)
+    finally:
+        notifier.close()
+    if building.result():
+        log.info("insights_built", seconds=round(time.monotonic() - started, 1))
+
+
 async def _open(stack: contextlib.AsyncExitStack, config: AppConfig, ingest_metrics: IngestMetrics) -> Ingest:
     """Start-up in order: the checks, the keys, the storage and its recovery, the database's health probe,
     the retention task. Each part's closing goes on `stack`."""
@@ -221,6 +243,7 @@ async def _open(stack: contextlib.AsyncExitStack, config: AppConfig, ingest_metr
     storage, archives = await asyncio.to_thread(_open_storage, settings)
     db = Database(storage)
     stack.push_async_callback(db.close)
+    await _build_insights(db)
     removed = await db.run(recover, storage, archives)
     if removed:
         log.warning("ingest_recovered", removed_unfinished_files=removed)

@@ -249,14 +249,15 @@ SERIES_OF = {
 
 
 async def _charts(request: web.Request, series: tuple[str, ...] = SERIES) -> tuple[Range, list[dict[str, Any]]]:
+    """The charts of the range the request asks for (its caller checked the admin key)."""
     ingest = request.app[INGEST]
-    check_admin(request)
     span = insight_range(request.query, datetime.now(UTC).date())
     since, until = span.since.isoformat(), span.until.isoformat()
     return span, insights(span, await ingest.db.run(ingest.db.storage.daily_counts, since, until, series))
 
 
 async def overview(request: web.Request) -> web.Response:
+    check_admin(request)
     span, found = await _charts(request)
     storage = request.app[INGEST].db.storage
     before = (span.until + timedelta(days=1)).isoformat()
@@ -283,9 +284,9 @@ def _width(query: Any) -> int:
 
 
 async def chart(request: web.Request) -> web.Response:
+    check_admin(request)
     width = _width(request.query)
     name = request.match_info["chart"]
-    check_admin(request)
     if name not in SERIES_OF:
         raise NotFound("No such chart", f"charts: {', '.join(SERIES_OF)}")
     _, found = await _charts(request, SERIES_OF[name])

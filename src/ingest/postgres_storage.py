@@ -183,11 +183,6 @@ class PostgresStorage(SQLStorage):
         except (DatabaseError, DatabaseUnavailable) as exc:
             self._pool.close()
             raise _failure(exc) from None
-        try:
-            self.rebuild_insights(only_if_unbuilt=True)
-        except StorageFailure:
-            self._pool.close()
-            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:

@@ -301,6 +301,10 @@ class InsightsQueries(SQLDatabase):
         `only_if_unbuilt`: only when no node did yet. Whether it ran."""
         return self._write(lambda session: self._rebuild(session, only_if_unbuilt))
 
+    def insights_built(self) -> bool:
+        """Whether the counts were built (after the upgrade that added them, by this node or another)."""
+        return bool(self._read("SELECT built FROM insights_state WHERE name = 'rollups'")[0]["built"])
+
     def _rebuild(self, session: Session, only_if_unbuilt: bool) -> bool:
         claimed = session.execute("UPDATE insights_state SET built = 1 WHERE name = 'rollups' AND built = 0")
         if only_if_unbuilt and claimed.rowcount == 0:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ingest.sql_erasure import ErasureQueries
 from ingest.sql_feedback import FeedbackQueries, TranscriptQueries
-from ingest.sql_insights import InsightsQueries, Scope
+from ingest.sql_insights import Scope
 from ingest.storage import (
     MODEL_DIMENSIONS,
     DailyLimits,
@@ -40,7 +40,7 @@ T = TypeVar("T")
 CHUNK = 500  # rows a multi-row INSERT carries (500 x 6 values: within SQLite's and PostgreSQL's limits)
 
 
-class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries, InsightsQueries):
+class SQLStorage(ErasureQueries, FeedbackQueries, TranscriptQueries):
     """Everything `Storage` asks, on a backend's sessions (see the subclasses)."""
 
     # The dialect: the larger of two values, the column that orders rows by insertion.

@@ -165,7 +165,6 @@ class SQLiteStorage(SQLStorage):
         try:
             # A 202 or a telemetry reply is sent after the commit: it must survive a power cut (FULL).
             self._db = open_database(path, SQLITE_MIGRATIONS, "FULL")
-            self.rebuild_insights(only_if_unbuilt=True)
         except (sqlite3.Error, SchemaTooNew) as exc:
             raise StorageFailure(f"{path}: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)) from None
 

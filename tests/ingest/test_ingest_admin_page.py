@@ -294,7 +294,7 @@ async def test_the_feedback_browser_filters_pages_and_exports(browser: Browser, 
     exported = await asyncio.to_thread(Path(await download.path()).read_text)
     assert exported.count("wrong answer") == 3
     assert "fine" not in exported
-    await page.get_by_label("Category").fill("Not A Word")
+    await page.get_by_label("Category", exact=True).fill("Not A Word")
     await page.locator("#feedback-form").get_by_role("button", name="Show", exact=True).click()
     await expect(page.locator("#message")).to_contain_text("A category is one word")
     await client.close()

@@ -5,6 +5,7 @@ the range and the period choose what is summed, and each chart is an SVG that ru
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
@@ -13,14 +14,24 @@ from typing import Any
 
 import pytest
 
+from ingest.app import create_app as create_ingest_app
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.erasure import apply_pending
-from ingest.sqlite_storage import SQLITE_MIGRATIONS, SQLiteStorage
+from ingest.sqlite_storage import SQLITE_MIGRATIONS
 from ingest.storage import DailyLimits, FeedbackInfo, RecordInfo, Rewrite, Storage, UploadInfo
 from lightspeed_common.sqlite import open_database
 from lightspeed_common.telemetry_schema import ModelRegistrationEvent
-from tests.ingest_support import Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
+from tests.ingest_support import (
+    Client,
+    IngestFactory,
+    admin_get,
+    admin_headers,
+    ingest_config,
+    member,
+    tar_gz,
+    upload,
+)
 from tests.telemetry_support import event
 
 ALICE, BOB = "a1" * 32, "b2" * 32
@@ -304,37 +315,51 @@ def test_the_counts_kept_on_the_way_equal_a_rebuild_from_the_index(storage: Stor
     storage.close()
 
 
-def test_a_database_from_before_the_insights_is_counted_once_at_its_first_start(tmp_path: Path) -> None:
-    path = tmp_path / "ingest.sqlite3"
+async def test_a_database_from_before_the_insights_is_counted_once_at_its_first_start(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what the start tells systemd
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    request.addfinalizer(systemd.close)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    state = tmp_path / "ingest"
+    state.mkdir()
+    path = state / "ingest.sqlite3"
     open_database(path, SQLITE_MIGRATIONS[:3], "FULL").close()  # schema version 3, as the release before wrote it
+    received = datetime.now(UTC) - timedelta(days=1)
+    day, arrived = (received - timedelta(days=1)).date().isoformat(), received.date().isoformat()
     with sqlite3.connect(path) as db:
         db.execute(
             "INSERT INTO uploads (request_id, received_at, service, category, archive, bytes, sha256, records, "
-            "new_records, duplicate_records) VALUES ('r', '2026-11-21T09:00:00Z', 's', 'c', 'a', 1, 'x', 3, 3, 0)"
+            "new_records, duplicate_records) VALUES ('r', ?, 's', 'c', 'a', 1, 'x', 3, 3, 0)",
+            (received.isoformat(),),
         )
         db.executemany(
-            "INSERT INTO records VALUES (?, 'r', ?, ?, 'c-1', '2026-11-20T10:00:00Z')",
-            [("1" * 64, "t/1", "transcripts"), ("2" * 64, "t/2", "transcripts"), ("3" * 64, "f/1", "feedback")],
+            "INSERT INTO records VALUES (?, 'r', ?, ?, 'c-1', ?)",
+            [
+                (f"{n}" * 64, f"m/{n}", kind, f"{day}T10:00:00Z")
+                for n, kind in ((1, "transcripts"), (2, "transcripts"), (3, "feedback"))
+            ],
         )
         db.execute(
-            "INSERT INTO feedback VALUES (?, 'r', '2026-11-20T10:00:00Z', '2026-11-20', -1, ?, 't', '{}')",
-            ("3" * 64, '["outdated"]'),
+            "INSERT INTO feedback VALUES (?, 'r', ?, ?, -1, ?, 't', '{}')",
+            ("3" * 64, f"{day}T10:00:00Z", day, '["outdated"]'),
         )
-    storage = SQLiteStorage(path)
-    counts = storage.all_daily_counts()
-    assert counts[("turns", "2026-11-20", "2")] == 1
-    assert counts[("feedback", "2026-11-20", "negative")] == 1
-    assert counts[("category", "2026-11-20", "outdated")] == 1
-    assert counts[("records", "2026-11-21", "transcripts")] == 2
-    assert counts[("model_negative", "2026-11-20", "")] == 1  # its transcripts' model was not indexed then
-    storage.add_upload(
-        _upload("later", datetime(2026, 11, 22, tzinfo=UTC)), [_feedback(9, "c-9", "2026-11-22", 1)], lambda: None
-    )
-    storage.close()
-    reopened = SQLiteStorage(path)  # not counted again
-    assert reopened.all_daily_counts()[("feedback", "2026-11-20", "negative")] == 1
-    assert reopened.rebuild_insights(only_if_unbuilt=True) is False
-    reopened.close()
+    query = f"/api/admin/v1/insights?since={day}&until={arrived}"
+    client = await aiohttp_client(create_ingest_app(ingest_config(state, database={})))
+    body = await admin_get(client, query)  # counted at its start
+    assert b"EXTEND_TIMEOUT_USEC=30000000" in systemd.recv(4096)  # systemd waits for a long count
+    assert rows(body, "feedback")[day] == [0, 1, "0%"]
+    assert rows(body, "categories") == {"outdated": [1]}
+    assert rows(body, "models") == {"unknown (no transcript)": [0, 1, "0%"]}  # its model was not indexed then
+    assert rows(body, "turns")["2"] == [1]
+    assert rows(body, "received")[arrived] == [2, 1]
+    await send(client, [feedback(0, day, 1, "c-9")], "later")
+    await client.close()
+    client = await aiohttp_client(create_ingest_app(ingest_config(state, database={})))  # not counted again
+    assert rows(await admin_get(client, query), "feedback")[day] == [1, 1, "50%"]
+    assert client.app[INGEST].db.storage.rebuild_insights(only_if_unbuilt=True) is False
 
 
 def test_days_are_summed_into_mondays_weeks() -> None:
