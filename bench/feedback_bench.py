@@ -1,10 +1,12 @@
 """Feedback under load: wrk, 64 connections, POST /v1/feedback with fsync'd atomic writes.
 
 Beside it, from the same run: a no-op aiohttp handler's rate (same wrk
-settings) and a plain Python loop of fsync'd atomic writes. The server runs with
-`service.workers: 1` and then `2` (this machine has two cores). Targets, with 2
-workers: at least 1,000 requests/s, p99 under 50 ms, 0 errors, exactly as many
-files as 2xx replies.
+settings), a plain Python loop of fsync'd atomic writes, and 64 threads of them
+(what the disk gives at the benchmark's concurrency, with no HTTP). The server
+runs with `service.workers: 1` and then `2` (this machine has two cores).
+Targets (issue 28), with 1 worker: at least 0.8x the 64 threads' rate, p99 at
+most 1.5x theirs; with 2 workers no worse than with 1 (0.95x, for noise);
+always 0 errors and exactly as many files as 2xx replies.
 """
 
 from __future__ import annotations
@@ -150,16 +152,21 @@ class Measured:
     leftovers: int
 
     @property
-    def ok(self) -> bool:
+    def rate_ratio(self) -> float:
+        return self.server.rate / self.threaded[0]
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.server.p99_ms / self.threaded[2]
+
+    @property
+    def lossless(self) -> bool:
         s = self.server
-        return (
-            s.rate >= 1000
-            and s.p99_ms < 50
-            and s.non_2xx == 0
-            and s.socket_errors == 0
-            and self.files == self.accepted
-            and self.leftovers == 0
-        )
+        return s.non_2xx == 0 and s.socket_errors == 0 and self.files == self.accepted and self.leftovers == 0
+
+    @property
+    def ok(self) -> bool:
+        return self.rate_ratio >= 0.8 and self.p99_ratio <= 1.5 and self.lossless
 
     def report(self) -> None:
         n, s = self.noop, self.server
@@ -170,14 +177,12 @@ class Measured:
         print(
             f"  baseline 64 threads fsync writes: {rate:7.0f} writes/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms (no HTTP)"
         )
+        print(f"  lightspeed POST /v1/feedback   : {s.rate:8.0f} req/s  p50 {s.p50_ms:6.2f} ms  p99 {s.p99_ms:6.2f} ms")
         print(
-            f"  lightspeed POST /v1/feedback   : {s.rate:8.0f} req/s  p50 {s.p50_ms:6.2f} ms  p99 {s.p99_ms:6.2f} ms"
-            "   (target >= 1000 req/s, p99 < 50 ms)"
-        )
-        print(
-            f"  errors: non-2xx {s.non_2xx}, socket {s.socket_errors}; files {self.files}, server 2xx replies"
-            f" {self.accepted}, wrk-counted replies {s.requests}, temp files left {self.leftovers}"
-            f"  -> {'PASS' if self.ok else 'FAIL'}"
+            f"  ratio to the 64 threads: rate {self.rate_ratio:.2f}x (target >= 0.8x), p99 {self.p99_ratio:.2f}x"
+            f" (target <= 1.5x); errors: non-2xx {s.non_2xx}, socket {s.socket_errors}; files {self.files},"
+            f" server 2xx replies {self.accepted}, wrk-counted replies {s.requests}, temp files left"
+            f" {self.leftovers}  -> {'PASS' if self.ok else 'FAIL'}"
         )
 
 
@@ -222,14 +227,20 @@ def main() -> bool:
         two = measure(volume, "a dedicated ext4 data volume", workers=2)
     one.report()
     two.report()
+    scaling = two.server.rate / one.server.rate
+    not_worse = scaling >= 0.95 and two.lossless
     print(
         f"  scaling, 1 -> 2 workers: {one.server.rate:.0f} -> {two.server.rate:.0f} req/s"
-        f" ({two.server.rate / one.server.rate:.2f}x), p99 {one.server.p99_ms:.1f} -> {two.server.p99_ms:.1f} ms"
-        " (the targets are judged with 2 workers)"
+        f" ({scaling:.2f}x, target >= 0.95x), p99 {one.server.p99_ms:.1f} -> {two.server.p99_ms:.1f} ms"
+        f"  -> {'PASS' if not_worse else 'FAIL'}"
     )
     where = "the root file system (mounted resv_strict: ~0.9 ms kernel CPU per file created)"
-    measure(REPO / "bench", where, workers=2).report()
-    return two.ok
+    measure(REPO / "bench", where, workers=1).report()
+    print(
+        f"  feedback (judged on the data volume: 1 worker's ratios, 2 workers not worse) -> "
+        f"{'PASS' if one.ok and not_worse else 'FAIL'}"
+    )
+    return one.ok and not_worse
 
 
 if __name__ == "__main__":

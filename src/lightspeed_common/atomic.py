@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -61,54 +59,6 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-class GroupDirSync:
-    """Directory fsyncs shared by concurrent writers (group commit).
-
-    `sync(d)` returns once an fsync of `d` that began after the call has
-    finished, so the caller's rename is durable. While one thread syncs, the
-    threads that arrive queue behind it and are all covered by the next sync:
-    under load one fsync serves many renames, and the threads make fewer
-    syscalls (each one a GIL hand-off the event loop pays for).
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._requested: dict[Path, int] = defaultdict(int)
-        self._done: dict[Path, int] = defaultdict(int)
-        self._waiting: dict[Path, int] = defaultdict(int)
-        self._busy: set[Path] = set()
-
-    def sync(self, directory: Path) -> None:
-        with self._cond:
-            self._requested[directory] += 1
-            self._waiting[directory] += 1
-            ticket = self._requested[directory]
-            try:
-                self._wait_for(directory, ticket)
-            finally:
-                self._waiting[directory] -= 1
-                if not self._waiting[directory]:
-                    # Nobody waits on this directory: forget it, so per-conversation folders don't pile up.
-                    del self._waiting[directory], self._requested[directory], self._done[directory]
-
-    def _wait_for(self, directory: Path, ticket: int) -> None:
-        while self._done[directory] < ticket:
-            if directory in self._busy:
-                self._cond.wait()
-                continue
-            self._busy.add(directory)
-            covered = self._requested[directory]
-            self._cond.release()
-            try:
-                with contextlib.suppress(FileNotFoundError):  # claimed and pruned meanwhile: see write_atomic
-                    fsync_dir(directory)
-            finally:
-                self._cond.acquire()
-                self._busy.discard(directory)
-                self._cond.notify_all()
-            self._done[directory] = max(self._done[directory], covered)
-
-
 def _open_new(tmp: Path, mode: int) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     try:
@@ -119,18 +69,12 @@ def _open_new(tmp: Path, mode: int) -> int:
         return os.open(tmp, flags, mode)
 
 
-def write_atomic(
-    path: Path, data: bytes, mode: int = 0o640, dir_sync: GroupDirSync | None = None, owner: int | None = None
-) -> None:
-    """Write `data` to `path` so that it appears whole or not at all.
+def write_temp(path: Path, data: bytes, mode: int = 0o640, owner: int | None = None) -> Path:
+    """Write `data` to a temporary file beside `path` (creating missing folders) and fsync it; its path.
 
-    Writes `.<name>.tmp` (`.<name>.<owner>.tmp` with an owner: the writing
-    process's pid, so that a sweep of orphans can tell whose it is) beside the
-    target (creating missing folders), fsyncs
-    it, renames it over the target and fsyncs the directory, through `dir_sync`
-    when given so concurrent writers share that fsync. On any failure the
-    temporary file is removed and the OSError propagates; the target is never
-    half-written.
+    The file is `.<name>.tmp`, or `.<name>.<owner>.tmp` with an owner (the
+    writing process's pid, so that a sweep of orphans can tell whose it is).
+    On any failure it is removed and the OSError propagates.
     """
     tmp = path.with_name(f".{path.name}.tmp" if owner is None else f".{path.name}.{owner}.tmp")
     fd = _open_new(tmp, mode)
@@ -143,18 +87,39 @@ def write_atomic(
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a written temp file over `path` (not yet durable: fsync the folder after). On failure the
+    temp file is removed and the OSError propagates; `path` is never half-written."""
+    try:
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    # The folder may be gone already: the collector claimed the record and pruned
-    # the emptied folder, after making the rename durable itself (syncfs).
+
+
+def fsync_dir_if_present(path: Path) -> None:
+    """`fsync_dir`, except that a folder already gone is fine: the collector claimed its records and
+    pruned it, after making their renames durable itself (syncfs)."""
     with contextlib.suppress(FileNotFoundError):
-        if dir_sync is None:
-            fsync_dir(path.parent)
-        else:
-            dir_sync.sync(path.parent)
+        fsync_dir(path)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o640, owner: int | None = None) -> None:
+    """Write `data` to `path` so that it appears whole or not at all, durably.
+
+    `write_temp`, `publish` (rename over the target), then fsync the directory.
+    On any failure the temporary file is removed and the OSError propagates.
+    """
+    publish(write_temp(path, data, mode, owner), path)
+    fsync_dir_if_present(path.parent)
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -100,6 +100,27 @@ async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path:
     await writer.close()
 
 
+async def test_one_failed_record_in_a_group_fails_alone(tmp_path: Path) -> None:
+    """Requests made together are committed as one group (one write to the writer process, one reply):
+    a record that cannot be written gets its own error; the others of its group are stored, each
+    under its own folder, and answered as stored."""
+    writer = RecordWriter(tmp_path / "feedback", None, threads=4)
+    (tmp_path / "not-a-folder").write_text("x")
+    good = [tmp_path / "feedback" / f"f{i}" / "r.json" for i in range(20)]
+    bad = tmp_path / "not-a-folder" / "r.json"
+    writes = [writer._process.write(path, b'{"n": 1}') for path in good[:10]]
+    writes += [writer._process.write(bad, b"{}")]
+    writes += [writer._process.write(path, b'{"n": 1}') for path in good[10:]]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    await writer.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1, results
+    assert isinstance(errors[0], NotADirectoryError)
+    assert results.index(errors[0]) == 10
+    assert all(json.loads(path.read_bytes()) == {"n": 1} for path in good)
+    assert temp_files(tmp_path) == []
+
+
 def temp_files(*folders: Path) -> list[Path]:
     return [p for folder in folders for p in folder.rglob(".*.tmp")]
 

@@ -108,6 +108,7 @@ class WriterProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[tuple[int, str]]] = {}
+        self._outbox: list[bytes] = []
         self._ids = itertools.count(1)
         self._starting = asyncio.Lock()
         self._closing = False
@@ -145,10 +146,16 @@ class WriterProcess:
         proc = await self._running()
         assert proc.stdin is not None
         request_id = next(self._ids)
-        reply = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply = loop.create_future()
         self._pending[request_id] = reply
         try:
-            proc.stdin.write(pack_request(request_id, str(path), data))
+            # The requests made in one turn of the event loop go to the process in one write.
+            if not self._outbox:
+                loop.call_soon(self._send)
+            self._outbox.append(pack_request(request_id, str(path), data))
+            if self._reader is None or self._reader.done():  # it would never answer: the process is gone
+                reply.set_result((errno.EIO, EXITED))
             await proc.stdin.drain()
             error, reason = await reply
         except ConnectionError:
@@ -159,6 +166,13 @@ class WriterProcess:
             self._pending.pop(request_id, None)
         if error:
             raise OSError(error, reason, str(path))
+
+    def _send(self) -> None:
+        """To the process running now: after a restart, a request queued for the dead one (already answered
+        with EIO, which promises nothing) may still be written."""
+        frames, self._outbox, proc = self._outbox, [], self._proc
+        if frames and proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.write(b"".join(frames))
 
     async def _read_replies(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -185,6 +199,7 @@ class WriterProcess:
         proc = self._proc
         if proc is None or proc.stdin is None:
             return
+        self._send()
         proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), grace_seconds)
