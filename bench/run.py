@@ -22,6 +22,7 @@ import feedback_export_bench
 import handmade_bench
 import ingest_bench
 import insights_bench
+import install_bench
 import models_bench
 import query_bench
 import redaction_bench
@@ -51,5 +52,6 @@ results = {
     "insights": insights_bench.main(),
     "hand-made parts": handmade_bench.main(),
     "attacks": attack_bench.main(),
+    "install": install_bench.main(),
 }
 print("== summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Install lightspeed, lightspeed-collector and lightspeed-ingest as systemd services (run as root).
 #
-#   packaging/install.sh [--prefix /opt/lightspeed] [--venv DIR] [--python python3]
+#   packaging/install.sh [--role all|server|collector|ingest] [--prefix /opt/lightspeed] [--venv DIR]
+#                        [--python python3]
 #
+# --role says what this host runs (default all):
+#   all        the API server, the collector and lightspeed-ingest: lightspeed[server], ~1.6 GB
+#   server     the API server and the collector that ships its records: lightspeed[server]
+#   collector  the collector alone (records arrive from elsewhere): the base package, no PyTorch
+#   ingest     lightspeed-ingest alone (the receiving side): the base package, no PyTorch
 # Creates a virtual environment in PREFIX/venv with the project installed from
-# this checkout (or uses an existing one with --venv), then installs:
+# this checkout (or uses an existing one with --venv), then installs, for the role's services:
 #   /etc/systemd/system/lightspeed.service, lightspeed-collector.service, lightspeed-ingest.service
 #   /etc/sysusers.d/lightspeed.conf  (users lightspeed, lightspeed-collector; group lightspeed;
 #                                     user and group lightspeed-ingest)
@@ -21,27 +27,41 @@ SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX=/opt/lightspeed
 VENV=""
 PYTHON=python3
+ROLE=all
 while [ $# -gt 0 ]; do
     case "$1" in
+        --role) ROLE="$2"; shift 2 ;;
         --prefix) PREFIX="$2"; shift 2 ;;
         --venv) VENV="$2"; shift 2 ;;
         --python) PYTHON="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
+case "$ROLE" in
+    all) SERVICES="lightspeed lightspeed-collector lightspeed-ingest"; PACKAGE="$SOURCE[server]" ;;
+    server) SERVICES="lightspeed lightspeed-collector"; PACKAGE="$SOURCE[server]" ;;
+    collector) SERVICES="lightspeed-collector"; PACKAGE="$SOURCE" ;;
+    ingest) SERVICES="lightspeed-ingest"; PACKAGE="$SOURCE" ;;
+    *) echo "install.sh: --role must be all, server, collector or ingest, not '$ROLE'" >&2; exit 64 ;;
+esac
+has() { case " $SERVICES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 77; }
 
 if [ -z "$VENV" ]; then
     VENV="$PREFIX/venv"
-    echo "creating $VENV"
+    echo "creating $VENV (role $ROLE: $SERVICES)"
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet "$SOURCE"
+    "$VENV/bin/pip" install --quiet "$PACKAGE"
 fi
-for tool in lightspeed lightspeed-collector lightspeed-ingest; do
+for tool in $SERVICES; do
     [ -x "$VENV/bin/$tool" ] || { echo "install.sh: $VENV/bin/$tool is missing" >&2; exit 66; }
 done
+if has lightspeed && ! "$VENV/bin/python" -c 'import torch, sentence_transformers' 2>/dev/null; then
+    echo "install.sh: role $ROLE runs the API server, and $VENV lacks its extra: pip install '$SOURCE[server]'" >&2
+    exit 66
+fi
 
 install -d -m 0755 /etc/systemd/system /etc/sysusers.d /etc/tmpfiles.d /usr/share/doc/lightspeed
 # What the services must read: the venv, the Python it was made from and, for an editable
@@ -54,7 +74,8 @@ HIDDEN=""
 for path in $NEEDED; do
     case "$path" in /home/*|/root/*|/tmp/*|/var/tmp/*) HIDDEN="$HIDDEN $path" ;; esac
 done
-for unit in lightspeed.service lightspeed-collector.service lightspeed-ingest.service; do
+for service in $SERVICES; do
+    unit="$service.service"
     sed "s#/opt/lightspeed/venv#$VENV#g" "$SOURCE/packaging/systemd/$unit" > "/etc/systemd/system/$unit"
     chmod 0644 "/etc/systemd/system/$unit"
     rm -f "/etc/systemd/system/$unit.d/50-venv-paths.conf"
@@ -74,6 +95,7 @@ systemd-sysusers /etc/sysusers.d/lightspeed.conf
 systemd-tmpfiles --create /etc/tmpfiles.d/lightspeed.conf
 cp -r "$SOURCE/docs/." /usr/share/doc/lightspeed/
 
+if has lightspeed || has lightspeed-collector; then
 install -d -m 0750 -o root -g lightspeed /etc/lightspeed
 if [ ! -e /etc/lightspeed/lightspeed.yaml ]; then
     install -m 0640 -o root -g lightspeed "$SOURCE/config/lightspeed.production.yaml" /etc/lightspeed/lightspeed.yaml
@@ -88,7 +110,9 @@ install -d -m 0700 /etc/lightspeed/credentials
 for secret in api-keys.yaml openai-api-key telemetry-token ingress-token database-password; do
     [ -e "/etc/lightspeed/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed/credentials/$secret"
 done
+fi
 
+if has lightspeed-ingest; then
 install -d -m 0750 -o root -g lightspeed-ingest /etc/lightspeed-ingest
 if [ ! -e /etc/lightspeed-ingest/ingest.yaml ]; then
     install -m 0640 -o root -g lightspeed-ingest "$SOURCE/config/ingest.production.yaml" /etc/lightspeed-ingest/ingest.yaml
@@ -103,21 +127,35 @@ install -d -m 0700 /etc/lightspeed-ingest/credentials
 for secret in upload-tokens admin-key telemetry-keys database-password; do
     [ -e "/etc/lightspeed-ingest/credentials/$secret" ] || install -m 0600 /dev/null "/etc/lightspeed-ingest/credentials/$secret"
 done
+fi
 # The registry takes telemetry only from key holders (telemetry.require_api_key in ingest.yaml): make
 # one key, and give it to this host's server as its registry token, unless either file has one already.
-if [ ! -s /etc/lightspeed-ingest/credentials/telemetry-keys ] && [ ! -s /etc/lightspeed/credentials/telemetry-token ]; then
+if has lightspeed && has lightspeed-ingest && [ ! -s /etc/lightspeed-ingest/credentials/telemetry-keys ] \
+    && [ ! -s /etc/lightspeed/credentials/telemetry-token ]; then
     key=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')
     echo "$key" > /etc/lightspeed-ingest/credentials/telemetry-keys
     echo "$key" > /etc/lightspeed/credentials/telemetry-token
 fi
 
 systemctl daemon-reload
-cat <<DONE
-installed. Next:
+echo "installed (role $ROLE: $SERVICES). Next:"
+if has lightspeed; then
+    cat <<DONE
   1. edit /etc/lightspeed/lightspeed.yaml (check it: $VENV/bin/lightspeed check-config --config /etc/lightspeed/lightspeed.yaml)
   2. put admin and user keys in /etc/lightspeed/credentials/api-keys.yaml, the ingress token in .../ingress-token
   3. systemctl enable --now lightspeed lightspeed-collector
-  optional, the receiving side: edit /etc/lightspeed-ingest/ingest.yaml, put the collectors' tokens in
+DONE
+elif has lightspeed-collector; then
+    cat <<DONE
+  1. edit /etc/lightspeed/lightspeed.yaml: user_data_collection (the record folders) and data_collector
+  2. put the ingress token in /etc/lightspeed/credentials/ingress-token
+  3. systemctl enable --now lightspeed-collector
+DONE
+fi
+if has lightspeed-ingest; then
+    cat <<DONE
+  the receiving side: edit /etc/lightspeed-ingest/ingest.yaml, put the collectors' tokens in
   /etc/lightspeed-ingest/credentials/upload-tokens and an admin key in .../admin-key, then
      systemctl enable --now lightspeed-ingest
 DONE
+fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import secrets
 import sys
@@ -32,7 +33,7 @@ from lightspeed.preflight import server_checks
 from lightspeed_common.checks import check_config
 from lightspeed_common.config import AppConfig
 from lightspeed_common.config_base import is_loopback
-from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_TEMPFAIL, StorageError
+from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_TEMPFAIL, EXIT_UNAVAILABLE, StorageError
 from lightspeed_common.http.metrics import MULTIPROCESS_ENV
 from lightspeed_common.http.serving import run_service, run_with_config
 from lightspeed_common.notify import Notifier
@@ -99,9 +100,24 @@ def config_notes(config: AppConfig) -> list[str]:
     ]
 
 
+# What `lightspeed serve` imports beyond the base install: the `server` extra (pyproject.toml).
+SERVER_EXTRA = ("torch", "sentence_transformers", "bm25s", "Stemmer")
+
+
+def missing_server_extra() -> list[str]:
+    return [name for name in SERVER_EXTRA if importlib.util.find_spec(name) is None]
+
+
 def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool = False) -> int:
     service = config.service
     worker = worker_index()
+    if missing := missing_server_extra():
+        log.error(
+            "server_extra_missing",
+            missing=missing,
+            fix="pip install 'lightspeed[server]' (this install has the collector and the ingest only)",
+        )
+        return EXIT_UNAVAILABLE
     if worker is None:
         log.info(
             "service_starting",

@@ -9,6 +9,7 @@ from typing import Any
 # Exit codes (sysexits.h), so systemd can refuse to restart-loop on a bad config.
 EXIT_CONFIG = 78
 EXIT_CANTCREAT = 73
+EXIT_UNAVAILABLE = 69  # a part of the install is missing (the server extra): starting again cannot help
 EXIT_TEMPFAIL = 75  # a database that cannot be reached at start: systemd starts the daemon again
 
 

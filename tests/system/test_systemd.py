@@ -421,3 +421,19 @@ def test_uninstall_removes_the_services_and_keeps_the_data(container: Container,
     assert units.strip() == ""
     assert container.run("test", "-d", "/var/lib/lightspeed-data").code == 0
     assert container.run("test", "-d", "/var/lib/lightspeed-ingest/archives").code == 0  # the index is in PostgreSQL
+
+
+def test_a_collector_only_host_gets_the_collector_alone(container: Container, installed: int) -> None:
+    """Issue 28.5: `install.sh --role collector` installs its unit and configuration, not the others'."""
+    container.run(str(REPO / "packaging" / "uninstall.sh"), "--prefix", "/opt/lightspeed")
+    out = container.run(
+        str(REPO / "packaging" / "install.sh"), "--role", "collector", "--venv", str(REPO / ".venv")
+    ).out
+    units = container.run("systemctl", "list-unit-files", "lightspeed*", "--no-legend", check=False).out.split()
+
+    assert "role collector: lightspeed-collector" in out
+    assert "systemctl enable --now lightspeed-collector" in out
+    assert "lightspeed-ingest" not in out
+    assert [u for u in units if u.startswith("lightspeed")] == ["lightspeed-collector.service"]
+    assert container.run("test", "-e", "/etc/lightspeed/credentials/ingress-token").code == 0
+    container.run(str(REPO / "packaging" / "uninstall.sh"), "--prefix", "/opt/lightspeed")
