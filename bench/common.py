@@ -57,6 +57,7 @@ def start_server(
     sections: dict[str, Any] | None = None,
     *,
     env: dict[str, str] | None = None,
+    wait: bool = True,
     **service: Any,
 ) -> subprocess.Popen[bytes]:
     """The real lightspeed server with the development-like config (`answers` merged into its section,
@@ -83,6 +84,8 @@ def start_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
+    if not wait:
+        return proc
     try:
         wait_ready(port, proc)
         if service.get("workers", 1) > 1:  # one worker answering is not all of them ready

@@ -18,10 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 
 from lightspeed import cli
+from lightspeed.api.starting import StartupProgress, starting_app
 from lightspeed.api.workers import (
     Supervisor,
+    answers_while_starting,
     die_with_supervisor,
     inherited_socket,
     listening_socket,
@@ -135,18 +138,24 @@ def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool 
     else:
         die_with_supervisor()
         structlog.contextvars.bind_contextvars(worker=worker)
-    from lightspeed.api.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
-
     notifier = Notifier.from_environment()
-    app = create_app(config, reset_telemetry_client_id=reset_telemetry_client_id)
+    progress = StartupProgress()
+
+    def make_app() -> web.Application:
+        # Imported here, on start-up's thread, once the socket listens: the answering stack takes a while.
+        from lightspeed.api.app import create_app  # noqa: PLC0415 - keeps check-config free of torch
+
+        return create_app(config, reset_telemetry_client_id=reset_telemetry_client_id, progress=progress)
+
     code = run_service(
-        app,
+        make_app,
         service.host,
         service.port,
         service.shutdown_timeout_seconds,
         notifier,
         timeouts=service.timeouts,
         sock=inherited_socket(),
+        while_starting=starting_app(progress) if answers_while_starting() else None,
     )
     if code == 0:
         log.info("service_stopped" if worker is None else "worker_stopped")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shutil
 import signal
+import socket
+import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,8 @@ from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG
 from tests.fake_llm import free_port
 from tests.processes import call, process_config, start, wait_ready
 from tests.support import json_files
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_serve_answers_records_logs_and_stops_cleanly(tmp_path: Path, docs_dir: Path) -> None:
@@ -83,3 +91,64 @@ def test_a_missing_documents_folder_exits_78(tmp_path: Path, docs_dir: Path) -> 
     output, _ = proc.communicate(timeout=90)
     assert proc.returncode == EXIT_CONFIG
     assert "answers.local.documents_dir" in output
+
+
+def _readiness(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        return 200, call(port, "GET", "/readiness")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_server_answers_while_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28.4: the socket listens before the model and the index are loaded. Until then /liveness is
+    200, /readiness is 503 naming the step (the index's passages counted), a query is 503 with
+    Retry-After, and systemd has not been told READY=1; then all of them change together."""
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    port = free_port()
+    # Two of this repository's documents and an empty state directory: the index is built (seconds).
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("ingest.md", "scaling.md"):
+        shutil.copy(REPO / "docs" / name, docs)
+    proc = start(process_config(tmp_path, docs, port), tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None
+            try:
+                assert call(port, "GET", "/liveness") == {"alive": True}
+                break
+            except urllib.error.URLError:  # refused: not listening yet
+                assert time.monotonic() < deadline, "the socket never listened"
+                time.sleep(0.05)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            call(port, "POST", "/v1/query", {"query": "How do I give feedback?"}, "tok")
+        assert refused.value.code == 503
+        assert refused.value.headers["Retry-After"] == "5"
+        assert json.loads(refused.value.read())["detail"]["response"] == "Service is starting"
+        reasons = []
+        while (answer := _readiness(port))[0] == 503:
+            assert answer[1]["ready"] is False
+            reasons.append(answer[1]["reason"])
+            if "answer index" in answer[1]["reason"]:
+                systemd.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        assert b"READY=1" not in systemd.recv(4096)
+                systemd.setblocking(True)
+            assert time.monotonic() < deadline + 120, reasons[-1]
+            time.sleep(0.05)
+        assert any(re.fullmatch(r"loading: answer index \d+/\d+ passages", r) for r in reasons), set(reasons)
+        assert all(r.startswith("loading: ") for r in reasons)
+        systemd.settimeout(30)
+        while b"READY=1" not in systemd.recv(4096):
+            pass
+        assert call(port, "POST", "/v1/query", {"query": "How do I give feedback?"}, "tok")["response"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        systemd.close()
+    assert proc.returncode == 0, output

@@ -69,21 +69,26 @@ class IndexCache:
         keys: Sequence[str],
         rows: Sequence[tuple[int, int]],
         embed: Callable[[int], tuple[Vectors, Vectors]],
+        done: Callable[[int], None] = lambda i: None,
     ) -> list[tuple[Vectors, Vectors]]:
         """Each document's two arrays of vectors, of `rows[i]` rows each: from the cache, else
-        `embed(i)` and stored."""
+        `embed(i)` and stored. `done(i)` is called once document i's vectors are at hand."""
         folder = self.root / model if self.root else None
         found: list[tuple[Vectors, Vectors] | None] = []
         for i, key in enumerate(keys):
             cached = self._load(folder / f"{key}.npz") if folder else None
             found.append(cached if cached is not None and (len(cached[0]), len(cached[1])) == rows[i] else None)
         missing = [i for i, cached in enumerate(found) if cached is None]
+        for i, cached in enumerate(found):
+            if cached is not None:
+                done(i)
         if missing:  # the first start, or documents changed: embedding takes a while, so it shows
             with Progress("indexing documents", len(missing), unit="documents", every=self.progress_every) as bar:
                 for i in missing:
                     made = found[i] = embed(i)
                     if folder is not None:
                         self._store(folder, f"{keys[i]}.npz", made)
+                    done(i)
                     bar.advance()
         out = [cached for cached in found if cached is not None]
         if folder is not None:

@@ -10,7 +10,7 @@ closest to the question (answers/extract.py) with one embedding per query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +89,25 @@ def _normalised(vector: Vectors) -> Vectors:
     return vector / norm if norm else vector
 
 
+def embedded_texts(passages: Sequence[Passage]) -> list[str]:
+    """What the index embeds of a document's passages: their texts, then their headings, then their units."""
+    # A code block says little in words: it is embedded under its headings.
+    units = [f"{_headings(p)}\n{u.text}" if u.kind == "code" else _unit_text(u) for p in passages for u in p.units]
+    return [p.text for p in passages] + [_headings(p) for p in passages] + units
+
+
 class DocumentIndex:
     """Passages, their sentences, and both rankings; `search` is blocking (it embeds the query)."""
 
-    def __init__(self, embedder: Embedder, documents: Sequence[Document], max_chars: int, cache: IndexCache) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        documents: Sequence[Document],
+        max_chars: int,
+        cache: IndexCache,
+        progress: Callable[[int, int], None] = lambda done, total: None,
+    ) -> None:
+        """`progress(passages done, passages)` is called as documents are embedded (or found in the cache)."""
         self.embedder = embedder
         self.documents = tuple(documents)
         self.max_chars = max_chars
@@ -113,7 +128,14 @@ class DocumentIndex:
         dimension = embedder.dimension
         if documents:
             rows = [(2 * len(doc), sum(len(p.units) for p in doc)) for doc in cut]
-            stored = cache.vectors(model_key(embedder), keys, rows, lambda i: self._embed(cut[i]))
+            counted = [0]
+
+            def done(i: int) -> None:
+                counted[0] += len(cut[i])
+                progress(counted[0], len(self.passages))
+
+            progress(0, len(self.passages))
+            stored = cache.vectors(model_key(embedder), keys, rows, lambda i: self._embed(cut[i]), done)
             passage_vectors = [s[0].reshape(2, -1, dimension) for s in stored]
             self._passage_vectors = np.concatenate([v[0] for v in passage_vectors])
             self._heading_vectors = np.concatenate([v[1] for v in passage_vectors])
@@ -122,10 +144,8 @@ class DocumentIndex:
             self._passage_vectors = self._heading_vectors = self._unit_vectors = np.zeros((0, dimension), np.float32)
 
     def _embed(self, passages: Sequence[Passage]) -> tuple[Vectors, Vectors]:
-        """A document's passages, then its passages' headings, then its units."""
-        # A code block says little in words: it is embedded under its headings.
-        units = [f"{_headings(p)}\n{u.text}" if u.kind == "code" else _unit_text(u) for p in passages for u in p.units]
-        vectors = self.embedder.encode([p.text for p in passages] + [_headings(p) for p in passages] + units)
+        """A document's passages and their headings, then its units."""
+        vectors = self.embedder.encode(embedded_texts(passages))
         return vectors[: 2 * len(passages)], vectors[2 * len(passages) :]
 
     def with_embedder(self, embedder: Embedder) -> DocumentIndex:

@@ -27,6 +27,7 @@ from lightspeed.answers.providers.openai import OpenAIProvider
 from lightspeed.answers.retrieval import Document, DocumentIndex, read_documents
 from lightspeed.api.openapi import build_openapi
 from lightspeed.api.routes import ROUTES, add_routes
+from lightspeed.api.starting import StartupProgress
 from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER, STREAMS, OpenedState, Server, open_state
 from lightspeed.api.streams import RunningStreams
 from lightspeed.metrics import Metrics
@@ -76,10 +77,10 @@ def _documents(config: AppConfig) -> list[Document]:
     return read_documents(preflight.documents_dir(config))
 
 
-def _index(config: AppConfig, model: Embedder, documents: list[Document]) -> DocumentIndex:
+def _index(config: AppConfig, model: Embedder, documents: list[Document], progress: StartupProgress) -> DocumentIndex:
     """The documents indexed with `model`, the vectors from the index cache when it has them (blocking)."""
     cache = IndexCache(config.service.state_dir / CACHE_DIR, config.logging.progress_interval_seconds)
-    return DocumentIndex(model, documents, config.answers.local.passage_chars, cache)
+    return DocumentIndex(model, documents, config.answers.local.passage_chars, cache, progress.index)
 
 
 def models_dir(config: AppConfig) -> Path:
@@ -125,14 +126,21 @@ def _default_model(config: AppConfig, embedder: Embedder | None) -> tuple[str, C
 
 @contextlib.asynccontextmanager
 async def _answers(
-    config: AppConfig, metrics: Metrics, embedder: Embedder | None, provider: AnswerProvider | None
+    config: AppConfig,
+    metrics: Metrics,
+    embedder: Embedder | None,
+    provider: AnswerProvider | None,
+    progress: StartupProgress,
 ) -> AsyncIterator[tuple[Answerer, ModelCatalog]]:
     """The embedding model, the passage index over the documents, and the answer provider."""
-    _, load_default = _default_model(config, embedder)
+    default_name, load_default = _default_model(config, embedder)
     catalog = await asyncio.to_thread(ModelCatalog.load, config.service.state_dir)
+    progress.step = "documents"
     documents = await asyncio.to_thread(_documents, config)
+    progress.step = f"embedding model {catalog.active or default_name}"
     model = await asyncio.to_thread(startup_embedder, catalog, models_dir(config), load_default)
-    index = await asyncio.to_thread(_index, config, model, documents)
+    index = await asyncio.to_thread(_index, config, model, documents, progress)
+    progress.step = "answer provider"
     answerer = provider or await _build_provider(config, index)
     answers = Answerer(index, answerer, config.answers)
     for choice in answers.available():
@@ -216,16 +224,19 @@ async def _open(
     embedder: Embedder | None,
     provider: AnswerProvider | None,
     reset_telemetry_client_id: bool,
+    progress: StartupProgress,
 ) -> Server:
     """Start-up in order: the checks, the state, the record writer, telemetry, answers and the model
     manager; then background work (the sender, the store's health probe), once everything is open.
     Each part's closing goes on `stack`."""
+    progress.step = "configuration checks"
     stack.push_async_callback((redactor := Redactor.from_config(config.redaction)).close)
     # The checks `check-config` runs, first: a start that fails, fails as check-config said it would.
     if problems := await asyncio.to_thread(run_checks, preflight.server_checks(config)):
         raise problems[0]
     if tracing.start("lightspeed"):  # OTEL_* asks for traces
         stack.push_async_callback(asyncio.to_thread, tracing.stop)  # the last spans are sent
+    progress.step = "state store"
     stack.push_async_callback((state := await open_state(config)).store.close)
     stack.push_async_callback((auth := await asyncio.to_thread(preflight.authenticator, config)).close)
     writer = RecordWriter(
@@ -237,7 +248,7 @@ async def _open(
     stack.push_async_callback(writer.close)
     telemetry = await open_telemetry(config, state.store, state.settings, metrics, reset_telemetry_client_id)
     stack.push_async_callback(telemetry.close)
-    answers, catalog = await stack.enter_async_context(_answers(config, metrics, embedder, provider))
+    answers, catalog = await stack.enter_async_context(_answers(config, metrics, embedder, provider, progress))
     models = _model_manager(config, catalog, answers, telemetry.service, embedder)
     stack.push_async_callback(models.close)
     stack.enter_context(_frozen_startup_heap())
@@ -266,6 +277,7 @@ def create_app(
     embedder: Embedder | None = None,
     provider: AnswerProvider | None = None,
     reset_telemetry_client_id: bool = False,
+    progress: StartupProgress | None = None,
 ) -> web.Application:
     """The lightspeed application for `config`.
 
@@ -274,8 +286,10 @@ def create_app(
     `provider` replaces the configured answer provider.
     `reset_telemetry_client_id` is `serve --reset-telemetry-client-id`. Start-up fails
     with StorageError or ConfigError when a directory or a referenced file is
-    not usable, before the first request is served.
+    not usable, before the first request is served. `progress` is told each step of start-up
+    (what `/readiness` says meanwhile when the server answers while starting).
     """
+    progress = progress or StartupProgress()
     middlewares = [observe, fresh_shared_state] if shared(config) else [observe]
     app = web.Application(middlewares=middlewares, client_max_size=config.service.max_request_bytes)
     app[CONFIG] = config
@@ -298,6 +312,7 @@ def create_app(
                 embedder=embedder,
                 provider=provider,
                 reset_telemetry_client_id=reset_telemetry_client_id,
+                progress=progress,
             )
             yield
 

@@ -40,6 +40,9 @@ log = structlog.get_logger(__name__)
 LISTEN_FD_ENV = "LIGHTSPEED_LISTEN_FD"
 WORKER_ENV = "LIGHTSPEED_WORKER"  # the worker's index, 0 .. count-1
 SUPERVISOR_ENV = "LIGHTSPEED_SUPERVISOR_PID"
+# "1" for the first workers: they answer /liveness and 503s on the shared socket while they load. A
+# replacement does not accept before it is ready: its siblings serve meanwhile.
+EARLY_ENV = "LIGHTSPEED_ANSWER_WHILE_STARTING"
 QUICK_CRASH_SECONDS = 10.0  # a worker that dies sooner after its start counts as crash-looping
 MAX_RESTART_PAUSE = 30.0
 STOP_GRACE_EXTRA = 10.0  # past the workers' own shutdown timeout, SIGKILL
@@ -62,6 +65,11 @@ def inherited_socket() -> socket.socket | None:
     """In a worker: the listening socket the main process passed; None when not run as a worker."""
     fd = os.environ.get(LISTEN_FD_ENV)
     return None if fd is None else socket.socket(fileno=int(fd))
+
+
+def answers_while_starting() -> bool:
+    """Whether this process listens while it loads: a single process, or a worker of the first start."""
+    return os.environ.get(WORKER_ENV) is None or os.environ.get(EARLY_ENV) == "1"
 
 
 def worker_index() -> int | None:
@@ -132,6 +140,7 @@ class Supervisor:
                 LISTEN_FD_ENV: str(self.sock.fileno()),
                 WORKER_ENV: str(index),
                 SUPERVISOR_ENV: str(os.getpid()),
+                EARLY_ENV: "1" if first else "0",
                 "NOTIFY_SOCKET": "@" + name,
             }
         )

@@ -12,7 +12,9 @@ So this adapter, and nothing else, uses aiohttp's internals:
 - `TCPSite.start`'s arguments, read back from the site (`_runner`, `_host`,
   `_port`, `_ssl_context`, `_backlog`, `_reuse_address`, `_reuse_port`), and
   its `_server`, to start the same listening server with our protocol factory;
-- `RequestHandler._request_count`, the request heads parsed on a connection.
+- `RequestHandler._request_count`, the request heads parsed on a connection;
+- the runners' `_reg_site`/`_unreg_site`, to hand a listening site from the application that answers
+  while the server starts to the real one (`hand_over`), without closing the socket in between.
 
 pyproject.toml pins aiohttp below its next minor release for this reason; the
 hostile-client tests (tests/lightspeed/test_hostile_clients.py) are the guard a
@@ -56,6 +58,12 @@ class GuardedSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         loop.call_later(self._header_timeout, _close_if_no_request, handler)
         return handler
+
+    def hand_over(self, old: web.BaseRunner, new: web.BaseRunner) -> None:
+        """From now on, connections accepted go to `new`'s application (those `old`'s has stay with it)."""
+        old._unreg_site(self)
+        new._reg_site(self)
+        self._runner = new
 
     async def start(self) -> None:
         # TCPSite.start with our protocol factory; the same arguments, read back from the site.

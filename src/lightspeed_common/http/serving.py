@@ -30,8 +30,44 @@ from lightspeed_common.notify import Notifier, watchdog_running
 log = structlog.get_logger(__name__)
 
 
+AppSource = web.Application | Callable[[], web.Application]
+
+
+def _runner(app: web.Application, timeouts: HttpTimeoutsConfig) -> web.AppRunner:
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=timeouts.keepalive_timeout_seconds,
+        # After an early reply (413, 408), the rest of the body is drained for at most this long.
+        lingering_time=timeouts.body_timeout_seconds,
+    )
+
+
+async def _start_behind(
+    source: AppSource, site: GuardedSite, starting: web.AppRunner, timeouts: HttpTimeoutsConfig, stop: asyncio.Event
+) -> web.AppRunner | None:
+    """Start the real application while `starting` answers on `site`, then hand the site over to it: new
+    connections go to the real application, and the starting one's close once their request is answered.
+    None when a stop signal came first (what start-up had opened is closed again)."""
+    app = source if isinstance(source, web.Application) else await asyncio.to_thread(source)
+    runner = _runner(app, timeouts)
+    setup = asyncio.ensure_future(runner.setup())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not setup.done():
+        setup.cancel()
+        await asyncio.gather(setup, return_exceptions=True)
+        return None
+    setup.result()  # a start-up error (ConfigError, StorageError) propagates
+    site.hand_over(starting, runner)
+    await starting.cleanup()
+    return runner
+
+
 async def serve_app(
-    app: web.Application,
+    source: AppSource,
     host: str,
     port: int,
     shutdown_timeout: float,
@@ -40,21 +76,27 @@ async def serve_app(
     timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
+    while_starting: web.Application | None = None,
 ) -> None:
-    """Serve `app` until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate.
-    `sock`: accept from this listening socket (a worker's) instead of binding host:port."""
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        keepalive_timeout=timeouts.keepalive_timeout_seconds,
-        # After an early reply (413, 408), the rest of the body is drained for at most this long.
-        lingering_time=timeouts.body_timeout_seconds,
-    )
-    await runner.setup()
+    """Serve the application until SIGTERM/SIGINT. Start-up errors (ConfigError, StorageError) propagate.
+
+    `source` is the application or what makes it (called on a thread). `sock`: accept from this listening
+    socket (a worker's) instead of binding host:port. `while_starting`: listen at once and answer with
+    this application until the real one has started (READY=1 only then)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if while_starting is None:
+        first = _runner(source if isinstance(source, web.Application) else await asyncio.to_thread(source), timeouts)
+    else:
+        first = _runner(while_starting, timeouts)
+    await first.setup()
+    runner: web.AppRunner | None = first
     try:
         site = GuardedSite(
-            runner,
+            first,
             host,
             port,
             timeouts.header_timeout_seconds,
@@ -63,23 +105,25 @@ async def serve_app(
             ssl_context=ssl_context,
         )
         await site.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        log.info("service_listening", host=host, port=port, tls=ssl_context is not None)
+        log.info("service_listening", host=host, port=port, tls=ssl_context is not None, starting=bool(while_starting))
+        if while_starting is not None:
+            runner = await _start_behind(source, site, first, timeouts, stop)
+            if runner is None:
+                return
         notifier.ready(f"serving on {host}:{port}")
         async with watchdog_running(notifier):
             await stop.wait()
         notifier.stopping("finishing in-flight requests")
         log.info("service_stopping", grace_seconds=shutdown_timeout)
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        if runner is not first:
+            await first.cleanup()
 
 
 def run_service(
-    app: web.Application,
+    app: AppSource,
     host: str,
     port: int,
     shutdown_timeout: float,
@@ -88,12 +132,21 @@ def run_service(
     timeouts: HttpTimeoutsConfig,
     ssl_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
+    while_starting: web.Application | None = None,
 ) -> int:
     """Serve until stopped; the exit code: 0, 78 for a configuration error, 73 for unusable storage."""
     try:
         asyncio.run(
             serve_app(
-                app, host, port, shutdown_timeout, notifier, timeouts=timeouts, ssl_context=ssl_context, sock=sock
+                app,
+                host,
+                port,
+                shutdown_timeout,
+                notifier,
+                timeouts=timeouts,
+                ssl_context=ssl_context,
+                sock=sock,
+                while_starting=while_starting,
             )
         )
     except ConfigError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from lightspeed.api.starting import LLM_UNAVAILABLE
 from lightspeed.api.state import CONFIG, METRICS, OPENAPI, SERVER, USER
 from lightspeed_common.records import storage_roots
 from lightspeed_common.version import VERSION
@@ -48,7 +49,6 @@ def _unwritable(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not (p.is_dir() and os.access(p, os.W_OK | os.X_OK))]
 
 
-LLM_UNAVAILABLE = "LLM inference unavailable"
 RECORDS_UNAVAILABLE = "Transcripts and feedback cannot be stored"
 STATE_UNAVAILABLE = "Conversations and settings unavailable"
 
