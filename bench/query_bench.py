@@ -1,9 +1,13 @@
 """Query latency with the local provider over about 1,000 passages, one client.
 
-Beside it, from the same run: the raw pipeline (embed the question with the
-same model and search the same vectors, in-process) and a no-op aiohttp
-round trip with the same client. Targets: p50 under 30 ms, server resident
-memory under 800 MB. Transcripts are on, so each answer includes its fsync'd write.
+Beside it, from the same run: the retrieval the server runs for each question
+(embed it with the same model, the hybrid search over the same index, the
+excerpts), in-process; a plain embed + dot product for scale; and a no-op
+aiohttp round trip with the same client. Targets (issue 28.3): p50 at most
+1.3x the retrieval's (the handler, validation, redaction, the store, the
+transcript hand-off and the event loop cost no more than 30 %), server
+resident memory under 800 MB. Transcripts are on, so each answer includes
+its fsync'd write.
 """
 
 from __future__ import annotations
@@ -101,25 +105,33 @@ def question(i: int) -> str:
     return f"How do I handle {TOPICS[i % len(TOPICS)]} task {i % 10} after a timeout?"
 
 
-def raw_pipeline(docs: Path, state_dir: Path) -> list[float]:
-    """The same model and passages, in-process: encode the question, dot product, top 3.
-    The index is built into the server's state directory, so the server starts with it cached."""
+def raw_pipeline(docs: Path, state_dir: Path) -> tuple[list[float], list[float]]:
+    """The same model and passages, in-process: (the retrieval the server runs for a question, embed +
+    dot product + top 3 alone). The index is built into the server's state directory, so the server
+    starts with it cached."""
     import numpy as np
 
+    from lightspeed.answers.extract import excerpts
     from lightspeed.answers.index_cache import CACHE_DIR, IndexCache
-    from lightspeed.answers.retrieval import DocumentIndex, read_documents
+    from lightspeed.answers.retrieval import DocumentIndex, Query, read_documents
     from lightspeed.models.embedding import load_embedder
+    from lightspeed_common.config import LocalProviderConfig
 
+    local = LocalProviderConfig()
     index = DocumentIndex(load_embedder(None), read_documents(docs), 700, IndexCache(state_dir / CACHE_DIR))
     print(f"  corpus: {len(index.passages)} passages")
     vectors = index._passage_vectors
+
+    def retrieve(i: int) -> object:
+        retrieval = index.search(Query(question(i)), local.top_k, local.min_score)
+        return excerpts(index, retrieval)
 
     def search(i: int) -> object:
         query = index.embedder.encode([question(i)])[0]
         scores = vectors @ query
         return np.argpartition(-scores, 3)[:3]
 
-    return timed(search, QUESTIONS)
+    return timed(retrieve, QUESTIONS), timed(search, QUESTIONS)
 
 
 def main() -> bool:
@@ -129,7 +141,7 @@ def main() -> bool:
         workdir = Path(tmp)
         docs = workdir / "docs"
         write_corpus(docs, rng)
-        raw = raw_pipeline(docs, workdir / "state")
+        raw, dot = raw_pipeline(docs, workdir / "state")
         port = free_port()
         noop = start_noop_server(port)
         try:
@@ -148,20 +160,21 @@ def main() -> bool:
         transcripts = len(list((workdir / "transcripts").rglob("*.json")))
     p50 = statistics.median(served)
     print(
-        f"  baseline raw pipeline (embed + search, in-process): p50 {statistics.median(raw):6.2f} ms"
+        f"  baseline retrieval (embed + hybrid search + excerpts, in-process): p50 {statistics.median(raw):6.2f} ms"
         f"  p99 {percentile(raw, 0.99):6.2f} ms"
     )
+    print(f"  (embed + dot product + top 3 alone, in-process: p50 {statistics.median(dot):6.2f} ms)")
     print(f"  baseline no-op aiohttp round trip                 : p50 {statistics.median(noop_ms):6.2f} ms")
     p99 = percentile(served, 0.99)
     print(
         f"  lightspeed POST /v1/query                         : p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-        "   (target p50 < 30 ms)"
+        f"   ({p50 / statistics.median(raw):.2f}x the retrieval, target <= 1.3x)"
     )
     print(
         f"  server resident memory: {rss:.0f} MB now, {peak:.0f} MB peak (target < 800 MB);"
         f" record writer process {writer_rss:.0f} MB; transcripts {transcripts}"
     )
-    ok = p50 < 30 and peak < 800 and transcripts == QUESTIONS
+    ok = p50 <= 1.3 * statistics.median(raw) and peak < 800 and transcripts == QUESTIONS
     print(f"  {'PASS' if ok else 'FAIL'}")
     return ok
 
