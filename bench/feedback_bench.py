@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -198,7 +199,11 @@ def measure(volume: Path, where: str, workers: int) -> Measured:
         loop_rate = fsync_loop_rate(workdir / "loop")
         threaded = threaded_writes(workdir / "threads")
         port = free_port()
-        server = start_server(workdir, REPO / "docs", port, workers=workers)
+        # One document to answer the first question from: each worker builds its index at start.
+        docs = workdir / "docs"
+        docs.mkdir()
+        shutil.copy(REPO / "docs" / "api.md", docs)
+        server = start_server(workdir, docs, port, workers=workers)
         try:
             answer = http(port, "POST", "/v1/query", {"query": "How do I give feedback?"})
             body = {
