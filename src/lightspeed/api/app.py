@@ -204,6 +204,11 @@ def _user_data(
     return turns, feedback
 
 
+def _record_writer(config: AppConfig, metrics: Metrics) -> RecordWriter:
+    storage = FEEDBACK.storage(config), TRANSCRIPT.storage(config)
+    return RecordWriter(*storage, config.service.record_writer_threads, metrics.record_result)
+
+
 async def _background(
     stack: contextlib.AsyncExitStack, config: AppConfig, state: OpenedState, sender: TelemetrySender, metrics: Metrics
 ) -> HealthProbe:
@@ -239,13 +244,7 @@ async def _open(
     progress.step = "state store"
     stack.push_async_callback((state := await open_state(config)).store.close)
     stack.push_async_callback((auth := await asyncio.to_thread(preflight.authenticator, config)).close)
-    writer = RecordWriter(
-        FEEDBACK.storage(config),
-        TRANSCRIPT.storage(config),
-        config.service.record_writer_threads,
-        metrics.record_result,
-    )
-    stack.push_async_callback(writer.close)
+    stack.push_async_callback((writer := _record_writer(config, metrics)).close)
     telemetry = await open_telemetry(config, state.store, state.settings, metrics, reset_telemetry_client_id)
     stack.push_async_callback(telemetry.close)
     answers, catalog = await stack.enter_async_context(_answers(config, metrics, embedder, provider, progress))

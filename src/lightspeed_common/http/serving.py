@@ -33,6 +33,16 @@ log = structlog.get_logger(__name__)
 AppSource = web.Application | Callable[[], web.Application]
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def _runner(app: web.Application, timeouts: HttpTimeoutsConfig) -> web.AppRunner:
     return web.AppRunner(
         app,
@@ -83,11 +93,7 @@ async def serve_app(
     `source` is the application or what makes it (called on a thread). `sock`: accept from this listening
     socket (a worker's) instead of binding host:port. `while_starting`: listen at once and answer with
     this application until the real one has started (READY=1 only then)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     if while_starting is None:
         first = _runner(source if isinstance(source, web.Application) else await asyncio.to_thread(source), timeouts)
     else:
