@@ -1,7 +1,10 @@
 """Running the app as a daemon: listen, tell systemd when ready, stop gracefully on SIGTERM.
 
 Ready means serving: READY=1 is sent only after every start-up resource is
-open (models, index, record writer) and the socket is listening. On SIGTERM
+open (models, index, record writer) and the socket is listening. A daemon
+whose start-up takes a while (the API server) listens first with a small
+application of its own (`while_starting`: alive, not ready, why), then hands
+the same listening socket to the real one. On SIGTERM
 or SIGINT: STOPPING=1, the listening socket closes, in-flight requests and
 streams get `service.shutdown_timeout_seconds` to finish, then the app's
 resources close (telemetry's last send is bounded to 2 s).
