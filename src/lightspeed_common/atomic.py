@@ -112,13 +112,13 @@ def fsync_dir_if_present(path: Path) -> None:
         fsync_dir(path)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o640, owner: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write `data` to `path` so that it appears whole or not at all, durably.
 
     `write_temp`, `publish` (rename over the target), then fsync the directory.
     On any failure the temporary file is removed and the OSError propagates.
     """
-    publish(write_temp(path, data, mode, owner), path)
+    publish(write_temp(path, data, mode), path)
     fsync_dir_if_present(path.parent)
 
 

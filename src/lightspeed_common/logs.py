@@ -26,7 +26,6 @@ import socket
 import struct
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Literal, TextIO
@@ -36,9 +35,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 _SYSLOG_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 _BATCH = 512
-# Under load the writer thread pauses this long between batches: lines queued meanwhile cost their
-# producer no wake-up of the thread (a futex call and a GIL hand-off the event loop pays for).
-_COALESCE_SECONDS = 0.005
 
 
 def _journald_priority(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +123,6 @@ class LineWriter:
                 self._stream.flush()
             if None in batch:
                 return
-            if len(batch) > 1:
-                time.sleep(_COALESCE_SECONDS)
 
     def _to_journal(self, line: str) -> bool:
         """Send one entry; False (the caller writes it to stdout instead) if journald refuses it."""

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 from pathlib import Path
@@ -100,6 +101,44 @@ def _readiness(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
+def start_cold(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    """Two of this repository's documents and an empty state directory: the index is built (seconds)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("ingest.md", "scaling.md"):
+        shutil.copy(REPO / "docs" / name, docs)
+    return start(process_config(tmp_path, docs, port), tmp_path)
+
+
+def until_alive(proc: subprocess.Popen[str], port: int) -> float:
+    """Wait until /liveness answers 200; the deadline used, for the waits after it."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None
+        try:
+            assert call(port, "GET", "/liveness") == {"alive": True}
+            return deadline
+        except urllib.error.URLError:  # refused: not listening yet
+            assert time.monotonic() < deadline, "the socket never listened"
+            time.sleep(0.05)
+
+
+def test_sigterm_while_starting_stops_the_start(tmp_path: Path) -> None:
+    """A stop while the model and the index load ends the start there (what was opened is closed) and
+    exits 0: the answers never become ready."""
+    port = free_port()
+    proc = start_cold(tmp_path, port)
+    try:
+        until_alive(proc, port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    assert "answers_ready" not in events
+    assert "service_stopped" in events
+
+
 def test_the_server_answers_while_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 28.4: the socket listens before the model and the index are loaded. Until then /liveness is
     200, /readiness is 503 naming the step (the index's passages counted), a query is 503 with
@@ -108,22 +147,9 @@ def test_the_server_answers_while_it_starts(tmp_path: Path, monkeypatch: pytest.
     systemd.bind(str(tmp_path / "notify"))
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     port = free_port()
-    # Two of this repository's documents and an empty state directory: the index is built (seconds).
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name in ("ingest.md", "scaling.md"):
-        shutil.copy(REPO / "docs" / name, docs)
-    proc = start(process_config(tmp_path, docs, port), tmp_path)
+    proc = start_cold(tmp_path, port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None
-            try:
-                assert call(port, "GET", "/liveness") == {"alive": True}
-                break
-            except urllib.error.URLError:  # refused: not listening yet
-                assert time.monotonic() < deadline, "the socket never listened"
-                time.sleep(0.05)
+        deadline = until_alive(proc, port)
         with pytest.raises(urllib.error.HTTPError) as refused:
             call(port, "POST", "/v1/query", {"query": "How do I give feedback?"}, "tok")
         assert refused.value.code == 503

@@ -57,14 +57,18 @@ def _runner(app: web.Application, timeouts: HttpTimeoutsConfig) -> web.AppRunner
     )
 
 
+async def _made(source: AppSource) -> web.Application:
+    """The application; made on a thread when `source` makes it (imports and all)."""
+    return source if isinstance(source, web.Application) else await asyncio.to_thread(source)
+
+
 async def _start_behind(
     source: AppSource, site: GuardedSite, starting: web.AppRunner, timeouts: HttpTimeoutsConfig, stop: asyncio.Event
 ) -> web.AppRunner | None:
     """Start the real application while `starting` answers on `site`, then hand the site over to it: new
     connections go to the real application, and the starting one's close once their request is answered.
     None when a stop signal came first (what start-up had opened is closed again)."""
-    app = source if isinstance(source, web.Application) else await asyncio.to_thread(source)
-    runner = _runner(app, timeouts)
+    runner = _runner(await _made(source), timeouts)
     setup = asyncio.ensure_future(runner.setup())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -96,12 +100,10 @@ async def serve_app(
     `source` is the application or what makes it (called on a thread). `sock`: accept from this listening
     socket (a worker's) instead of binding host:port. `while_starting`: listen at once and answer with
     this application until the real one has started (READY=1 only then)."""
-    stop = _stop_on_signals()
-    if while_starting is None:
-        first = _runner(source if isinstance(source, web.Application) else await asyncio.to_thread(source), timeouts)
-    else:
-        first = _runner(while_starting, timeouts)
+    first = _runner(await _made(source) if while_starting is None else while_starting, timeouts)
     await first.setup()
+    # Only now: a stop signal during a (long) start-up without `while_starting` ends the process at once.
+    stop = _stop_on_signals()
     runner: web.AppRunner | None = first
     try:
         site = GuardedSite(
