@@ -6,8 +6,10 @@ excerpts), in-process; a plain embed + dot product for scale; and a no-op
 aiohttp round trip with the same client. Targets (issue 28.3): p50 at most
 1.3x the retrieval's (the handler, validation, redaction, the store, the
 transcript hand-off and the event loop cost no more than 30 %), server
-resident memory under 800 MB. Transcripts are on, so each answer includes
-its fsync'd write.
+resident memory under 800 MB. Transcripts are on: each answer hands its
+transcript to the record writer process, which fsyncs it while the answer
+goes out; every one is counted on disk at the end. The three are timed in
+alternating blocks, so a busy spell weighs on each alike.
 """
 
 from __future__ import annotations
@@ -105,10 +107,10 @@ def question(i: int) -> str:
     return f"How do I handle {TOPICS[i % len(TOPICS)]} task {i % 10} after a timeout?"
 
 
-def raw_pipeline(docs: Path, state_dir: Path) -> tuple[list[float], list[float]]:
+def raw_pipeline(docs: Path, state_dir: Path) -> tuple[Callable[[int], object], Callable[[int], object]]:
     """The same model and passages, in-process: (the retrieval the server runs for a question, embed +
-    dot product + top 3 alone). The index is built into the server's state directory, so the server
-    starts with it cached."""
+    dot product + top 3 alone), as calls. The index is built into the server's state directory, so the
+    server starts with it cached."""
     import numpy as np
 
     from lightspeed.answers.extract import excerpts
@@ -131,7 +133,18 @@ def raw_pipeline(docs: Path, state_dir: Path) -> tuple[list[float], list[float]]
         scores = vectors @ query
         return np.argpartition(-scores, 3)[:3]
 
-    return timed(retrieve, QUESTIONS), timed(search, QUESTIONS)
+    return retrieve, search
+
+
+def interleaved(calls: list[Callable[[int], object]], rounds: int = 6) -> list[list[float]]:
+    """Each call timed QUESTIONS times, in `rounds` alternating blocks: a busy spell on this noisy machine
+    weighs on the figure and its baseline alike."""
+    block = QUESTIONS // rounds
+    times: list[list[float]] = [[] for _ in calls]
+    for n in range(rounds):
+        for call, into in zip(calls, times, strict=True):
+            into.extend(timed(lambda i, call=call, first=n * block: call(first + i), block))
+    return times
 
 
 def main() -> bool:
@@ -141,7 +154,7 @@ def main() -> bool:
         workdir = Path(tmp)
         docs = workdir / "docs"
         write_corpus(docs, rng)
-        raw, dot = raw_pipeline(docs, workdir / "state")
+        retrieve, search = raw_pipeline(docs, workdir / "state")
         port = free_port()
         noop = start_noop_server(port)
         try:
@@ -152,7 +165,9 @@ def main() -> bool:
         server = start_server(workdir, docs, port)
         try:
             body = lambda i: json.dumps({"query": question(i)}).encode()  # noqa: E731
-            served = timed(client_call(port, "POST", "/v1/query", body), QUESTIONS)
+            ask = client_call(port, "POST", "/v1/query", body)
+            ask(0)  # the record writer process starts with the first record
+            served, raw, dot = interleaved([ask, retrieve, search])
             rss, peak = rss_mb(server.pid)
             writer_rss = sum(rss_mb(child)[0] for child in children(server.pid))
         finally:
@@ -174,7 +189,7 @@ def main() -> bool:
         f"  server resident memory: {rss:.0f} MB now, {peak:.0f} MB peak (target < 800 MB);"
         f" record writer process {writer_rss:.0f} MB; transcripts {transcripts}"
     )
-    ok = p50 <= 1.3 * statistics.median(raw) and peak < 800 and transcripts == QUESTIONS
+    ok = p50 <= 1.3 * statistics.median(raw) and peak < 800 and transcripts == QUESTIONS + 1
     print(f"  {'PASS' if ok else 'FAIL'}")
     return ok
 

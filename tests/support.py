@@ -30,6 +30,14 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+async def transcripts_written(client: Any) -> None:
+    """The transcripts of the answers given so far are on disk (or failed): the server answers while the
+    record writer fsyncs a transcript (lightspeed.turns)."""
+    from lightspeed.api.state import SERVER  # here: the collector's tests import this module too
+
+    await client.server.app[SERVER].turns.settled()
+
+
 def json_files(folder: Path) -> list[Path]:
     """Finished records below `folder`: what a collector would pick up."""
     if not folder.exists():

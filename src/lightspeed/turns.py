@@ -12,18 +12,26 @@ decides is here:
    metrics (`ls_llm_calls_total`, failures, tokens);
 3. **remember**: the turn added to the conversation, its question redacted;
 4. **record**: the transcript written (when `transcripts_enabled`), with the
-   question and text attachments redacted; a transcript that cannot be
-   written is logged and counted, never turned into an error for an answer
-   the user already has.
+   question and text attachments redacted. It is handed off, not waited for:
+   the answer goes out while the writer process fsyncs it, as a transcript
+   that cannot be written is logged and counted, never turned into an error
+   for an answer the user already has. `settled()` waits for the ones handed
+   off (an erasure or an export of this server's records does, first), and
+   `close()` does before the record writer stops. One that lands after an
+   erasure of its user began (a sibling worker's, which cannot wait for it)
+   is removed at once, by the rule the collector follows for the erasure's
+   note.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,6 +46,7 @@ from lightspeed.records.redaction import Redactor
 from lightspeed.records.writer import RecordWriter
 from lightspeed.store.conversations import ConversationStore, Turn, check_owner
 from lightspeed_common import tracing
+from lightspeed_common.atomic import fsync_dir_if_present
 from lightspeed_common.config import AnswersConfig
 from lightspeed_common.errors import (
     INVALID_ATTRIBUTE,
@@ -129,6 +138,11 @@ def _recorded_attachments(attachments: Sequence[Attachment], redacted: Iterator[
     return recorded
 
 
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    fsync_dir_if_present(path.parent)
+
+
 class Turns:
     def __init__(
         self,
@@ -141,7 +155,9 @@ class Turns:
         metrics: Metrics,
         limits: AnswersConfig,
         transcripts_enabled: bool,
+        erased: Callable[[str, datetime], bool] = lambda user_hash, written: False,
     ) -> None:
+        """`erased(user_hash, written)`: whether an erasure covers a record of the user written then (blocking)."""
         self._answerer = answerer
         self._conversations = conversations
         self._hasher = hasher
@@ -150,6 +166,8 @@ class Turns:
         self._metrics = metrics
         self._limits = limits
         self._transcripts_enabled = transcripts_enabled
+        self._erased = erased
+        self._handed_off: set[asyncio.Task[None]] = set()
 
     def check_sizes(self, ask: Ask) -> None:
         check_sizes(ask, self._limits)
@@ -227,7 +245,22 @@ class Turns:
         redacted_query = next(redacted)
         await self._remember(turn, redacted_query, answer)
         if self._transcripts_enabled:
-            await self._record(turn, redacted_query, _recorded_attachments(attachments, redacted), answer, truncated)
+            self._hand_off(
+                self._record(turn, redacted_query, _recorded_attachments(attachments, redacted), answer, truncated)
+            )
+
+    def _hand_off(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(write)
+        self._handed_off.add(task)
+        task.add_done_callback(self._handed_off.discard)
+
+    async def settled(self) -> None:
+        """Every transcript handed off so far is on disk, or its failure logged."""
+        if self._handed_off:
+            await asyncio.gather(*self._handed_off, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.settled()
 
     async def _remember(self, turn: PreparedTurn, redacted_query: str, answer: str) -> None:
         """Add the turn to the conversation's history (the question as the records keep it, redacted)."""
@@ -267,3 +300,6 @@ class Turns:
             log.error("transcript_write_failed", reason=exc.reason)
         else:
             log.debug("record_written", kind="transcript", file=path.name)
+            if await asyncio.to_thread(self._erased, turn.user_hash, transcript.timestamp):
+                await asyncio.to_thread(_remove, path)
+                log.info("transcript_erased_on_arrival", file=path.name)

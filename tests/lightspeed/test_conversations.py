@@ -19,6 +19,7 @@ from lightspeed_common.errors import StorageError
 from tests.conftest import ClientFactory, StartupFailure
 from tests.fake_llm import FakeLLM, openai_config
 from tests.postgres import PgDatabase
+from tests.support import transcripts_written
 
 KEYS = [
     {"key": "alice-key-0123456789", "user_id": "alice", "role": "user"},
@@ -204,6 +205,7 @@ async def test_delete_removes_the_history_and_keeps_the_transcripts(client: Any,
     assert continued.status == 404
     transcripts = config.user_data_collection.transcripts_storage
     assert transcripts is not None
+    await transcripts_written(client)
     assert len(list(transcripts.rglob(f"{cid}/*.json"))) == 2
 
 

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.fake_llm import free_port
 from tests.lightspeed.test_conversations import KEYS, as_user
 from tests.lightspeed.test_settings_cli import lightspeed
 from tests.processes import call, process_config, start, wait_ready
+from tests.support import json_files, transcripts_written
 
 
 def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
@@ -56,6 +58,7 @@ async def use(client: Any, user: str, questions: int) -> list[str]:
         "sentiment": 1,
     }
     assert (await client.post("/v1/feedback", json=feedback, headers=as_user(user))).status == 200
+    await transcripts_written(client)
     return sorted(set(conversations))
 
 
@@ -99,6 +102,28 @@ async def test_a_user_erases_their_data_and_only_theirs(
     again = await (await client.delete("/v1/users/me/data", headers=as_user("alice"))).json()
     assert again["erased"] == {"conversations": 0, "turns": 0, "transcripts": 0, "feedback": 0}
     assert files_holding(config, bob) == bob_files
+
+
+async def test_a_transcript_landing_after_its_users_erasure_began_is_removed(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """An answer's transcript is written after the answer, and a sibling worker's erasure cannot wait for it:
+    one that lands while the user's note covers it (the erasure running, or done after the question) is
+    removed at once; a question after a finished erasure (the user came back) keeps its transcript."""
+    client = await make_client(config)
+    alice = UserHasher.from_state_dir(config.service.state_dir)("alice")
+    note = erasure_notes_dir(config) / f"{alice}.json"
+    storage = config.user_data_collection.transcripts_storage
+    assert storage is not None
+    write_note(note, {"user_hash": alice, "requested_at": "x", "server_done": False})  # a sibling's, running
+    assert (await client.post("/v1/query?user_id=alice", json={"query": "start the server"})).status == 200
+    await transcripts_written(client)
+    assert json_files(storage) == []
+    erased_at = datetime.now(UTC).isoformat()
+    write_note(note, {"user_hash": alice, "requested_at": "x", "server_done": True, "erased_at": erased_at})
+    assert (await client.post("/v1/query?user_id=alice", json={"query": "start the server"})).status == 200
+    await transcripts_written(client)
+    assert len(json_files(storage)) == 1
 
 
 async def test_only_an_admin_erases_another_user(

@@ -14,7 +14,7 @@ import pytest
 from lightspeed.api.state import SERVER
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
-from tests.support import fill_up, json_files
+from tests.support import fill_up, json_files, transcripts_written
 from tests.telemetry_support import stored_settings
 
 FEEDBACK_KEYS = {
@@ -255,6 +255,7 @@ async def test_transcript_failure_does_not_fail_the_answer(
     resp = await client.post("/v1/query", json={"query": "How do I start the server?"})
     assert resp.status == 200
     assert "make run" in (await resp.json())["response"]
+    await transcripts_written(client)
     assert json_files(disk / "transcripts") == []
     metrics = await (await client.get("/metrics")).text()
     assert 'lightspeed_records_failed_total{kind="transcript"} 1.0' in metrics

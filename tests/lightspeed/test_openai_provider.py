@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ClientFactory
 from tests.fake_llm import ANSWER_PIECES, FakeLLM, free_port, openai_config
 from tests.lightspeed.test_query import parse_sse
-from tests.support import json_files
+from tests.support import json_files, transcripts_written
 
 
 async def test_openai_answers_with_passages_as_context(
@@ -37,6 +37,7 @@ async def test_openai_answers_with_passages_as_context(
     assert "make run" in system["content"]  # the best passage is in the context
     assert user == {"role": "user", "content": "How do I start the server?"}
     assert fake.headers[0]["Authorization"] == "Bearer sk-test-key"
+    await transcripts_written(client)
     record = json.loads(json_files(config.user_data_collection.transcripts_storage)[0].read_text())
     assert record["metadata"]["provider"] == "openai"
     assert record["metadata"]["model"] == "tiny"

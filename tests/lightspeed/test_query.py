@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -15,7 +18,7 @@ from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
-from tests.support import json_files
+from tests.support import json_files, transcripts_written
 
 TRANSCRIPT_KEYS = {
     "metadata",
@@ -90,6 +93,7 @@ async def test_query_writes_one_transcript_in_the_documented_format(client: Any,
     )
     assert resp.status == 200
     body = await resp.json()
+    await transcripts_written(client)
     files = json_files(storage)
     assert len(files) == 1
     user_hash, conversation_id = files[0].relative_to(storage).parts[:2]
@@ -108,6 +112,36 @@ async def test_query_writes_one_transcript_in_the_documented_format(client: Any,
     assert record["llm_response"] == body["response"]
     assert record["rag_chunks"] == body["rag_chunks"]
     assert "alice" not in files[0].read_text()
+
+
+def writer_processes() -> list[int]:
+    """The record writer processes this test process started (the app's, started on its first record)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"lightspeed.records.writer_child" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+async def test_the_answer_does_not_wait_for_its_transcripts_fsync(client: Any, config: AppConfig) -> None:
+    """The transcript is handed to the record writer and the answer sent meanwhile (issue 28.3): with the
+    writer process stopped, a question is still answered; its transcript lands once the writer runs again."""
+    storage = config.user_data_collection.transcripts_storage
+    assert storage is not None
+    assert (await client.post("/v1/query", json={"query": "start the server"})).status == 200
+    await transcripts_written(client)
+    [writer] = writer_processes()
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        resp = await asyncio.wait_for(client.post("/v1/query", json={"query": "install"}), 60)
+        assert resp.status == 200
+        assert len(json_files(storage)) == 1
+    finally:
+        os.kill(writer, signal.SIGCONT)
+    await transcripts_written(client)
+    assert len(json_files(storage)) == 2
 
 
 async def test_transcripts_disabled_writes_nothing(make_client: ClientFactory, make_config: Any) -> None:
@@ -252,6 +286,7 @@ async def test_streaming_query_sends_the_documented_events(client: Any, config: 
     assert set(end["data"]) == {"referenced_documents", "truncated", "input_tokens", "output_tokens"}
     assert end["available_quotas"] == {}
     assert end["data"]["referenced_documents"][0]["doc_url"] == "feedback.md"
+    await transcripts_written(client)
     files = json_files(config.user_data_collection.transcripts_storage)
     assert len(files) == 1
     record = json.loads(files[0].read_text())
@@ -345,6 +380,7 @@ async def test_a_failure_after_the_stream_began_is_an_error_event(
         "response": "Unable to connect to the answer provider",
         "cause": "connection reset by upstream",
     }
+    await transcripts_written(client)
     files = json_files(config.user_data_collection.transcripts_storage)
     assert len(files) == 1
     record = json.loads(files[0].read_text())

@@ -14,7 +14,7 @@ import pytest
 from lightspeed.api.app import create_app
 from lightspeed.models.embedding import SentenceTransformerEmbedder
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.support import json_files, liveness_latencies_during, loop_pause_bound, until
+from tests.support import json_files, liveness_latencies_during, loop_pause_bound, transcripts_written, until
 
 HUGE = "hello " * 150_000  # ~900 KB, under the 1 MiB body limit
 
@@ -139,6 +139,7 @@ async def test_many_attachments_are_redacted_off_the_event_loop(
     assert (await request).status == 200
     assert latencies
     assert max(latencies) < bound, (max(latencies), bound)
+    await transcripts_written(client)
     transcripts = json_files(make_config().user_data_collection.transcripts_storage)
     recorded = json.loads(transcripts[0].read_text())["attachments"]
     assert len(recorded) == 54

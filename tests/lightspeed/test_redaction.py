@@ -13,7 +13,7 @@ import pytest
 from lightspeed.records.redaction import Redactor
 from lightspeed_common.config import AppConfig, RedactionConfig, RedactionPattern
 from tests.conftest import ClientFactory, ConfigFactory
-from tests.support import json_files, liveness_latencies_during, loop_pause_bound
+from tests.support import json_files, liveness_latencies_during, loop_pause_bound, transcripts_written
 
 DEFAULT = Redactor.from_config(RedactionConfig())
 
@@ -149,6 +149,7 @@ async def _post_while_polling_liveness(client: Any, path: str, body: dict[str, A
     assert latencies, "the request finished before /liveness was asked"
     assert max(latencies) < bound
     assert storage is not None
+    await transcripts_written(client)
     return json.loads(json_files(storage)[0].read_text())
 
 

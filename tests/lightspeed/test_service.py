@@ -14,6 +14,7 @@ from lightspeed.api.routes import ROUTES
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
+from tests.support import transcripts_written
 
 
 class BrokenProvider:
@@ -140,6 +141,7 @@ async def test_metrics_count_requests_and_records(client: Any) -> None:
     """Prometheus text with requests by route and status, latency and records written by kind."""
     await client.post("/v1/query", json={"query": "start the server"})
     await client.post("/v1/query", json={})
+    await transcripts_written(client)
     text = await (await client.get("/metrics")).text()
     assert 'lightspeed_http_requests_total{method="POST",route="/v1/query",status="200"} 1.0' in text
     assert 'lightspeed_http_requests_total{method="POST",route="/v1/query",status="422"} 1.0' in text

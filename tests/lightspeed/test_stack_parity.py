@@ -14,7 +14,7 @@ from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
 from tests.fake_llm import FakeLLM, free_port, openai_config
 from tests.lightspeed.test_query import TrickleProvider, parse_sse
-from tests.support import json_files
+from tests.support import json_files, transcripts_written
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + bytes(30)
@@ -35,6 +35,7 @@ async def test_images_are_accepted_and_recorded_without_their_bytes(client: Any,
     body = await resp.json()
     assert body["response"].startswith(NO_IMAGES.format(what="2 images"))
     assert "make run" in body["response"]
+    await transcripts_written(client)
     record_text = json_files(config.user_data_collection.transcripts_storage)[0].read_text()
     assert PNG not in record_text
     assert JPEG not in record_text
@@ -92,6 +93,7 @@ async def test_interrupt_stops_a_running_stream(make_client: ClientFactory, conf
     assert events[-1]["event"] == "end"
     assert events[-1]["data"]["truncated"] is True
     assert "turn_complete" not in [e["event"] for e in events]
+    await transcripts_written(client)
     record = json.loads(json_files(config.user_data_collection.transcripts_storage)[0].read_text())
     assert record["truncated"] is True
     assert 0 < len(record["llm_response"].split()) < 2000

@@ -28,7 +28,7 @@ from lightspeed.privacy.audit import audit
 from lightspeed.store.queries import StateStore
 from lightspeed_common.atomic import fsync_dir, write_atomic
 from lightspeed_common.config import AppConfig
-from lightspeed_common.records import FEEDBACK, TRANSCRIPT, erasure_notes_dir, is_record_name
+from lightspeed_common.records import FEEDBACK, TRANSCRIPT, Erasure, erasure_notes_dir, is_record_name
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +143,16 @@ class Eraser:
         log.info("user_data_erased", user_hash=user_hash, **asdict(erased))
         await audit(self._store, "erasure", user_hash, requested_by, asdict(erased))
         return erased
+
+    def covers(self, user_hash: str, written: datetime) -> bool:
+        """Whether an erasure of `user_hash` covers a record written at `written` (blocking): its note, left by
+        this server or a sibling worker, says so by the collector's rule (`records.Erasure.covers`). An
+        unreadable note covers nothing here, as the collector skips it too."""
+        try:
+            note = json.loads(note_path(self._config, user_hash).read_bytes())
+            return Erasure.parse(note).covers(user_hash, written)
+        except (OSError, ValueError):
+            return False
 
     async def replay(self) -> int:
         """Finish the erasures a stop interrupted; how many there were."""

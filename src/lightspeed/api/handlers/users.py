@@ -17,7 +17,9 @@ MAX_AUDIT_EVENTS, DEFAULT_AUDIT_EVENTS = 1000, 100
 
 
 async def _erase(request: web.Request, user_id: str) -> web.Response:
-    erased = await request.app[SERVER].eraser.erase(user_id, request[USER].user_id)
+    server = request.app[SERVER]
+    await server.turns.settled()  # the transcripts answered before the request are among the erased
+    erased = await server.eraser.erase(user_id, request[USER].user_id)
     return web.json_response({"user_id": user_id, "erased": asdict(erased), "collector_notified": True})
 
 
@@ -31,6 +33,7 @@ async def erase_user(request: web.Request) -> web.Response:
 
 async def _export(request: web.Request, user_id: str) -> web.StreamResponse:
     server = request.app[SERVER]
+    await server.turns.settled()  # the transcripts answered before the request are in the export
     counts: dict[str, int] = {}
     document = export_document(request.app[CONFIG], server.store, user_id, server.hasher(user_id), counts)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
