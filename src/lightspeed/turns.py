@@ -300,6 +300,15 @@ class Turns:
             log.error("transcript_write_failed", reason=exc.reason)
         else:
             log.debug("record_written", kind="transcript", file=path.name)
-            if await asyncio.to_thread(self._erased, turn.user_hash, transcript.timestamp):
-                await asyncio.to_thread(_remove, path)
-                log.info("transcript_erased_on_arrival", file=path.name)
+            await self._unless_erased(turn.user_hash, transcript, path)
+
+    async def _unless_erased(self, user_hash: str, transcript: Transcript, path: Path) -> None:
+        """Remove the transcript at `path` if an erasure of its user began after it was made (a sibling's)."""
+        if not await asyncio.to_thread(self._erased, user_hash, transcript.timestamp):
+            return
+        try:
+            await asyncio.to_thread(_remove, path)
+        except OSError as exc:  # the collector still drops it: the erasure's note covers it
+            log.error("transcript_erase_on_arrival_failed", file=path.name, reason=exc.strerror or str(exc))
+        else:
+            log.info("transcript_erased_on_arrival", file=path.name)
