@@ -105,6 +105,8 @@ def config_notes(config: AppConfig) -> list[str]:
 
 # What `lightspeed serve` imports beyond the base install: the `server` extra (pyproject.toml).
 SERVER_EXTRA = ("torch", "sentence_transformers", "bm25s", "Stemmer")
+# The event loop waits at most 1 ms for the GIL a model-loading or retrieval thread holds: with the default
+# 5 ms, /liveness p99 reached 33 ms while a model loaded (the loop needs it several times per request).
 GIL_SWITCH_SECONDS = 0.001
 
 
@@ -141,8 +143,6 @@ def serve(config: AppConfig, config_path: Path, reset_telemetry_client_id: bool 
         structlog.contextvars.bind_contextvars(worker=worker)
     notifier = Notifier.from_environment()
     progress = StartupProgress()
-    # The event loop waits at most 1 ms for the GIL a model-loading or retrieval thread holds: with the default
-    # 5 ms, /liveness p99 reached 33 ms while a model loaded (the loop needs it several times per request).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
     def make_app() -> web.Application:
