@@ -80,11 +80,13 @@ class SentenceTransformerEmbedder:
         # on one thread while encode() (truncation on) ran on another sent a 480,000-token question to
         # the model (a RuntimeError, a 500).
         tokenizer = copy.deepcopy(self._model.tokenizer)
-
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
-
-        return count
+        backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's own, without its wrapper
+        if backend is None:
+            return lambda text: len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        backend.no_truncation()
+        backend.no_padding()
+        # encode_batch, not encode: it lets go of the GIL while it runs (encode holds it, stalling the loop).
+        return lambda text: len(backend.encode_batch([text], add_special_tokens=False)[0])
 
 
 def load_embedder(path: Path | None, name: str | None = None) -> SentenceTransformerEmbedder:
