@@ -8,12 +8,13 @@ import fcntl
 import json
 import os
 import pty
+import signal
 import sqlite3
 import struct
 import termios
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,32 @@ async def transcripts_written(client: Any) -> None:
     from lightspeed.api.state import SERVER  # here: the collector's tests import this module too
 
     await client.server.app[SERVER].turns.settled()
+
+
+def writer_processes() -> list[int]:
+    """The record writer processes this test process started (an app's, started on its first record)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"lightspeed.records.writer_child" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+@contextlib.asynccontextmanager
+async def writer_stopped(client: Any) -> AsyncIterator[None]:
+    """The app's record writer process held stopped (SIGSTOP) inside the block: it writes nothing until the
+    block ends. One question is answered first, to start the writer (its transcript written)."""
+    before = set(writer_processes())  # another app's, if one is still open in this process
+    assert (await client.post("/v1/query", json={"query": "start the server"})).status == 200
+    await transcripts_written(client)
+    [writer] = set(writer_processes()) - before
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(writer, signal.SIGCONT)
 
 
 def json_files(folder: Path) -> list[Path]:

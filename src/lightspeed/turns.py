@@ -157,8 +157,7 @@ class Turns:
         transcripts_enabled: bool,
         erased: Callable[[str, datetime], bool] = lambda user_hash, written: False,
     ) -> None:
-        """`erased(user_hash, written)`: whether an erasure covers a record of the user written then (reads one
-        small file, if there is one)."""
+        """`erased(user_hash, written)`: whether an erasure covers a record of the user written then (blocking)."""
         self._answerer = answerer
         self._conversations = conversations
         self._hasher = hasher
@@ -305,8 +304,7 @@ class Turns:
 
     async def _unless_erased(self, user_hash: str, transcript: Transcript, path: Path) -> None:
         """Remove the transcript at `path` if an erasure of its user began after it was made (a sibling's)."""
-        # On the loop: without a note (nearly always) this is one failed open(), far cheaper than a thread hop.
-        if not self._erased(user_hash, transcript.timestamp):
+        if not await asyncio.to_thread(self._erased, user_hash, transcript.timestamp):
             return
         try:
             await asyncio.to_thread(_remove, path)

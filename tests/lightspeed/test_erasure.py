@@ -3,6 +3,7 @@ collector reads; idempotent, and finished at the next start when a stop interrup
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -27,7 +28,7 @@ from tests.fake_llm import free_port
 from tests.lightspeed.test_conversations import KEYS, as_user
 from tests.lightspeed.test_settings_cli import lightspeed
 from tests.processes import call, process_config, start, wait_ready
-from tests.support import json_files, transcripts_written
+from tests.support import json_files, transcripts_written, writer_stopped
 
 
 def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
@@ -124,6 +125,22 @@ async def test_a_transcript_landing_after_its_users_erasure_began_is_removed(
     assert (await client.post("/v1/query?user_id=alice", json={"query": "start the server"})).status == 200
     await transcripts_written(client)
     assert len(json_files(storage)) == 1
+
+
+async def test_an_erasure_asked_right_after_an_answer_erases_its_transcript(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """The transcript is written after its answer is sent; an erasure asked meanwhile waits for it, so it
+    is among the erased (counted, and gone), not left behind."""
+    client = await make_client(config)
+    async with writer_stopped(client):
+        assert (await client.post("/v1/query?user_id=alice", json={"query": "install"})).status == 200
+        erasing = asyncio.ensure_future(client.delete("/v1/users/me/data?user_id=alice"))
+        done, _ = await asyncio.wait({erasing}, timeout=2)
+        assert not done  # it waits for the transcript the stopped writer holds
+    erased = await (await erasing).json()
+    assert erased["erased"]["transcripts"] == 1
+    assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("alice")) == []
 
 
 async def test_only_an_admin_erases_another_user(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -18,7 +15,7 @@ from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
-from tests.support import json_files, transcripts_written
+from tests.support import json_files, transcripts_written, writer_stopped
 
 TRANSCRIPT_KEYS = {
     "metadata",
@@ -114,33 +111,15 @@ async def test_query_writes_one_transcript_in_the_documented_format(client: Any,
     assert "alice" not in files[0].read_text()
 
 
-def writer_processes() -> list[int]:
-    """The record writer processes this test process started (the app's, started on its first record)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == os.getpid() and b"lightspeed.records.writer_child" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-    return found
-
-
 async def test_the_answer_does_not_wait_for_its_transcripts_fsync(client: Any, config: AppConfig) -> None:
     """The transcript is handed to the record writer and the answer sent meanwhile (issue 28.3): with the
     writer process stopped, a question is still answered; its transcript lands once the writer runs again."""
     storage = config.user_data_collection.transcripts_storage
     assert storage is not None
-    before = set(writer_processes())  # another app's, if one is still open in this process
-    assert (await client.post("/v1/query", json={"query": "start the server"})).status == 200
-    await transcripts_written(client)
-    [writer] = set(writer_processes()) - before
-    os.kill(writer, signal.SIGSTOP)
-    try:
+    async with writer_stopped(client):
         resp = await asyncio.wait_for(client.post("/v1/query", json={"query": "install"}), 60)
         assert resp.status == 200
         assert len(json_files(storage)) == 1
-    finally:
-        os.kill(writer, signal.SIGCONT)
     await transcripts_written(client)
     assert len(json_files(storage)) == 2
 
