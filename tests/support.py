@@ -65,6 +65,17 @@ async def writer_stopped(client: Any) -> AsyncIterator[None]:
         os.kill(writer, signal.SIGCONT)
 
 
+async def asked_while_a_transcript_is_written(client: Any, method: str, path: str) -> Any:
+    """The response to `method path` (as `?user_id=alice`) asked right after alice's answer, while its
+    transcript is still being written (the writer held stopped): the request must wait for it."""
+    async with writer_stopped(client):
+        assert (await client.post("/v1/query?user_id=alice", json={"query": "install"})).status == 200
+        asked = asyncio.ensure_future(client.request(method, f"{path}?user_id=alice"))
+        done, _ = await asyncio.wait({asked}, timeout=2)
+        assert not done  # it waits for the transcript the stopped writer holds
+    return await asked
+
+
 def json_files(folder: Path) -> list[Path]:
     """Finished records below `folder`: what a collector would pick up."""
     if not folder.exists():

@@ -3,7 +3,6 @@ collector reads; idempotent, and finished at the next start when a stop interrup
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -28,7 +27,7 @@ from tests.fake_llm import free_port
 from tests.lightspeed.test_conversations import KEYS, as_user
 from tests.lightspeed.test_settings_cli import lightspeed
 from tests.processes import call, process_config, start, wait_ready
-from tests.support import json_files, transcripts_written, writer_stopped
+from tests.support import asked_while_a_transcript_is_written, json_files, transcripts_written
 
 
 def api_key_config(make_config: ConfigFactory, tmp_path: Path) -> AppConfig:
@@ -133,12 +132,8 @@ async def test_an_erasure_asked_right_after_an_answer_erases_its_transcript(
     """The transcript is written after its answer is sent; an erasure asked meanwhile waits for it, so it
     is among the erased (counted, and gone), not left behind."""
     client = await make_client(config)
-    async with writer_stopped(client):
-        assert (await client.post("/v1/query?user_id=alice", json={"query": "install"})).status == 200
-        erasing = asyncio.ensure_future(client.delete("/v1/users/me/data?user_id=alice"))
-        done, _ = await asyncio.wait({erasing}, timeout=2)
-        assert not done  # it waits for the transcript the stopped writer holds
-    erased = await (await erasing).json()
+    response = await asked_while_a_transcript_is_written(client, "DELETE", "/v1/users/me/data")
+    erased = await response.json()
     assert erased["erased"]["transcripts"] == 1
     assert files_holding(config, UserHasher.from_state_dir(config.service.state_dir)("alice")) == []
 

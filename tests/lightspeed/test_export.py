@@ -3,7 +3,6 @@ document, streamed; only theirs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from tests.conftest import ClientFactory, ConfigFactory
 from tests.lightspeed.test_conversations import as_user
 from tests.lightspeed.test_erasure import api_key_client, api_key_config, use
 from tests.lightspeed.test_settings_cli import lightspeed
-from tests.support import on_terminal, writer_stopped
+from tests.support import asked_while_a_transcript_is_written, on_terminal
 
 
 async def test_a_user_exports_exactly_their_own_data(
@@ -47,12 +46,8 @@ async def test_an_export_asked_right_after_an_answer_holds_its_transcript(
 ) -> None:
     """The transcript is written after its answer is sent; an export asked meanwhile waits for it."""
     client = await make_client(config)
-    async with writer_stopped(client):
-        assert (await client.post("/v1/query?user_id=alice", json={"query": "install"})).status == 200
-        exporting = asyncio.ensure_future(client.get("/v1/users/me/data?user_id=alice"))
-        done, _ = await asyncio.wait({exporting}, timeout=2)
-        assert not done  # it waits for the transcript the stopped writer holds
-    document = json.loads(await (await exporting).text())
+    response = await asked_while_a_transcript_is_written(client, "GET", "/v1/users/me/data")
+    document = json.loads(await response.text())
     assert len(document["transcripts"]) == 1
 
 
