@@ -3,9 +3,12 @@
 Backlogs of 10,000 and 100,000 records shaped like lightspeed-stack's (about
 1.8 KB feedback, 2.4 KB transcripts under 40 users), drained to the same
 local ingress. The raw pipeline is `tar czf`, `curl -F file=@...`, and
-`find -delete`. Targets: at most 2x the raw pipeline's time; peak resident
-memory under 120 MB and about the same for both sizes. Then the idle cost:
-the daemon with everything delivered and nothing new, under 1% of one core.
+`find -delete`. Targets (issue 28.2): at most 1.5x the raw pipeline's time;
+peak resident memory under 120 MB and about the same for both sizes. Then the
+idle cost: the daemon with everything delivered and nothing new, under 1% of
+one core. The ingress keeps what it receives on another file system, as a
+real one (another machine) would: the collector's syncfs of the records'
+volume must not also flush the ingress's copies.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -74,16 +78,23 @@ def generate(root: Path, count: int, rng: random.Random) -> int:
     return total
 
 
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
-    """Wall seconds, peak resident MB and exit code of one command."""
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, float]:
+    """Wall seconds, peak resident MB, exit code and CPU seconds (user + system) of one command."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, proc.returncode
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def raw_pipeline(root: Path, url: str) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raw_pipeline(root: Path, url: str) -> tuple[float, float]:
+    """Wall and CPU seconds (its processes' user + system) of the raw pipeline."""
+    cpu = children_cpu()
     started = time.perf_counter()
     archive = root / "batch.tar.gz"
     subprocess.run(["tar", "czf", str(archive), "-C", str(root), "feedback", "transcripts"], check=True)
@@ -103,7 +114,7 @@ def raw_pipeline(root: Path, url: str) -> float:
         ["find", str(root / "feedback"), str(root / "transcripts"), "-name", "*.json", "-delete"], check=True
     )
     archive.unlink()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def collector_config(root: Path, url: str, interval: int = 7200) -> Path:
@@ -154,7 +165,11 @@ def main() -> bool:
     print("== collector: drain a backlog with --once (cleanup on) vs tar czf + curl -F + find -delete")
     ok = True
     peaks = []
-    with data_volume("4G") as volume, tempfile.TemporaryDirectory(dir=volume) as tmp:
+    with (
+        data_volume("4G") as volume,
+        tempfile.TemporaryDirectory(dir=volume) as tmp,
+        tempfile.TemporaryDirectory(prefix="lightspeed-sink-") as received,
+    ):
         work = Path(tmp)
         port = free_port()
         ingress = subprocess.Popen(
@@ -164,7 +179,7 @@ def main() -> bool:
                 "--port",
                 str(port),
                 "--store",
-                str(work / "received"),
+                received,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -177,8 +192,8 @@ def main() -> bool:
                 generate(our_root, count, rng)
                 # The server fsyncs every record it writes: start both sides from a clean page cache.
                 subprocess.run(["sync"], check=True)
-                raw = raw_pipeline(raw_root, url)
-                seconds, peak, code = run_measured(
+                raw, raw_cpu = raw_pipeline(raw_root, url)
+                seconds, peak, code, cpu = run_measured(
                     [
                         sys.executable,
                         "-m",
@@ -193,11 +208,11 @@ def main() -> bool:
                 peaks.append(peak)
                 ratio = seconds / raw
                 print(
-                    f"  {count:>7} records ({size / 1e6:6.1f} MB): raw pipeline {raw:6.2f} s | lightspeed-collector"
-                    f" {seconds:6.2f} s ({ratio:.2f}x, target <= 2x), peak RSS {peak:5.1f} MB (target < 120),"
-                    f" exit {code}, records left {left}"
+                    f"  {count:>7} records ({size / 1e6:6.1f} MB): raw pipeline {raw:6.2f} s (CPU {raw_cpu:5.2f} s) |"
+                    f" lightspeed-collector {seconds:6.2f} s (CPU {cpu:5.2f} s; {ratio:.2f}x, target <= 1.5x),"
+                    f" peak RSS {peak:5.1f} MB (target < 120), exit {code}, records left {left}"
                 )
-                ok = ok and ratio <= 2 and peak < 120 and code == 0 and left == 0
+                ok = ok and ratio <= 1.5 and peak < 120 and code == 0 and left == 0
             idle = idle_cost(work / "ours-100000", url)
             print(f"  idle with 100,000 delivered, rescanning every 5 s: {idle:.2f}% of one core (target < 1%)")
             ok = ok and idle < 1 and abs(peaks[1] - peaks[0]) < 0.25 * peaks[0]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from collector.discovery import Planned, RecordFile, batches, iter_records
+from collector.discovery import Planned, RecordFile, batches, count_records, iter_records
 from collector.erasures import ErasedUsers
 from collector.erasures import batch_id as erasure_batch_id
 from collector.errors import (
@@ -185,8 +185,8 @@ class Delivery:
                 await self._quarantine_record(batch.records[0])
                 continue
             batch_id = uuid.uuid4().hex
-            await self._claim(batch_id, batch.records)
-            return Prepared(batch_id, await self._package(batch_id))
+            claimed = await self._claim(batch_id, batch.records)
+            return Prepared(batch_id, await self._package(batch_id, claimed))
         return None
 
     async def _quarantine_record(self, record: RecordFile) -> None:
@@ -195,19 +195,22 @@ class Delivery:
         self.totals.quarantined += 1
         log.error("record_quarantined", member=record.member, size=record.size, reason="too large")
 
-    async def _claim(self, batch_id: str, batch: list[RecordFile]) -> None:
+    async def _claim(self, batch_id: str, batch: list[RecordFile]) -> list[str]:
+        """The members moved into the batch."""
         try:
-            await asyncio.to_thread(self.spool.claim, batch_id, batch)
+            claimed = await asyncio.to_thread(self.spool.claim, batch_id, batch)
         except OSError as exc:
             raise self._spool_trouble("claim", batch_id, exc) from exc
         self._checkpoint("after_claim")
+        return claimed
 
-    async def _package(self, batch_id: str) -> Package | None:
-        """The batch's archive, None if nothing was left to send. Raises SpoolTrouble."""
+    async def _package(self, batch_id: str, members: list[str] | None = None) -> Package | None:
+        """The batch's archive (of `members`, when the claim just said what it holds; else of what its
+        folder holds), None if nothing was left to send. Raises SpoolTrouble."""
         try:
             erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
             with tracing.span("package", **{"lightspeed.batch_id": batch_id}):
-                package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds)
+                package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds, members)
         except OSError as exc:
             raise self._spool_trouble("package", batch_id, exc) from exc
         if package is not None:
@@ -258,7 +261,7 @@ class Delivery:
     def _waiting(self) -> int:
         """Records this flush will try to deliver: those claimed before, and those in the storage folders."""
         claimed = sum(len(self.spool.members(batch)) for batch in self.spool.pending())
-        return claimed + sum(1 for _ in iter_records(self.spool.roots))
+        return claimed + count_records(self.spool.roots)
 
     def _count(self, package: Package) -> None:
         if self._progress is not None:
