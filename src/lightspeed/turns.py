@@ -16,8 +16,8 @@ decides is here:
    the answer goes out while the writer process fsyncs it, as a transcript
    that cannot be written is logged and counted, never turned into an error
    for an answer the user already has. `settled()` waits for the ones handed
-   off (an erasure or an export of this server's records does, first), and
-   `close()` does before the record writer stops. One that lands after an
+   off (an erasure or an export of this server's records does, first, and
+   the stop does before the record writer ends). One that lands after an
    erasure of its user began (a sibling worker's, which cannot wait for it)
    is removed at once, by the rule the collector follows for the erasure's
    note.
@@ -258,9 +258,6 @@ class Turns:
         """Every transcript handed off so far is on disk, or its failure logged."""
         if self._handed_off:
             await asyncio.gather(*self._handed_off, return_exceptions=True)
-
-    async def close(self) -> None:
-        await self.settled()
 
     async def _remember(self, turn: PreparedTurn, redacted_query: str, answer: str) -> None:
         """Add the turn to the conversation's history (the question as the records keep it, redacted)."""

@@ -255,7 +255,7 @@ async def _open(
     # Background work begins only once every resource is open: nothing runs during start-up.
     health = await _background(stack, config, state, telemetry.sender, metrics)
     turns, feedback = _user_data(config, state, answers, redactor, writer, metrics=metrics)
-    stack.push_async_callback(turns.close)  # the transcripts handed off are written before the writer stops
+    stack.push_async_callback(turns.settled)  # the transcripts handed off are written before the writer stops
     return Server(
         auth=auth,
         hasher=state.hasher,

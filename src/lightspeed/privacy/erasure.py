@@ -148,12 +148,17 @@ class Eraser:
     def covers(self, user_hash: str, written: datetime) -> bool:
         """Whether an erasure of `user_hash` covers a record written at `written` (blocking): its note, left by
         this server or a sibling worker, says so by the collector's rule (`records.Erasure.covers`). An
-        unreadable note covers nothing here, as the collector skips it too."""
+        unreadable note covers every record of the user, as it does for the collector, which drops them."""
         try:
-            note = json.loads((self._notes / f"{user_hash}.json").read_bytes())  # the common case: no note
-            return Erasure.parse(note).covers(user_hash, written)
+            note = json.loads((self._notes / f"{user_hash}.json").read_bytes())
+        except FileNotFoundError:
+            return False  # the common case: no erasure of this user
         except (OSError, ValueError):
-            return False
+            return True
+        try:
+            return Erasure.parse(note).covers(user_hash, written)
+        except ValueError:
+            return True
 
     async def replay(self) -> int:
         """Finish the erasures a stop interrupted; how many there were."""
