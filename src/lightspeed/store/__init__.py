@@ -20,7 +20,7 @@ import sqlite3
 
 import structlog
 
-from lightspeed.store.queries import REMEMBERED_OWNERS, StateStore
+from lightspeed.store.queries import StateStore
 from lightspeed.store.sqlite import DATABASE_FILE, SQLiteStateStore
 from lightspeed_common.atomic import mark_migrated
 from lightspeed_common.config import AppConfig
@@ -53,8 +53,8 @@ def open_store(config: AppConfig) -> StateStore:
             raise StorageError("state database", str(service.database.url), str(exc), temporary=unreachable) from None
     else:
         try:
-            # Another worker may delete a conversation: remember owners only when this process is alone.
-            store = SQLiteStateStore(state_dir / DATABASE_FILE, REMEMBERED_OWNERS if service.workers == 1 else 0)
+            # Owners are remembered with workers too: a worker that deletes conversations moves the change stamp.
+            store = SQLiteStateStore(state_dir / DATABASE_FILE)
         except (sqlite3.Error, SchemaTooNew) as exc:
             raise StorageError("state", state_dir, f"{DATABASE_FILE}: {exc}") from None
     legacy = state_dir / LEGACY_CONVERSATIONS
@@ -66,5 +66,6 @@ def open_store(config: AppConfig) -> StateStore:
 
 
 def shared(config: AppConfig) -> bool:
-    """Whether other processes write the store too, so what is cached must be read again per request."""
+    """Whether other processes write the store too, so what is cached must be read again when it changed (with
+    SQLite, when its change stamp moved; with PostgreSQL, on every request)."""
     return config.service.workers > 1 or config.service.database.url is not None

@@ -31,6 +31,7 @@ import structlog
 
 from lightspeed.store.audit import AuditEvent
 from lightspeed.store.conversations import Conversation, Turn, topic_of
+from lightspeed.store.stamp import ChangeStamp, Watch
 from lightspeed_common.atomic import read_lines
 from lightspeed_common.sql import DatabaseThreads, SQLDatabase
 
@@ -50,13 +51,25 @@ class StateStore(SQLDatabase):
     """The queries, for both databases; the subclasses open them. Every public method is safe to call
     from the event loop (it runs on the store's threads: `lightspeed_common.sql.DatabaseThreads`)."""
 
-    def __init__(self, threads: int, remembered: int) -> None:
+    def __init__(self, threads: int, remembered: int, stamp: ChangeStamp | None = None) -> None:
         self._threads = DatabaseThreads(threads, "state-store")
         # Owners never change, so one looked up or created here is remembered: the owner check on every
         # follow-up and feedback costs a dict lookup, not a trip to the store. The oldest is forgotten past
-        # `remembered` (0: nothing is remembered, as when another process may delete a conversation).
+        # `remembered` (0: nothing is remembered, as when another host may delete a conversation). All are
+        # forgotten when the change stamp moves: another process on this host deleted conversations.
         self._owners: dict[str, str] = {}
         self._remembered = remembered
+        self._stamp = stamp
+        self._owners_current = Watch(stamp)
+
+    def watch(self) -> Watch:
+        """A cache of this store's contents asks it whether another process changed them (`stamp`)."""
+        return Watch(self._stamp)
+
+    def _changed(self) -> None:
+        """After a commit other processes' caches must notice (a setting, conversations removed)."""
+        if self._stamp is not None:
+            self._stamp.bump()
 
     def _close(self) -> None:
         raise NotImplementedError
@@ -75,6 +88,8 @@ class StateStore(SQLDatabase):
     # -- conversations ---------------------------------------------------------------------
 
     async def owner(self, conversation_id: str) -> str | None:
+        if self._stamp is not None and self._owners_current.moved():
+            self._owners.clear()
         known = self._owners.get(conversation_id)
         if known is None:
             rows = await self._run(
@@ -168,7 +183,10 @@ class StateStore(SQLDatabase):
 
     async def delete(self, conversation_id: str) -> bool:
         self._owners.pop(conversation_id, None)
-        return await self._run(self._delete, conversation_id)
+        try:
+            return await self._run(self._delete, conversation_id)
+        finally:
+            self._changed()
 
     def _delete(self, conversation_id: str) -> bool:
         with self._transaction() as session:
@@ -180,7 +198,10 @@ class StateStore(SQLDatabase):
         """Delete every conversation of `owner` with its turns, in one transaction: (conversations, turns)."""
         for conversation_id in [c for c, o in self._owners.items() if o == owner]:
             del self._owners[conversation_id]
-        return await self._run(self._erase_owner, owner)
+        try:
+            return await self._run(self._erase_owner, owner)
+        finally:
+            self._changed()
 
     def _erase_owner(self, owner: str) -> tuple[int, int]:
         with self._transaction() as session:
@@ -196,7 +217,10 @@ class StateStore(SQLDatabase):
     async def expire_idle(self, before: datetime, limit: int) -> tuple[int, int]:
         """Delete up to `limit` conversations idle since before `before` (their last turn, or their creation
         when they have none), oldest first, with their turns: (conversations, turns)."""
-        expired, turns = await self._run(self._expire_idle, before.isoformat(), limit)
+        try:
+            expired, turns = await self._run(self._expire_idle, before.isoformat(), limit)
+        finally:
+            self._changed()
         for conversation_id in expired:
             self._owners.pop(conversation_id, None)
         return len(expired), turns
@@ -261,7 +285,10 @@ class StateStore(SQLDatabase):
 
     async def put_settings(self, values: dict[str, Any]) -> None:
         """Set each key to its value (JSON), in one transaction; None removes the key."""
-        await self._run(self._put_settings, values)
+        try:
+            await self._run(self._put_settings, values)
+        finally:
+            self._changed()
 
     def _put_settings(self, values: dict[str, Any]) -> None:
         with self._transaction() as session:

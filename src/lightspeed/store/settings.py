@@ -4,7 +4,8 @@ sender's schedule, kept out of the frozen config, in the state store (`store.Sta
 `RuntimeSettings` answers from memory; when other processes write the store too
 (several workers, or PostgreSQL), `refresh()` reads it again at the start of each
 request that needs it, so a change made through one worker is what every worker
-answers next. A `settings.json` from before is imported on the first start and
+answers next: with SQLite only when the store's change stamp moved (`stamp`),
+with PostgreSQL (other hosts) every time. A `settings.json` from before is imported on the first start and
 renamed `settings.json.migrated`.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import structlog
 
 from lightspeed.store.queries import StateStore
+from lightspeed.store.stamp import Watch
 from lightspeed_common.atomic import mark_migrated
 
 log = structlog.get_logger(__name__)
@@ -38,11 +40,21 @@ class FeedbackStatusChange:
 class RuntimeSettings:
     """The feedback toggle: starts from the config, a PUT overrides it and persists."""
 
-    def __init__(self, store: StateStore, data: dict[str, Any], feedback_default: bool, shared: bool) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        data: dict[str, Any],
+        feedback_default: bool,
+        shared: bool,
+        current: Watch | None = None,
+    ) -> None:
+        """`current`: the watch that looked at the store's change stamp just before `data` was read (without
+        one, the first `refresh()` reads again)."""
         self._store = store
         self._data = data
         self._feedback_default = feedback_default
         self._shared = shared
+        self._current = current or store.watch()
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -56,12 +68,18 @@ class RuntimeSettings:
             await store.put_settings(data)
             await asyncio.to_thread(mark_migrated, legacy)
             log.info("settings_migrated", keys=sorted(data), source=str(legacy))
-        return cls(store, await store.settings(), feedback_default, shared)
+        current = store.watch()
+        current.moved()  # before the read: a change committed after it moves the stamp again
+        return cls(store, await store.settings(), feedback_default, shared, current)
 
     async def refresh(self) -> None:
         """Read what other processes may have changed (a no-op when this process is the only writer)."""
-        if self._shared:
-            self._data = await self._store.settings()
+        if self._shared and self._current.moved():
+            try:
+                self._data = await self._store.settings()
+            except BaseException:
+                self._current.forget()
+                raise
 
     @property
     def feedback_enabled(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from lightspeed.store.queries import REMEMBERED_OWNERS, StateStore
 from lightspeed.store.schema import AUDIT_COLUMNS, CONVERSATION_TABLES, SHARED_TABLES
+from lightspeed.store.stamp import ChangeStamp
 from lightspeed_common.sql import Session, dicts
 from lightspeed_common.sqlite import forget_history, immediate_transaction, open_database
 
@@ -30,14 +31,15 @@ SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
 
 class SQLiteStateStore(StateStore):
     """The embedded store: one SQLite file, WAL, synchronous=NORMAL (an application crash loses nothing;
-    a power cut may lose the last turns, never corrupt the file). Several workers on one host share it."""
+    a power cut may lose the last turns, never corrupt the file). Several workers on one host share it, and
+    tell each other what they changed through its change stamp (`stamp`)."""
 
     def __init__(self, path: Path, remembered: int = REMEMBERED_OWNERS) -> None:
-        super().__init__(threads=1, remembered=remembered)
-        self.path = path
         # Private from the start (SQLite gives its -wal and -shm files the database file's mode): it holds the
         # telemetry client id and who owns which conversation.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        super().__init__(threads=1, remembered=remembered, stamp=ChangeStamp(path))
+        self.path = path
         self._db = open_database(path, SQLITE_MIGRATIONS, "NORMAL")
 
     def _transaction(self) -> AbstractContextManager[Session]:
@@ -51,3 +53,5 @@ class SQLiteStateStore(StateStore):
 
     def _close(self) -> None:
         self._db.close()
+        if self._stamp is not None:
+            self._stamp.close()
