@@ -78,7 +78,7 @@ async def _record_writes(root: Path) -> None:
     _, idle = await _lag_during(lambda: asyncio.sleep(1.0))
     name = "baseline event loop lag, no writes"
     print(f"  {name:<40}: p50 {statistics.median(idle):5.2f} ms  p99 {_p99(idle):6.2f} ms")
-    process = WriterProcess(32, [])
+    process = WriterProcess(4, [])  # the default service.record_writer_threads
     pool = ThreadPoolExecutor(32)
     loop = asyncio.get_running_loop()
 
@@ -88,7 +88,8 @@ async def _record_writes(root: Path) -> None:
     async def by_threads(path: Path) -> None:
         await loop.run_in_executor(pool, write_atomic, path, RECORD)
 
-    for name, write in (("thread pool (32), same writes", by_threads), ("record writer process (32)", by_process)):
+    ways = (("thread pool (32), same writes", by_threads), ("record writer process (4 groups)", by_process))
+    for name, write in ways:
         folder = root / name.split()[0]
         folder.mkdir()
         seconds, lags = await _lag_during(lambda write=write, folder=folder: _bounded(write, folder))  # type: ignore[misc]

@@ -29,7 +29,7 @@ def transcript(user_hash: str, conversation_id: str) -> Transcript:
 async def test_no_json_is_ever_observable_half_written(tmp_path: Path) -> None:
     """While 8 threads write 600 large records, every *.json a reader sees parses whole."""
     storage = tmp_path / "feedback"
-    writer = RecordWriter(storage, None, threads=8)
+    writer = RecordWriter(storage, None, committers=8)
     storage.mkdir()
     seen: set[str] = set()
     broken: list[str] = []
@@ -71,7 +71,7 @@ def test_a_failed_write_leaves_neither_target_nor_temp(small_tmpfs: object, tmp_
 
 
 async def test_writer_reports_failure_without_storage(tmp_path: Path) -> None:
-    writer = RecordWriter(None, None, threads=1)
+    writer = RecordWriter(None, None, committers=1)
     with pytest.raises(RecordWriteError, match="no feedback_storage"):
         await writer.write_feedback(feedback(1))
     await writer.close()
@@ -80,7 +80,7 @@ async def test_writer_reports_failure_without_storage(tmp_path: Path) -> None:
 async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path: Path) -> None:
     """Killing the writer process fails the writes in flight cleanly; the next write starts a new one."""
     storage = tmp_path / "feedback"
-    writer = RecordWriter(storage, None, threads=4)
+    writer = RecordWriter(storage, None, committers=4)
     first = await writer.write_feedback(feedback(0))
     proc = writer._process._proc
     assert proc is not None
@@ -104,7 +104,7 @@ async def test_one_failed_record_in_a_group_fails_alone(tmp_path: Path) -> None:
     """Requests made together are committed as one group (one write to the writer process, one reply):
     a record that cannot be written gets its own error; the others of its group are stored, each
     under its own folder, and answered as stored."""
-    writer = RecordWriter(tmp_path / "feedback", None, threads=4)
+    writer = RecordWriter(tmp_path / "feedback", None, committers=4)
     (tmp_path / "not-a-folder").write_text("x")
     good = [tmp_path / "feedback" / f"f{i}" / "r.json" for i in range(20)]
     bad = tmp_path / "not-a-folder" / "r.json"
@@ -132,7 +132,7 @@ async def test_temp_files_a_killed_writer_left_are_removed_when_the_next_one_sta
     orphan = transcripts_dir / "user" / "conversation" / ".0f3b8e0c.json.tmp"
     orphan.parent.mkdir(parents=True)
     orphan.write_text('{"user_question": "left by a writer killed earlier"}')
-    writer = RecordWriter(feedback_dir, transcripts_dir, threads=8)
+    writer = RecordWriter(feedback_dir, transcripts_dir, committers=8)
     first = await writer.write_feedback(feedback(0))
     assert not orphan.exists()
     for round_ in range(3):
@@ -155,8 +155,8 @@ async def test_a_restarted_writer_leaves_a_live_siblings_writes_alone(tmp_path: 
     times while the other writes large records without pause: every write of the other succeeds (the
     restart's sweep removed every temp file older than itself, a live sibling's in-progress write too)."""
     feedback_dir, transcripts_dir = tmp_path / "feedback", tmp_path / "transcripts"
-    steady = RecordWriter(feedback_dir, transcripts_dir, threads=4)
-    restarted = RecordWriter(feedback_dir, transcripts_dir, threads=4)
+    steady = RecordWriter(feedback_dir, transcripts_dir, committers=4)
+    restarted = RecordWriter(feedback_dir, transcripts_dir, committers=4)
     await restarted.write_feedback(feedback(0))
     stop = asyncio.Event()
 
@@ -245,7 +245,7 @@ def test_every_record_kind_names_a_config_key_an_archive_folder_and_a_layout_of_
 async def test_the_writer_puts_each_record_where_its_kind_says(tmp_path: Path) -> None:
     """RecordKind.path is the one statement of the layout: the files land at its depth, in the folders
     the record's own identity fields name."""
-    writer = RecordWriter(tmp_path / "feedback", tmp_path / "transcripts", threads=1)
+    writer = RecordWriter(tmp_path / "feedback", tmp_path / "transcripts", committers=1)
     try:
         in_feedback = await writer.write_feedback(feedback(1))
         in_transcripts = await writer.write_transcript(transcript("hash1", "conv1"))

@@ -102,8 +102,8 @@ class WriterProcess:
     Before each start, the temp files a dead writer left in `directories` are removed.
     """
 
-    def __init__(self, threads: int, directories: list[Path] | None = None) -> None:
-        self._threads = threads
+    def __init__(self, committers: int, directories: list[Path] | None = None) -> None:
+        self._committers = committers
         self._directories = directories or []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -124,7 +124,7 @@ class WriterProcess:
                     sys.executable,
                     "-m",
                     "lightspeed.records.writer_child",
-                    str(self._threads),
+                    str(self._committers),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -220,12 +220,12 @@ class RecordWriter:
         self,
         feedback_dir: Path | None,
         transcripts_dir: Path | None,
-        threads: int,
+        committers: int,
         on_result: Callable[[KindName, bool], None] = lambda kind, ok: None,
     ) -> None:
         self._feedback_dir = feedback_dir
         self._transcripts_dir = transcripts_dir
-        self._process = WriterProcess(threads, [d for d in (feedback_dir, transcripts_dir) if d is not None])
+        self._process = WriterProcess(committers, [d for d in (feedback_dir, transcripts_dir) if d is not None])
         self._on_result = on_result
 
     async def write_feedback(self, feedback: Feedback) -> Path:

@@ -1,17 +1,22 @@
 """The record writer process: records committed in groups, on its own threads, under its own GIL.
 
-Run as `python -m lightspeed.records.writer_child THREADS`. Requests arrive on
-stdin, replies leave on stdout, both framed (see `frames`). Keeping the
-fsync-bound threads out of the server process means their GIL hand-offs no
-longer delay the event loop.
+Run as `python -m lightspeed.records.writer_child COMMITTERS`. Requests arrive
+on stdin, replies leave on stdout, both framed (see `frames`). Keeping the
+fsync-bound work out of the server process means it never delays the event
+loop.
 
 Group commit: the requests that arrived while the previous group was being
-committed form the next group. Its records are written to temp files and
-fsynced concurrently (the file system merges concurrent fsyncs into a few
-journal commits), renamed into place, and each folder they went to is fsynced
-once; only then is the group answered, in one write. A reply of success still
-means: the file and its directory entry are on disk. When stdin closes, the
-requests received are committed and answered before the process exits.
+committed form the next group. Its records are written to temp files, each
+file's writeback started at once (sync_file_range), then each is fsynced: the
+writes are already under way together, so the fsyncs share a few journal
+commits instead of waiting on one each. Then the files are renamed into place
+and each folder they went to is fsynced once; only then is the group answered,
+in one write. A reply of success still means: the file and its directory entry
+are on disk. One thread per group does it all; threads only hand the GIL over
+between groups, not between records. Several committers (COMMITTERS) work at
+once, so that while one group waits on its fsyncs the next is being written.
+When stdin closes, the requests received are committed and answered before
+the process exits.
 """
 
 from __future__ import annotations
@@ -23,21 +28,19 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from lightspeed.records.frames import pack_reply, read_request
-from lightspeed_common.atomic import fsync_dir_if_present, publish, write_temp
+from lightspeed_common.atomic import finish_temp, fsync_dir_if_present, publish, start_temp
 
 Request = tuple[int, str, bytes]
 Outcome = tuple[int, str]  # errno or 0, and the reason
 OK: Outcome = (0, "")
-# A group's size is bounded so that one group's replies do not wait on an unbounded number of writes.
-GROUP_RECORDS = 256
+# A group's size is bounded so that one group's replies do not wait on an unbounded number of writes, and
+# its open temp files stay well inside the file descriptor limit (a committer holds a group's open at once).
+GROUP_RECORDS = 128
 GROUP_BYTES = 32 * 1024 * 1024
-# Groups committed at once: while one waits on its fsyncs, the next is already being written.
-COMMITTERS = 4
 
 
 def _failure(exc: BaseException) -> Outcome:
@@ -47,53 +50,44 @@ def _failure(exc: BaseException) -> Outcome:
 
 
 class GroupCommit:
-    """Commits groups of records: temp files written and fsynced concurrently, renamed, folders fsynced once."""
+    """Commits a group of records, on the calling thread: every temp file written and its writeback started,
+    then each fsynced (the writes are already under way together, so the fsyncs share journal commits),
+    renamed into place, and each folder fsynced once."""
 
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="record-writer")
+    def __init__(self) -> None:
         self._owner = os.getpid()
-
-    def _write(self, request: Request) -> Path | Outcome:
-        _, path, data = request
-        try:
-            return write_temp(Path(path), data, 0o640, owner=self._owner)
-        except Exception as exc:
-            return _failure(exc)
-
-    @staticmethod
-    def _sync(folder: Path) -> Outcome:
-        try:
-            fsync_dir_if_present(folder)
-        except Exception as exc:
-            return _failure(exc)
-        return OK
 
     def commit(self, group: list[Request]) -> list[Outcome]:
         """Each request's outcome, in order; a success is durable when this returns."""
-        written = list(self._pool.map(self._write, group)) if len(group) > 1 else [self._write(group[0])]
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = [OK] * len(group)
+        started: list[tuple[int, Path, int]] = []
+        for index, (_, path, data) in enumerate(group):
+            try:
+                started.append((index, *start_temp(Path(path), data, 0o640, owner=self._owner)))
+            except Exception as exc:
+                outcomes[index] = _failure(exc)
+        written: list[tuple[int, Path]] = []
+        for index, tmp, fd in started:
+            try:
+                written.append((index, finish_temp(tmp, fd)))
+            except Exception as exc:
+                outcomes[index] = _failure(exc)
         folders: dict[Path, list[int]] = {}
-        for index, ((_, path, _), tmp) in enumerate(zip(group, written, strict=True)):
-            if not isinstance(tmp, Path):
-                outcomes.append(tmp)
-                continue
-            target = Path(path)
+        for index, tmp in written:
+            target = Path(group[index][1])
             try:
                 publish(tmp, target)
             except Exception as exc:
-                outcomes.append(_failure(exc))
+                outcomes[index] = _failure(exc)
                 continue
-            outcomes.append(OK)
             folders.setdefault(target.parent, []).append(index)
-        synced = list(self._pool.map(self._sync, folders)) if len(folders) > 1 else [self._sync(f) for f in folders]
-        for indexes, outcome in zip(folders.values(), synced, strict=True):
-            if outcome != OK:  # renamed but maybe not durable: the client is told it failed, as it may have
+        for folder, indexes in folders.items():
+            try:
+                fsync_dir_if_present(folder)
+            except Exception as exc:  # renamed but maybe not durable: the client is told it failed, as it may have
                 for index in indexes:
-                    outcomes[index] = outcome
+                    outcomes[index] = _failure(exc)
         return outcomes
-
-    def close(self) -> None:
-        self._pool.shutdown()
 
 
 def _groups(received: queue.SimpleQueue[Request | None]) -> Iterator[list[Request]]:
@@ -117,10 +111,12 @@ def _groups(received: queue.SimpleQueue[Request | None]) -> Iterator[list[Reques
         yield group
 
 
-def serve(threads: int, requests: BinaryIO, replies: BinaryIO, committers: int = COMMITTERS) -> None:
+def serve(committers: int, requests: BinaryIO, replies: BinaryIO) -> None:
+    """Read requests until input ends; `committers` threads each commit a group at a time, so that while
+    one group waits on its fsyncs the next is already being written."""
     received: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
     replying = threading.Lock()
-    group_commit = GroupCommit(threads)
+    group_commit = GroupCommit()
 
     def commit_groups() -> None:
         for group in _groups(received):
@@ -140,16 +136,15 @@ def serve(threads: int, requests: BinaryIO, replies: BinaryIO, committers: int =
         received.put(None)
         for worker in workers:
             worker.join()
-        group_commit.close()
 
 
 def main() -> None:
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+    committers = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     # Stop signals go to the whole unit (or terminal process group); the server
     # decides when writing ends by closing our stdin after its last request.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(threads, sys.stdin.buffer, sys.stdout.buffer)
+    serve(committers, sys.stdin.buffer, sys.stdout.buffer)
 
 
 if __name__ == "__main__":
