@@ -29,16 +29,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def ensure_dir(path: Path) -> None:
-    """Create `path` and missing parents, fsyncing each parent that gained an entry."""
+def make_dirs(path: Path) -> list[Path]:
+    """Create `path` and missing parents, without an fsync: the folders that gained an entry, outermost
+    first, which must be fsynced before anything relies on the new folders lasting."""
     if path.is_dir():
-        return
-    ensure_dir(path.parent)
+        return []
+    gained = make_dirs(path.parent)
     try:
         path.mkdir()
     except FileExistsError:
-        return
-    fsync_dir(path.parent)
+        return gained
+    return [*gained, path.parent]
+
+
+def ensure_dir(path: Path) -> None:
+    """Create `path` and missing parents, fsyncing each parent that gained an entry."""
+    for parent in make_dirs(path):
+        fsync_dir(parent)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -59,13 +66,16 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _open_new(tmp: Path, mode: int) -> int:
+def _open_new(tmp: Path, mode: int, gained: list[Path] | None) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     try:
         return os.open(tmp, flags, mode)
     except FileNotFoundError:
         # The first record of a new conversation: create its folders, then try again.
-        ensure_dir(tmp.parent)
+        if gained is None:
+            ensure_dir(tmp.parent)
+        else:
+            gained += make_dirs(tmp.parent)
         return os.open(tmp, flags, mode)
 
 
@@ -93,16 +103,20 @@ def _discard(tmp: Path, fd: int) -> None:
         tmp.unlink()
 
 
-def start_temp(path: Path, data: bytes, mode: int = 0o640, owner: int | None = None) -> tuple[Path, int]:
+def start_temp(
+    path: Path, data: bytes, mode: int = 0o640, owner: int | None = None, gained: list[Path] | None = None
+) -> tuple[Path, int]:
     """Write `data` to a temporary file beside `path` (creating missing folders) and start its writeback;
     the temp file and its open descriptor, for `finish_temp`. Not yet durable.
 
     The file is `.<name>.tmp`, or `.<name>.<owner>.tmp` with an owner (the
     writing process's pid, so that a sweep of orphans can tell whose it is).
+    Folders it creates are fsynced at once, or, given `gained`, added to it
+    for the caller to fsync (a group's new folders, synced together).
     On any failure it is removed and the OSError propagates.
     """
     tmp = _temp_name(path, owner)
-    fd = _open_new(tmp, mode)
+    fd = _open_new(tmp, mode, gained)
     try:
         view = memoryview(data)
         while view:

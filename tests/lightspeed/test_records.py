@@ -12,7 +12,7 @@ import pytest
 from lightspeed.identity import UserHasher
 from lightspeed.records.formats import Feedback, Transcript
 from lightspeed.records.writer import RecordWriter, prepare_storage
-from lightspeed_common.atomic import write_atomic
+from lightspeed_common.atomic import make_dirs, write_atomic
 from lightspeed_common.errors import RecordWriteError, StorageError
 from lightspeed_common.records import FEEDBACK, TRANSCRIPT
 from tests.support import fill_up, json_files, until
@@ -264,3 +264,14 @@ async def test_the_writer_puts_each_record_where_its_kind_says(tmp_path: Path) -
 def test_a_record_whose_identity_cannot_name_a_folder_gets_no_path(tmp_path: Path, unsafe: str) -> None:
     with pytest.raises(ValueError, match="cannot name a folder"):
         TRANSCRIPT.path(tmp_path, {"metadata": {"user_id": unsafe, "conversation_id": "c"}}, "id")
+
+
+def test_make_dirs_names_each_folder_that_gained_an_entry_for_the_group_to_fsync(tmp_path: Path) -> None:
+    """A new conversation's folders are made without an fsync each: the folders that gained an entry come
+    back, outermost first, for the writer to fsync with its group; folders already there gain nothing."""
+    (tmp_path / "transcripts").mkdir()
+    conversation = tmp_path / "transcripts" / "user" / "conversation"
+    assert make_dirs(conversation) == [tmp_path / "transcripts", tmp_path / "transcripts" / "user"]
+    assert conversation.is_dir()
+    assert make_dirs(conversation) == []
+    assert make_dirs(conversation.parent / "another") == [tmp_path / "transcripts" / "user"]

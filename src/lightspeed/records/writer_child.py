@@ -61,18 +61,23 @@ class GroupCommit:
         """Each request's outcome, in order; a success is durable when this returns."""
         outcomes: list[Outcome] = [OK] * len(group)
         started: list[tuple[int, Path, int]] = []
+        # Folders that must be fsynced before the group is answered, and whose records fail if that fails:
+        # each record's own, and those that gained a new folder (a new conversation's) on its way.
+        folders: dict[Path, list[int]] = {}
         for index, (_, path, data) in enumerate(group):
+            gained: list[Path] = []
             try:
-                started.append((index, *start_temp(Path(path), data, 0o640, owner=self._owner)))
+                started.append((index, *start_temp(Path(path), data, 0o640, owner=self._owner, gained=gained)))
             except Exception as exc:
                 outcomes[index] = _failure(exc)
+            for folder in gained:  # also when the record failed: a folder it made may serve the next one
+                folders.setdefault(folder, []).append(index)
         written: list[tuple[int, Path]] = []
         for index, tmp, fd in started:
             try:
                 written.append((index, finish_temp(tmp, fd)))
             except Exception as exc:
                 outcomes[index] = _failure(exc)
-        folders: dict[Path, list[int]] = {}
         for index, tmp in written:
             target = Path(group[index][1])
             try:
@@ -85,8 +90,9 @@ class GroupCommit:
             try:
                 fsync_dir_if_present(folder)
             except Exception as exc:  # renamed but maybe not durable: the client is told it failed, as it may have
-                for index in indexes:
-                    outcomes[index] = _failure(exc)
+                for index, (_, path, _) in enumerate(group):
+                    if outcomes[index] == OK and (index in indexes or folder in Path(path).parents):
+                        outcomes[index] = _failure(exc)
         return outcomes
 
 
