@@ -11,19 +11,23 @@ Layout under `<state_dir>/answer-index/`:
   documents. BM25's weights depend on every document, so any change makes a
   new one; building it takes milliseconds, loading it about one.
 
-Every file is written to a temporary name and renamed, so two workers building
-at once, or a crash, never leave a torn file; an unreadable one is rebuilt.
+Every file is written to a temporary name and renamed, so a crash never leaves
+a torn file; an unreadable one is rebuilt. Workers starting together with a
+cold cache embed one at a time (a flock on `<model key>/.building`): the
+first embeds, the others wait and then load what it stored.
 A cache that cannot be written is logged and the index kept in memory only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,26 +78,78 @@ class IndexCache:
         """Each document's two arrays of vectors, of `rows[i]` rows each: from the cache, else
         `embed(i)` and stored. `done(i)` is called once document i's vectors are at hand."""
         folder = self.root / model if self.root else None
-        found: list[tuple[Vectors, Vectors] | None] = []
-        for i, key in enumerate(keys):
-            cached = self._load(folder / f"{key}.npz") if folder else None
-            found.append(cached if cached is not None and (len(cached[0]), len(cached[1])) == rows[i] else None)
-        missing = [i for i, cached in enumerate(found) if cached is None]
-        for i, cached in enumerate(found):
-            if cached is not None:
-                done(i)
-        if missing:  # the first start, or documents changed: embedding takes a while, so it shows
-            with Progress("indexing documents", len(missing), unit="documents", every=self.progress_every) as bar:
-                for i in missing:
-                    made = found[i] = embed(i)
-                    if folder is not None:
-                        self._store(folder, f"{keys[i]}.npz", made)
-                    done(i)
-                    bar.advance()
+        found: list[tuple[Vectors, Vectors] | None] = [None] * len(keys)
+        self._fill(found, folder, keys, rows, done)
+        if any(cached is None for cached in found):
+            with self._building(folder):
+                self._fill(found, folder, keys, rows, done)  # what another worker stored while this one waited
+                self._embed(found, folder, keys, embed, done)
         out = [cached for cached in found if cached is not None]
         if folder is not None:
             self._prune(folder, {f"{k}.npz" for k in keys})
         return out
+
+    def _fill(
+        self,
+        found: list[tuple[Vectors, Vectors] | None],
+        folder: Path | None,
+        keys: Sequence[str],
+        rows: Sequence[tuple[int, int]],
+        done: Callable[[int], None],
+    ) -> None:
+        """The documents not found yet, from the cache where it has them (of the right size)."""
+        if folder is None:
+            return
+        for i, key in enumerate(keys):
+            if found[i] is None:
+                cached = self._load(folder / f"{key}.npz")
+                if cached is not None and (len(cached[0]), len(cached[1])) == rows[i]:
+                    found[i] = cached
+                    done(i)
+
+    def _embed(
+        self,
+        found: list[tuple[Vectors, Vectors] | None],
+        folder: Path | None,
+        keys: Sequence[str],
+        embed: Callable[[int], tuple[Vectors, Vectors]],
+        done: Callable[[int], None],
+    ) -> None:
+        """The documents still missing, embedded and stored (the first start, or documents changed)."""
+        missing = [i for i, cached in enumerate(found) if cached is None]
+        if not missing:
+            return
+        with Progress("indexing documents", len(missing), unit="documents", every=self.progress_every) as bar:
+            for i in missing:
+                made = found[i] = embed(i)
+                if folder is not None:
+                    self._store(folder, f"{keys[i]}.npz", made)
+                done(i)
+                bar.advance()
+
+    @contextlib.contextmanager
+    def _building(self, folder: Path | None) -> Iterator[None]:
+        """One process at a time embeds into a model's folder: workers starting together with a cold cache
+        wait for the first (an exclusive flock on `.building`, let go when its holder ends, however it
+        ends), then load what it stored, instead of each embedding every document on a share of the cores."""
+        if folder is None:
+            yield
+            return
+        try:
+            fd = os.open(self._folder(folder) / ".building", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("answer_index_not_cached", path=str(folder), error=str(exc))
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("answer_index_waiting", reason="another process is embedding the same documents")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def lexical(self, keys: Sequence[str], build: Callable[[], LexicalIndex], size: int) -> LexicalIndex:
         """The BM25 index of these documents: loaded, else built and stored."""
