@@ -49,7 +49,7 @@ class ServiceConfig(Section):
     max_request_bytes: PositiveInt = 1024 * 1024
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
     # Groups of records the record writer process commits at once, one thread each (docs/records.md).
-    record_writer_threads: int = Field(default=4, ge=1, le=64)
+    record_writer_threads: PositiveInt = 4
     # Worker processes sharing the listening socket, under one main process (docs/scaling.md).
     workers: int = Field(default=1, ge=1, le=64)
     # Conversations, runtime settings and the telemetry queue: `<state_dir>/conversations.sqlite3` (one host,
