@@ -3,6 +3,7 @@ the store again only when something changed."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import uuid
 from datetime import UTC, datetime
@@ -67,6 +68,16 @@ async def test_settings_are_read_again_only_after_another_process_changed_them(t
     assert reads == 2
     await mine.refresh()
     assert reads == 2
+    # Requests arriving together after a change (a burst on one worker): each answers the new value, the
+    # later ones waiting for the first one's read rather than answering what was in memory before it.
+    await theirs.set_feedback_enabled(True, "admin", "admin-hash")
+
+    async def answered() -> bool:
+        await mine.refresh()
+        return mine.feedback_enabled
+
+    assert await asyncio.gather(*(answered() for _ in range(8))) == [True] * 8
+    assert reads == 3
     await first.close()
     await second.close()
 

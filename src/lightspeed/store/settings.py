@@ -55,6 +55,7 @@ class RuntimeSettings:
         self._feedback_default = feedback_default
         self._shared = shared
         self._current = current or store.watch()
+        self._reading = asyncio.Lock()
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -74,12 +75,17 @@ class RuntimeSettings:
 
     async def refresh(self) -> None:
         """Read what other processes may have changed (a no-op when this process is the only writer)."""
-        if self._shared and self._current.moved():
-            try:
-                self._data = await self._store.settings()
-            except BaseException:
-                self._current.forget()
-                raise
+        if not self._shared:
+            return
+        # One read at a time: a request that comes while another's read is under way waits for it; the
+        # stamp it would look at has already been marked seen, so it would otherwise answer the old values.
+        async with self._reading:
+            if self._current.moved():
+                try:
+                    self._data = await self._store.settings()
+                except BaseException:
+                    self._current.forget()
+                    raise
 
     @property
     def feedback_enabled(self) -> bool:
