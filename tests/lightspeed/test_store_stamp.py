@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lightspeed.store.conversations import Turn
 from lightspeed.store.settings import RuntimeSettings
@@ -88,3 +91,36 @@ def test_the_stamp_file_is_private_to_the_service(tmp_path: Path) -> None:
     assert stamp.stat().st_size == 8
     assert stat.S_IMODE(stamp.stat().st_mode) == 0o600
     store._close()
+
+
+async def test_an_owner_read_while_another_process_deleted_the_conversation_is_not_remembered(
+    tmp_path: Path,
+) -> None:
+    """A lookup that read the owner just before another worker deleted the conversation, and finished
+    after this worker noticed the deletion, must not put the owner back in memory: the next lookup
+    answers from the store (gone), not from what that late lookup remembered."""
+    path = tmp_path / "state.sqlite3"
+    first, second = SQLiteStateStore(path), SQLiteStateStore(path)
+    conversation = await owned(second, "alice")
+    read, go = threading.Event(), threading.Event()
+    plain_read = first._read
+
+    def read_then_hold(sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        rows = plain_read(sql, args)
+        if not read.is_set():
+            read.set()
+            go.wait(60)
+        return rows
+
+    first._read = read_then_hold  # type: ignore[method-assign]
+    early = asyncio.create_task(first.owner(conversation))
+    assert await asyncio.to_thread(read.wait, 60)
+    assert await second.delete(conversation)
+    late = asyncio.create_task(first.owner(conversation))
+    await asyncio.sleep(0)  # the late lookup notices the deletion before the early one finishes
+    go.set()
+    assert await early == "alice"  # read before the deletion: as if it had come a moment earlier
+    assert await late is None
+    assert await first.owner(conversation) is None
+    await first.close()
+    await second.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -59,6 +59,7 @@ class StateStore(SQLDatabase):
         # forgotten when the change stamp moves: another process on this host deleted conversations.
         self._owners: dict[str, str] = {}
         self._remembered = remembered
+        self._forgotten = 0  # how many times owners were forgotten (see `owner`)
         self._stamp = stamp
         self._owners_current = Watch(stamp)
 
@@ -89,16 +90,26 @@ class StateStore(SQLDatabase):
 
     async def owner(self, conversation_id: str) -> str | None:
         if self._stamp is not None and self._owners_current.moved():
-            self._owners.clear()
+            self._forget_owners()
         known = self._owners.get(conversation_id)
         if known is None:
+            forgotten = self._forgotten
             rows = await self._run(
                 self._read, "SELECT owner FROM conversations WHERE conversation_id = ?", (conversation_id,)
             )
             known = str(rows[0]["owner"]) if rows else None
-            if known is not None:
+            # Not remembered when conversations were removed while it was read: the row may be gone by now.
+            if known is not None and forgotten == self._forgotten:
                 self._remember(conversation_id, known)
         return known
+
+    def _forget_owners(self, conversation_ids: Iterable[str] | None = None) -> None:
+        """Forget these owners (None: all); a lookup under way when this happens remembers nothing."""
+        self._forgotten += 1
+        if conversation_ids is None:
+            self._owners.clear()
+        for conversation_id in conversation_ids or ():
+            self._owners.pop(conversation_id, None)
 
     def _remember(self, conversation_id: str, owner: str) -> None:
         if conversation_id in self._owners or not self._remembered:
@@ -182,7 +193,7 @@ class StateStore(SQLDatabase):
         ]
 
     async def delete(self, conversation_id: str) -> bool:
-        self._owners.pop(conversation_id, None)
+        self._forget_owners([conversation_id])
         try:
             return await self._run(self._delete, conversation_id)
         finally:
@@ -196,8 +207,7 @@ class StateStore(SQLDatabase):
 
     async def erase_owner(self, owner: str) -> tuple[int, int]:
         """Delete every conversation of `owner` with its turns, in one transaction: (conversations, turns)."""
-        for conversation_id in [c for c, o in self._owners.items() if o == owner]:
-            del self._owners[conversation_id]
+        self._forget_owners([c for c, o in self._owners.items() if o == owner])
         try:
             return await self._run(self._erase_owner, owner)
         finally:
@@ -221,8 +231,7 @@ class StateStore(SQLDatabase):
             expired, turns = await self._run(self._expire_idle, before.isoformat(), limit)
         finally:
             self._changed()
-        for conversation_id in expired:
-            self._owners.pop(conversation_id, None)
+        self._forget_owners(expired)
         return len(expired), turns
 
     def _expire_idle(self, before: str, limit: int) -> tuple[list[str], int]:
