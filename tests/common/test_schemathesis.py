@@ -90,6 +90,16 @@ def checked(operation: Any, base_url: str, headers: dict[str, str]) -> Any:
     return check
 
 
+def described(exc: BaseException) -> str:
+    """An exception's kind and first lines, and those of what it groups: a one-line one (hypothesis's
+    FlakyFailure) otherwise left only the operation's name to go on."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: " + " | ".join(lines[:12])
+    if isinstance(exc, BaseExceptionGroup):
+        text += "".join(f" || {described(inner)}" for inner in exc.exceptions)
+    return text
+
+
 def failures_of(base_url: str, document: dict[str, Any], headers: dict[str, str]) -> list[str]:
     """Every operation's generated cases sent and checked; what failed, one line each."""
     found: list[str] = []
@@ -98,8 +108,7 @@ def failures_of(base_url: str, document: dict[str, Any], headers: dict[str, str]
         try:
             checked(operation, base_url, headers)()
         except (Exception, BaseExceptionGroup) as exc:  # every operation is tried; the list is the verdict
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            found.append(f"{operation.label}: " + " | ".join(lines[1:12]))
+            found.append(f"{operation.label}: " + described(exc))
     return found
 
 
