@@ -85,12 +85,12 @@ async def test_settings_are_read_again_only_after_another_process_changed_them(t
     await second.close()
 
 
-def test_the_stamp_file_is_private_to_the_service(tmp_path: Path) -> None:
+async def test_the_stamp_file_is_private_to_the_service(tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.sqlite3")
     stamp = tmp_path / "state.sqlite3-changes"
     assert stamp.stat().st_size == 8
     assert stat.S_IMODE(stamp.stat().st_mode) == 0o600
-    store._close()
+    await store.close()
 
 
 async def test_an_owner_read_while_another_process_deleted_the_conversation_is_not_remembered(
