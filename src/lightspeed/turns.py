@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,9 +155,9 @@ class Turns:
         metrics: Metrics,
         limits: AnswersConfig,
         transcripts_enabled: bool,
-        erased: Callable[[str, datetime], bool] = lambda user_hash, written: False,
+        erased: Callable[[str, datetime], Awaitable[bool]] | None = None,
     ) -> None:
-        """`erased(user_hash, written)`: whether an erasure covers a record of the user written then (blocking)."""
+        """`erased(user_hash, written)`: whether an erasure covers a record of the user written then."""
         self._answerer = answerer
         self._conversations = conversations
         self._hasher = hasher
@@ -301,7 +301,7 @@ class Turns:
 
     async def _unless_erased(self, user_hash: str, transcript: Transcript, path: Path) -> None:
         """Remove the transcript at `path` if an erasure of its user began after it was made (a sibling's)."""
-        if not await asyncio.to_thread(self._erased, user_hash, transcript.timestamp):
+        if self._erased is None or not await self._erased(user_hash, transcript.timestamp):
             return
         try:
             await asyncio.to_thread(_remove, path)

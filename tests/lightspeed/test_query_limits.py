@@ -145,3 +145,45 @@ async def test_many_attachments_are_redacted_off_the_event_loop(
     assert len(recorded) == 54
     assert all(a["content"].endswith("mail [REDACTED_EMAIL]") for a in recorded)
     assert all("hunter2" not in a["content"] for a in recorded)
+
+
+class CountingEmbedder:
+    """The real model; its token counter notes whether each count ran on the event loop's thread."""
+
+    def __init__(self, real: SentenceTransformerEmbedder) -> None:
+        self.real = real
+        self.name, self.dimension = real.name, real.dimension
+        self.on_loop: list[bool] = []
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        return self.real.encode(texts)
+
+    def token_counter(self) -> Any:
+        count = self.real.token_counter()
+
+        def counted(text: str) -> int:
+            self.on_loop.append(threading.current_thread() is threading.main_thread())
+            return count(text)
+
+        return counted
+
+
+async def test_short_texts_are_counted_on_the_loop_and_long_ones_on_a_thread(
+    aiohttp_client: Any, embedder: SentenceTransformerEmbedder, make_config: ConfigFactory
+) -> None:
+    """A usual question and answer are counted on the event loop (well under a millisecond: cheaper than a
+    thread hop); a question with a long attachment, which would hold the loop, is counted on a thread. The
+    counts are the tokenizer's either way."""
+    counting = CountingEmbedder(embedder)
+    count = embedder.token_counter()
+    client = await aiohttp_client(create_app(make_config(), embedder=counting))
+    resp = await client.post("/v1/query?user_id=alice", json={"query": "How do I start the server?"})
+    body = await resp.json()
+    assert (body["input_tokens"], body["output_tokens"]) == (7, count(body["response"]))
+    assert counting.on_loop == [True, True]
+    log = "error: disk full on node 7\n" * 400  # 10,800 characters
+    attachment = {"attachment_type": "log", "content_type": "text/plain", "content": log}
+    resp = await client.post("/v1/query?user_id=alice", json={"query": "Why?", "attachments": [attachment]})
+    body = await resp.json()
+    assert body["input_tokens"] == count(f"Why?\n\n[log, text/plain]\n{log}")
+    assert counting.on_loop == [True, True, False, False]

@@ -192,7 +192,7 @@ def _user_data(
         metrics=metrics,
         limits=config.answers,
         transcripts_enabled=collection.transcripts_enabled,
-        erased=state.eraser.covers,
+        erased=state.eraser.covers_record,
     )
     feedback = FeedbackDesk(
         state.settings,
