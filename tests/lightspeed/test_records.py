@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -97,6 +98,20 @@ async def test_a_dead_writer_process_fails_its_writes_and_is_restarted(tmp_path:
     assert writer._process._proc is not proc
     for path in json_files(storage):
         json.loads(path.read_bytes())  # every name that exists holds a whole record
+    await writer.close()
+
+
+async def test_the_writer_process_and_its_threads_run_under_sched_batch(tmp_path: Path) -> None:
+    """The writer process does not preempt the server when a request wakes it (SCHED_BATCH), and neither do
+    the committer threads it started; its nice value stays the server's."""
+    writer = RecordWriter(tmp_path / "feedback", None, committers=4)
+    await writer.write_feedback(feedback(0))
+    proc = writer._process._proc
+    assert proc is not None
+    threads = list((Path("/proc") / str(proc.pid) / "task").iterdir())
+    assert len(threads) == 5  # the reader and four committers
+    assert {os.sched_getscheduler(int(t.name)) for t in threads} == {os.SCHED_BATCH}
+    assert os.getpriority(os.PRIO_PROCESS, proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
     await writer.close()
 
 
