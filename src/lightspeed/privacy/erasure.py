@@ -145,11 +145,14 @@ class Eraser:
         await audit(self._store, "erasure", user_hash, requested_by, asdict(erased))
         return erased
 
+    def _note(self, user_hash: str) -> Path:
+        return self._notes / f"{user_hash}.json"  # `note_path`, without working out the config's paths again
+
     async def covers_record(self, user_hash: str, written: datetime) -> bool:
         """`covers`, the common case answered on the event loop: no note of the user at all. That is one
         lookup of a name almost never there (microseconds); a thread hop costs more in wake-ups, and each
         transcript's check comes while the next question is being embedded."""
-        if not os.path.lexists(self._notes / f"{user_hash}.json"):  # noqa: ASYNC240 - one lookup, on purpose
+        if not os.path.lexists(self._note(user_hash)):  # noqa: ASYNC240 - one lookup, on purpose
             return False
         return await asyncio.to_thread(self.covers, user_hash, written)
 
@@ -158,7 +161,7 @@ class Eraser:
         this server or a sibling worker, says so by the collector's rule (`records.Erasure.covers`). An
         unreadable note covers every record of the user, as it does for the collector, which drops them."""
         try:
-            note = json.loads((self._notes / f"{user_hash}.json").read_bytes())
+            note = json.loads(self._note(user_hash).read_bytes())
         except FileNotFoundError:
             return False  # the common case: no erasure of this user
         except (OSError, ValueError):

@@ -47,11 +47,14 @@ class LocalProvider:
         parts.append(compose(question.excerpts) if question.excerpts else NO_ANSWER)
         return "\n\n".join(parts)
 
+    def _count(self, asked: str, answered: str) -> Usage:
+        return Usage(self._count_tokens(asked), self._count_tokens(answered))
+
     async def _usage(self, question: Question, text: str) -> Usage:
         asked = user_text(question)
         if len(asked) + len(text) <= INLINE_CHARS:
-            return Usage(self._count_tokens(asked), self._count_tokens(text))
-        return Usage(*await asyncio.to_thread(lambda: (self._count_tokens(asked), self._count_tokens(text))))
+            return self._count(asked, text)
+        return await asyncio.to_thread(self._count, asked, text)
 
     async def complete(self, question: Question) -> Completion:
         text = self.answer_text(question)
