@@ -24,7 +24,7 @@ from collector.spool import Spool
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.errors import EXIT_CONFIG, ConfigError
 from lightspeed_common.logs import configure_logging
-from lightspeed_common.records import RECORD_KINDS, erasure_notes_dir, is_record_name, spool_dir, storage_roots
+from lightspeed_common.records import RECORD_KINDS, erasure_notes_dir, spool_dir, storage_roots
 from lightspeed_common.version import VERSION
 
 log = structlog.get_logger("collector")
@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def check_layout(config: AppConfig) -> str | None:
-    """Why the directories cannot work (claiming is a rename), or None."""
+    """Why the directories cannot work (a record kept or quarantined moves there by rename), or None."""
     roots = storage_roots(config)
     if not roots:
         return f"none of {', '.join(kind.storage_key for kind in RECORD_KINDS)} is configured"
@@ -93,9 +93,11 @@ def status(config: AppConfig) -> dict[str, Any]:
     spool = Spool.for_config(config)
     roots = spool.roots
     now = time.time()
-    new = _stage([roots[r.kind] / r.relpath for r in scan(roots)], now)
     claimed_dir = spool.claimed
-    claimed = _stage([p for p in claimed_dir.rglob("*.json") if is_record_name(p.name)], now)
+    batches = [spool.sources(batch_id) for batch_id in spool.pending()]
+    held = {member for sources in batches for member in sources}
+    new = _stage([roots[r.kind] / r.relpath for r in scan(roots) if r.member not in held], now)
+    claimed = _stage([Path(path) for sources in batches for path in sources.values()], now)
     outbox = _stage(sorted(spool.outbox.glob("*.tar.gz")), now)
     saved = spool.load_status()
     ages = [age for age in (new["oldest_age_seconds"], claimed["oldest_age_seconds"]) if age is not None]

@@ -97,7 +97,6 @@ class Collector:
     async def _run(self) -> bool:
         await asyncio.to_thread(self.spool.prepare)
         await asyncio.to_thread(self.delivery.load_status)
-        await self.delivery.recover()
         cfg = self.config.collector
         outbound = await asyncio.to_thread(Outbound.build, cfg.tls, cfg.proxy, "collector")
         async with outbound.session() as session:

@@ -1,6 +1,6 @@
 """Delivery: recover, flush, claim, package, send, split, quarantine, clean up.
 
-The protocol (docs/collector.md, "How a record travels"): claim by rename into the spool, package
+The protocol (docs/collector.md, "How a record travels"): claim by a manifest in the spool, package
 into outbox/, upload, journal `sent`, clean up, journal `done`. Every step is
 idempotent and the journal says which batches were accepted, so a crash at
 any point loses nothing and re-sends only a batch whose acceptance was never
@@ -85,6 +85,9 @@ class Delivery:
         self._keep = not config.user_data_collection.data_collector.cleanup_after_send
         self._forget_names = False  # an erasure was shipped: compact the journal once the flush's cleanups end
         self._progress: Progress | None = None  # each flush's own, made when it starts
+        # The members of the batches claimed before this flush: their records are still in the storage
+        # folders (a manifest claims them), so the walk for new records passes over them.
+        self._held: frozenset[str] = frozenset()
 
     def load_status(self) -> None:
         """Carry the last success and error over a restart, for `status` (blocking)."""
@@ -97,7 +100,8 @@ class Delivery:
             pass
 
     async def recover(self) -> None:
-        """Finish the cleanup of every batch the journal says was accepted."""
+        """Finish the cleanup of every batch the journal says was accepted (at the start of every flush: one
+        whose cleanup failed must never be sent again), and compact the journal."""
         for entry in await asyncio.to_thread(self.journal.unfinished):
             await asyncio.to_thread(self.spool.finish, entry["batch_id"], self._keep, entry.get("files", ()))
             await asyncio.to_thread(self.journal.append, {"batch_id": entry["batch_id"], "state": "done"})
@@ -113,6 +117,7 @@ class Delivery:
         everything found was delivered: nothing failed, nothing was quarantined.
         """
         quarantined_before = self.totals.quarantined
+        await self.recover()
         waiting = await asyncio.to_thread(self._waiting)
         self._progress = Progress(
             "delivering",
@@ -132,6 +137,7 @@ class Delivery:
         finally:
             self._progress.close()
             self._progress = None
+            self._held = frozenset()
             await self._cleanups_done()
             if self._forget_names:  # an erased user's member names are in finished entries: drop them now
                 await asyncio.to_thread(self.journal.compact)
@@ -140,14 +146,18 @@ class Delivery:
         return ok and self.totals.quarantined == quarantined_before
 
     async def _deliver_claimed(self, uploader: Uploader) -> bool:
-        for batch_id in await asyncio.to_thread(self.spool.pending):
+        pending = await asyncio.to_thread(self.spool.pending)
+        self._held = frozenset(await asyncio.to_thread(self._members, pending))
+        for batch_id in pending:
             if not await self.deliver(uploader, batch_id):
                 return False
         return True
 
     async def _deliver_new(self, uploader: Uploader) -> bool:
         cfg = self.config.collector
-        planned = batches(iter_records(self.spool.roots), cfg.max_batch_files, cfg.max_batch_bytes)
+        held = self._held
+        new = (record for record in iter_records(self.spool.roots) if record.member not in held)
+        planned = batches(new, cfg.max_batch_files, cfg.max_batch_bytes)
         upcoming = asyncio.create_task(self._prepare_next(planned))
         try:
             while (prepared := await upcoming) is not None:
@@ -185,8 +195,8 @@ class Delivery:
                 await self._quarantine_record(batch.records[0])
                 continue
             batch_id = uuid.uuid4().hex
-            claimed = await self._claim(batch_id, batch.records)
-            return Prepared(batch_id, await self._package(batch_id, claimed))
+            sources = await self._claim(batch_id, batch.records)
+            return Prepared(batch_id, await self._package(batch_id, sources))
         return None
 
     async def _quarantine_record(self, record: RecordFile) -> None:
@@ -195,22 +205,22 @@ class Delivery:
         self.totals.quarantined += 1
         log.error("record_quarantined", member=record.member, size=record.size, reason="too large")
 
-    async def _claim(self, batch_id: str, batch: list[RecordFile]) -> list[str]:
-        """The members moved into the batch."""
+    async def _claim(self, batch_id: str, batch: list[RecordFile]) -> dict[str, str]:
+        """The batch's records (member -> file)."""
         try:
-            claimed = await asyncio.to_thread(self.spool.claim, batch_id, batch)
+            sources = await asyncio.to_thread(self.spool.claim, batch_id, batch)
         except OSError as exc:
             raise self._spool_trouble("claim", batch_id, exc) from exc
         self._checkpoint("after_claim")
-        return claimed
+        return sources
 
-    async def _package(self, batch_id: str, members: list[str] | None = None) -> Package | None:
-        """The batch's archive (of `members`, when the claim just said what it holds; else of what its
-        folder holds), None if nothing was left to send. Raises SpoolTrouble."""
+    async def _package(self, batch_id: str, sources: dict[str, str] | None = None) -> Package | None:
+        """The batch's archive (of `sources`, when the claim just said what it holds; else of what the spool
+        says it holds), None if nothing was left to send. Raises SpoolTrouble."""
         try:
             erased = await asyncio.to_thread(ErasedUsers.load, erasure_notes_dir(self.config))
             with tracing.span("package", **{"lightspeed.batch_id": batch_id}):
-                package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds, members)
+                package = await asyncio.to_thread(self.spool.package, batch_id, json_problem, erased.holds, sources)
         except OSError as exc:
             raise self._spool_trouble("package", batch_id, exc) from exc
         if package is not None:
@@ -259,9 +269,13 @@ class Delivery:
         return True
 
     def _waiting(self) -> int:
-        """Records this flush will try to deliver: those claimed before, and those in the storage folders."""
-        claimed = sum(len(self.spool.members(batch)) for batch in self.spool.pending())
-        return claimed + count_records(self.spool.roots)
+        """Records this flush will try to deliver: those in the storage folders (claimed or not), and those
+        moved into a batch's folder."""
+        moved = sum(len(self.spool.moved_in(batch)) for batch in self.spool.pending())
+        return moved + count_records(self.spool.roots)
+
+    def _members(self, batch_ids: list[str]) -> set[str]:
+        return {member for batch_id in batch_ids for member in self.spool.members(batch_id)}
 
     def _count(self, package: Package) -> None:
         if self._progress is not None:
@@ -286,14 +300,14 @@ class Delivery:
         )
 
     async def _cleanups_done(self) -> None:
-        """Wait for the background cleanups; one that failed is finished by recovery at the next start."""
+        """Wait for the background cleanups; one that failed is finished by recovery at the next flush."""
         cleanups, self._cleanups = self._cleanups, set()
         if unfinished := [task for task in cleanups if not task.done()]:
             # Deleting many thousand shipped files takes a while: say so, rather than fall silent.
             log.info("waiting_for_cleanup", batches=len(unfinished))
         for result in await asyncio.gather(*cleanups, return_exceptions=True):
             if isinstance(result, BaseException):
-                log.error("cleanup_failed", error=str(result), action="finished at the next start")
+                log.error("cleanup_failed", error=str(result), action="finished at the next flush")
 
     async def _split_or_quarantine(self, uploader: Uploader, batch_id: str, count: int, exc: IngressError) -> bool:
         if count < 2:

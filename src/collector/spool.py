@@ -1,6 +1,7 @@
 """The spool: claimed batches, their archives, what was sent and what was refused.
 
-    spool/claimed/<batch_id>/{feedback,transcripts}/...   files moved out of the storage dirs
+    spool/claimed/<batch_id>/manifest                     the batch's records, left where the server wrote them
+    spool/claimed/<batch_id>/{feedback,transcripts,erasures}/...   records moved into the batch itself
     spool/outbox/<batch_id>.tar.gz                        the archive being uploaded
     spool/sent/<batch_id>/...                             kept records (cleanup_after_send: false)
     spool/quarantine/<name>/                              refused or unusable records, with reason.json
@@ -8,8 +9,17 @@
     spool/status.json                                     the last flush's outcome, for `status`
     spool/erasures/<user_hash>.json                       the server's erasure notes (erasures.py)
 
-All of it lives on the storage directories' file system, so claiming is a
-rename. Blocking: call through a thread.
+A batch is claimed by writing its manifest: one durable file, not a rename
+per record (renaming 100,000 files costs as much as reading and deleting
+them). Its records stay in the storage folders until the ingress has
+accepted them; the collector's walk passes over them (`Delivery`), and
+whatever the server deletes meanwhile (an erasure, retention) is simply not
+packaged. Records are moved into the batch's own folder only where one
+must live in exactly one place: a split batch's halves, an erasure record,
+and batches claimed by renaming (before manifests). A record that must be
+kept (sent/, quarantine/) is moved there with its member path. All of it
+lives on the storage directories' file system, so those moves are renames.
+Blocking: call through a thread.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from lightspeed_common.records import (
 )
 
 STATUS_FILE = "status.json"
+MANIFEST = "manifest"  # not a record name: never taken for one of the batch's files
 # Threads renaming a batch in or deleting it: that is kernel work, and the smallest hosts have two cores.
 FILE_THREADS = 2
 T = TypeVar("T")
@@ -87,16 +98,11 @@ def _in_shares(work: Callable[[list[T]], R], groups: list[list[T]], threads: int
         return list(pool.map(work, shares))
 
 
-def _rename_all(moves: list[tuple[str, str, str]]) -> list[str]:
-    """(source, destination, member) renamed; the members moved (one that vanished meanwhile is skipped)."""
-    moved = []
-    for source, destination, member in moves:
-        try:
+def _rename_all(moves: list[tuple[str, str]]) -> None:
+    """(source, destination) renamed; a source that vanished meanwhile is skipped."""
+    for source, destination in moves:
+        with contextlib.suppress(FileNotFoundError):
             os.rename(source, destination)  # noqa: PTH104 - hot loop, plain str paths
-        except FileNotFoundError:
-            continue
-        moved.append(member)
-    return moved
 
 
 def _unlink_all(paths: list[str]) -> None:
@@ -105,12 +111,28 @@ def _unlink_all(paths: list[str]) -> None:
             os.unlink(path)  # noqa: PTH108 - hot loop, plain str paths
 
 
-def remove_members(base: Path, members: Iterable[str]) -> None:
-    """Unlink a batch's member files (shutil.rmtree would stat each and unlink them one by one)."""
+def _by_folder(paths: Iterable[str]) -> list[list[str]]:
     folders: dict[str, list[str]] = {}
-    for member in members:
-        folders.setdefault(member.rpartition("/")[0], []).append(f"{base}/{member}")
-    _in_shares(_unlink_all, list(folders.values()))
+    for path in paths:
+        folders.setdefault(path.rpartition("/")[0], []).append(path)
+    return list(folders.values())
+
+
+def remove_files(paths: Iterable[str]) -> None:
+    """Unlink files, a folder's at a time on each thread (one already gone is fine)."""
+    _in_shares(_unlink_all, _by_folder(paths))
+
+
+def move_files(sources: Mapping[str, str], target: Path) -> None:
+    """Move each member's file (member -> path) to `<target>/<member>`, making the folders; not durable
+    until a syncfs."""
+    moves: dict[str, list[tuple[str, str]]] = {}
+    for member, path in sources.items():
+        destination = f"{target}/{member}"
+        moves.setdefault(destination.rpartition("/")[0], []).append((path, destination))
+    for folder in moves:
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - many folders, plain str paths
+    _in_shares(_rename_all, list(moves.values()))
 
 
 class Spool:
@@ -134,34 +156,44 @@ class Spool:
 
     def pending(self) -> list[str]:
         """Batch ids claimed and not yet finished, oldest first."""
+        if not self.claimed.is_dir():
+            return []  # nothing has run yet
         entries = sorted(self.claimed.iterdir(), key=lambda p: p.stat().st_mtime)
         return [p.name for p in entries if p.is_dir()]
 
-    def claim(self, batch_id: str, records: Iterable[RecordFile]) -> list[str]:
-        """Move records into claimed/<batch_id>; returns the members actually moved.
-
-        A record that vanished meanwhile is skipped. The renames are durable
-        (one syncfs) before returning.
-        """
-        target = self.claimed / batch_id
+    def claim(self, batch_id: str, records: Iterable[RecordFile]) -> dict[str, str]:
+        """Claim records for claimed/<batch_id> by writing its manifest, durably; the records stay where they
+        are. Returns each member's file (member -> path)."""
+        sources = {record.member: f"{self.roots[record.kind]}/{record.relpath}" for record in records}
         roots = {kind: str(root) for kind, root in self.roots.items()}
-        folders: dict[str, list[tuple[str, str, str]]] = {}
-        for record in records:
-            destination = f"{target}/{record.member}"
-            folder = destination.rpartition("/")[0]
-            source = f"{roots[record.kind]}/{record.relpath}"
-            folders.setdefault(folder, []).append((source, destination, record.member))
-        for folder in folders:
-            # No fsync per folder: the syncfs below covers every folder and rename at once.
-            os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - many folders, plain str paths
-        moved = [member for share in _in_shares(_rename_all, list(folders.values())) for member in share]
-        syncfs(self.root)
-        if not moved and target.exists():
-            shutil.rmtree(target)
-        return moved
+        target = self.claimed / batch_id
+        ensure_dir(target)
+        write_atomic(target / MANIFEST, json.dumps({"roots": roots, "members": list(sources)}).encode())
+        return sources
+
+    def sources(self, batch_id: str) -> dict[str, str]:
+        """The batch's records, member -> file, in member order: those its manifest lists (where the
+        storage directories it names hold them), and those moved into its folder."""
+        found = {}
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            # Written atomically, so never torn; one that cannot be read claims nothing: its records are
+            # still in the storage folders, and the next walk claims them again.
+            manifest = json.loads((self.claimed / batch_id / MANIFEST).read_bytes())
+            roots = manifest["roots"]
+            for member in manifest["members"]:
+                kind, _, relpath = member.partition("/")
+                if kind in roots:
+                    found[member] = f"{roots[kind]}/{relpath}"
+        base = self.claimed / batch_id
+        found.update((member, f"{base}/{member}") for member in self.moved_in(batch_id))
+        return dict(sorted(found.items()))
 
     def members(self, batch_id: str) -> list[str]:
-        """The batch's record files, as archive member names (no symlinks, no dot-files)."""
+        """The batch's records, as archive member names."""
+        return list(self.sources(batch_id))
+
+    def moved_in(self, batch_id: str) -> list[str]:
+        """The members whose files are in the batch's own folder (no symlinks, no dot-files)."""
         base = str(self.claimed / batch_id)
         found = []
         for folder, _, files in os.walk(base):
@@ -176,13 +208,14 @@ class Spool:
         batch_id: str,
         problem: Problem = lambda data: None,
         erased: Erased = lambda member, data: False,
-        claimed: list[str] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> Package | None:
-        """Stream the claimed files into outbox/<batch_id>.tar.gz (None if nothing is left).
+        """Stream the batch's records into outbox/<batch_id>.tar.gz (None if nothing is left).
 
         Members are `<kind folder>/...` (`feedback/...`, `transcripts/...`), bytes
-        identical to the files: `claimed`, what `claim` just moved there, or else
-        what the batch's folder holds. Files `problem` finds fault with are
+        identical to the files: `sources`, what `claim` just listed, or else the
+        batch's (`sources()`). A file gone meanwhile (the server erased it, or a
+        split moved it) is skipped; files `problem` finds fault with are
         quarantined instead; an erased user's records are deleted.
         """
         base = self.claimed / batch_id
@@ -192,13 +225,17 @@ class Spool:
         now = int(time.time())
         # Each file is read once: checked as JSON, then written from the same bytes.
         with tmp.open("wb") as out, TarGzWriter(out, mtime=now) as archive:
-            for member in sorted(claimed) if claimed is not None else self.members(batch_id):
-                data = read_record(f"{base}/{member}")
+            for member, path in sorted((self.sources(batch_id) if sources is None else sources).items()):
+                try:
+                    data = read_record(path)
+                except FileNotFoundError:
+                    continue
                 if erased(member, data):
-                    os.unlink(f"{base}/{member}")  # noqa: PTH108 - hot loop, plain str paths
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)  # noqa: PTH108 - hot loop, plain str paths
                     continue
                 if (reason := problem(data)) is not None:
-                    self._quarantine_file(batch_id, member, reason)
+                    self._quarantine_file(batch_id, member, path, reason)
                     continue
                 archive.add(member, data)
                 members.append(member)
@@ -227,20 +264,26 @@ class Spool:
         return True
 
     def finish(self, batch_id: str, keep: bool, members: Iterable[str] = ()) -> None:
-        """After acceptance: remove the batch (or keep it under sent/), prune the folders it emptied, and
-        remove the erasure notes whose records it carried."""
+        """After acceptance: delete the batch's accepted records (or keep them under sent/), the batch, the
+        folders it emptied, and the erasure notes whose records it carried. Idempotent: recovery runs it
+        again after a crash part-way."""
         base = self.claimed / batch_id
         members = list(members)
+        sources = self.sources(batch_id) if base.exists() else {}  # gone: finished up to its removal
+        accepted = {member: sources[member] for member in members if member in sources}
         erasure_records = {}
-        for member in members:
+        for member, path in accepted.items():
             if member.startswith(f"{ERASURE_FOLDER}/"):
                 with contextlib.suppress(FileNotFoundError):
-                    erasure_records[member] = (base / member).read_bytes()
-        if keep and not erasure_records and base.exists():  # an erasure record is not kept: it names the user
-            base.rename(self.sent / batch_id)
-        elif base.exists():
-            remove_members(base, members)
-            shutil.rmtree(base)  # the folders, now empty, and anything that was never a member
+                    erasure_records[member] = Path(path).read_bytes()
+        if keep and not erasure_records:  # an erasure record is not kept: it names the user
+            move_files(accepted, self.sent / batch_id)
+        else:
+            remove_files(accepted.values())
+        if base.exists():
+            # The records are gone from it first: a crash here leaves a batch that claims nothing.
+            syncfs(self.root)
+            shutil.rmtree(base)  # the manifest, folders now empty, and anything that was never a member
         (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
         self.prune_sources(members)
         shipped(self.root / ERASURE_FOLDER, members, erasure_records)
@@ -258,12 +301,15 @@ class Spool:
                 prune_folders(self.roots[kind], relpaths)
 
     def quarantine(self, batch_id: str, reason: dict[str, Any]) -> Path:
-        """Move a refused batch, with its archive and the reason, out of the way. Nothing is deleted."""
+        """Move a refused batch's records (to `records/<member>`), its archive and the reason out of the way.
+        Nothing is deleted."""
         target = self.quarantine_dir / batch_id
         ensure_dir(target)
         base = self.claimed / batch_id
         if base.exists():
-            base.rename(target / "records")
+            move_files(self.sources(batch_id), target / "records")
+            syncfs(self.root)  # moved before the manifest that lists them goes
+            shutil.rmtree(base)
         archive = self.outbox / f"{batch_id}.tar.gz"
         if archive.exists():
             archive.rename(target / archive.name)
@@ -302,25 +348,24 @@ class Spool:
         for archive in batch.glob("*.tar.gz"):
             archive.unlink(missing_ok=True)
 
-    def _quarantine_file(self, batch_id: str, member: str, reason: str) -> None:
+    def _quarantine_file(self, batch_id: str, member: str, path: str, reason: str) -> None:
         target = self.quarantine_dir / f"invalid-{batch_id}"
         destination = target / member
         ensure_dir(destination.parent)
-        (self.claimed / batch_id / member).rename(destination)
+        Path(path).rename(destination)
         write_atomic(destination.with_name(destination.name + ".reason.txt"), reason.encode())
 
     def split(self, batch_id: str, new_ids: tuple[str, str]) -> list[str]:
-        """Halve a batch (after a 413) into two new claimed batches; returns their ids."""
-        members = self.members(batch_id)
-        half = len(members) // 2
-        base = self.claimed / batch_id
-        for new_id, part in zip(new_ids, (members[:half], members[half:]), strict=True):
-            for member in part:
-                destination = self.claimed / new_id / member
-                ensure_dir(destination.parent)
-                (base / member).rename(destination)
+        """Halve a batch (after a 413) into two new claimed batches; returns their ids. The records move
+        into the halves' folders: each is then in one place, so a crash part-way sends none twice (the
+        first batch skips what has moved)."""
+        sources = list(self.sources(batch_id).items())
+        half = len(sources) // 2
+        for new_id, part in zip(new_ids, (sources[:half], sources[half:]), strict=True):
+            move_files(dict(part), self.claimed / new_id)
         (self.outbox / f"{batch_id}.tar.gz").unlink(missing_ok=True)
-        shutil.rmtree(base)
+        syncfs(self.root)
+        shutil.rmtree(self.claimed / batch_id)
         syncfs(self.root)
         return list(new_ids)
 

@@ -89,8 +89,8 @@ class UserDataCollectionConfig(Section):
     transcripts_enabled: bool = False
     transcripts_storage: Path | None = None
     data_collector: DataCollectorConfig = DataCollectorConfig()
-    # Ours (issue 26): records still in the storage folders (not claimed by the collector, e.g. while it is
-    # off) are deleted this many days after they were written. None: kept until shipped, as the spec does.
+    # Ours (issue 26): records still in the storage folders (not yet shipped by the collector, e.g. while it
+    # is off) are deleted this many days after they were written. None: kept until shipped, as the spec does.
     retention_days: PositiveInt | None = None
 
     @model_validator(mode="after")

@@ -149,16 +149,18 @@ def test_erasing_a_user_removes_every_copy_on_every_side_and_nothing_of_anyone_e
         until(
             lambda: archived_of(archives, alice) == 2 and archived_of(archives, bob) == 2, "the first records shipped"
         )
-        # Claimed: the ingest is down, so the collector's batch holding alice's second records stays claimed.
+        # Claimed: the ingest is down, so the collector's batch holding alice's second records stays claimed
+        # (its manifest lists them where the server wrote them) and packaged (its archive in the outbox).
         daemons.stop("ingest")
-        ask(api, "alice", "How do I configure feedback?", feedback=True)
-        until(lambda: len(holding(spool / "claimed", alice)) == 2, "alice's second records claimed")
+        second = "How do I configure feedback?"
+        ask(api, "alice", second, feedback=True)
+        until(lambda: any(second.encode() in data for _, data in files(spool / "outbox")), "alice's second packaged")
         daemons.stop("collector")
         # Still in the storage folders: nothing claims them while the collector is stopped.
         ask(api, "alice", "What is the collector?", feedback=True)
         ask(api, "bob", "What is the collector?", feedback=True)
         erased = call(api, "DELETE", "/v1/users/me/data", token="alice-key-0123456789")
-        assert erased["erased"] == {"conversations": 3, "turns": 3, "transcripts": 1, "feedback": 1}
+        assert erased["erased"] == {"conversations": 3, "turns": 3, "transcripts": 2, "feedback": 2}
         daemons.start("ingest", "ingest", "serve")
         until(lambda: ingest_ready(ingest_port), "the ingest ready again")
         daemons.start("collector", "collector", "run")
@@ -183,5 +185,5 @@ def test_erasing_a_user_removes_every_copy_on_every_side_and_nothing_of_anyone_e
     assert archived_of(archives, bob) == 4
     assert len(erasures) == 1
     assert [(e["action"], e["subject"], e["counts"]) for e in audit] == [
-        ("erasure", alice, {"conversations": 3, "turns": 3, "transcripts": 1, "feedback": 1})
+        ("erasure", alice, {"conversations": 3, "turns": 3, "transcripts": 2, "feedback": 2})
     ]

@@ -336,7 +336,7 @@ def test_a_killed_collector_is_restarted_and_loses_no_record(container: Containe
     claimed = ""
     while not claimed and time.monotonic() < deadline:
         time.sleep(0.1)
-        claimed = container.run("find", "/var/lib/lightspeed-data/spool", "-name", "kill9-0.json").out
+        claimed = container.run("find", "/var/lib/lightspeed-data/spool/outbox", "-name", "*.tar.gz").out
     container.run("systemctl", "kill", "--signal=KILL", "lightspeed-collector.service")
     container.run("systemctl", "start", "lightspeed-ingest.service", timeout=60)
     container.wait_for("lightspeed-collector.service", "NRestarts", {str(restarts + 1)}, timeout=60)
@@ -348,7 +348,7 @@ def test_a_killed_collector_is_restarted_and_loses_no_record(container: Containe
         delivered = ingest_members(container, pg_port, "feedback/kill9-%")
     left = container.run("find", "/var/lib/lightspeed-data", "-name", "kill9-*").out
 
-    assert claimed, "the collector never claimed the records"
+    assert claimed, "the collector never claimed and packaged the records"
     assert sorted(Path(m).name for m in delivered) == sorted(names)  # each exactly once
     assert left == ""
 

@@ -1,5 +1,6 @@
 """Erasing one user's data on this side (DESIGN.md §3, "Erasure"): their conversations in the store,
-their records not yet claimed by the collector, and a note that tells the collector to do the rest.
+their records in the storage folders (a collector batch's manifest may list them), and a note that
+tells the collector to do the rest.
 
 The order makes a crash harmless: the note `<spool>/erasures/<user_hash>.json` is written first
 (`server_done: false`), then the store's conversations and turns, the transcript folder
@@ -105,7 +106,7 @@ def erase_feedback(root: Path | None, user_hash: str) -> int:
                     record.unlink()
                     removed += 1
             except FileNotFoundError:
-                continue  # claimed by the collector meanwhile: its note covers it
+                continue  # shipped (or moved into a batch) by the collector meanwhile: its note covers it
             except ValueError:
                 continue  # not JSON: the collector quarantines it, never ships it as someone's
     if removed:

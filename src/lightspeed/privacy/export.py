@@ -56,7 +56,7 @@ def _read(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        return None  # claimed by the collector meanwhile
+        return None  # shipped by the collector meanwhile
 
 
 def _valid(data: bytes) -> bool:

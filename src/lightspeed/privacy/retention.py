@@ -1,7 +1,8 @@
 """Retention on the server's side (issue 26; docs/privacy.md): conversations idle longer than
-`conversations.retention_days`, and records still in the storage folders (not claimed by the collector,
-e.g. while it is off) older than `user_data_collection.retention_days`, are deleted by a pass every
-`conversations.retention_check_interval_seconds` (the first one an interval after start).
+`conversations.retention_days`, and records still in the storage folders (not yet shipped by the
+collector, e.g. while it is off or the ingress is down) older than `user_data_collection.retention_days`,
+are deleted by a pass every `conversations.retention_check_interval_seconds` (the first one an interval
+after start).
 
 A pass does bounded work (at most MAX_CONVERSATIONS conversations and MAX_FILES records); when it hit a
 bound the next one follows at once, so a large backlog drains without one pass holding the store or the
@@ -58,7 +59,7 @@ def expire_records(root: Path, before: float, limit: int) -> tuple[int, bool]:
     for folder, _, names in os.walk(root):
         for name in names:
             path = f"{folder}/{name}"
-            with contextlib.suppress(FileNotFoundError):  # claimed by the collector meanwhile
+            with contextlib.suppress(FileNotFoundError):  # shipped by the collector meanwhile
                 if is_record_name(name) and os.lstat(path).st_mtime < before:
                     os.unlink(path)  # noqa: PTH108 - many plain str paths
                     removed.append(os.path.relpath(path, root))
