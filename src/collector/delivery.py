@@ -108,6 +108,19 @@ class Delivery:
             log.info("batch_cleanup_recovered", batch_id=entry["batch_id"])
         await asyncio.to_thread(self.journal.compact)
 
+    async def _recovered(self) -> bool:
+        """`recover`, where a disk error stops the flush before anything is sent: a batch whose cleanup
+        cannot finish is still claimed, and must not go again."""
+        try:
+            await self.recover()
+        except OSError as exc:
+            self.totals.failures += 1
+            self.totals.last_error = f"recover: {exc.strerror}"
+            log.error("recovery_failed", reason=exc.strerror, action="nothing is sent; retrying at the next flush")
+            await self._save_status()
+            return False
+        return True
+
     async def flush(self, uploader: Uploader, bar: bool = False) -> bool:
         """Deliver what was claimed before, then claim and deliver what is new.
 
@@ -117,7 +130,8 @@ class Delivery:
         everything found was delivered: nothing failed, nothing was quarantined.
         """
         quarantined_before = self.totals.quarantined
-        await self.recover()
+        if not await self._recovered():
+            return False
         waiting = await asyncio.to_thread(self._waiting)
         self._progress = Progress(
             "delivering",

@@ -374,6 +374,30 @@ async def test_records_claimed_before_a_crash_are_sent_once_while_their_cleanup_
     assert remaining(config) == []
 
 
+async def test_a_recovery_that_fails_stops_the_flush_before_anything_is_sent_again(
+    ingress: Ingress, make_config: CollectorConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accepted and journaled, then a crash before the cleanup: while the cleanup cannot be finished (a disk
+    error), the flush fails and sends nothing, and never the accepted batch again; once it can, it ends."""
+    config = make_config()
+    written = write_records(config)
+    assert await run_collector_process(config, tmp_path, "after_journal") == FAULT_EXIT
+    assert len(ingress.accepted) == 1
+    failing = Collector(config, once=True)
+
+    def disk_error(batch_id: str, keep: bool, members: Iterable[str] = ()) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(failing.spool, "finish", disk_error)
+    assert await failing.async_run() is False
+    assert failing.totals.last_error == "recover: Input/output error"
+    assert len(ingress.attempts) == 1
+    assert await Collector(config, once=True).async_run() is True
+    assert len(ingress.accepted) == 1
+    assert ingress.accepted[0].members == written
+    assert remaining(config) == []
+
+
 async def test_the_daemon_ships_new_records_and_stops_cleanly(ingress: Ingress, make_config: CollectorConfig) -> None:
     """Running as a daemon, a record written later reaches the ingress within one interval; stop ends the run."""
     config = make_config(user_data_collection={"data_collector": {"collection_interval": 1}})
