@@ -11,6 +11,7 @@ end the process there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import time
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 import structlog
 
 from collector.discovery import Planned, RecordFile, batches, count_records, iter_records
@@ -42,6 +44,8 @@ from lightspeed_common.records import erasure_notes_dir
 
 log = structlog.get_logger("collector")
 Checkpoint = Callable[[str], None]
+# Fewer brackets than this, and a file cannot nest deeper than both JSON parsers go (`json_problem`).
+SHALLOW = 900
 
 
 @dataclass
@@ -60,12 +64,24 @@ def iso(epoch: float | None) -> str | None:
 
 
 def json_problem(data: bytes) -> str | None:
-    """Why a claimed file cannot be shipped as a record, or None (the collector ships only JSON)."""
+    """Why a claimed file cannot be shipped as a record, or None: a record is a JSON object, as the ingest
+    wants each member to be (one that is not would make it refuse the whole batch).
+
+    Python's parser decides, as on the ingest's side; orjson answers first because it checks a record
+    three to four times faster (2.3 against 8 µs for 2.5 KB), and that check is on the packaging path.
+    Its verdict stands only where it is Python's: an object it parsed from a file with too few brackets
+    to nest as deep as Python's parser stops (about 1,000 levels; orjson goes to 1,024). Anything else
+    (what orjson refuses and Python takes: NaN, 1e400, a lone surrogate, a byte order mark) goes to
+    Python's parser.
+    """
+    with contextlib.suppress(orjson.JSONDecodeError):
+        if data.count(b"[") + data.count(b"{") < SHALLOW and isinstance(orjson.loads(data), dict):
+            return None
     try:
-        parse_json(data)
+        record = parse_json(data)
     except ValueError as exc:
         return f"not valid JSON: {exc}"
-    return None
+    return None if isinstance(record, dict) else "not a JSON object"
 
 
 @dataclass(frozen=True)

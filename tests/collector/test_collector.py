@@ -248,8 +248,8 @@ async def test_any_2xx_body_is_acceptance(ingress: Ingress, make_config: Collect
 @pytest.mark.parametrize(
     "text",
     # The second is nested deeper than Python's parser goes (item 23.5: a RecursionError, retried forever).
-    ['{"truncated": ', "[" * 5000 + "]" * 5000],
-    ids=["truncated", "nested too deeply"],
+    ['{"truncated": ', "[" * 5000 + "]" * 5000, "[" * 1000 + "]" * 1000, '["a list", "not an object"]'],
+    ids=["truncated", "nested too deeply", "deeper than Python's parser, not orjson's", "not an object"],
 )
 async def test_invalid_json_is_quarantined_not_uploaded(
     ingress: Ingress, make_config: CollectorConfig, text: str
