@@ -50,6 +50,12 @@ class Journal:
         return list(sent.values())
 
     def compact(self) -> None:
-        """Drop finished batches (call when nothing is in flight)."""
+        """Drop finished batches (call when nothing is in flight); an empty journal is left alone (no write,
+        no fsync: every flush of an idle daemon compacts)."""
+        try:
+            if self.path.stat().st_size == 0:
+                return
+        except FileNotFoundError:
+            return
         keep = self.unfinished()
         write_atomic(self.path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in keep).encode())

@@ -109,3 +109,17 @@ async def test_a_cleanup_that_failed_is_finished_by_the_next_flush_and_never_sen
     assert sorted(ingress.all_members()) == sorted({**first, **later})
     assert remaining(config) == []
     assert collector.spool.pending() == []
+
+
+async def test_an_idle_flush_leaves_the_empty_journal_alone(ingress: Ingress, make_config: CollectorConfig) -> None:
+    """Every flush recovers and compacts; with nothing to drop there is no write (and no fsync) at all."""
+    config = make_config()
+    write_records(config)
+    assert await Collector(config, once=True).async_run() is True
+    journal = roots(config)[0].parent / "spool" / "journal"
+    assert journal.stat().st_size > 0  # the batch's `sent` and `done`
+    assert await Collector(config, once=True).async_run() is True  # compacted: nothing unfinished is kept
+    emptied = journal.stat()
+    assert emptied.st_size == 0
+    assert await Collector(config, once=True).async_run() is True
+    assert (journal.stat().st_ino, journal.stat().st_mtime_ns) == (emptied.st_ino, emptied.st_mtime_ns)
