@@ -123,3 +123,24 @@ async def test_an_idle_flush_leaves_the_empty_journal_alone(ingress: Ingress, ma
     assert emptied.st_size == 0
     assert await Collector(config, once=True).async_run() is True
     assert (journal.stat().st_ino, journal.stat().st_mtime_ns) == (emptied.st_ino, emptied.st_mtime_ns)
+
+
+async def test_a_batch_claimed_by_renaming_before_manifests_is_delivered_as_it_is(
+    ingress: Ingress, make_config: CollectorConfig
+) -> None:
+    """An older collector claimed by moving the files into the batch's folder: after an upgrade, such a batch
+    goes under its own id, with its records, and nothing is left behind."""
+    config = make_config()
+    new = write_records(config, feedback=1, transcripts=1)
+    spool = roots(config)[0].parent / "spool"
+    old = {"feedback/old.json": b'{"n": "old"}', "transcripts/u/c/old.json": b'{"metadata": {"n": "old"}}'}
+    for member, data in old.items():
+        path = spool / "claimed" / "0ld" / member
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    assert await Collector(config, once=True).async_run() is True
+    received = {r.batch_id: r.members for r in ingress.accepted}
+    assert received["0ld"] == old
+    assert sorted(m for batch, members in received.items() if batch != "0ld" for m in members) == sorted(new)
+    assert remaining(config) == []
+    assert list((spool / "claimed").iterdir()) == []
