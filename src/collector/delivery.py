@@ -122,7 +122,7 @@ class Delivery:
             await asyncio.to_thread(self.spool.finish, entry["batch_id"], self._keep, entry.get("files", ()))
             await asyncio.to_thread(self.journal.append, {"batch_id": entry["batch_id"], "state": "done"})
             log.info("batch_cleanup_recovered", batch_id=entry["batch_id"])
-        await asyncio.to_thread(self.journal.compact)
+        await asyncio.to_thread(self.journal.compact, [])  # each is done now: nothing unfinished is left
 
     async def _recovered(self) -> bool:
         """`recover`, where a disk error stops the flush before anything is sent: a batch whose cleanup

@@ -49,13 +49,15 @@ class Journal:
                 sent.pop(entry["batch_id"], None)
         return list(sent.values())
 
-    def compact(self) -> None:
-        """Drop finished batches (call when nothing is in flight); an empty journal is left alone (no write,
-        no fsync: every flush of an idle daemon compacts)."""
+    def compact(self, keep: list[dict[str, Any]] | None = None) -> None:
+        """Drop finished batches (call when nothing is in flight); `keep`: the unfinished entries, when the
+        caller has just read them (the journal holds every accepted batch's member names: megabytes after a
+        backlog). An empty journal is left alone (no write, no fsync: every flush of an idle daemon compacts)."""
         try:
             if self.path.stat().st_size == 0:
                 return
         except FileNotFoundError:
             return
-        keep = self.unfinished()
+        if keep is None:
+            keep = self.unfinished()
         write_atomic(self.path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in keep).encode())
