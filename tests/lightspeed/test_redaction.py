@@ -187,3 +187,24 @@ def test_keys_made_by_new_api_key_are_redacted() -> None:
 
     for _ in range(50):
         assert DEFAULT(f"my key is {new_api_key()}.") == "my key is [REDACTED_TOKEN]."
+
+
+def test_the_card_rule_finds_what_its_look_behind_first_form_finds() -> None:
+    """The card rule is written digit first (for speed); it must find exactly what the plain form does:
+    a run of 13 to 19 digits, single spaces or hyphens between them, not inside a word or a hyphenated run.
+    Texts of digits next to letters, underscores, hyphens, spaces and non-ASCII digits, at every offset."""
+    import random
+    import re
+
+    plain = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+    (card,) = [rule for rule in DEFAULT.rules if rule.name == "card_number"]
+    rng = random.Random(28)
+    digits = ["4111", "1", "12", "0", "\u0663\u0664"]
+    others = [" ", "  ", "-", "--", "a", "_", "x1", ".", "\u00e9", "\n"]
+    found = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(digits if rng.random() < 0.75 else others) for _ in range(rng.randint(1, 30)))
+        expected = [m.span() for m in plain.finditer(text)]
+        assert [m.span() for m in card.regex.finditer(text)] == expected, repr(text)
+        found += bool(expected)
+    assert found > 200  # the texts did hold card-like runs, not only near misses

@@ -151,7 +151,10 @@ DEFAULT_PATTERNS: tuple[RedactionPattern, ...] = (
     ),
     RedactionPattern(
         name="card_number",
-        pattern=r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])",
+        # `(?<![\w-])\d` written digit first: a pattern that starts with a character class lets the regex
+        # engine skip to the next digit in C, where a leading look-behind is tried at every position. Same
+        # matches, half the time over a page of technical text (which has enough digits to need this rule).
+        pattern=r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-])",
         replacement="[REDACTED_CARD]",
     ),
 )
