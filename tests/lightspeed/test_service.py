@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -331,3 +332,38 @@ async def test_a_chunked_body_past_the_limit_is_413_without_a_content_length(
     large = await client.post("/v1/query", data=chunks(8192), headers={"Content-Type": "application/json"})
     assert large.status == 413
     assert (await large.json())["detail"]["cause"] == "The request body is larger than this server accepts"
+
+
+async def _post_in_one_write(port: int, path: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST a chunked body in the same single write as the headers: all of it is there before the
+    handler runs. The status and the response body."""
+    encoded = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode() + encoded)
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def test_a_body_that_arrived_with_its_headers_is_read_whole_and_still_limited(
+    make_client: ClientFactory, make_config: Any
+) -> None:
+    """A body already in the buffer when the handler starts is taken from it (no pacing timers): in
+    several chunks it is read whole, and past service.max_request_bytes it is 413 all the same."""
+    client = await make_client(make_config(service={"max_request_bytes": 4096}))
+    port = client.server.port
+    assert port is not None
+    question = [b'{"query": "How do I start', b" the server?", b'", "system_prompt": "', b"y" * 1500, b'"}']
+    status, body = await _post_in_one_write(port, "/v1/query", question)
+    assert status == 200, body
+    assert b"conversation_id" in body
+    too_large = [b'{"query": "How do I start the server?", "system_prompt": "', *[b"x" * 1024] * 8, b'"}']
+    status, body = await _post_in_one_write(port, "/v1/query", too_large)
+    assert status == 413
+    assert b"larger than this server accepts" in body
