@@ -78,13 +78,25 @@ def generate(root: Path, count: int, rng: random.Random) -> int:
     return total
 
 
+# Runs the command for `run_measured` from a fresh small process. A child's peak resident memory
+# (ru_maxrss) counts the pages of the process that forked it, until its exec: forked from `make bench`,
+# which has loaded torch by then (the start-up bench builds an index in-process), the collector showed
+# 804 MB. The launcher times the command itself, so its own start is not counted.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+seconds = time.perf_counter() - started
+print(json.dumps([seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime]))
+"""
+
+
 def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, float]:
     """Wall seconds, peak resident MB, exit code and CPU seconds (user + system) of one command."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
+    launched = subprocess.run([sys.executable, "-c", LAUNCHER, *command], env=env, capture_output=True, check=True)
+    seconds, peak, code, cpu = json.loads(launched.stdout)
+    return float(seconds), float(peak), int(code), float(cpu)
 
 
 def children_cpu() -> float:

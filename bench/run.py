@@ -32,8 +32,6 @@ import tracing_bench
 
 if os.geteuid() != 0:
     sys.exit("make bench needs root: it mounts a loop ext4 volume for the record data")
-# The collector bench measures its child's peak memory: run it before the query bench loads
-# torch into this process (a forked child's peak counts the parent's pages until exec).
 results = {
     "startup": startup_bench.main(),
     "redaction": redaction_bench.main(),
