@@ -94,14 +94,13 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     server's time to 3.6 %.
     """
     limit = request.client_max_size if limit is None else limit
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    if request.content_length is not None:
+        _check_size(request.content_length, limit)
     body = bytearray()
     if request.content.is_eof():  # all of it came with the headers (most bodies): nothing left to pace
         while chunk := request.content.read_nowait():
             body += chunk
-            if len(body) > limit:
-                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            _check_size(len(body), limit)
         return bytes(body)
     try:
         async with asyncio.timeout(None) as timeout:
@@ -109,11 +108,16 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
             while chunk := await request.content.readany():
                 body += chunk
                 deadline.received(len(body))
-                if len(body) > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+                _check_size(len(body), limit)
     except TimeoutError:
         raise RequestTimeout("Request timeout", deadline.cause()) from None
     return bytes(body)
+
+
+def _check_size(size: int, limit: int) -> None:
+    """413 for a body of `size` bytes (announced or received so far) past `limit`."""
+    if size > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
 
 
 def route_name(request: web.Request) -> str:
