@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import sys
-from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
@@ -24,20 +23,6 @@ from lightspeed_common.progress import Progress
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 69
-
-
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path) -> None:
-    export = commands.add_parser("export", help="export what the ingest holds: feedback as CSV or JSON Lines")
-    export.add_argument("what", choices=["feedback"], help="what to export")
-    export.add_argument("--config", type=Path, default=default_config, help="YAML config file (address, admin key)")
-    export.add_argument("--url", help="the ingest's base URL, e.g. http://127.0.0.1:8090")
-    export.add_argument("--since", help="first day, YYYY-MM-DD")
-    export.add_argument("--until", help="last day, YYYY-MM-DD")
-    export.add_argument("--sentiment", choices=["1", "-1"])
-    export.add_argument("--category", help="one of the records' categories, e.g. incorrect")
-    export.add_argument("--q", help="text in user_feedback, any case")
-    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
-    export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
 
 
 def base_url(config: AppConfig, given: str | None) -> str:

@@ -22,55 +22,13 @@ from lightspeed.cli_base import (
     ApiRefused,
     Command,
     ask_terminal,
-    connection,
     dump,
     run_command,
     table,
 )
 
-__all__ = ["EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "add_commands", "run"]
+__all__ = ["EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "run"]
 ACTIVATION_TIMEOUT_SECONDS = 600.0
-
-
-def add_commands(commands: Any) -> None:
-    """The `models`, `telemetry` and `erase` sub-commands of `lightspeed`."""
-    models = commands.add_parser("models", help="register, list and activate embedding models")
-    model_commands = models.add_subparsers(dest="action", required=True)
-    connection(model_commands.add_parser("list", help="list registered models"))
-    register = connection(model_commands.add_parser("register", help="register a model"))
-    register.add_argument("model_name", help="public name, e.g. all-MiniLM-L6-v2 or org/name")
-    register.add_argument(
-        "--source",
-        default=None,
-        choices=["sentence-transformers", "local_path"],
-        help="where the model comes from: a sentence-transformers name, or a local directory (--path); "
-        "default: local_path with --path, sentence-transformers otherwise",
-    )
-    register.add_argument("--path", help="the model directory (implies --source local_path)")
-    register.add_argument("--activate", action="store_true", help="make it the active model when it loads")
-    activate = connection(model_commands.add_parser("activate", help="switch retrieval to a registered model"))
-    activate.add_argument("model_name", help="a registered model's name, as `lightspeed models list` shows it")
-    activate.add_argument("--no-wait", action="store_true", help="return once the switch has started")
-
-    telemetry = commands.add_parser("telemetry", help="opt-in model telemetry: status, consent, queue")
-    telemetry_commands = telemetry.add_subparsers(dest="action", required=True)
-    for name, text in (
-        ("status", "show whether telemetry is on, and why not"),
-        ("queue", "print the queued events exactly as they would be sent (JSON lines)"),
-        ("disable", "turn telemetry off (sends nothing about it)"),
-    ):
-        connection(telemetry_commands.add_parser(name, help=text))
-    enable = connection(telemetry_commands.add_parser("enable", help="review the fields and turn telemetry on"))
-    enable.add_argument("--yes", action="store_true", help="consent without the prompt (the fields are still shown)")
-    send = connection(telemetry_commands.add_parser("send", help="send the queue now"))
-    send.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (max 30)")
-    purge = connection(telemetry_commands.add_parser("purge", help="delete every queued event"))
-    purge.add_argument("--yes", action="store_true", help="do not ask")
-    deletion = connection(
-        telemetry_commands.add_parser("request-deletion", help="ask the registry to delete this installation's data")
-    )
-    deletion.add_argument("--yes", action="store_true", help="do not ask")
-    cli_users.add_commands(commands)
 
 
 MODEL_COLUMNS = ("model_name", "model_source", "status", "embedding_dimension", "normalization", "distance_metric")

@@ -89,14 +89,6 @@ class Api:
             return written
 
 
-def connection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", type=Path, default=None, help="config file (for the server's address)")
-    parser.add_argument("--url", help="the server's base URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--api-key-file", type=Path, help="file with an admin API key (or set LIGHTSPEED_API_KEY)")
-    parser.add_argument("--json", action="store_true", help="print the server's JSON answers")
-    return parser
-
-
 def base_url(args: argparse.Namespace, default_config: Path) -> str:
     """--url; else the address in --config; else in the default config file if there is one; else the
     default address (a development install has no /etc/lightspeed/lightspeed.yaml)."""

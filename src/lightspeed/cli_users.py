@@ -8,27 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import quote
 
-from lightspeed.cli_base import Api, Command, connection, dump, table
+from lightspeed.cli_base import Api, Command, dump, table
 from lightspeed_common.atomic import private_output
 from lightspeed_common.progress import Progress
-
-
-def add_commands(commands: Any) -> None:
-    erase = connection(commands.add_parser("erase", help="erase one user's conversations and records"))
-    erase.set_defaults(action="")
-    erase.add_argument("--user-id", required=True, help="the user's id, as the auth module names it")
-    erase.add_argument("--yes", action="store_true", help="do not ask")
-    export = connection(commands.add_parser("export", help="one user's conversations and records, as JSON"))
-    export.set_defaults(action="")
-    export.add_argument("--user-id", required=True, help="the user's id, as the auth module names it")
-    export.add_argument("--output", type=Path, help="write here (mode 0600) instead of standard output")
-    trail = connection(commands.add_parser("audit", help="the audit trail: erasures and exports, newest first"))
-    trail.set_defaults(action="")
-    trail.add_argument("--limit", type=int, default=100, help="how many events (1 to 1000)")
 
 
 def erase(api: Api, args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:

@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from collector.__main__ import status
+from collector.commands import status
 from collector.daemon import Collector
 from lightspeed_common.atomic import write_atomic
 from lightspeed_common.config import AppConfig

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from collector.__main__ import status
+from collector.commands import status
 from collector.daemon import Collector
 from lightspeed_common.errors import ConfigError
 from tests.collector.conftest import CollectorConfig

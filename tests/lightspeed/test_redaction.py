@@ -183,7 +183,7 @@ async def test_liveness_answers_while_a_huge_question_is_redacted(
 
 def test_keys_made_by_new_api_key_are_redacted() -> None:
     """`lightspeed new-api-key` makes keys in a format redaction knows, whatever characters they draw."""
-    from lightspeed.__main__ import new_api_key
+    from lightspeed.commands import new_api_key
 
     for _ in range(50):
         assert DEFAULT(f"my key is {new_api_key()}.") == "my key is [REDACTED_TOKEN]."

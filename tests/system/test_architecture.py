@@ -29,13 +29,27 @@ def loaded_modules(module: str, then: str = "pass") -> set[str]:
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("entry", ["collector.__main__", "ingest.__main__"])
+@pytest.mark.parametrize("entry", ["collector.commands", "collector.daemon", "ingest.commands", "ingest.app"])
 def test_the_collector_and_the_ingest_load_neither_torch_nor_the_server(entry: str) -> None:
     modules = loaded_modules(entry)
     assert entry in modules
     assert any(name.startswith("lightspeed_common.") for name in modules)
     assert not [name for name in modules if name.split(".")[0] in HEAVY]
     assert not [name for name in modules if name == "lightspeed" or name.startswith("lightspeed.")]
+
+
+@pytest.mark.parametrize(
+    ("entry", "command"),
+    [("collector.__main__", "status"), ("ingest.__main__", "check-config"), ("lightspeed.__main__", "check-config")],
+)
+def test_a_daemons_command_line_parses_without_loading_what_its_commands_run(entry: str, command: str) -> None:
+    """`--help` and `--version` answer in a tenth of a second, not the most of a second that the config,
+    the web stack and logging take to load: the entry point parses its arguments, then loads the
+    command's module (commands.py)."""
+    modules = loaded_modules(entry, then=f"assert {entry}.parse_args([{command!r}]).command == {command!r}")
+    assert entry in modules
+    assert not [name for name in modules if name.split(".")[0] in ("pydantic", "aiohttp", "structlog", *HEAVY)]
+    assert f"{entry.split('.', maxsplit=1)[0]}.commands" not in modules
 
 
 def test_the_server_loads_the_embedding_stack_when_it_loads_a_model() -> None:
