@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -113,6 +114,10 @@ def run_command(args: argparse.Namespace) -> int:
     from collector.daemon import Collector  # noqa: PLC0415
     from lightspeed_common.logs import configure_logging  # noqa: PLC0415
 
+    # What is loaded by now lives as long as the process: out of the garbage collector's sight, its full
+    # passes (about 50 ms each over these modules' objects) go over what the run makes. A 100,000-record
+    # drain spent 157 ms in them, 3.7 ms with this, and the interpreter's exit 66 ms less.
+    gc.freeze()
     writer = configure_logging(config.logging.level, config.logging.format, identifier="lightspeed-collector")
     try:
         return Collector(config, once=args.once).run()
