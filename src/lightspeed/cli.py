@@ -1,6 +1,7 @@
 """`lightspeed models ...`, `lightspeed telemetry ...` and `lightspeed erase`: the settings API from
 a terminal. Every command talks to the running server (its URL from `--url`, else the config's
-service.host and port); cli_base.py has what they share and the exit codes.
+service.host and port); cli_base.py has what they share and the exit codes, cli_args.py their
+arguments (parsed before any of this loads).
 """
 
 from __future__ import annotations
