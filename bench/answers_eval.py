@@ -169,10 +169,8 @@ def _row(name: str, s: Scores) -> str:
 def main(show: bool = False, corpus: Path = CORPUS) -> bool:
     cases = load_cases()
     answerable = sum(1 for c in cases if c.sections)
-    print(
-        f"== answers: {len(cases)} questions over {_shown(corpus)}/ ({answerable} answerable,"
-        f" {len(cases) - answerable} not)"
-    )
+    unanswerable = len(cases) - answerable
+    print(f"== answers: {len(cases)} questions over {corpus.name}/ ({answerable} answerable, {unanswerable} not)")
     embedder = load_embedder(None)
     documents = read_documents(corpus)
     config = LocalProviderConfig()
@@ -201,10 +199,6 @@ def main(show: bool = False, corpus: Path = CORPUS) -> bool:
     targets = ", ".join(f"{k} >= {v}" for k, v in TARGETS.items())
     print(f"  targets: {targets}, p50 < {P50_TARGET_MS:.0f} ms: {'PASS' if ok else 'FAIL'}")
     return ok
-
-
-def _shown(path: Path) -> str:
-    return str(path.resolve().relative_to(REPO)) if path.resolve().is_relative_to(REPO) else str(path)
 
 
 if __name__ == "__main__":
