@@ -176,6 +176,28 @@ def test_silent_connections_are_closed_and_do_not_exhaust_descriptors(tmp_path: 
     assert at == -1, daemon.output[at : at + 3000]  # the callback and its traceback, not the whole log
 
 
+def test_a_stop_while_out_of_descriptors_is_clean_and_says_so_once(tmp_path: Path) -> None:
+    """150 silent connections with 128 descriptors, then SIGTERM at once, while an upload trickles in (so
+    the stop outlasts asyncio's one-second accept back-off): no callback fails on the closed listening
+    socket (before: "Invalid file descriptor: -1"), and the failed accepts are one warning that names
+    the limit (before: up to 100 errors with tracebacks per loop pass)."""
+    upload = multipart_upload("f" * 32)
+    slow = {"header_timeout_seconds": 0.4, "body_timeout_seconds": 2}
+    with ingest(tmp_path, nofile=128, uploads={"tokens": [TOKEN], "min_bytes_per_second": 1}, timeouts=slow) as daemon:
+        trickling = raw(daemon.port, upload[:-10])
+        stalled = [raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1") for _ in range(150)]
+        daemon.proc.send_signal(signal.SIGTERM)
+        trickle(trickling, upload[-10:])  # a byte every 0.1 s, then its answer: the stop lasts a second or more
+        for sock in stalled:
+            sock.close()
+    lines = [json.loads(line) for line in daemon.output.splitlines() if line.startswith("{")]
+    assert [line for line in lines if line.get("logger") == "asyncio"] == []
+    warnings = [line for line in lines if line["event"] == "connections_not_accepted"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["open_files_limit"] == 128
+    assert "Too many open files" in warnings[0]["error"]
+
+
 def test_a_body_that_stops_arriving_gets_408(tmp_path: Path) -> None:
     with ingest(tmp_path) as daemon:
         head = (

@@ -14,7 +14,11 @@ So this adapter, and nothing else, uses aiohttp's internals:
   its `_server`, to start the same listening server with our protocol factory;
 - `RequestHandler._request_count`, the request heads parsed on a connection;
 - the runners' `_reg_site`/`_unreg_site`, to hand a listening site from the application that answers
-  while the server starts to the real one (`hand_over`), without closing the socket in between.
+  while the server starts to the real one (`hand_over`), without closing the socket in between;
+- asyncio's, not aiohttp's: when accept() runs out of file descriptors, the loop stops watching the
+  listening socket and schedules `_start_serving` to watch it again a second later (a timer in
+  `loop._scheduled`, one per failed accept). A site stopped before that second is up would have the
+  timer watch a closed socket ("Invalid file descriptor: -1"), so `stop` cancels those timers first.
 
 pyproject.toml pins aiohttp below its next minor release for this reason; the
 hostile-client tests (tests/lightspeed/test_hostile_clients.py) are the guard a
@@ -24,6 +28,7 @@ version bump must pass.
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 from typing import Any
 
@@ -65,6 +70,11 @@ class GuardedSite(web.TCPSite):
         new._reg_site(self)
         self._runner = new
 
+    async def stop(self) -> None:
+        if isinstance(self._server, asyncio.Server):
+            _cancel_accept_retries(asyncio.get_running_loop(), {sock.fileno() for sock in self._server.sockets})
+        await super().stop()
+
     async def start(self) -> None:
         # TCPSite.start with our protocol factory; the same arguments, read back from the site.
         await web.BaseSite.start(self)
@@ -90,3 +100,46 @@ def _close_if_no_request(handler: RequestHandler) -> None:
     if handler.transport is not None and not handler._request_count:
         log.info("connection_closed_header_timeout")
         handler.force_close()  # closes the transport too
+
+
+def _cancel_accept_retries(loop: asyncio.AbstractEventLoop, listening: set[int]) -> None:
+    """Cancel the timers asyncio set to watch these listening sockets again after accept() ran out of file
+    descriptors (BaseSelectorEventLoop._accept_connection): the socket is about to close."""
+    start_serving = getattr(loop, "_start_serving", None)
+    for timer in getattr(loop, "_scheduled", ()):
+        callback, args = getattr(timer, "_callback", None), tuple(getattr(timer, "_args", None) or ())
+        if callback == start_serving and len(args) > 1 and args[1].fileno() in listening:
+            timer.cancel()
+
+
+ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message when accept() fails for lack of fds
+
+
+class AcceptFailures:
+    """The loop's exception handler: asyncio reports each accept() that fails for lack of file descriptors
+    as an error with a traceback, up to 100 in one loop pass (it retries within the pass). Here they
+    become one warning that says what happens and what to change, then at most one every
+    `every_seconds` with the count in between. Every other report goes to asyncio's default handler."""
+
+    def __init__(self, every_seconds: float = 10.0) -> None:
+        self._every = every_seconds
+        self._last: float | None = None
+        self._since = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != ACCEPT_FAILED:
+            loop.default_exception_handler(context)
+            return
+        self._since += 1
+        now = loop.time()
+        if self._last is not None and now - self._last < self._every:
+            return
+        log.warning(
+            "connections_not_accepted",
+            error=str(context.get("exception")),
+            failed_accepts=self._since,
+            open_files_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            hint="new connections wait in the listen backlog and are accepted again in a second; "
+            "raise LimitNOFILE= in the unit, or find what holds the descriptors",
+        )
+        self._last, self._since = now, 0

@@ -26,7 +26,7 @@ from aiohttp import web
 from lightspeed_common.config import AppConfig, load_config
 from lightspeed_common.config_base import HttpTimeoutsConfig
 from lightspeed_common.errors import EXIT_CANTCREAT, EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, StorageError
-from lightspeed_common.http.guarded_site import GuardedSite
+from lightspeed_common.http.guarded_site import AcceptFailures, GuardedSite
 from lightspeed_common.logs import configure_logging
 from lightspeed_common.notify import Notifier, watchdog_running
 
@@ -100,6 +100,7 @@ async def serve_app(
     `source` is the application or what makes it (called on a thread). `sock`: accept from this listening
     socket (a worker's) instead of binding host:port. `while_starting`: listen at once and answer with
     this application until the real one has started (READY=1 only then)."""
+    asyncio.get_running_loop().set_exception_handler(AcceptFailures())
     first = _runner(await _made(source) if while_starting is None else while_starting, timeouts)
     await first.setup()
     # Only now: a stop signal during a (long) start-up without `while_starting` ends the process at once.
