@@ -198,6 +198,31 @@ def test_a_stop_while_out_of_descriptors_is_clean_and_says_so_once(tmp_path: Pat
     assert "Too many open files" in warnings[0]["error"]
 
 
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: it was in the backlog as the socket closed
+        return True
+    return False
+
+
+def test_a_body_still_arriving_at_a_stop_is_read_and_answered(tmp_path: Path) -> None:
+    """SIGTERM while an upload is being handled: once the daemon has stopped listening, its body arrives and
+    the upload is stored, 202 (before: aiohttp dropped the body and answered 408 after the body timeout)."""
+    head, body = multipart_upload("e" * 32).split(b"\r\n\r\n", 1)
+    with ingest(tmp_path, timeouts=FAST | {"body_timeout_seconds": 30}) as daemon:  # the stop's start is slow
+        uploading = raw(daemon.port, head + b"\r\nExpect: 100-continue\r\n\r\n")
+        assert uploading.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the request is being handled
+        daemon.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not refused(daemon.port):  # the listening socket closes as the stop begins
+            assert time.monotonic() < deadline, "still listening 30 s after SIGTERM"
+        uploading.sendall(body)
+        reply = read_until_closed(uploading)
+    assert reply.startswith(b"HTTP/1.1 202"), reply
+    assert '"event": "upload_stored"' in daemon.output
+
+
 def test_a_body_that_stops_arriving_gets_408(tmp_path: Path) -> None:
     with ingest(tmp_path) as daemon:
         head = (

@@ -15,6 +15,11 @@ So this adapter, and nothing else, uses aiohttp's internals:
 - `RequestHandler._request_count`, the request heads parsed on a connection;
 - the runners' `_reg_site`/`_unreg_site`, to hand a listening site from the application that answers
   while the server starts to the real one (`hand_over`), without closing the socket in between;
+- `Server._kwargs` and `RequestHandler`'s `_close`, `_force_close`, `_current_request` and `_messages`: on a stop,
+  aiohttp marks every connection closing and from then on drops what arrives on it, the rest of a
+  request body too, so a request whose body was still arriving waited out the body timeout and got
+  408 (aiohttp#2298, closed as won't fix). `FinishingHandler` goes on reading the body of the request
+  being handled; the stop's grace period (`shutdown_timeout_seconds`) bounds it as it bounds the handler;
 - asyncio's, not aiohttp's: when accept() runs out of file descriptors, the loop stops watching the
   listening socket and schedules `_start_serving` to watch it again a second later (a timer in
   `loop._scheduled`, one per failed accept). A site stopped before that second is up would have the
@@ -59,8 +64,8 @@ class GuardedSite(web.TCPSite):
     def _connection(self) -> asyncio.BaseProtocol:
         server = self._runner.server
         assert server is not None  # the runner is set up before a site starts
-        handler = server()
         loop = asyncio.get_running_loop()
+        handler = FinishingHandler(server, loop=loop, **server._kwargs)
         loop.call_later(self._header_timeout, _close_if_no_request, handler)
         return handler
 
@@ -93,6 +98,31 @@ class GuardedSite(web.TCPSite):
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
         )
+
+
+class FinishingHandler(RequestHandler):
+    """aiohttp's connection protocol, except that a stop does not drop the rest of the body of the request
+    being handled (aiohttp discards all data on a connection marked closing)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        closing = (self._close, self._force_close)
+        if not any(closing) or not self._reading_a_body():
+            super().data_received(data)
+            return
+        self._close = self._force_close = False
+        try:
+            super().data_received(data)  # the body's bytes; a pipelined request after it is never started
+        finally:
+            self._close, self._force_close = self._close or closing[0], self._force_close or closing[1]
+
+    def _reading_a_body(self) -> bool:
+        """Whether the request being handled, or one parsed and waiting, still has body bytes to come."""
+        request = self._current_request
+        if request is not None and not request.content.is_eof():
+            return True
+        return any(not payload.is_eof() for _, payload in self._messages)
 
 
 def _close_if_no_request(handler: RequestHandler) -> None:
