@@ -4,6 +4,14 @@ The key set is fetched from `jwk_config.url` when first needed, used for `cache_
 fetched again early only for a token naming a key id the set lacks (a rotated key), at most
 once per `refresh_interval_seconds`: forged key ids cannot turn requests into fetches. A failed
 fetch keeps the keys already held. Signatures are checked by PyJWT (with `cryptography`).
+
+A client sends the same token with each request until it expires, so a token that checked out
+is remembered (`VERIFIED_TOKENS` of them, the least recently used forgotten first) with the user
+it names: the same bytes again cost no signature check (an RS256 check is most of what a JWT
+adds to a request). What can change for the same bytes is still checked each time: the token's
+expiry against the clock, and that the key which verified it is the one the key set holds now
+(a key gone from the set, or a set fetched again, means a full check). Only exact tokens match,
+and a token that fails is never remembered.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -143,6 +153,20 @@ def _signing_keys(data: Any) -> list[tuple[dict[str, Any], jwt.PyJWK]]:
     return keys
 
 
+VERIFIED_TOKENS = 1024  # tokens remembered as verified (a token is 1-2 kB, at most the 8 kB of a header line)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that checked out: the user it names, the key that verified it, and until when it is valid."""
+
+    user: User
+    key: jwt.PyJWK
+    kid: str | None
+    alg: str
+    valid_until: float  # exp + leeway, on time.time()'s clock
+
+
 class JwkTokenAuth:
     def __init__(self, config: JwkConfiguration, policy: Policy, role_rules: RoleRules) -> None:
         self._config = config
@@ -150,13 +174,48 @@ class JwkTokenAuth:
         self._policy = policy
         self._role_rules = role_rules
         self.keys = KeySet(config)
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self.signature_checks = 0
 
     async def __call__(self, request: web.Request) -> User:
-        claims = await self.verify(_token(request))
+        token = _token(request)
+        known = self._verified.get(token)
+        if known is not None:
+            try:
+                current = await self.keys.key(known.kid, known.alg)
+            except Unauthorized:
+                self._verified.pop(token, None)  # its key left the set
+                raise
+            if current is known.key and time.time() < known.valid_until:  # PyJWT: expired once exp <= now - leeway
+                if self._verified.get(token) is known:  # (another request may have dropped it meanwhile)
+                    self._verified.move_to_end(token)
+                return known.user
+            self._verified.pop(token, None)
+            if current is known.key:
+                raise _refused("Token has expired")
+            # The key set was fetched again since: check the token in full.
+        verified = await self._check(token)
+        self._verified[token] = verified
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return verified.user
+
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens are held."""
+        return len(self._verified)
+
+    async def _check(self, token: str) -> _Verified:
+        header = self._header(token)
+        alg, kid = header["alg"], header.get("kid")
+        kid = kid if isinstance(kid, str) else None
+        key = await self.keys.key(kid, alg)
+        claims = self._decode(token, key, alg)
         user_id = self._claim(claims, self._claims.user_id_claim)
         username = self._claim(claims, self._claims.username_claim)
         roles = self._role_rules.roles(claims)
-        return User(user_id, username, roles, self._policy.actions(roles))
+        user = User(user_id, username, roles, self._policy.actions(roles))
+        return _Verified(user, key, kid, alg, int(claims["exp"]) + self._config.leeway_seconds)
 
     @staticmethod
     def _claim(claims: dict[str, Any], name: str) -> str:
@@ -164,8 +223,8 @@ class JwkTokenAuth:
             raise _refused(f"Token missing claim: {name}")
         return str(claims[name])
 
-    async def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims once its signature, algorithm and times check out; 401 otherwise."""
+    def _header(self, token: str) -> dict[str, Any]:
+        """The token's header, its `alg` one this server accepts; 401 otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -173,8 +232,11 @@ class JwkTokenAuth:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._config.algorithms:
             raise _refused("Token signed by unknown key")
-        kid = header.get("kid")
-        key = await self.keys.key(kid if isinstance(kid, str) else None, alg)
+        return header
+
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
+        """The token's claims once its signature and times check out; 401 otherwise."""
+        self.signature_checks += 1
         try:
             return jwt.decode(
                 token,

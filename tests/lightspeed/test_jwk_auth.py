@@ -12,6 +12,8 @@ from typing import Any
 import jwt
 import pytest
 
+from lightspeed.api.state import SERVER
+from lightspeed.jwk import VERIFIED_TOKENS
 from tests.conftest import ClientFactory, ConfigFactory, StartupFailure
 from tests.fake_llm import free_port
 from tests.jwks import IdentityProvider, SigningKey, jwk_auth, serve_identity_provider
@@ -299,3 +301,70 @@ async def test_an_unreadable_ca_file_for_the_key_server_stops_the_start(
     config = make_config(authentication=jwk_auth("https://idp.example/jwks", tls={"ca_file": "/nonexistent/ca.pem"}))
     error = await startup_failure(config)
     assert "authentication.jwk_config.tls.ca_file: cannot load CA certificates" in str(error)
+
+
+async def test_a_token_that_checked_out_is_not_checked_again_until_something_changes(
+    make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    """The same token again costs no signature check; its expiry is still checked each time, and a key set
+    without its key refuses it (the token stays remembered for neither)."""
+    config = make_config(
+        authentication=jwk_auth(idp.url, leeway_seconds=0, cache_seconds=3600, refresh_interval_seconds=0.01)
+    )
+    client = await make_client(config)
+    auth = client.app[SERVER].auth
+    token = rsa_key.sign(CLAIMS)
+    for _ in range(5):
+        resp = await client.post("/authorized", headers=bearer(token))
+        assert (await resp.json())["user_id"] == "u-1234"
+    assert (auth.signature_checks, auth.remembered) == (1, 1)
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")  # another signature, same claims
+    resp = await client.post("/authorized", headers=bearer(tampered))
+    assert (resp.status, await resp.json()) == (401, refused("Invalid token signature"))
+    assert auth.remembered == 1  # a token that fails is never remembered
+
+    # Expiry: a token valid for a second more works, then gets lightspeed-stack's 401 without a new check.
+    expiring = rsa_key.sign({**CLAIMS, "exp": int(time.time()) + 1})
+    assert (await client.post("/authorized", headers=bearer(expiring))).status == 200
+    checks, deadline = auth.signature_checks, time.monotonic() + 30
+    while (resp := await client.post("/authorized", headers=bearer(expiring))).status == 200:
+        assert time.monotonic() < deadline, "an expired token was still accepted"
+        await asyncio.sleep(0.05)  # pacing a client's requests; the event waited on is the 401
+    assert await resp.json() == refused("Token has expired")
+    assert (auth.signature_checks, auth.remembered) == (checks, 1)
+
+    # The key set is fetched again without the token's key: refused, although it was remembered.
+    idp.keys = [SigningKey.rsa("rsa-2")]
+    auth.keys._fetched_at = None  # as when cache_seconds has run out
+    resp = await client.post("/authorized", headers=bearer(token))
+    assert (resp.status, await resp.json()) == (401, refused("Token signed by unknown key"))
+    assert auth.remembered == 0
+
+
+async def test_the_verified_tokens_are_bounded_and_a_new_key_set_means_a_new_check(
+    make_client: ClientFactory, make_config: ConfigFactory, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    config = make_config(authentication=jwk_auth(idp.url, cache_seconds=3600, refresh_interval_seconds=0.01))
+    client = await make_client(config)
+    auth = client.app[SERVER].auth
+    tokens = [rsa_key.sign({**CLAIMS, "user_id": f"u-{n}"}) for n in range(VERIFIED_TOKENS + 5)]
+    for token in tokens:
+        assert (await client.get("/v1/info", headers=bearer(token))).status == 200
+    assert auth.remembered == VERIFIED_TOKENS
+    checks = auth.signature_checks
+    oldest_held = tokens[5]
+    assert (await client.get("/v1/info", headers=bearer(oldest_held))).status == 200
+    assert auth.signature_checks == checks  # held, and now the most recently used
+    assert (await client.get("/v1/info", headers=bearer(tokens[0]))).status == 200
+    assert auth.signature_checks == checks + 1  # forgotten; remembered again in place of the least recently used
+    for token in (oldest_held, tokens[-1], tokens[0]):
+        assert (await client.get("/v1/info", headers=bearer(token))).status == 200
+    assert auth.signature_checks == checks + 1
+    assert (await client.get("/v1/info", headers=bearer(tokens[6]))).status == 200
+    assert auth.signature_checks == checks + 2  # that was tokens[6]
+
+    # The same key, fetched again: a token is checked in full once more, then remembered again.
+    auth.keys._fetched_at = None
+    assert (await client.get("/v1/info", headers=bearer(tokens[-1]))).status == 200
+    assert (await client.get("/v1/info", headers=bearer(tokens[-1]))).status == 200
+    assert auth.signature_checks == checks + 3
