@@ -26,7 +26,7 @@ So this adapter, and nothing else, uses aiohttp's internals:
   timer watch a closed socket ("Invalid file descriptor: -1"), so `stop` cancels those timers first.
 
 pyproject.toml pins aiohttp below its next minor release for this reason; the
-hostile-client tests (tests/lightspeed/test_hostile_clients.py) are the guard a
+hostile-client tests (tests/common/test_hostile_clients.py) are the guard a
 version bump must pass.
 """
 
