@@ -184,10 +184,14 @@ def test_a_stop_while_out_of_descriptors_is_clean_and_says_so_once(tmp_path: Pat
     upload = multipart_upload("f" * 32)
     slow = {"header_timeout_seconds": 0.4, "body_timeout_seconds": 2}
     with ingest(tmp_path, nofile=128, uploads={"tokens": [TOKEN], "min_bytes_per_second": 1}, timeouts=slow) as daemon:
-        trickling = raw(daemon.port, upload[:-10])
+        trickling = raw(daemon.port, upload[:-30])
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "ingest").rglob("*.tmp")):  # its file is open before the descriptors run out
+            assert time.monotonic() < deadline, "the upload was not spooled"
         stalled = [raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1") for _ in range(150)]
         daemon.proc.send_signal(signal.SIGTERM)
-        trickle(trickling, upload[-10:])  # a byte every 0.1 s, then its answer: the stop lasts a second or more
+        # A byte every 0.1 s, then the answer (the body is read during the stop): the stop lasts 3 s, past the back-off.
+        assert trickle(trickling, upload[-30:]).startswith(b"HTTP/1.1 202")
         for sock in stalled:
             sock.close()
     lines = [json.loads(line) for line in daemon.output.splitlines() if line.startswith("{")]
