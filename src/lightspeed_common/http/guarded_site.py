@@ -15,7 +15,7 @@ So this adapter, and nothing else, uses aiohttp's internals:
 - `RequestHandler._request_count`, the request heads parsed on a connection;
 - the runners' `_reg_site`/`_unreg_site`, to hand a listening site from the application that answers
   while the server starts to the real one (`hand_over`), without closing the socket in between;
-- `Server._kwargs` and `RequestHandler`'s `_close`, `_force_close`, `_current_request` and `_messages`: on a stop,
+- `Server._kwargs` and `RequestHandler`'s `_close`, `_force_close` and `_current_request`: on a stop,
   aiohttp marks every connection closing and from then on drops what arrives on it, the rest of a
   request body too, so a request whose body was still arriving waited out the body timeout and got
   408 (aiohttp#2298, closed as won't fix). `FinishingHandler` goes on reading the body of the request
@@ -108,7 +108,8 @@ class FinishingHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         closing = (self._close, self._force_close)
-        if not any(closing) or not self._reading_a_body():
+        request = self._current_request
+        if not any(closing) or request is None or request.content.is_eof():
             super().data_received(data)
             return
         self._close = self._force_close = False
@@ -116,13 +117,6 @@ class FinishingHandler(RequestHandler):
             super().data_received(data)  # the body's bytes; a pipelined request after it is never started
         finally:
             self._close, self._force_close = self._close or closing[0], self._force_close or closing[1]
-
-    def _reading_a_body(self) -> bool:
-        """Whether the request being handled, or one parsed and waiting, still has body bytes to come."""
-        request = self._current_request
-        if request is not None and not request.content.is_eof():
-            return True
-        return any(not payload.is_eof() for _, payload in self._messages)
 
 
 def _close_if_no_request(handler: RequestHandler) -> None:
