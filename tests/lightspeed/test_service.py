@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 
 from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed.api.routes import ROUTES
+from lightspeed.api.state import OPENAPI, SERVER
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
@@ -367,3 +369,31 @@ async def test_a_body_that_arrived_with_its_headers_is_read_whole_and_still_limi
     status, body = await _post_in_one_write(port, "/v1/query", too_large)
     assert status == 413
     assert b"larger than this server accepts" in body
+
+
+async def test_what_start_up_made_is_out_of_the_collectors_reach_and_a_second_start_is_cheap(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """Start-up freezes the heap (torch, the model, the index: full collections would walk them and stall
+    the event loop), once per process; a second application in the same process shares the first's
+    OpenAPI bodies and token counter instead of making them again."""
+    first = await make_client(config)
+    assert gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            collections.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        second = await make_client(config.model_copy(deep=True))
+    finally:
+        gc.callbacks.remove(count)
+    assert gc.get_freeze_count() == frozen
+    assert collections == []  # no full collection to freeze again (0.4 s each with torch loaded)
+    assert second.app[OPENAPI] == first.app[OPENAPI]
+    assert second.app[OPENAPI] is not first.app[OPENAPI]
+    one, other = (c.app[SERVER].answers.index.embedder for c in (first, second))
+    assert one.token_counter() is other.token_counter()

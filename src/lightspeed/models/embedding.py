@@ -58,6 +58,7 @@ class SentenceTransformerEmbedder:
         if dimension is None:
             raise ValueError(f"the model {name} does not report an embedding dimension")
         self.dimension = int(dimension)
+        self._counter: Callable[[str], int] | None = None
 
     @property
     def model(self) -> Any:
@@ -76,6 +77,13 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def token_counter(self) -> Callable[[str], int]:
+        """Counts a text's tokens without truncating it. Made once per model (copying the tokenizer takes
+        0.2 s); its settings never change after, so every caller and thread can share it."""
+        if self._counter is None:
+            self._counter = self._make_token_counter()
+        return self._counter
+
+    def _make_token_counter(self) -> Callable[[str], int]:
         # A copy: a fast tokenizer keeps its truncation setting in the object, and counting (truncation off)
         # on one thread while encode() (truncation on) ran on another sent a 480,000-token question to
         # the model (a RuntimeError, a 500).
