@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,7 +17,9 @@ from ingest.app import create_app as create_ingest_app
 from ingest.postgres_storage import PostgresStorage
 from ingest.sqlite_storage import SQLiteStorage
 from ingest.storage import Storage
+from lightspeed.answers.index_cache import IndexCache
 from lightspeed.answers.providers.base import AnswerProvider
+from lightspeed.answers.retrieval import DocumentIndex, read_documents
 from lightspeed.api.app import create_app
 from lightspeed.models.embedding import SentenceTransformerEmbedder, load_embedder
 from lightspeed_common.config import AppConfig, config_from_mapping
@@ -28,6 +31,7 @@ from tests.support import deep_merge
 from tests.tls_support import connect_proxy, private_ca  # noqa: F401 - fixtures: outbound TLS and proxy tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
 
 DOCS = {
     "install.md": (
@@ -57,6 +61,30 @@ def embedder() -> SentenceTransformerEmbedder:
 
     torch.set_num_threads(1)
     return load_embedder(None)
+
+
+@pytest.fixture(scope="session")
+def docs_index(embedder: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An answer-index cache of this repository's docs/, as a server answering from docs/ with the default
+    passage size leaves it under its state directory; built once per run, shared by the xdist workers.
+
+    Embedding docs/ (about 1,150 texts) takes 30 s on a quiet machine and minutes on a loaded one; the
+    tests that serve docs/ copy this instead of each embedding it again. Read-only: copy it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, the same for every worker
+    folder = shared / "docs-answer-index"
+    fd = os.open(shared / "docs-answer-index.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # one worker embeds; another asking meanwhile waits for it
+        complete = shared / "docs-answer-index.complete"
+        if not complete.exists():
+            passage_chars = config_from_mapping({}).answers.local.passage_chars
+            DocumentIndex(embedder, read_documents(REPO / "docs"), passage_chars, IndexCache(folder))
+            complete.touch()
+    finally:
+        os.close(fd)
+    return folder
 
 
 @pytest.fixture

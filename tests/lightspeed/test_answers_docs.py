@@ -20,8 +20,8 @@ from lightspeed.api.state import CONFIG, SERVER
 from tests.conftest import ClientFactory, ConfigFactory
 from tests.lightspeed.test_query import parse_sse
 
-# The module's first app embeds all of docs/ (about 1,150 texts): 30 s on a quiet machine, past the
-# suite's 120 s per-test timeout on a loaded one. The others start from its cache.
+# The first test to ask for `docs_index` in a run embeds docs/: 30 s on a quiet machine, past the suite's
+# 120 s per-test timeout on a loaded one.
 pytestmark = pytest.mark.timeout(600)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,26 +29,14 @@ QUESTIONS = REPO / "bench" / "answers_questions.yaml"
 CORPUS = REPO / "bench" / "answers_corpus"
 
 
-@pytest.fixture(scope="module")
-def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the first app of this module leaves its index cache, for the others to start from."""
-    return tmp_path_factory.mktemp("answer-index")
-
-
-def _start_from(source: Path, target: Path) -> None:
-    if any(source.iterdir()):
-        shutil.copytree(source, target, dirs_exist_ok=True)
-
-
 @pytest.fixture
-async def docs_client(make_client: ClientFactory, make_config: ConfigFactory, warm_cache: Path) -> TestClient[Any, Any]:
-    """An app answering from docs/; the module's first one builds the index, the others copy it."""
+async def docs_client(make_client: ClientFactory, make_config: ConfigFactory, docs_index: Path) -> TestClient[Any, Any]:
+    """An app answering from docs/, started from the run's index of docs/ (`docs_index`): docs/ is embedded
+    once per run, not by each test."""
     config = make_config(answers={"local": {"documents_dir": str(REPO / "docs")}})
     cache = config.service.state_dir / CACHE_DIR
-    await asyncio.to_thread(_start_from, warm_cache, cache)
-    client = await make_client(config)
-    await asyncio.to_thread(_start_from, cache, warm_cache)
-    return client
+    await asyncio.to_thread(shutil.copytree, docs_index, cache)
+    return await make_client(config)
 
 
 async def ask(client: TestClient[Any, Any], query: str, conversation_id: str | None = None) -> dict[str, Any]:

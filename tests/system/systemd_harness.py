@@ -173,11 +173,14 @@ def _pid1(nspawn: subprocess.Popen[bytes]) -> int:
 
 
 @contextlib.contextmanager
-def booted(workdir: Path) -> Iterator[Container]:
-    """Boot the container; it is powered off (and killed if need be) when the block ends, test failed or not."""
+def booted(workdir: Path, read_only: dict[Path, str] | None = None) -> Iterator[Container]:
+    """Boot the container; it is powered off (and killed if need be) when the block ends, test failed or not.
+
+    The repository is there at its own path; `read_only` maps more host folders to where the container sees them.
+    """
     root = rootfs()
     venv = REPO / ".venv"
-    binds = [f"--bind-ro={REPO}"]
+    binds = [f"--bind-ro={REPO}", *(f"--bind-ro={host}:{inside}" for host, inside in (read_only or {}).items())]
     prefix = venv_python_prefix(venv)
     if prefix is not None:
         binds.append(f"--bind-ro={prefix}")

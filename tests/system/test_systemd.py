@@ -39,10 +39,20 @@ After=postgresql.service
 """
 
 
+DOCS_INDEX = "/mnt/docs-answer-index"  # the run's answer index of docs/ (`docs_index`), inside the container
+STATE_INDEX = "/var/lib/lightspeed/answer-index"
+
+
 @pytest.fixture(scope="module")
-def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    with booted(tmp_path_factory.mktemp("container")) as booted_container:
+def container(tmp_path_factory: pytest.TempPathFactory, docs_index: Path) -> Iterator[Container]:
+    with booted(tmp_path_factory.mktemp("container"), {docs_index: DOCS_INDEX}) as booted_container:
         yield booted_container
+
+
+def vector_files(container: Container) -> list[tuple[str, str]]:
+    """The server's stored vectors: each file's path under the index and when it was written."""
+    found = container.run("find", STATE_INDEX, "-name", "*.npz", "-printf", "%P %T@\n").out.splitlines()
+    return sorted((path, written) for path, written in (line.split() for line in found))
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +121,11 @@ def installed(container: Container, ingest_port: int, pg_port: int) -> int:
     container.write("/etc/lightspeed-ingest/credentials/database-password", DB_PASSWORD + "\n", mode="0600")
     container.write("/etc/systemd/system/lightspeed-ingest.service.d/postgresql.conf", INGEST_DROP_IN)
     container.run("systemctl", "daemon-reload")
+    # The answer index of docs/ built on the host, as an operator may bake one into an image: embedding
+    # the installed copy again would cost minutes on a loaded machine (test_start_... checks it is used).
+    container.run("install", "-d", "-o", "lightspeed", "-g", "lightspeed", "-m", "0750", "/var/lib/lightspeed")
+    container.run("cp", "-r", DOCS_INDEX, STATE_INDEX)
+    container.run("chown", "-R", "lightspeed:lightspeed", STATE_INDEX)
     return port
 
 
@@ -161,8 +176,11 @@ def test_the_units_verify_cleanly_and_are_hardened(container: Container, install
         assert container.show(unit, "LimitNOFILE") == {"LimitNOFILE": "65536"}
 
 
-def test_start_reaches_active_only_when_ready_to_serve(container: Container, installed: int, ingest_port: int) -> None:
+def test_start_reaches_active_only_when_ready_to_serve(
+    container: Container, installed: int, ingest_port: int, docs_index: Path
+) -> None:
     container.run("systemctl", "stop", *UNITS)
+    seeded = vector_files(container)
     container.run("systemctl", "start", "lightspeed-ingest.service", timeout=60)
     ingest = container.show("lightspeed-ingest.service", "ActiveState", "StatusText")
     ingest_ready = api(ingest_port, "GET", "/readiness", key=None)
@@ -184,6 +202,9 @@ def test_start_reaches_active_only_when_ready_to_serve(container: Container, ins
     assert text == f"serving with {WORKERS} workers"
     assert (collector["ActiveState"], collector["SubState"]) == ("active", "running")
     assert "new records pending" in collector["StatusText"]
+    # The index built over docs/ on the host served the copy under /usr/share/doc: nothing embedded again.
+    assert [path for path, _ in seeded] == sorted(str(p.relative_to(docs_index)) for p in docs_index.rglob("*.npz"))
+    assert vector_files(container) == seeded
 
 
 def test_queries_and_feedback_from_the_host_reach_the_ingest(
