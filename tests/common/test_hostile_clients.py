@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,51 @@ def test_a_stop_while_out_of_descriptors_is_clean_and_says_so_once(tmp_path: Pat
     assert len(warnings) == 1, warnings
     assert warnings[0]["open_files_limit"] == 128
     assert "Too many open files" in warnings[0]["error"]
+
+
+def open_descriptors(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def wait_for_descriptors(pid: int, wanted: Callable[[int], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not wanted(open_descriptors(pid)):
+        assert time.monotonic() < deadline, open_descriptors(pid)
+        time.sleep(0.01)
+
+
+def test_a_request_that_finds_no_descriptor_left_gets_503_with_retry_after(tmp_path: Path) -> None:
+    """An upload accepted on the process's last descriptor cannot open its spool file: 503 with Retry-After
+    and one warning that names the limit (before: a 500 and a traceback); with descriptors free again,
+    the same upload is stored."""
+    limit = 64
+    with ingest(tmp_path, nofile=limit, timeouts=FAST | {"header_timeout_seconds": 60}) as daemon:
+        pid = daemon.proc.pid
+        holding = []
+        while (count := open_descriptors(pid)) < limit - 1:  # silent connections, each one descriptor
+            holding.append(raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1"))
+            wait_for_descriptors(pid, lambda now, count=count: now > count)
+        with raw(daemon.port, multipart_upload("no-fd-left")) as first:
+            refused_reply = first.recv(65536)
+        for sock in holding[:8]:
+            sock.close()
+        wait_for_descriptors(pid, lambda now: now < limit - 4)
+        with raw(daemon.port, multipart_upload("no-fd-left")) as again:
+            stored_reply = again.recv(65536)
+        for sock in holding[8:]:
+            sock.close()
+    assert refused_reply.startswith(b"HTTP/1.1 503"), refused_reply
+    assert b"\r\nRetry-After: 5\r\n" in refused_reply
+    assert b"no file descriptors left" in refused_reply
+    assert stored_reply.startswith(b"HTTP/1.1 202"), stored_reply
+    lines = [json.loads(line) for line in daemon.output.splitlines() if line.startswith("{")]
+    assert [line for line in lines if line["level"] == "error"] == []
+    warnings = [line for line in lines if line["event"] == "requests_refused_out_of_descriptors"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["open_files_limit"] == limit
+    assert warnings[0]["refused_requests"] == 1
+    assert "Too many open files" in warnings[0]["error"]
+    assert "LimitNOFILE=" in warnings[0]["hint"]
 
 
 def refused(port: int) -> bool:

@@ -33,13 +33,14 @@ version bump must pass.
 from __future__ import annotations
 
 import asyncio
-import resource
 import socket
 from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from lightspeed_common.http.descriptors import HINT, ShortageLog
 
 log = structlog.get_logger(__name__)
 
@@ -146,24 +147,13 @@ class AcceptFailures:
     `every_seconds` with the count in between. Every other report goes to asyncio's default handler."""
 
     def __init__(self, every_seconds: float = 10.0) -> None:
-        self._every = every_seconds
-        self._last: float | None = None
-        self._since = 0
+        self._log = ShortageLog("connections_not_accepted", "failed_accepts", every_seconds)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") != ACCEPT_FAILED:
             loop.default_exception_handler(context)
             return
-        self._since += 1
-        now = loop.time()
-        if self._last is not None and now - self._last < self._every:
-            return
-        log.warning(
-            "connections_not_accepted",
-            error=str(context.get("exception")),
-            failed_accepts=self._since,
-            open_files_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-            hint="new connections wait in the listen backlog and are accepted again in a second; "
-            "raise LimitNOFILE= in the unit, or find what holds the descriptors",
+        self._log.report(
+            context.get("exception"),
+            hint=f"new connections wait in the listen backlog and are accepted again in a second; {HINT}",
         )
-        self._last, self._since = now, 0

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from lightspeed_common import tracing
 from lightspeed_common.errors import ApiError, Forbidden, MisdirectedRequest, RequestInvalid, RequestTimeout
+from lightspeed_common.http.descriptors import HINT, RETRY_AFTER_SECONDS, ShortageLog, lack_of_descriptors
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_ID, REQUEST_IDS
 from lightspeed_common.http.pace import BodyDeadline
 
@@ -25,6 +26,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INTERNAL_ERROR = "Internal server error"
 INTERNAL_CAUSE = "An unexpected error occurred; see the server log"
+_REFUSED_FOR_DESCRIPTORS = ShortageLog("requests_refused_out_of_descriptors", "refused_requests")
 
 
 def error_response(status: int, response: str, cause: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -120,6 +122,20 @@ def _check_size(size: int, limit: int) -> None:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
 
 
+def _out_of_descriptors(request: web.Request, error: OSError) -> web.Response:
+    """503 with Retry-After for a request that needed a file while the process had none left: nothing was
+    wrong with it, and it may work shortly. The warning says so once per 10 s, with the limit."""
+    _REFUSED_FOR_DESCRIPTORS.report(
+        error, route=route_name(request), hint=f"each such request got 503 with Retry-After; {HINT}"
+    )
+    return error_response(
+        503,
+        "Service temporarily unavailable",
+        "The server has no file descriptors left to serve this request; try again shortly",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def route_name(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource
@@ -153,12 +169,18 @@ async def _observed(request: web.Request, handler: Handler, request_id: str) -> 
     except RequestInvalid as exc:
         response = web.json_response({"detail": exc.errors}, status=422)
     except ApiError as exc:
-        response = error_response(exc.status, exc.response, exc.cause, exc.headers)
+        if exc.status >= 500 and (shortage := lack_of_descriptors(exc)):
+            response = _out_of_descriptors(request, shortage)
+        else:
+            response = error_response(exc.status, exc.response, exc.cause, exc.headers)
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a stalled body must not be read as the next request
-    except Exception:
-        log.exception("request_failed", route=route_name(request), method=request.method)
-        response = error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
+    except Exception as exc:
+        if shortage := lack_of_descriptors(exc):
+            response = _out_of_descriptors(request, shortage)
+        else:
+            log.exception("request_failed", route=route_name(request), method=request.method)
+            response = error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     seconds = time.perf_counter() - started
