@@ -1,7 +1,7 @@
 """When a daemon runs out of file descriptors (EMFILE, ENFILE): what it answers and what it logs.
 
-A connection already accepted whose request then needs a file (a spool file, a
-record, the database) gets 503 with `Retry-After`, not a 500 with a traceback:
+A connection already accepted whose request then needs a file (an upload's
+spool file, a record) gets 503 with `Retry-After`, not a 500 with a traceback:
 nothing about the request was wrong, and trying again shortly may work. Each
 kind of shortage (connections not accepted, requests refused) is one warning
 that names the limit and what to change, then at most one every 10 s with the
@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import resource
 import time
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -41,19 +40,16 @@ class ShortageLog:
     """One warning for a run of the same shortage, then at most one every `every_seconds`; `count_field`
     says how many happened since the last warning (the first included)."""
 
-    def __init__(
-        self, event: str, count_field: str, every_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, event: str, count_field: str, every_seconds: float = 10.0) -> None:
         self._event = event
         self._count_field = count_field
         self._every = every_seconds
-        self._clock = clock
         self._last: float | None = None
         self._since = 0
 
     def report(self, error: object, **fields: Any) -> None:
         self._since += 1
-        now = self._clock()
+        now = time.monotonic()
         if self._last is not None and now - self._last < self._every:
             return
         log.warning(
