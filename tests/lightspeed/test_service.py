@@ -375,10 +375,12 @@ async def test_what_start_up_made_is_out_of_the_collectors_reach_and_a_second_st
     make_client: ClientFactory, config: AppConfig
 ) -> None:
     """Start-up freezes the heap (torch, the model, the index: full collections would walk them and stall
-    the event loop), once per process; a second application in the same process shares the first's
-    OpenAPI bodies and token counter instead of making them again."""
+    the event loop); a second application in the same process freezes what it made without a full
+    collection first, and shares the first's OpenAPI bodies and token counter instead of making them again."""
     first = await make_client(config)
     assert gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    made_since = [[n] for n in range(1000)]  # besides what the second start makes: it is frozen too
     collections: list[int] = []
 
     def count(phase: str, info: dict[str, int]) -> None:
@@ -393,6 +395,7 @@ async def test_what_start_up_made_is_out_of_the_collectors_reach_and_a_second_st
         gc.enable()
         gc.callbacks.remove(count)
     assert collections == []  # no full collection to freeze again (0.4 s each with torch loaded)
+    assert gc.get_freeze_count() > frozen + len(made_since)
     assert second.app[OPENAPI] == first.app[OPENAPI]
     assert second.app[OPENAPI] is not first.app[OPENAPI]
     one, other = (c.app[SERVER].answers.index.embedder for c in (first, second))
