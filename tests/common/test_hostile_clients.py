@@ -213,17 +213,27 @@ def wait_for_descriptors(pid: int, wanted: Callable[[int], bool]) -> None:
         time.sleep(0.01)
 
 
+def held_connection(port: int) -> socket.socket:
+    """A kept-alive connection that has been answered: the daemon holds a descriptor for it."""
+    sock = raw(port, b"GET /liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    return sock
+
+
 def test_a_request_that_finds_no_descriptor_left_gets_503_with_retry_after(tmp_path: Path) -> None:
     """An upload accepted on the process's last descriptor cannot open its spool file: 503 with Retry-After
     and one warning that names the limit (before: a 500 and a traceback); with descriptors free again,
     the same upload is stored."""
     limit = 64
-    with ingest(tmp_path, nofile=limit, timeouts=FAST | {"header_timeout_seconds": 60}) as daemon:
+    idle = FAST | {"keepalive_timeout_seconds": 60}
+    with contextlib.ExitStack() as held, ingest(tmp_path, nofile=limit, timeouts=idle) as daemon:
         pid = daemon.proc.pid
-        holding = []
-        while (count := open_descriptors(pid)) < limit - 1:  # silent connections, each one descriptor
-            holding.append(raw(daemon.port, b"GET /liveness HTTP/1.1\r\nHost: 1"))
-            wait_for_descriptors(pid, lambda now, count=count: now > count)
+        holding: list[socket.socket] = []
+        deadline = time.monotonic() + 60
+        while (count := open_descriptors(pid)) != limit - 1:  # one left; a descriptor still closing goes soon
+            assert time.monotonic() < deadline, count
+            if count < limit - 1:
+                holding.append(held.enter_context(held_connection(daemon.port)))
         with raw(daemon.port, multipart_upload("no-fd-left")) as first:
             refused_reply = first.recv(65536)
         for sock in holding[:8]:
@@ -231,8 +241,6 @@ def test_a_request_that_finds_no_descriptor_left_gets_503_with_retry_after(tmp_p
         wait_for_descriptors(pid, lambda now: now < limit - 4)
         with raw(daemon.port, multipart_upload("no-fd-left")) as again:
             stored_reply = again.recv(65536)
-        for sock in holding[8:]:
-            sock.close()
     assert refused_reply.startswith(b"HTTP/1.1 503"), refused_reply
     assert b"\r\nRetry-After: 5\r\n" in refused_reply
     assert b"no file descriptors left" in refused_reply
