@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,13 +206,6 @@ def open_descriptors(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-def wait_for_descriptors(pid: int, wanted: Callable[[int], bool]) -> None:
-    deadline = time.monotonic() + 30
-    while not wanted(open_descriptors(pid)):
-        assert time.monotonic() < deadline, open_descriptors(pid)
-        time.sleep(0.01)
-
-
 def held_connection(port: int) -> socket.socket:
     """A kept-alive connection that has been answered: the daemon holds a descriptor for it."""
     sock = raw(port, b"GET /liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -234,11 +227,15 @@ def test_a_request_that_finds_no_descriptor_left_gets_503_with_retry_after(tmp_p
             assert time.monotonic() < deadline, count
             if count < limit - 1:
                 holding.append(held.enter_context(held_connection(daemon.port)))
+            else:
+                time.sleep(0.01)
         with raw(daemon.port, multipart_upload("no-fd-left")) as first:
             refused_reply = first.recv(65536)
         for sock in holding[:8]:
             sock.close()
-        wait_for_descriptors(pid, lambda now: now < limit - 4)
+        while (count := open_descriptors(pid)) >= limit - 4:  # the daemon sees them closed
+            assert time.monotonic() < deadline, count
+            time.sleep(0.01)
         with raw(daemon.port, multipart_upload("no-fd-left")) as again:
             stored_reply = again.recv(65536)
     assert refused_reply.startswith(b"HTTP/1.1 503"), refused_reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import resource
 import uuid
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,31 @@ async def test_feedback_storage_failure_is_500_and_leaves_no_partial_file(
     assert list((disk / "feedback").iterdir()) == []
     metrics = await (await client.get("/metrics")).text()
     assert 'lightspeed_records_failed_total{kind="feedback"} 1.0' in metrics
+
+
+async def test_feedback_the_writer_has_no_descriptor_for_is_503_with_retry_after(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """The record writer process out of file descriptors (its limit lowered to what it holds): the feedback is
+    503 with Retry-After, to be sent again, not the 500 of a storage failure; with the limit back, it is stored."""
+    client = await make_client(config)
+    conversation_id = await start_conversation(client)
+    body = feedback_body(conversation_id, sentiment=1)
+    assert (await client.post("/v1/feedback?user_id=alice", json=body)).status == 200  # the writer is running
+    proc = client.app[SERVER].feedback._writer._process._proc
+    assert proc is not None
+    limits = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+    held = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (held, limits[1]))
+    try:
+        refused = await client.post("/v1/feedback?user_id=alice", json=body)
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limits)
+    assert refused.status == 503, await refused.text()
+    assert refused.headers["Retry-After"] == "5"
+    assert "no file descriptors left" in (await refused.json())["detail"]["cause"]
+    assert (await client.post("/v1/feedback?user_id=alice", json=body)).status == 200
+    assert len(json_files(config.user_data_collection.feedback_storage)) == 2
 
 
 async def test_transcript_failure_does_not_fail_the_answer(
