@@ -152,6 +152,11 @@ async def loop_pause_bound(client: Any) -> float:
     return max(0.3, 5 * slowest)
 
 
+def open_descriptors(pid: int) -> int:
+    """How many file descriptors process `pid` holds."""
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
 async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: float = 60) -> None:
     """Poll an observable condition (a file, a row, a counter) until it holds; fail naming `what` after `seconds`."""
     deadline = asyncio.get_running_loop().time() + seconds

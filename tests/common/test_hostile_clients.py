@@ -24,6 +24,7 @@ import yaml
 
 from tests.fake_llm import free_port
 from tests.ingest_support import ARCHIVE_TYPE, TOKEN, records_archive
+from tests.support import open_descriptors
 
 # Each timeout its own value (item 23.15: all three were 0.5 s, so none could be told from another).
 FAST = {
@@ -200,10 +201,6 @@ def test_a_stop_while_out_of_descriptors_is_clean_and_says_so_once(tmp_path: Pat
     assert len(warnings) == 1, warnings
     assert warnings[0]["open_files_limit"] == 128
     assert "Too many open files" in warnings[0]["error"]
-
-
-def open_descriptors(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def held_connection(port: int) -> socket.socket:

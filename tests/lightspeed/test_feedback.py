@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ import pytest
 from lightspeed.api.state import SERVER
 from lightspeed_common.config import AppConfig
 from tests.conftest import ClientFactory
-from tests.support import fill_up, json_files, transcripts_written
+from tests.support import fill_up, json_files, open_descriptors, transcripts_written
 from tests.telemetry_support import stored_settings
 
 FEEDBACK_KEYS = {
@@ -257,7 +258,7 @@ async def test_feedback_the_writer_has_no_descriptor_for_is_503_with_retry_after
     proc = client.app[SERVER].feedback._writer._process._proc
     assert proc is not None
     limits = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
-    held = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+    held = await asyncio.to_thread(open_descriptors, proc.pid)
     resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (held, limits[1]))
     try:
         refused = await client.post("/v1/feedback?user_id=alice", json=body)
