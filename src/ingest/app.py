@@ -36,7 +36,7 @@ from lightspeed_common.credentials import read_secret
 from lightspeed_common.errors import ConfigError, ServiceUnavailable, StorageError
 from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
-from lightspeed_common.http.middleware import observe
+from lightspeed_common.http.middleware import observed_app
 from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
 from lightspeed_common.notify import Notifier
@@ -278,7 +278,7 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 def create_app(config: AppConfig) -> web.Application:
     settings = config.ingest
-    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app = observed_app(client_max_size=64 * 1024)
     app[REQUEST_IDS] = RequestIds()
     app[OPENAPI] = build_openapi()
     app[BODY_PACE] = BodyPace(settings.timeouts.body_timeout_seconds, settings.timeouts.min_body_bytes_per_second)

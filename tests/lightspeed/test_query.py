@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
-from tests.support import json_files, transcripts_written, writer_stopped
+from tests.support import fill_up, json_files, transcripts_written, writer_stopped
 
 TRANSCRIPT_KEYS = {
     "metadata",
@@ -366,3 +367,44 @@ async def test_a_failure_after_the_stream_began_is_an_error_event(
     record = json.loads(files[0].read_text())
     assert record["llm_response"] == "partial answer "
     assert record["truncated"] is True
+
+
+async def raw_post(port: int, path: str, body: bytes) -> bytes:
+    """One HTTP/1.1 request on a raw connection (kept alive, as clients do), and all the server sends until
+    it closes the connection: the observable end, as a client without a parser of its own would see it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    try:
+        return await asyncio.wait_for(reader.read(), 60)  # read() returns when the server closes
+    finally:
+        writer.close()
+
+
+async def test_a_failure_after_the_end_event_cuts_the_stream_short_without_a_second_response(
+    make_client: ClientFactory, make_config: Any, small_tmpfs: Any
+) -> None:
+    """The answer was streamed to its end event, then the conversation could not be stored (its disk full):
+    the status line went out long ago, so the server closes the connection without the last chunk, and the
+    client sees the stream cut short. No second response is written into the body (it was, a 500 with its
+    own status line, which no client can parse), and the log says what failed and that it was cut short."""
+    state = small_tmpfs("state", "size=8m")
+    client = await make_client(make_config(service={"state_dir": str(state)}))
+    fill_up(state)
+    with capture_logs() as logs:
+        received = await raw_post(
+            client.server.port, "/v1/streaming_query", json.dumps({"query": "How do I start the server?"}).encode()
+        )
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), received[:200]
+    assert b"Transfer-Encoding: chunked" in head
+    assert b'"event": "end"' in body
+    assert b"HTTP/1.1" not in body, body[-400:]
+    assert not body.endswith(b"0\r\n\r\n"), body[-200:]  # no last chunk: the client knows it is cut short
+    failed = [e for e in logs if e["event"] == "request_failed"]
+    assert len(failed) == 1, logs
+    assert failed[0]["route"] == "/v1/streaming_query"
+    assert failed[0]["response_cut_short"] is True
+    assert failed[0]["exc_info"] is True
+    handled = [e for e in logs if e["event"] == "request_handled"]
+    assert [e["status"] for e in handled] == [200]  # the status the client got

@@ -50,7 +50,7 @@ from lightspeed_common.config_base import effective_allowed_hosts
 from lightspeed_common.errors import ConfigError
 from lightspeed_common.health import HealthProbe
 from lightspeed_common.http.keys import ALLOWED_HOSTS, BODY_PACE, HTTP_METRICS, REQUEST_IDS
-from lightspeed_common.http.middleware import observe
+from lightspeed_common.http.middleware import observed_app
 from lightspeed_common.http.pace import BodyPace
 from lightspeed_common.identity import RequestIds
 from lightspeed_common.records import FEEDBACK, TRANSCRIPT
@@ -299,8 +299,8 @@ def create_app(
     (what `/readiness` says meanwhile when the server answers while starting).
     """
     progress = progress or StartupProgress()
-    middlewares = [observe, fresh_shared_state] if shared(config) else [observe]
-    app = web.Application(middlewares=middlewares, client_max_size=config.service.max_request_bytes)
+    others = [fresh_shared_state] if shared(config) else []
+    app = observed_app(*others, client_max_size=config.service.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[HTTP_METRICS] = app[METRICS]

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from lightspeed_common import tracing
 from lightspeed_common.errors import ApiError, Forbidden, MisdirectedRequest, RequestInvalid, RequestTimeout
@@ -26,6 +26,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INTERNAL_ERROR = "Internal server error"
 INTERNAL_CAUSE = "An unexpected error occurred; see the server log"
+# The response whose status line is on its way, set as it is prepared (`note_response_started`).
+RESPONSE_STARTED = web.RequestKey("response_started", web.StreamResponse)
 _REFUSED_FOR_DESCRIPTORS = ShortageLog("requests_refused_out_of_descriptors", "refused_requests")
 
 
@@ -136,10 +138,58 @@ def _out_of_descriptors(request: web.Request, error: OSError) -> web.Response:
     )
 
 
+def _answer_to(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The response for a handler's exception (called while it is being handled)."""
+    if (sent := request.get(RESPONSE_STARTED)) is not None:
+        return _cut_short(request, sent)
+    if isinstance(exc, web.HTTPException):
+        return _http_exception_response(exc)
+    if isinstance(exc, RequestInvalid):
+        return web.json_response({"detail": exc.errors}, status=422)
+    # A server error caused by a lack of file descriptors (raised as it is, or wrapped): try again shortly.
+    if (not isinstance(exc, ApiError) or exc.status >= 500) and (shortage := lack_of_descriptors(exc)):
+        return _out_of_descriptors(request, shortage)
+    if isinstance(exc, ApiError):
+        response = error_response(exc.status, exc.response, exc.cause, exc.headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a stalled body must not be read as the next request
+        return response
+    log.exception("request_failed", route=route_name(request), method=request.method)
+    return error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
+
+
+def _cut_short(request: web.Request, sent: web.StreamResponse) -> web.StreamResponse:
+    """A failure after the response's status line went out (a stream, an export) cannot become a response of
+    its own: one written then lands inside the body, a second status line the client cannot parse. The
+    connection is closed instead, without the body's end (the last chunk), so the client sees the response
+    cut short, as from lightspeed-stack. Its status stays the one sent."""
+    transport = request.transport
+    route = route_name(request)
+    if transport is None or transport.is_closing():  # the client went away: the write failed, nothing else
+        log.info("response_cut_short", route=route, method=request.method, reason="the client closed the connection")
+    else:
+        log.exception("request_failed", route=route, method=request.method, response_cut_short=True)
+        transport.close()
+    return sent
+
+
 def route_name(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+async def note_response_started(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: after this, an error cannot be answered with a response of its own."""
+    request[RESPONSE_STARTED] = response
+
+
+def observed_app(*others: Middleware, client_max_size: int) -> web.Application:
+    """An application whose requests all pass `observe` first (then `others`), with what it needs to know
+    whether a response has started."""
+    app = web.Application(middlewares=[observe, *others], client_max_size=client_max_size)
+    app.on_response_prepare.append(note_response_started)
+    return app
 
 
 @web.middleware
@@ -164,23 +214,8 @@ async def _observed(request: web.Request, handler: Handler, request_id: str) -> 
         check_host(request)
         check_same_origin(request)
         response = await handler(request)
-    except web.HTTPException as exc:
-        response = _http_exception_response(exc)
-    except RequestInvalid as exc:
-        response = web.json_response({"detail": exc.errors}, status=422)
-    except ApiError as exc:
-        if exc.status >= 500 and (shortage := lack_of_descriptors(exc)):
-            response = _out_of_descriptors(request, shortage)
-        else:
-            response = error_response(exc.status, exc.response, exc.cause, exc.headers)
-        if isinstance(exc, RequestTimeout):
-            response.force_close()  # the rest of a stalled body must not be read as the next request
     except Exception as exc:
-        if shortage := lack_of_descriptors(exc):
-            response = _out_of_descriptors(request, shortage)
-        else:
-            log.exception("request_failed", route=route_name(request), method=request.method)
-            response = error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
+        response = _answer_to(request, exc)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
     seconds = time.perf_counter() - started
