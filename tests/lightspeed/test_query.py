@@ -277,15 +277,23 @@ async def test_streaming_query_sends_the_documented_events(client: Any, config: 
 
 
 async def test_streaming_as_plain_text(client: Any) -> None:
-    """media_type text/plain streams the answer text itself."""
-    resp = await client.post("/v1/streaming_query", json={"query": "start the server", "media_type": "text/plain"})
+    """media_type text/plain streams the answer text itself, then, as lightspeed-stack's does, the documents
+    it referred to (title: where), the same as the SSE end event's referenced_documents."""
+    asked = {"query": "start the server", "media_type": "text/plain"}
+    resp = await client.post("/v1/streaming_query", json=asked)
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     text = await resp.text()
-    assert text == (
+    answer, rule, documents = text.partition("\n\n---\n\n")
+    assert answer == (
         "Run make run to start the API server on 127.0.0.1:8080 with the development config.\n\n"
         "(Source: install.md › Starting the server)"
     )
+    assert rule
+    events = parse_sse(await (await client.post("/v1/streaming_query", json={"query": asked["query"]})).text())
+    referred = events[-1]["data"]["referenced_documents"]
+    assert documents.split("\n") == [f"{d['doc_title']}: {d['doc_url']}" for d in referred]
+    assert documents.startswith("Installing lightspeed: install.md")
 
 
 class TrickleProvider:
@@ -357,7 +365,8 @@ async def test_a_failure_after_the_stream_began_is_an_error_event(
     assert resp.status == 200
     events = parse_sse(await resp.text())
     assert [e["event"] for e in events] == ["start", "token", "token", "error"]
-    assert events[-1]["data"] == {
+    assert events[-1]["data"] == {  # with status_code, as lightspeed-stack's stream errors have it
+        "status_code": 503,
         "response": "Unable to connect to the answer provider",
         "cause": "connection reset by upstream",
     }
@@ -367,6 +376,21 @@ async def test_a_failure_after_the_stream_began_is_an_error_event(
     record = json.loads(files[0].read_text())
     assert record["llm_response"] == "partial answer "
     assert record["truncated"] is True
+
+
+async def test_a_failure_in_a_plain_text_stream_ends_it_with_the_status_and_cause(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """A text/plain stream has no events: the failure is written as lightspeed-stack writes it there, so the
+    reader can tell a failed answer from a whole one."""
+    client = await make_client(config, provider=FailingMidStreamProvider())
+    resp = await client.post(
+        "/v1/streaming_query", json={"query": "How do I start the server?", "media_type": "text/plain"}
+    )
+    assert resp.status == 200
+    assert await resp.text() == (
+        "partial answer Status: 503 - Unable to connect to the answer provider - connection reset by upstream"
+    )
 
 
 async def raw_post(port: int, path: str, body: bytes) -> bytes:

@@ -88,6 +88,20 @@ def sse_frame(event: str, data: dict[str, Any], **extra: Any) -> bytes:
     return f"data: {json.dumps({'event': event, 'data': data, **extra})}\n\n".encode()
 
 
+def event_as_text(event: str, data: dict[str, Any]) -> str:
+    """What a text/plain stream shows of an event besides the tokens, as lightspeed-stack writes it: the
+    documents referred to after the answer, and a failure as its status and cause (else a failed answer
+    would end like a whole one)."""
+    if event == "error":
+        return f"Status: {data['status_code']} - {data['response']} - {data['cause']}"
+    if event == "end":
+        documents = [
+            f"{d['doc_title']}: {d['doc_url']}" for d in data["referenced_documents"] if d["doc_url"] and d["doc_title"]
+        ]
+        return "\n\n---\n\n" + "\n".join(documents) if documents else ""
+    return ""
+
+
 async def _first_piece(pieces: AsyncGenerator[str, None]) -> str | None:
     """Pull the first piece before the response starts, so early failures are plain HTTP errors."""
     try:
@@ -112,6 +126,8 @@ class AnswerStream:
     async def event(self, event: str, data: dict[str, Any], **extra: Any) -> None:
         if not self.as_text:
             await self.response.write(sse_frame(event, data, **extra))
+        elif text := event_as_text(event, data):
+            await self.response.write(text.encode())
 
     async def token(self, piece: str) -> None:
         frame = piece.encode() if self.as_text else sse_frame("token", {"id": len(self.parts), "token": piece})
@@ -187,7 +203,7 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
         turns.failed(turn)
         log.warning("stream_failed", status=exc.status, response=exc.response)
         with contextlib.suppress(ConnectionError):
-            await stream.event("error", {"response": exc.response, "cause": exc.cause})
+            await stream.event("error", {"status_code": exc.status, "response": exc.response, "cause": exc.cause})
     except ConnectionError:
         log.info("stream_interrupted", tokens=len(stream.parts))
     finally:
