@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+from lightspeed.answers.providers.base import Question, Usage
 from lightspeed.answers.providers.local import NO_IMAGES
 from lightspeed.models.embedding import SentenceTransformerEmbedder
 from lightspeed_common.config import AppConfig
@@ -73,14 +75,26 @@ async def test_the_openai_provider_passes_images_as_image_parts(
     assert picture == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
 
 
+class FencedTrickleProvider(TrickleProvider):
+    """Opens a code block, then streams words into it for as long as anyone listens."""
+
+    async def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
+        yield "Run:\n\n```sh\n"
+        async for word in super().stream(question, usage):
+            yield word
+
+
 async def test_interrupt_stops_a_running_stream(make_client: ClientFactory, config: AppConfig) -> None:
-    """The stream's start event names its request_id; interrupting it ends the stream at once with an end
-    event (truncated), the transcript keeps what was sent; only its owner can interrupt it, only while it runs."""
-    client = await make_client(config, provider=TrickleProvider())
+    """The stream's start event names its request_id; interrupting it ends the stream at once as lightspeed-stack
+    ends it: a last token that closes the code block the answer had open and says it was stopped, then an
+    `interrupted` event (no turn_complete, no end). The conversation and the transcript keep the answer with
+    that token; only its owner can interrupt it, only while it runs."""
+    client = await make_client(config, provider=FencedTrickleProvider())
     stream = await client.post("/v1/streaming_query?user_id=alice", json={"query": "How do I start?"})
-    start = json.loads((await stream.content.readuntil(b"\n\n"))[len("data: ") :])
+    head = await stream.content.readuntil(b"\n\n")
+    start = json.loads(head[len("data: ") :])
     request_id = start["data"]["request_id"]
-    await stream.content.readuntil(b"\n\n")  # a token: the stream is running
+    head += await stream.content.readuntil(b"\n\n")  # a token: the stream is running
     foreign = await client.post("/v1/streaming_query/interrupt?user_id=mallory", json={"request_id": request_id})
     assert foreign.status == 404
     stopped = await client.post("/v1/streaming_query/interrupt?user_id=alice", json={"request_id": request_id})
@@ -89,14 +103,20 @@ async def test_interrupt_stops_a_running_stream(make_client: ClientFactory, conf
         "interrupted": True,
         "message": "Streaming request interrupted",
     }
-    events = parse_sse((await stream.read()).decode())
-    assert events[-1]["event"] == "end"
-    assert events[-1]["data"]["truncated"] is True
-    assert "turn_complete" not in [e["event"] for e in events]
+    events = parse_sse((head + await stream.read()).decode())
+    last, interrupted = events[-2:]
+    assert interrupted == {"event": "interrupted", "data": {"request_id": request_id}}
+    assert last["event"] == "token"
+    assert last["data"] == {"id": len(events) - 3, "token": "\n```\n\n*Response stopped by the user.*"}
+    assert not {"turn_complete", "end"} & {e["event"] for e in events}
+    answer = "".join(e["data"]["token"] for e in events if e["event"] == "token")
     await transcripts_written(client)
     record = json.loads(json_files(config.user_data_collection.transcripts_storage)[0].read_text())
     assert record["truncated"] is True
-    assert 0 < len(record["llm_response"].split()) < 2000
+    assert record["llm_response"] == answer
+    assert 0 < len(answer.split()) < 2000
+    conversation = await client.get(f"/v1/conversations/{start['data']['conversation_id']}?user_id=alice")
+    assert (await conversation.json())["chat_history"][0]["messages"][-1]["content"] == answer
     again = await client.post("/v1/streaming_query/interrupt?user_id=alice", json={"request_id": request_id})
     assert again.status == 404
     assert (await again.json())["detail"] == {
@@ -212,8 +232,11 @@ async def test_two_running_streams_never_share_a_request_id(make_client: ClientF
     for request_id in ids:
         stopped = await client.post("/v1/streaming_query/interrupt", json={"request_id": request_id})
         assert stopped.status == 200
-    for stream in (first, second):
-        assert parse_sse((await stream.read()).decode())[-1]["data"]["truncated"] is True
+    for stream, request_id in zip((first, second), ids, strict=True):
+        assert parse_sse((await stream.read()).decode())[-1] == {
+            "event": "interrupted",
+            "data": {"request_id": request_id},
+        }
     other = await client.post("/v1/streaming_query", json={"query": "c"}, headers={"X-Request-ID": "not-a-uuid"})
     started = json.loads((await other.content.readuntil(b"\n\n"))[len("data: ") :])["data"]["request_id"]
     assert started != "not-a-uuid"

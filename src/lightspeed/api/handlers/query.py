@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from lightspeed.answers import markdown
 from lightspeed.answers.providers.base import Attachment, Usage
 from lightspeed.api.catalog_payloads import StreamingInterruptRequest
 from lightspeed.api.payloads import parse_body
@@ -143,6 +144,13 @@ class AnswerStream:
             await self.token(piece)
         await self.event("turn_complete", {"id": len(self.parts), "token": "".join(self.parts)})
 
+    async def stopped(self) -> None:
+        """The end of a stream its user interrupted, as lightspeed-stack sends it: a last token that closes
+        what the answer left open (a code fence, an HTML block) and says it was stopped, then `interrupted`.
+        The token is part of the answer the conversation and the transcript keep."""
+        await self.token(markdown.closing("".join(self.parts)) + markdown.STOPPED_NOTE)
+        await self.event("interrupted", {"request_id": self.request_id})
+
     async def end(self, truncated: bool) -> None:
         end = {
             "referenced_documents": referenced_documents(self.turn.question.hits),
@@ -197,7 +205,7 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     completed = False
     try:
         completed = await _run_interruptible(request, stream, asyncio.create_task(stream.run(first, pieces)))
-        await stream.end(truncated=not completed)
+        await (stream.end(truncated=False) if completed else stream.stopped())
         turns.answered(turn, "/v1/streaming_query", started, usage)
     except ApiError as exc:
         turns.failed(turn)
