@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import sqlite3
 import struct
 import termios
@@ -164,6 +165,41 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not seen within {seconds} s: {what}")
         await asyncio.sleep(0.02)
+
+
+async def leave_after_the_status_line(client: Any, request: bytes, logs: list[dict[str, Any]]) -> bytes:
+    """Send `request` on a raw connection to `client`'s server, read the response's head, then reset the
+    connection (the client leaves while the body is still coming); wait until the server has logged the
+    request's `request_handled` line in `logs` (structlog's capture_logs). Returns the head.
+
+    The handler is not cancelled when its client leaves, as under `lightspeed serve` and
+    `lightspeed-ingest serve` (aiohttp's default; its test server turns cancelling on): its next write fails."""
+    runner = client.server.runner
+    assert runner is not None
+    assert runner.server is not None
+    runner.server.handler_cancellation = False
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(request)
+    head: bytes = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()  # with a reset: unread data was waiting
+
+    async def handled() -> bool:
+        return any(e["event"] == "request_handled" for e in logs)
+
+    await until(handled, "the request_handled line")
+    return head
+
+
+def assert_left_midway(logs: list[dict[str, Any]], route: str) -> None:
+    """A client that left is one info line, not a failure, and the status sent stays the one logged."""
+    assert not [e for e in logs if e["event"] == "request_failed"], logs
+    cut = [e for e in logs if e["event"] == "response_cut_short"]
+    assert len(cut) == 1, logs
+    assert cut[0]["log_level"] == "info"
+    assert cut[0]["route"] == route
+    assert cut[0]["reason"] == "the client closed the connection"
+    assert [e["status"] for e in logs if e["event"] == "request_handled"] == [200]
 
 
 class Background:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.erasure import apply_pending
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
-from tests.support import on_terminal
+from tests.support import assert_left_midway, leave_after_the_status_line, on_terminal
 from tests.telemetry_support import now
 
 ALICE, BOB = "a1" * 32, "b2" * 32
@@ -183,3 +184,21 @@ async def test_a_feedback_links_to_its_conversations_transcripts_when_the_ingest
     held = await admin_get(client, "/api/admin/v1/conversations/c-1/transcripts")
     assert [t["redacted_query"] for t in held["transcripts"]] == ["q1", "q2"]  # oldest first
     assert (await admin_get(client, "/api/admin/v1/conversations/c-2/transcripts"))["transcripts"] == []
+
+
+async def test_an_admin_who_leaves_in_the_middle_of_an_export_is_an_info_line(make_ingest: IngestFactory) -> None:
+    """The export's status line went out, then the admin's client resets the connection: one info line, no
+    `request_failed`, no error response written into the export (the middleware is the server's: both daemons
+    are made with it)."""
+    client = await make_ingest()
+    records = [feedback(n, "2026-11-20", 1, text="x" * 8000) for n in range(400)]  # about 3 MB of JSON Lines
+    await send(client, records[:200], "batch-1")
+    await send(client, records[200:], "batch-2")
+    request = (
+        "GET /api/admin/v1/feedback?format=jsonl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n"
+    )
+    with capture_logs() as logs:
+        head = await leave_after_the_status_line(client, request.encode(), logs)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert_left_midway(logs, "/api/admin/v1/feedback")
