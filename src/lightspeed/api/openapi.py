@@ -24,7 +24,7 @@ SSE_EXAMPLE = (
     '"request_id": "b0f1c2d3e4f5a6b7"}}\n\n'
     'data: {"event": "token", "data": {"id": 0, "token": "Hello"}}\n\n'
     'data: {"event": "turn_complete", "data": {"id": 1, "token": "Hello"}}\n\n'
-    'data: {"event": "end", "data": {"referenced_documents": [], "truncated": false, "input_tokens": 5, '
+    'data: {"event": "end", "data": {"referenced_documents": [], "truncated": null, "input_tokens": 5, '
     '"output_tokens": 1}, "available_quotas": {}}\n\n'
 )
 

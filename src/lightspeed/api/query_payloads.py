@@ -192,13 +192,14 @@ class StreamFrame(BaseModel):
     """One server-sent event of /v1/streaming_query: a line `data: <this object as JSON>`, then a blank line.
 
     `start` carries conversation_id and request_id; `token` id and token; `turn_complete` the whole text;
-    `end` referenced_documents, truncated and the token counts (with available_quotas beside data);
-    `error` response and cause. With media_type text/plain the answer streams as plain text instead.
+    `end` referenced_documents, truncated (null) and the token counts (with available_quotas beside data);
+    `error` status_code, response and cause; `interrupted` (after the last token of a stream its user
+    interrupted) request_id. With media_type text/plain the answer streams as plain text instead.
     """
 
     media_type: ClassVar[str] = "text/event-stream"
 
-    event: Literal["start", "token", "turn_complete", "end", "error"]
+    event: Literal["start", "token", "turn_complete", "end", "error", "interrupted"]
     data: dict[str, Any]
     available_quotas: dict[str, Any] | None = None
 

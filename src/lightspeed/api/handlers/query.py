@@ -151,10 +151,11 @@ class AnswerStream:
         await self.token(markdown.closing("".join(self.parts)) + markdown.STOPPED_NOTE)
         await self.event("interrupted", {"request_id": self.request_id})
 
-    async def end(self, truncated: bool) -> None:
+    async def end(self) -> None:
+        """The end of a whole answer. `truncated` is null, as lightspeed-stack always sends it in this event."""
         end = {
             "referenced_documents": referenced_documents(self.turn.question.hits),
-            "truncated": truncated,
+            "truncated": None,
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,
         }
@@ -205,7 +206,7 @@ async def streaming_query(request: web.Request) -> web.StreamResponse:
     completed = False
     try:
         completed = await _run_interruptible(request, stream, asyncio.create_task(stream.run(first, pieces)))
-        await (stream.end(truncated=False) if completed else stream.stopped())
+        await (stream.end() if completed else stream.stopped())
         turns.answered(turn, "/v1/streaming_query", started, usage)
     except ApiError as exc:
         turns.failed(turn)
