@@ -141,7 +141,7 @@ def _out_of_descriptors(request: web.Request, error: OSError) -> web.Response:
 def _answer_to(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The response for a handler's exception (called while it is being handled)."""
     if (sent := request.get(RESPONSE_STARTED)) is not None:
-        return _cut_short(request, sent)
+        return _cut_short(request, sent, exc)
     if isinstance(exc, web.HTTPException):
         return _http_exception_response(exc)
     if isinstance(exc, RequestInvalid):
@@ -158,17 +158,19 @@ def _answer_to(request: web.Request, exc: Exception) -> web.StreamResponse:
     return error_response(500, INTERNAL_ERROR, INTERNAL_CAUSE)
 
 
-def _cut_short(request: web.Request, sent: web.StreamResponse) -> web.StreamResponse:
+def _cut_short(request: web.Request, sent: web.StreamResponse, exc: Exception) -> web.StreamResponse:
     """A failure after the response's status line went out (a stream, an export) cannot become a response of
     its own: one written then lands inside the body, a second status line the client cannot parse. The
     connection is closed instead, without the body's end (the last chunk), so the client sees the response
     cut short, as from lightspeed-stack. Its status stays the one sent."""
     transport = request.transport
+    gone = transport is None or transport.is_closing()
     route = route_name(request)
-    if transport is None or transport.is_closing():  # the client went away: the write failed, nothing else
+    if gone and isinstance(exc, ConnectionError):  # the client left, so the write failed: nothing else
         log.info("response_cut_short", route=route, method=request.method, reason="the client closed the connection")
-    else:
+    else:  # a failure of ours, whether or not the client is still there
         log.exception("request_failed", route=route, method=request.method, response_cut_short=True)
+    if transport is not None and not gone:
         transport.close()
     return sent
 
