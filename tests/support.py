@@ -191,8 +191,9 @@ async def leave_after_the_status_line(client: Any, request: bytes, logs: list[di
     return head
 
 
-def assert_left_midway(logs: list[dict[str, Any]], route: str) -> None:
-    """A client that left is one info line, not a failure, and the status sent stays the one logged."""
+async def assert_left_midway(client: Any, logs: list[dict[str, Any]], prefix: str, route: str) -> None:
+    """A client that left is one info line, not a failure, and the status sent stays the one logged; the
+    daemon's metrics (`prefix`) count it as a client that left."""
     assert not [e for e in logs if e["event"] == "request_failed"], logs
     cut = [e for e in logs if e["event"] == "response_cut_short"]
     assert len(cut) == 1, logs
@@ -200,6 +201,9 @@ def assert_left_midway(logs: list[dict[str, Any]], route: str) -> None:
     assert cut[0]["route"] == route
     assert cut[0]["reason"] == "the client closed the connection"
     assert [e["status"] for e in logs if e["event"] == "request_handled"] == [200]
+    metrics = await (await client.get("/metrics")).text()
+    counted = f'{prefix}_http_responses_cut_short_total{{cause="client_left",method="GET",route="{route}"}} 1.0'
+    assert counted in metrics, metrics
 
 
 class Background:

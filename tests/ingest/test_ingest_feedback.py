@@ -201,4 +201,4 @@ async def test_an_admin_who_leaves_in_the_middle_of_an_export_is_an_info_line(ma
     with capture_logs() as logs:
         head = await leave_after_the_status_line(client, request.encode(), logs)
     assert head.startswith(b"HTTP/1.1 200 ")
-    assert_left_midway(logs, "/api/admin/v1/feedback")
+    await assert_left_midway(client, logs, "lightspeed_ingest", "/api/admin/v1/feedback")

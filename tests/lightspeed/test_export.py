@@ -79,7 +79,7 @@ async def test_a_client_that_leaves_in_the_middle_of_an_export_is_an_info_line_n
             client, b"GET /v1/users/me/data HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", logs
         )
     assert head.startswith(b"HTTP/1.1 200 ")
-    assert_left_midway(logs, "/v1/users/me/data")
+    await assert_left_midway(client, logs, "lightspeed", "/v1/users/me/data")
 
 
 async def test_only_an_admin_exports_another_user(

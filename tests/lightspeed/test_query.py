@@ -433,3 +433,8 @@ async def test_a_failure_after_the_end_event_cuts_the_stream_short_without_a_sec
     assert failed[0]["exc_info"] is True
     handled = [e for e in logs if e["event"] == "request_handled"]
     assert [e["status"] for e in handled] == [200]  # the status the client got
+    metrics = await (await client.get("/metrics")).text()
+    assert (
+        'lightspeed_http_responses_cut_short_total{cause="failure",method="POST",route="/v1/streaming_query"} 1.0'
+        in metrics
+    )

@@ -33,6 +33,14 @@ class HttpMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
+        self.cut_short = Counter(
+            f"{prefix}_http_responses_cut_short",
+            "Responses closed before their end after their status was sent (a stream, an export), by route, "
+            "method and cause: failure (ours) or client_left",
+            ["route", "method", "cause"],
+            registry=self.registry,
+        )
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)

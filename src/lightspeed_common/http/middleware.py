@@ -166,10 +166,13 @@ def _cut_short(request: web.Request, sent: web.StreamResponse, exc: Exception) -
     transport = request.transport
     gone = transport is None or transport.is_closing()
     route = route_name(request)
-    if gone and isinstance(exc, ConnectionError):  # the client left, so the write failed: nothing else
+    client_left = gone and isinstance(exc, ConnectionError)  # so the write failed: nothing else went wrong
+    if client_left:
         log.info("response_cut_short", route=route, method=request.method, reason="the client closed the connection")
     else:  # a failure of ours, whether or not the client is still there
         log.exception("request_failed", route=route, method=request.method, response_cut_short=True)
+    cause = "client_left" if client_left else "failure"
+    request.app[HTTP_METRICS].cut_short.labels(route, request.method, cause).inc()
     if transport is not None and not gone:
         transport.close()
     return sent
