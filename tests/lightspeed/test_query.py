@@ -16,7 +16,7 @@ from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
-from tests.support import fill_up, json_files, transcripts_written, writer_stopped
+from tests.support import fill_up, json_files, leave_after_the_status_line, transcripts_written, until, writer_stopped
 
 TRANSCRIPT_KEYS = {
     "metadata",
@@ -438,3 +438,44 @@ async def test_a_failure_after_the_end_event_cuts_the_stream_short_without_a_sec
         'lightspeed_http_responses_cut_short_total{cause="failure",method="POST",route="/v1/streaming_query"} 1.0'
         in metrics
     )
+
+
+class FailsOnceTheClientHasGone(TrickleProvider):
+    """Sends a piece, waits until the client's connection has closed on the server's side, then fails with an
+    error of its own, not the connection's (our own interface, faked)."""
+
+    server: Any = None  # the test server's aiohttp Server, whose connections it watches
+
+    async def stream(self, question: Question, usage: Usage) -> AsyncGenerator[str, None]:
+        yield "partial "
+
+        async def gone() -> bool:
+            return all(connection.transport is None for connection in self.server.connections)
+
+        await until(gone, "the client's connection closed")
+        raise RuntimeError("the provider broke")
+
+
+async def test_a_failure_of_ours_after_the_client_left_is_still_request_failed(
+    make_client: ClientFactory, config: AppConfig
+) -> None:
+    """The client left, and then the server failed for a reason of its own: that is a failure, logged with its
+    traceback and counted as one, not the info line of a client that left."""
+    provider = FailsOnceTheClientHasGone()
+    client = await make_client(config, provider=provider)
+    assert client.server.runner is not None
+    provider.server = client.server.runner.server
+    body = json.dumps({"query": "How do I start the server?"})
+    request = (
+        "POST /v1/streaming_query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    with capture_logs() as logs:
+        head = await leave_after_the_status_line(client, request.encode(), logs)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert not [e for e in logs if e["event"] == "response_cut_short"], logs
+    failed = [e for e in logs if e["event"] == "request_failed"]
+    assert len(failed) == 1, logs
+    assert failed[0]["response_cut_short"] is True
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cut_short_total{cause="failure",method="POST",route="/v1/streaming_query"} 1.0' in metrics
