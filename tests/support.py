@@ -167,10 +167,18 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: fl
         await asyncio.sleep(0.02)
 
 
+def http_request(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+    """One HTTP/1.1 request as its bytes, for a raw connection (kept alive, as clients do)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
 async def leave_after_the_status_line(client: Any, request: bytes, logs: list[dict[str, Any]]) -> bytes:
-    """Send `request` on a raw connection to `client`'s server, read the response's head, then reset the
-    connection (the client leaves while the body is still coming); wait until the server has logged the
-    request's `request_handled` line in `logs` (structlog's capture_logs). Returns the head.
+    """Send `request` (`http_request`) on a raw connection to `client`'s server, read the response's head,
+    then reset the connection (the client leaves while the body is still coming); wait until the server has
+    logged the request's `request_handled` line in `logs` (structlog's capture_logs). Returns the head.
 
     The handler is not cancelled when its client leaves, as under `lightspeed serve` and
     `lightspeed-ingest serve` (aiohttp's default; its test server turns cancelling on): its next write fails."""

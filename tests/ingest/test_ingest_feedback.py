@@ -18,7 +18,7 @@ from ingest.app import enforce_retention
 from ingest.context import INGEST
 from ingest.erasure import apply_pending
 from tests.ingest_support import ADMIN_KEY, Client, IngestFactory, admin_get, admin_headers, member, tar_gz, upload
-from tests.support import assert_left_midway, leave_after_the_status_line, on_terminal
+from tests.support import assert_left_midway, http_request, leave_after_the_status_line, on_terminal
 from tests.telemetry_support import now
 
 ALICE, BOB = "a1" * 32, "b2" * 32
@@ -194,11 +194,8 @@ async def test_an_admin_who_leaves_in_the_middle_of_an_export_is_an_info_line(ma
     records = [feedback(n, "2026-11-20", 1, text="x" * 8000) for n in range(400)]  # about 3 MB of JSON Lines
     await send(client, records[:200], "batch-1")
     await send(client, records[200:], "batch-2")
-    request = (
-        "GET /api/admin/v1/feedback?format=jsonl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n"
-    )
+    request = http_request("GET", "/api/admin/v1/feedback?format=jsonl", admin_headers())
     with capture_logs() as logs:
-        head = await leave_after_the_status_line(client, request.encode(), logs)
+        head = await leave_after_the_status_line(client, request, logs)
     assert head.startswith(b"HTTP/1.1 200 ")
     await assert_left_midway(client, logs, "lightspeed_ingest", "/api/admin/v1/feedback")

@@ -21,6 +21,7 @@ from tests.lightspeed.test_settings_cli import lightspeed
 from tests.support import (
     asked_while_a_transcript_is_written,
     assert_left_midway,
+    http_request,
     leave_after_the_status_line,
     on_terminal,
 )
@@ -75,9 +76,7 @@ async def test_a_client_that_leaves_in_the_middle_of_an_export_is_an_info_line_n
     for _ in range(400):  # about 3 MB of document: more than the socket buffers hold
         await server.store.add_turn(str(uuid.uuid4()), owner, Turn("q", "a" * 8000, "m", "p", now, now))
     with capture_logs() as logs:
-        head = await leave_after_the_status_line(
-            client, b"GET /v1/users/me/data HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", logs
-        )
+        head = await leave_after_the_status_line(client, http_request("GET", "/v1/users/me/data"), logs)
     assert head.startswith(b"HTTP/1.1 200 ")
     await assert_left_midway(client, logs, "lightspeed", "/v1/users/me/data")
 

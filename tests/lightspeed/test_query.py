@@ -16,7 +16,15 @@ from lightspeed.answers.providers.base import Completion, Question, Usage
 from lightspeed_common.config import AppConfig
 from lightspeed_common.errors import ServiceUnavailable
 from tests.conftest import ClientFactory
-from tests.support import fill_up, json_files, leave_after_the_status_line, transcripts_written, until, writer_stopped
+from tests.support import (
+    fill_up,
+    http_request,
+    json_files,
+    leave_after_the_status_line,
+    transcripts_written,
+    until,
+    writer_stopped,
+)
 
 TRANSCRIPT_KEYS = {
     "metadata",
@@ -394,12 +402,14 @@ async def test_a_failure_in_a_plain_text_stream_ends_it_with_the_status_and_caus
     )
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def raw_post(port: int, path: str, body: bytes) -> bytes:
     """One HTTP/1.1 request on a raw connection (kept alive, as clients do), and all the server sends until
     it closes the connection: the observable end, as a client without a parser of its own would see it."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    writer.write(http_request("POST", path, JSON, body))
     try:
         return await asyncio.wait_for(reader.read(), 60)  # read() returns when the server closes
     finally:
@@ -465,13 +475,9 @@ async def test_a_failure_of_ours_after_the_client_left_is_still_request_failed(
     client = await make_client(config, provider=provider)
     assert client.server.runner is not None
     provider.server = client.server.runner.server
-    body = json.dumps({"query": "How do I start the server?"})
-    request = (
-        "POST /v1/streaming_query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n{body}"
-    )
+    request = http_request("POST", "/v1/streaming_query", JSON, json.dumps({"query": "How do I start?"}).encode())
     with capture_logs() as logs:
-        head = await leave_after_the_status_line(client, request.encode(), logs)
+        head = await leave_after_the_status_line(client, request, logs)
     assert head.startswith(b"HTTP/1.1 200 ")
     assert not [e for e in logs if e["event"] == "response_cut_short"], logs
     failed = [e for e in logs if e["event"] == "request_failed"]
