@@ -9,6 +9,7 @@ archive any tar reads.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import queue
 import struct
@@ -18,8 +19,10 @@ from types import TracebackType
 from typing import BinaryIO
 
 BLOCK = 512
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 _FLUSH_AT = 1 << 20
+# USTAR field offsets that change from member to member; the rest is one template per archive.
+_NAME, _SIZE, _CHECKSUM, _PREFIX = slice(0, 100), slice(124, 136), slice(148, 156), slice(345, 500)
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -27,47 +30,49 @@ def _octal(value: int, width: int) -> bytes:
 
 
 def _split_name(name: bytes) -> tuple[bytes, bytes] | None:
-    """(prefix, name) for USTAR, or None when the name does not fit."""
+    """(prefix, name) for USTAR, or None when the name does not fit; the shortest prefix, as tarfile cuts."""
     if len(name) <= 100:
         return b"", name
-    cut = name.rfind(b"/", 0, 156)
-    while cut > 0:
+    cut = name.find(b"/", 1)
+    while 0 < cut <= 155:
         if len(name) - cut - 1 <= 100:
             return name[:cut], name[cut + 1 :]
-        cut = name.rfind(b"/", 0, cut)
+        cut = name.find(b"/", cut + 1)
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _template(mtime: int, mode: int) -> tuple[bytes, int]:
+    """A regular file's USTAR header with no name and size 0 (the checksum field blank, as summed), and its
+    byte sum: tarfile's USTAR header for the same fields, byte for byte."""
+    fields = [b"", _octal(mode, 8), _octal(0, 8), _octal(0, 8), b"", _octal(mtime, 12), b" " * 8, b"0"]
+    header = _HEADER.pack(*fields, b"", b"ustar\0", b"00", b"", b"", b"", b"", b"")
+    return header, sum(header)
+
+
 def ustar_header(name: str, size: int, mtime: int, mode: int = 0o644) -> bytes:
+    """The member's header: USTAR when the name fits (a template with the name, size and checksum put in:
+    summing 512 bytes and packing 16 fields per member was the larger part of the packaging's own time),
+    else tarfile's PAX header."""
     try:
-        split = _split_name(name.encode("ascii"))
+        encoded = name.encode("ascii")
     except UnicodeEncodeError:
         split = None
+    else:
+        split = _split_name(encoded)
     if split is None:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = size, mtime, mode
         return info.tobuf(tarfile.PAX_FORMAT)
     prefix, short = split
-    fields = [
-        short,
-        _octal(mode, 8),
-        _octal(0, 8),
-        _octal(0, 8),
-        _octal(size, 12),
-        _octal(mtime, 12),
-        b" " * 8,
-        b"0",
-        b"",
-        b"ustar\0",
-        b"00",
-        b"",
-        b"",
-        _octal(0, 8),
-        _octal(0, 8),
-        prefix,
-    ]
-    header = bytearray(_HEADER.pack(*fields))
-    header[148:156] = b"%06o\0 " % sum(header)
+    template, template_sum = _template(mtime, mode)
+    size_field = _octal(size, 12)
+    header = bytearray(template)
+    header[: len(short)] = short
+    header[_SIZE] = size_field
+    header[_PREFIX.start : _PREFIX.start + len(prefix)] = prefix
+    name_sum = sum(encoded) - (ord("/") if prefix else 0)  # the slash between prefix and name is not written
+    header[_CHECKSUM] = b"%06o\0 " % (template_sum + name_sum + sum(size_field))
     return bytes(header)
 
 
