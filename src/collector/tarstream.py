@@ -1,10 +1,11 @@
 """Writing a tar.gz archive of in-memory members, fast.
 
 tarfile builds every header field by field in Python, which dominated the
-collector's profile for large backlogs. Here a USTAR header is one
-struct.pack; only a name USTAR cannot hold (over 255 bytes, not splittable,
-or not ASCII) falls back to tarfile's PAX header. Output is a standard
-archive any tar reads.
+collector's profile for large backlogs. Here a USTAR header is a template
+made once per archive, with the member's name, size and checksum put in (the
+same bytes tarfile writes); only a name USTAR cannot hold (over 255 bytes, not
+splittable, or not ASCII) falls back to tarfile's PAX header. Output is a
+standard archive any tar reads.
 """
 
 from __future__ import annotations
