@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 BLOCK = 512
 _FLUSH_AT = 1 << 20
-# USTAR field offsets that change from member to member; the rest is one template per archive.
-_NAME, _SIZE, _CHECKSUM, _PREFIX = slice(0, 100), slice(124, 136), slice(148, 156), slice(345, 500)
+# Where the USTAR fields that change from member to member start (or lie); the rest is one template per archive.
+_NAME, _SIZE, _CHECKSUM, _PREFIX = 0, slice(124, 136), slice(148, 156), 345
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 
 
@@ -69,9 +69,9 @@ def ustar_header(name: str, size: int, mtime: int, mode: int = 0o644) -> bytes:
     template, template_sum = _template(mtime, mode)
     size_field = _octal(size, 12)
     header = bytearray(template)
-    header[: len(short)] = short
+    header[_NAME : _NAME + len(short)] = short
     header[_SIZE] = size_field
-    header[_PREFIX.start : _PREFIX.start + len(prefix)] = prefix
+    header[_PREFIX : _PREFIX + len(prefix)] = prefix
     name_sum = sum(encoded) - (ord("/") if prefix else 0)  # the slash between prefix and name is not written
     header[_CHECKSUM] = b"%06o\0 " % (template_sum + name_sum + sum(size_field))
     return bytes(header)
